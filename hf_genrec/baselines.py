@@ -1,0 +1,45 @@
+"""Non-generative baselines evaluated under the same protocol as the model."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+
+class MostPopular:
+    """Recommends the items seen most often in training, the same list for every user.
+
+    Args:
+        item_to_index (`Mapping[str, int]`): the catalogue; rankings are returned as its row indices.
+    """
+
+    def __init__(self, item_to_index: Mapping[str, int]):
+        self.item_to_index = item_to_index
+        self.ranking: np.ndarray | None = None
+
+    def fit(self, sequences: Iterable[Sequence[str]]) -> MostPopular:
+        """Count item occurrences in the training interactions (ties broken by catalogue order)."""
+        counts = Counter()
+        for seq in sequences:
+            counts.update(seq)
+        unknown = [item for item in counts if item not in self.item_to_index]
+        if unknown:
+            raise ValueError(f"{len(unknown)} training items are not in the catalogue, e.g. {unknown[:3]}.")
+        scores = np.zeros(len(self.item_to_index), dtype=np.int64)
+        for item, count in counts.items():
+            scores[self.item_to_index[item]] = count
+        self.ranking = np.argsort(-scores, kind="stable")
+        return self
+
+    def predict(self, num_users: int, k: int) -> np.ndarray:
+        """``[num_users, k]`` item indices, best first."""
+        if self.ranking is None:
+            raise RuntimeError("Call MostPopular.fit(...) before predict(...).")
+        return np.tile(self.ranking[:k], (num_users, 1))
+
+
+def training_part(sequences: Iterable[Sequence[str]]) -> list[list[str]]:
+    """Each user's items without the validation and test items (the last two): what a model may train on."""
+    return [list(seq[:-2]) for seq in sequences]

@@ -1,0 +1,119 @@
+"""The ``hf-genrec`` command line: ``train`` and ``recommend``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+import yaml
+from transformers import HfArgumentParser
+
+USAGE = """hf-genrec <command> [options]
+
+commands:
+  train       read data, build item IDs, train and evaluate a generative recommender, save it
+  recommend   print the top-K items for a history with a saved recommender
+
+Run `hf-genrec <command> --help` for the options of a command."""
+
+
+def _train(argv: Sequence[str]) -> int:
+    from .experiment import DataArguments, ItemIDArguments, ModelArguments, format_results_table, run_experiment
+    from .trainer import GenRecTrainingArguments
+
+    parser = HfArgumentParser(
+        (DataArguments, ItemIDArguments, ModelArguments, GenRecTrainingArguments),
+        prog="hf-genrec train",
+        description="Train and evaluate a generative recommender (TIGER recipe).",
+    )
+    parser.add_argument("--config", default=None, help="A YAML file of any of these options; flags override it.")
+    argv = list(argv)
+    config_path = None
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            parser.error("--config needs a path to a YAML file.")
+        config_path = argv[i + 1]
+        del argv[i : i + 2]
+    if config_path:
+        with open(config_path) as f:
+            defaults = yaml.safe_load(f) or {}
+        if not isinstance(defaults, dict):
+            parser.error(f"{config_path} must hold a mapping of option names to values.")
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(defaults) - known)
+        if unknown:
+            parser.error(f"{config_path} has unknown options: {', '.join(unknown)}.")
+        parser.set_defaults(**defaults)
+    if "--output_dir" not in argv and "--output-dir" not in argv and not (config_path and "output_dir" in defaults):
+        dataset = _option(argv, "dataset") or (defaults.get("dataset") if config_path else None) or "ml-100k"
+        argv += ["--output_dir", f"outputs/{dataset}"]
+    # The trailing namespace holds `--config`, already consumed above.
+    data_args, id_args, model_args, training_args, *_ = parser.parse_args_into_dataclasses(
+        args=argv, look_for_args_file=False
+    )
+    results = run_experiment(data_args, id_args, model_args, training_args)
+    print()
+    print(f"Test metrics on {results['dataset']} ({results['protocol']}):")
+    print(format_results_table(results))
+    print(
+        f"\nTraining: {results['train_seconds']:.0f} s, {results['train_steps']} steps. Saved to {training_args.output_dir}"
+    )
+    return 0
+
+
+def _option(argv: Sequence[str], name: str) -> str | None:
+    for flag in (f"--{name}", f"--{name.replace('_', '-')}"):
+        if flag in argv and argv.index(flag) + 1 < len(argv):
+            return argv[argv.index(flag) + 1]
+    return None
+
+
+def _recommend(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hf-genrec recommend", description="Top-K items for one history.")
+    parser.add_argument("model", help="A folder written by `hf-genrec train` or `save_pretrained`.")
+    parser.add_argument("--history", nargs="+", required=True, help="Item ids, oldest first.")
+    parser.add_argument("-k", "--k", type=int, default=None, help="How many items (default: the model's top_k).")
+    parser.add_argument("--num-beams", type=int, default=None)
+    parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    args = parser.parse_args(argv)
+
+    from .recommender import GenerativeRecommender
+
+    recommender = GenerativeRecommender.from_pretrained(args.model)
+    (items,) = recommender.recommend([args.history], k=args.k, num_beams=args.num_beams)
+    if args.json:
+        print(json.dumps([{"item_id": item, "score": score} for item, score in items]))
+    else:
+        print(f"{'rank':>4}  {'item_id':<20} {'log-prob':>9}  semantic ID")
+        for rank, (item, score) in enumerate(items, 1):
+            print(f"{rank:>4}  {item:<20} {score:>9.3f}  {recommender.item_tokenizer.item_spelling(item)}")
+    return 0
+
+
+COMMANDS = {"train": _train, "recommend": _recommend}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"hf-genrec: unknown command {command!r}.\n\n{USAGE}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[command](rest)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        # Bad input is the user's to fix: say what was wrong without a traceback.
+        print(f"hf-genrec {command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

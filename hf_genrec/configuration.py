@@ -1,0 +1,67 @@
+"""``genrec_config.json``: what a checkpoint needs beyond the T5 files to serve recommendations."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "genrec_config.json"
+
+
+@dataclass
+class GenRecConfig:
+    """Sidecar configuration of an hf_genrec checkpoint, stamped with the library version that wrote it.
+
+    Args:
+        id_scheme (`str`): how item IDs were made (``"rqkmeans"``, ``"rqvae"``, ``"custom"``...).
+        num_beams (`int`): beams for constrained beam search.
+        top_k (`int`): items returned by default.
+        max_history (`int`): items of history the model reads (older ones are cut).
+        dataset (`str`, *optional*): the dataset it was trained on.
+    """
+
+    id_scheme: str = "rqkmeans"
+    num_beams: int = 20
+    top_k: int = 10
+    max_history: int = 20
+    dataset: str | None = None
+    extra: dict = field(default_factory=dict)
+    library_version: str = ""
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        from . import __version__
+
+        data = dataclasses.asdict(self)
+        data["library_version"] = __version__
+        Path(save_directory).mkdir(parents=True, exist_ok=True)
+        (Path(save_directory) / CONFIG_NAME).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> GenRecConfig:
+        path = Path(directory) / CONFIG_NAME
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: {directory} is not an hf_genrec checkpoint (a plain T5 checkpoint has no "
+                f"{CONFIG_NAME}). Save one with `GenerativeRecommender.save_pretrained` or `hf-genrec train`."
+            )
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}); the checkpoint is damaged.") from err
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            logger.warning(
+                "%s has keys this version of hf_genrec does not know (%s), written by hf_genrec %s; they are "
+                "ignored. Upgrade with `pip install -U hf_genrec` to use them.",
+                path,
+                ", ".join(unknown),
+                data.get("library_version", "?"),
+            )
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,45 @@
+"""Batches of history → next-item examples, padded to the longest row of each batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass
+class GenRecCollator:
+    """Pads ``input_ids`` with the pad token and ``labels`` with -100 to the longest row in the batch.
+
+    Dynamic padding matters here: most real histories are far shorter than the history cap, so padding every row to
+    the cap wastes most of the encoder's work.
+
+    Args:
+        pad_token_id (`int`): the tokenizer's pad token id.
+        label_pad_token_id (`int`, defaults to -100): ignored by the loss.
+    """
+
+    pad_token_id: int
+    label_pad_token_id: int = -100
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if not features:
+            raise ValueError("GenRecCollator got an empty batch.")
+        batch_size = len(features)
+        max_in = max(len(f["input_ids"]) for f in features)
+        input_ids = torch.full((batch_size, max_in), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((batch_size, max_in), dtype=torch.long)
+        for i, f in enumerate(features):
+            row = torch.as_tensor(f["input_ids"], dtype=torch.long)
+            input_ids[i, : len(row)] = row
+            attention_mask[i, : len(row)] = 1
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "labels" in features[0]:
+            max_out = max(len(f["labels"]) for f in features)
+            labels = torch.full((batch_size, max_out), self.label_pad_token_id, dtype=torch.long)
+            for i, f in enumerate(features):
+                row = torch.as_tensor(f["labels"], dtype=torch.long)
+                labels[i, : len(row)] = row
+            batch["labels"] = labels
+        return batch

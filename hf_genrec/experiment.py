@@ -1,0 +1,210 @@
+"""One end-to-end run: data → features → semantic IDs → tokenizer → training → test evaluation → checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .baselines import MostPopular, training_part
+from .configuration import GenRecConfig
+from .data import leave_one_out, load_interactions
+from .examples import tokenize_examples
+from .features import DEFAULT_TEXT_MODEL, build_item_features
+from .metrics import ranking_metrics
+from .modeling import build_t5_model
+from .semantic_ids import RQVAE, RQKMeans
+from .tokenization import ItemTokenizer, minimal_t5_tokenizer
+from .trainer import GenRecTrainer, GenRecTrainingArguments
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL = (
+    "leave-one-out per user (last item = test, second-to-last = validation); training on every prefix of the rest; "
+    "history capped at {max_history} items; full ranking over all {n_items} items by trie-constrained beam search "
+    "({num_beams} beams); metrics averaged over all {n_users} test users"
+)
+ID_SCHEMES = {"rqkmeans": RQKMeans, "rqvae": RQVAE}
+
+
+@dataclass
+class DataArguments:
+    """Which data to train on and how to split it."""
+
+    dataset: str = field(default="ml-100k", metadata={"help": "ml-100k, ml-1m, amazon-beauty or amazon-<category>."})
+    data_dir: str | None = field(
+        default=None,
+        metadata={"help": "Data root holding <dataset>/ folders (default: $HF_GENREC_DATA_DIR or the cache)."},
+    )
+    max_history: int = field(default=20, metadata={"help": "Items of history the model reads (TIGER: 20)."})
+    min_count: int | None = field(default=None, metadata={"help": "Optional k-core filter on users and items."})
+    max_eval_users: int | None = field(
+        default=None,
+        metadata={"help": "Validate during training on this many random users (the test set always uses all)."},
+    )
+
+
+@dataclass
+class ItemIDArguments:
+    """How items get their semantic IDs."""
+
+    id_scheme: str = field(default="rqkmeans", metadata={"help": "rqkmeans or rqvae.", "choices": list(ID_SCHEMES)})
+    item_features: str = field(
+        default="auto",
+        metadata={"help": "auto, text, attributes, or a path to a .npy / .safetensors array [n_items, d]."},
+    )
+    text_model: str = field(default=DEFAULT_TEXT_MODEL, metadata={"help": "sentence-transformers model for text."})
+    n_levels: int = field(default=3, metadata={"help": "Code levels before the collision level."})
+    codebook_size: int = field(default=256, metadata={"help": "Codes per level."})
+    id_seed: int = field(default=0, metadata={"help": "Seed of the quantiser."})
+
+
+@dataclass
+class ModelArguments:
+    """Size of the T5 trained from scratch (defaults: TIGER's)."""
+
+    base_tokenizer: str | None = field(
+        default=None, metadata={"help": "A T5 tokenizer to extend (id or path); default: a minimal one built offline."}
+    )
+    d_model: int = 128
+    d_ff: int = 1024
+    d_kv: int = 64
+    num_heads: int = 6
+    num_layers: int = 4
+    num_decoder_layers: int = 4
+    dropout_rate: float = 0.1
+
+
+def load_feature_array(path: str) -> np.ndarray:
+    """A user's item features from ``.npy`` (no pickle) or ``.safetensors`` (first tensor)."""
+    if path.endswith(".npy"):
+        return np.load(path, allow_pickle=False)
+    if path.endswith(".safetensors"):
+        from safetensors.numpy import load_file
+
+        tensors = load_file(path)
+        if len(tensors) != 1:
+            raise ValueError(f"{path} holds {len(tensors)} tensors ({sorted(tensors)}); save exactly one.")
+        return next(iter(tensors.values()))
+    raise ValueError(f"Item features file {path!r} must end in .npy or .safetensors (pickle is not accepted).")
+
+
+def run_experiment(
+    data_args: DataArguments,
+    id_args: ItemIDArguments,
+    model_args: ModelArguments,
+    training_args: GenRecTrainingArguments,
+) -> dict:
+    """Train and evaluate a generative recommender; write the checkpoint and ``results.json`` to the output dir."""
+    output_dir = Path(training_args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    start = time.perf_counter()
+    data = load_interactions(data_args.dataset, data_args.data_dir, min_count=data_args.min_count)
+    splits = leave_one_out(data, max_history=data_args.max_history)
+    timings["data_s"] = time.perf_counter() - start
+    logger.info("Loaded %s", data.describe())
+
+    start = time.perf_counter()
+    if id_args.item_features in ("auto", "text", "attributes"):
+        features = build_item_features(data.items, method=id_args.item_features, model_name_or_path=id_args.text_model)
+    else:
+        features = build_item_features(data.items, method="array", features=load_feature_array(id_args.item_features))
+    timings["features_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    quantizer = ID_SCHEMES[id_args.id_scheme](
+        n_levels=id_args.n_levels, codebook_size=id_args.codebook_size, seed=id_args.id_seed
+    )
+    semantic_ids = quantizer.fit(features, list(data.items["item_id"]))
+    timings["semantic_ids_s"] = time.perf_counter() - start
+    logger.info("Semantic IDs:\n%s", semantic_ids.summary())
+
+    if model_args.base_tokenizer:
+        from transformers import AutoTokenizer
+
+        base_tokenizer = AutoTokenizer.from_pretrained(model_args.base_tokenizer)
+    else:
+        base_tokenizer = minimal_t5_tokenizer()
+    item_tokenizer = ItemTokenizer(base_tokenizer, semantic_ids)
+    examples = {
+        name: tokenize_examples(split, item_tokenizer, data_args.max_history) for name, split in splits.items()
+    }
+    validation = examples["validation"]
+    if data_args.max_eval_users and data_args.max_eval_users < len(validation):
+        validation = validation.shuffle(seed=training_args.seed).select(range(data_args.max_eval_users))
+
+    model_config = {k: v for k, v in asdict(model_args).items() if k != "base_tokenizer"}
+    model = build_t5_model(item_tokenizer, seed=training_args.seed, **model_config)
+    model.generation_config.num_beams = training_args.num_beams
+    genrec_config = GenRecConfig(
+        id_scheme=id_args.id_scheme,
+        num_beams=training_args.num_beams,
+        top_k=max(training_args.eval_ks),
+        max_history=data_args.max_history,
+        dataset=data_args.dataset,
+    )
+    trainer = GenRecTrainer(
+        model=model,
+        args=training_args,
+        item_tokenizer=item_tokenizer,
+        train_dataset=examples["train"],
+        eval_dataset=validation,
+        genrec_config=genrec_config,
+    )
+    start = time.perf_counter()
+    train_output = trainer.train()
+    timings["train_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    test_metrics = trainer.evaluate(examples["test"], metric_key_prefix="test")
+    timings["test_eval_s"] = time.perf_counter() - start
+    trainer.save_model(str(output_dir))
+    quantizer.save_pretrained(output_dir / "quantizer")
+
+    ks = training_args.eval_ks
+    popular = MostPopular(item_tokenizer.item_to_index).fit(training_part(data.sequences["item_ids"]))
+    test_targets = item_tokenizer.index_of(splits["test"]["target"], context="test targets")
+    popular_metrics = ranking_metrics(popular.predict(len(test_targets), max(ks)), test_targets, ks)
+
+    metric_names = [f"{m}@{k}" for m in ("recall", "ndcg") for k in ks] + [f"mrr@{max(ks)}", "invalid_rate"]
+    results = {
+        "dataset": data_args.dataset,
+        "protocol": PROTOCOL.format(
+            max_history=data_args.max_history,
+            n_items=data.num_items,
+            num_beams=training_args.num_beams,
+            n_users=len(test_targets),
+        ),
+        "test": {name: test_metrics[f"test_{name}"] for name in metric_names},
+        "baselines": {"most_popular": {name: popular_metrics[name] for name in metric_names}},
+        "train_seconds": timings["train_s"],
+        "timings": timings,
+        "train_steps": train_output.global_step,
+        "train_examples": len(examples["train"]),
+        "epochs": train_output.metrics.get("epoch"),
+        "num_parameters": model.num_parameters(),
+        "data": {"users": data.num_users, "items": data.num_items, "interactions": data.num_interactions},
+        "semantic_ids": semantic_ids.diagnostics,
+        "id_scheme": id_args.id_scheme,
+        "library_version": __version__,
+    }
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def format_results_table(results: dict) -> str:
+    """A markdown table of the model's test metrics beside the baselines'."""
+    names = list(results["test"])
+    rows = [("hf_genrec (" + results.get("id_scheme", "") + ")", results["test"])]
+    rows += list(results["baselines"].items())
+    lines = ["| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for label, metrics in rows:
+        lines.append(f"| {label} | " + " | ".join(f"{metrics[n]:.4f}" for n in names) + " |")
+    return "\n".join(lines)

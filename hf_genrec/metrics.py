@@ -1,0 +1,107 @@
+"""Ranking metrics for next-item prediction with one held-out target per user.
+
+Predictions are item row indices ranked best first, ``[n_users, K]``, with ``-1`` where a generated sequence was no
+item. With a single relevant item, Recall@K equals Hit@K, and NDCG@K is ``1 / log2(rank + 2)`` when the target is at
+0-based ``rank < K``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+
+def _as_arrays(predictions, targets) -> tuple[np.ndarray, np.ndarray]:
+    predictions = np.asarray(predictions)
+    targets = np.asarray(targets).reshape(-1)
+    if predictions.ndim != 2:
+        raise ValueError(f"predictions must be [n_users, K] item indices, got shape {predictions.shape}.")
+    if len(predictions) != len(targets):
+        raise ValueError(f"{len(predictions)} prediction rows but {len(targets)} targets; they must match one to one.")
+    return predictions, targets
+
+
+def target_ranks(predictions, targets) -> np.ndarray:
+    """0-based rank of each target in its prediction row; ``K`` (one past the end) where it is absent."""
+    predictions, targets = _as_arrays(predictions, targets)
+    hits = predictions == targets[:, None]
+    return np.where(hits.any(axis=1), hits.argmax(axis=1), predictions.shape[1])
+
+
+def recall_at_k(predictions, targets, k: int) -> float:
+    """Share of users whose target is in their top ``k`` (= Hit@K for one target per user)."""
+    return float(np.mean(target_ranks(predictions, targets) < k))
+
+
+hit_at_k = recall_at_k
+
+
+def ndcg_at_k(predictions, targets, k: int) -> float:
+    ranks = target_ranks(predictions, targets)
+    gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+    return float(np.mean(gains))
+
+
+def mrr_at_k(predictions, targets, k: int) -> float:
+    ranks = target_ranks(predictions, targets)
+    return float(np.mean(np.where(ranks < k, 1.0 / (ranks + 1.0), 0.0)))
+
+
+def invalid_rate(predictions, k: int | None = None) -> float:
+    """Share of returned top-``k`` slots that hold no real item (``-1``)."""
+    predictions = np.asarray(predictions)
+    if k is not None:
+        predictions = predictions[:, :k]
+    return float(np.mean(predictions < 0)) if predictions.size else 0.0
+
+
+def ranking_metrics(predictions, targets, ks: Sequence[int] = (5, 10)) -> dict[str, float]:
+    """Recall@K, NDCG@K for every K, MRR@max(K) and the invalid-ID rate over the top max(K)."""
+    predictions, targets = _as_arrays(predictions, targets)
+    if max(ks) > predictions.shape[1]:
+        raise ValueError(
+            f"Asked for metrics at K={max(ks)} but only {predictions.shape[1]} items were ranked per user; "
+            "generate at least max(K) items (num_beams >= K)."
+        )
+    out: dict[str, float] = {}
+    for k in ks:
+        out[f"recall@{k}"] = recall_at_k(predictions, targets, k)
+        out[f"ndcg@{k}"] = ndcg_at_k(predictions, targets, k)
+    out[f"mrr@{max(ks)}"] = mrr_at_k(predictions, targets, max(ks))
+    out["invalid_rate"] = invalid_rate(predictions, max(ks))
+    return out
+
+
+def make_compute_metrics(ks: Sequence[int] = (5, 10)) -> Callable:
+    """A ``compute_metrics`` for `GenRecTrainer`: its predictions are ranked item indices, its labels item indices."""
+
+    def compute_metrics(eval_prediction) -> dict[str, float]:
+        predictions = eval_prediction.predictions
+        if isinstance(predictions, tuple):
+            predictions = predictions[0]
+        return ranking_metrics(predictions, eval_prediction.label_ids, ks)
+
+    return compute_metrics
+
+
+def load_evaluate_metric(ks: Sequence[int] = (5, 10)):
+    """The same metrics as an `evaluate` module (``add_batch`` / ``compute``), for users of that library."""
+    import datasets
+    import evaluate
+
+    class GenRecRanking(evaluate.Metric):
+        def _info(self):
+            return evaluate.MetricInfo(
+                description="Recall@K, NDCG@K, MRR and invalid-ID rate for generative recommendation.",
+                citation="Rajput et al., Recommender Systems with Generative Retrieval, NeurIPS 2023.",
+                inputs_description="predictions: ranked item indices per user (-1 = no item); references: target index.",
+                features=datasets.Features(
+                    {"predictions": datasets.Sequence(datasets.Value("int64")), "references": datasets.Value("int64")}
+                ),
+            )
+
+        def _compute(self, predictions, references):
+            return ranking_metrics(np.asarray(predictions), np.asarray(references), ks)
+
+    return GenRecRanking()

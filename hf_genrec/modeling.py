@@ -1,0 +1,51 @@
+"""The seq2seq model: a plain `T5ForConditionalGeneration` sized for semantic-ID vocabularies."""
+
+from __future__ import annotations
+
+from transformers import GenerationConfig, T5Config, T5ForConditionalGeneration
+
+from .tokenization import ItemTokenizer
+
+#: TIGER's encoder-decoder (Rajput et al. 2023, section 4): 4+4 layers, d_model 128, 6 heads of 64, MLP 1024.
+TIGER_T5_CONFIG = dict(
+    d_model=128, d_kv=64, d_ff=1024, num_layers=4, num_decoder_layers=4, num_heads=6, dropout_rate=0.1
+)
+
+
+def build_t5_model(
+    item_tokenizer: ItemTokenizer, seed: int | None = 0, **config_overrides
+) -> T5ForConditionalGeneration:
+    """A randomly initialised T5 whose vocabulary is ``item_tokenizer``'s (base tokens + ID tokens).
+
+    ``config_overrides`` replace entries of `TIGER_T5_CONFIG` (e.g. ``num_layers=2``).
+    """
+    import torch
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    params = {**TIGER_T5_CONFIG, **config_overrides}
+    config = T5Config(
+        vocab_size=len(item_tokenizer),
+        pad_token_id=item_tokenizer.pad_token_id,
+        eos_token_id=item_tokenizer.eos_token_id,
+        decoder_start_token_id=item_tokenizer.pad_token_id,
+        feed_forward_proj="relu",
+        tie_word_embeddings=True,
+        **params,
+    )
+    model = T5ForConditionalGeneration(config)
+    model.generation_config = default_generation_config(item_tokenizer)
+    return model
+
+
+def default_generation_config(item_tokenizer: ItemTokenizer, num_beams: int = 20) -> GenerationConfig:
+    """Beam search over exactly one item spelling; scores are raw log-probabilities."""
+    return GenerationConfig(
+        decoder_start_token_id=item_tokenizer.pad_token_id,
+        pad_token_id=item_tokenizer.pad_token_id,
+        eos_token_id=item_tokenizer.eos_token_id,
+        num_beams=num_beams,
+        max_new_tokens=item_tokenizer.id_length,
+        length_penalty=0.0,
+        early_stopping=True,
+    )

@@ -1,0 +1,121 @@
+"""`GenerativeRecommender`: one object that holds the model, the item spellings and the trie, and recommends."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSeq2SeqLM, PreTrainedModel
+
+from .configuration import GenRecConfig
+from .constraints import ItemTrie
+from .data.collator import GenRecCollator
+from .decoding import build_trie, generate_items
+from .tokenization import ItemTokenizer
+
+
+class GenerativeRecommender:
+    """A trained generative recommender, ready to serve.
+
+    Args:
+        model (`PreTrainedModel`): an encoder-decoder (`T5ForConditionalGeneration`).
+        item_tokenizer (`ItemTokenizer`): the catalogue and its semantic-ID spellings.
+        config (`GenRecConfig`, *optional*): beams, default K and history cap.
+
+    Example:
+    ```python
+    >>> rec = GenerativeRecommender.from_pretrained("outputs/ml-100k")
+    >>> rec.recommend([["50", "181", "100"]], k=5)
+    [[("258", -1.93), ("286", -2.11), ...]]
+    ```
+    """
+
+    def __init__(self, model: PreTrainedModel, item_tokenizer: ItemTokenizer, config: GenRecConfig | None = None):
+        self.model = model.eval()
+        self.item_tokenizer = item_tokenizer
+        self.config = config or GenRecConfig()
+        self._trie: ItemTrie | None = None
+        self._collator = GenRecCollator(pad_token_id=item_tokenizer.pad_token_id)
+
+    @property
+    def trie(self) -> ItemTrie:
+        if self._trie is None:
+            self._trie = build_trie(self.item_tokenizer)
+        return self._trie
+
+    @property
+    def item_ids(self) -> list[str]:
+        return self.item_tokenizer.item_ids
+
+    def recommend(
+        self,
+        histories: Sequence[Sequence[str]],
+        k: int | None = None,
+        num_beams: int | None = None,
+        batch_size: int = 64,
+    ) -> list[list[tuple[str, float]]]:
+        """Top-``k`` items for each history (item ids, oldest first), with their log-probabilities, best first.
+
+        Every returned item is in the catalogue: decoding is constrained to the item trie.
+        """
+        if isinstance(histories, str) or (len(histories) > 0 and isinstance(histories[0], str)):
+            raise TypeError(
+                "`histories` must be a list of histories (a list of lists of item ids); for one user pass `[history]`."
+            )
+        k = k or self.config.top_k
+        num_beams = max(num_beams or self.config.num_beams, k)
+        if k > self.item_tokenizer.num_items:
+            raise ValueError(f"k={k} is larger than the catalogue ({self.item_tokenizer.num_items} items).")
+        results: list[list[tuple[str, float]]] = []
+        for start in range(0, len(histories), batch_size):
+            chunk = histories[start : start + batch_size]
+            features = []
+            for i, history in enumerate(chunk):
+                try:
+                    ids = self.item_tokenizer.encode_history(
+                        [str(x) for x in history], max_items=self.config.max_history
+                    )
+                except ValueError as err:
+                    raise ValueError(f"History {start + i}: {err}") from err
+                features.append({"input_ids": ids})
+            batch = self._collator(features)
+            device = self.model.device
+            indices, scores = generate_items(
+                self.model,
+                self.item_tokenizer,
+                batch["input_ids"].to(device),
+                batch["attention_mask"].to(device),
+                num_beams=num_beams,
+                k=k,
+                trie=self.trie,
+            )
+            item_ids = self.item_tokenizer.item_ids
+            for row_idx, row_scores in zip(indices.tolist(), scores.tolist()):
+                results.append([(item_ids[i], s) for i, s in zip(row_idx, row_scores) if i >= 0])
+        return results
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        """Write the model (safetensors), the tokenizer, the item map and ``genrec_config.json``."""
+        Path(save_directory).mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(save_directory)
+        self.item_tokenizer.save_pretrained(save_directory)
+        self.config.save_pretrained(save_directory)
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | os.PathLike, device: str | torch.device | None = None
+    ) -> GenerativeRecommender:
+        """Load a folder written by `save_pretrained` or `hf-genrec train`; the trie is rebuilt from the item map."""
+        config = GenRecConfig.from_pretrained(path)
+        item_tokenizer = ItemTokenizer.from_pretrained(path)
+        model = AutoModelForSeq2SeqLM.from_pretrained(path)
+        if model.get_input_embeddings().num_embeddings < len(item_tokenizer):
+            raise ValueError(
+                f"The model in {path} has {model.get_input_embeddings().num_embeddings} token embeddings but the "
+                f"tokenizer has {len(item_tokenizer)} tokens: the model and the item map come from different runs."
+            )
+        if device is not None:
+            model.to(device)
+        return cls(model, item_tokenizer, config)

@@ -1,0 +1,142 @@
+"""`GenRecTrainer`: a `Seq2SeqTrainer` whose evaluation ranks items by constrained beam search."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+from .configuration import GenRecConfig
+from .constraints import ItemTrie
+from .data.collator import GenRecCollator
+from .decoding import build_trie, generate_items
+from .metrics import make_compute_metrics
+from .tokenization import ItemTokenizer
+
+
+@dataclass
+class GenRecTrainingArguments(Seq2SeqTrainingArguments):
+    """`Seq2SeqTrainingArguments` plus the ranking-evaluation settings.
+
+    Args:
+        num_beams (`int`, defaults to 20): beams of the constrained beam search run at evaluation.
+        eval_ks (`list[int]`, defaults to `[5, 10]`): the K of Recall@K / NDCG@K; beams must be >= max(K).
+    """
+
+    # Defaults differ from `Seq2SeqTrainingArguments` where a small T5 trained from scratch on item IDs needs it
+    # (as TRL's configs do for their trainers): a larger learning rate and batch, epoch-wise ranking evaluation that
+    # keeps the best checkpoint, length-grouped batches, and no logging integrations unless asked for.
+    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate."})
+    per_device_train_batch_size: int = field(default=256, metadata={"help": "Training batch size per device."})
+    per_device_eval_batch_size: int = field(default=128, metadata={"help": "Evaluation batch size per device."})
+    num_train_epochs: float = field(default=10.0, metadata={"help": "Training epochs."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
+    warmup_steps: float = field(default=0.05, metadata={"help": "Warm-up steps (a float < 1 is a share of all)."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to rank the validation users."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to save a checkpoint."})
+    save_total_limit: int | None = field(default=1, metadata={"help": "Checkpoints kept besides the best."})
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "Keep the best validation checkpoint."})
+    metric_for_best_model: str | None = field(default="ndcg@10", metadata={"help": "Metric choosing the best."})
+    train_sampling_strategy: str = field(
+        default="group_by_length", metadata={"help": "Group histories of similar length into batches."}
+    )
+    logging_steps: float = field(default=50, metadata={"help": "Log the training loss every N steps."})
+    report_to: str | list[str] | None = field(default="none", metadata={"help": "Logging integrations."})
+    num_beams: int = field(default=20, metadata={"help": "Beams for constrained beam search at evaluation."})
+    eval_ks: list[int] = field(default_factory=lambda: [5, 10], metadata={"help": "K values for Recall/NDCG@K."})
+    predict_with_generate: bool = field(
+        default=True, metadata={"help": "Rank items with constrained beam search at evaluation (else loss only)."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.num_beams < max(self.eval_ks):
+            raise ValueError(
+                f"num_beams={self.num_beams} is smaller than the largest K in eval_ks={self.eval_ks}; beam search "
+                "returns at most num_beams items. Raise num_beams or lower eval_ks."
+            )
+
+
+class GenRecTrainer(Seq2SeqTrainer):
+    """Trains history → next-item seq2seq and evaluates by ranking the whole catalogue.
+
+    Evaluation runs trie-constrained beam search; its predictions are ranked item indices ``[n, max(K)]`` and its
+    labels the target item indices, so ``compute_metrics`` receives ranking inputs (the default computes Recall@K,
+    NDCG@K, MRR and the invalid-ID rate). Saving writes the item map and ``genrec_config.json`` beside the model.
+
+    Args:
+        item_tokenizer (`ItemTokenizer`): the catalogue and its spellings.
+        genrec_config (`GenRecConfig`, *optional*): written into every saved folder.
+        Other arguments are those of `Seq2SeqTrainer`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        args: GenRecTrainingArguments | None = None,
+        item_tokenizer: ItemTokenizer | None = None,
+        data_collator: Callable | None = None,
+        compute_metrics: Callable | None = None,
+        genrec_config: GenRecConfig | None = None,
+        **kwargs: Any,
+    ):
+        if item_tokenizer is None:
+            raise ValueError("GenRecTrainer needs `item_tokenizer=` (an ItemTokenizer) to decode and rank items.")
+        if args is None:
+            raise ValueError("GenRecTrainer needs `args=GenRecTrainingArguments(output_dir=...)`.")
+        self.item_tokenizer = item_tokenizer
+        self.genrec_config = genrec_config or GenRecConfig(num_beams=getattr(args, "num_beams", 20))
+        if data_collator is None:
+            data_collator = GenRecCollator(pad_token_id=item_tokenizer.pad_token_id)
+        if compute_metrics is None:
+            compute_metrics = make_compute_metrics(getattr(args, "eval_ks", (5, 10)))
+        kwargs.setdefault("processing_class", item_tokenizer.tokenizer)
+        super().__init__(
+            model=model, args=args, data_collator=data_collator, compute_metrics=compute_metrics, **kwargs
+        )
+        self._trie: ItemTrie | None = None
+
+    @property
+    def trie(self) -> ItemTrie:
+        if self._trie is None:
+            self._trie = build_trie(self.item_tokenizer)
+        return self._trie
+
+    def prediction_step(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor | Any],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+        **gen_kwargs,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        if not self.args.predict_with_generate or prediction_loss_only:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+        loss, _, _ = super().prediction_step(model, inputs, prediction_loss_only=True, ignore_keys=ignore_keys)
+        inputs = self._prepare_inputs(inputs)
+        k = max(self.args.eval_ks)
+        indices, _ = generate_items(
+            self.accelerator.unwrap_model(model),
+            self.item_tokenizer,
+            inputs["input_ids"],
+            inputs.get("attention_mask"),
+            num_beams=gen_kwargs.get("num_beams") or self.args.num_beams,
+            k=k,
+            trie=self.trie,
+        )
+        labels = None
+        if "labels" in inputs:
+            labels = torch.tensor(self.item_tokenizer.decode_index(inputs["labels"].tolist()), dtype=torch.long)
+            labels = labels.to(inputs["input_ids"].device)
+        return loss, indices.to(inputs["input_ids"].device), labels
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        super()._save(output_dir, state_dict=state_dict)
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        self.item_tokenizer.save_pretrained(output_dir)
+        self.genrec_config.save_pretrained(output_dir)

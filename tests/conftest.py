@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny catalogues, tokenizers and models built offline in milliseconds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hf_genrec.semantic_ids import from_codes
+from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
+
+TINY_T5 = dict(d_model=32, d_ff=64, d_kv=16, num_heads=2, num_layers=2, num_decoder_layers=2, dropout_rate=0.0)
+
+
+def make_semantic_ids(n_items: int = 40, n_levels: int = 3, codebook_size: int = 4, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, codebook_size, size=(n_items, n_levels))
+    return from_codes(codes, [f"item{i}" for i in range(n_items)], codebook_sizes=[codebook_size] * n_levels)
+
+
+@pytest.fixture
+def semantic_ids():
+    return make_semantic_ids()
+
+
+@pytest.fixture
+def item_tokenizer(semantic_ids):
+    return ItemTokenizer(minimal_t5_tokenizer(), semantic_ids)
+
+
+@pytest.fixture
+def tiny_model(item_tokenizer):
+    from hf_genrec.modeling import build_t5_model
+
+    return build_t5_model(item_tokenizer, seed=0, **TINY_T5).eval()
+
+
+def cyclic_sequences(n_items: int, n_users: int, length: int, seed: int = 0) -> list[list[str]]:
+    """Users walk the catalogue in order (item i is followed by item i+1): a pattern a model can learn fast."""
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, n_items, size=n_users)
+    return [[f"item{(s + t) % n_items}" for t in range(length)] for s in starts]
+
+
+def pytest_configure(config):
+    # Tiny models gain nothing from intra-op threads, and oversubscribed cores slow them down a lot.
+    import torch
+
+    torch.set_num_threads(1)
