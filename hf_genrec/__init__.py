@@ -1,3 +1,53 @@
 """hf_genrec: generative recommendation with semantic IDs on Hugging Face Transformers."""
 
 __version__ = "0.1.0"
+
+from .baselines import MostPopular
+from .callbacks import TimeBudgetCallback
+from .configuration import GenRecConfig
+from .constraints import ItemTrie, prefix_allowed_tokens_fn
+from .data import InteractionData, kcore_filter, leave_one_out, load_interactions
+from .data.collator import GenRecCollator
+from .decoding import build_trie, generate_items
+from .examples import tokenize_examples
+from .features import attribute_features, build_item_features, text_features
+from .metrics import make_compute_metrics, ndcg_at_k, ranking_metrics, recall_at_k
+from .modeling import TIGER_T5_CONFIG, build_t5_model
+from .recommender import GenerativeRecommender
+from .semantic_ids import RQVAE, RQKMeans, SemanticIDs, from_codes
+from .tokenization import ItemTokenizer, minimal_t5_tokenizer
+from .trainer import GenRecTrainer, GenRecTrainingArguments
+
+__all__ = [
+    "GenRecCollator",
+    "GenRecConfig",
+    "GenRecTrainer",
+    "GenRecTrainingArguments",
+    "GenerativeRecommender",
+    "InteractionData",
+    "ItemTokenizer",
+    "ItemTrie",
+    "MostPopular",
+    "RQKMeans",
+    "RQVAE",
+    "SemanticIDs",
+    "TIGER_T5_CONFIG",
+    "TimeBudgetCallback",
+    "attribute_features",
+    "build_item_features",
+    "build_t5_model",
+    "build_trie",
+    "from_codes",
+    "generate_items",
+    "kcore_filter",
+    "leave_one_out",
+    "load_interactions",
+    "make_compute_metrics",
+    "minimal_t5_tokenizer",
+    "ndcg_at_k",
+    "prefix_allowed_tokens_fn",
+    "ranking_metrics",
+    "recall_at_k",
+    "text_features",
+    "tokenize_examples",
+]

@@ -122,7 +122,7 @@ def run_experiment(
     quantizer = ID_SCHEMES[id_args.id_scheme](
         n_levels=id_args.n_levels, codebook_size=id_args.codebook_size, seed=id_args.id_seed
     )
-    semantic_ids = quantizer.fit(features, list(data.items["item_id"]))
+    semantic_ids = quantizer.fit(features, data.items["item_id"][:])
     timings["semantic_ids_s"] = time.perf_counter() - start
     logger.info("Semantic IDs:\n%s", semantic_ids.summary())
 
@@ -169,8 +169,8 @@ def run_experiment(
     quantizer.save_pretrained(output_dir / "quantizer")
 
     ks = training_args.eval_ks
-    popular = MostPopular(item_tokenizer.item_to_index).fit(training_part(data.sequences["item_ids"]))
-    test_targets = item_tokenizer.index_of(splits["test"]["target"], context="test targets")
+    popular = MostPopular(item_tokenizer.item_to_index).fit(training_part(data.sequences["item_ids"][:]))
+    test_targets = item_tokenizer.index_of(splits["test"]["target"][:], context="test targets")
     popular_metrics = ranking_metrics(popular.predict(len(test_targets), max(ks)), test_targets, ks)
 
     metric_names = [f"{m}@{k}" for m in ("recall", "ndcg") for k in ks] + [f"mrr@{max(ks)}", "invalid_rate"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,7 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
+from transformers.trainer import TRAINING_ARGS_NAME
 
+from .callbacks import TimeBudgetCallback
 from .configuration import GenRecConfig
 from .constraints import ItemTrie
 from .data.collator import GenRecCollator
@@ -46,9 +49,12 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
         default="group_by_length", metadata={"help": "Group histories of similar length into batches."}
     )
     logging_steps: float = field(default=50, metadata={"help": "Log the training loss every N steps."})
-    report_to: str | list[str] | None = field(default="none", metadata={"help": "Logging integrations."})
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "Logging integrations."})
     num_beams: int = field(default=20, metadata={"help": "Beams for constrained beam search at evaluation."})
     eval_ks: list[int] = field(default_factory=lambda: [5, 10], metadata={"help": "K values for Recall/NDCG@K."})
+    max_train_minutes: float | None = field(
+        default=None, metadata={"help": "Stop training after this many minutes (evaluating and saving first)."}
+    )
     predict_with_generate: bool = field(
         default=True, metadata={"help": "Rank items with constrained beam search at evaluation (else loss only)."}
     )
@@ -100,6 +106,8 @@ class GenRecTrainer(Seq2SeqTrainer):
             model=model, args=args, data_collator=data_collator, compute_metrics=compute_metrics, **kwargs
         )
         self._trie: ItemTrie | None = None
+        if getattr(args, "max_train_minutes", None):
+            self.add_callback(TimeBudgetCallback(args.max_train_minutes))
 
     @property
     def trie(self) -> ItemTrie:
@@ -138,5 +146,11 @@ class GenRecTrainer(Seq2SeqTrainer):
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict=state_dict)
         output_dir = output_dir if output_dir is not None else self.args.output_dir
+        # Trainer pickles its arguments (`training_args.bin`); bundles hold no pickle, so keep them as JSON.
+        pickled_args = os.path.join(output_dir, TRAINING_ARGS_NAME)
+        if os.path.exists(pickled_args):
+            os.remove(pickled_args)
+        with open(os.path.join(output_dir, "training_args.json"), "w") as f:
+            f.write(self.args.to_json_string())
         self.item_tokenizer.save_pretrained(output_dir)
         self.genrec_config.save_pretrained(output_dir)

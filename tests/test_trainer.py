@@ -73,7 +73,8 @@ def test_saved_bundle_files_and_plain_loading(trained):
     _, _, _, out, _ = trained
     names = {p.name for p in out.iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json", CONFIG_NAME, "semantic_ids"} <= names
-    assert not list(out.rglob("*.pkl")) and "pytorch_model.bin" not in names
+    assert not list(out.rglob("*.pkl")) and not list(out.rglob("*.bin"))
+    assert "training_args.json" in names
     # A plain T5 + tokenizer, loadable without hf_genrec code.
     model = AutoModelForSeq2SeqLM.from_pretrained(out)
     assert type(model).__name__ == "T5ForConditionalGeneration"

@@ -1,0 +1,107 @@
+"""The `hf-genrec` command line, end to end on a tiny RecBole-format dataset written in the test."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hf_genrec.cli import main
+
+from .conftest import cyclic_sequences
+
+TINY_FLAGS = [
+    "--d_model", "16", "--d_ff", "32", "--d_kv", "8", "--num_heads", "2", "--num_layers", "1",
+    "--num_decoder_layers", "1", "--n_levels", "2", "--codebook_size", "4", "--num_train_epochs", "2",
+    "--per_device_train_batch_size", "64", "--num_beams", "10", "--use_cpu", "true",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """``<root>/ml-100k/`` in RecBole atomic format: 30 users walking 20 items, plus a features array."""
+    root = tmp_path_factory.mktemp("data")
+    folder = root / "ml-100k"
+    folder.mkdir()
+    lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    for u, seq in enumerate(cyclic_sequences(20, 30, 7, seed=1)):
+        lines += [f"u{u}\t{item[4:]}\t5\t{1000 + t}" for t, item in enumerate(seq)]
+    (folder / "ml-100k.inter").write_text("\n".join(lines) + "\n")
+    items = ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"]
+    items += [f"{i}\tMovie {i}\t199{i % 10}\tDrama" for i in range(20)]
+    (folder / "ml-100k.item").write_text("\n".join(items) + "\n")
+    np.save(root / "features.npy", np.random.default_rng(0).normal(size=(20, 8)).astype(np.float32))
+    return root
+
+
+def test_train_then_recommend(data_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    # Items appear in sequences in first-appearance order, so the features file order is that order too.
+    code = main(
+        ["train", "--dataset", "ml-100k", "--data_dir", str(data_root), "--output_dir", str(out),
+         "--item_features", str(data_root / "features.npy"), *TINY_FLAGS]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| hf_genrec (rqkmeans) |" in printed and "| most_popular |" in printed
+    results = json.loads((out / "results.json").read_text())
+    keys = {"recall@5", "recall@10", "ndcg@5", "ndcg@10", "invalid_rate"}
+    assert results["dataset"] == "ml-100k" and "leave-one-out" in results["protocol"]
+    assert keys <= set(results["test"]) and keys <= set(results["baselines"]["most_popular"])
+    assert results["test"]["invalid_rate"] == 0.0
+    assert results["train_seconds"] > 0 and results["data"]["users"] == 30
+    assert (out / "quantizer").is_dir() and (out / "semantic_ids").is_dir()
+
+    assert main(["recommend", str(out), "--history", "3", "4", "-k", "5", "--json"]) == 0
+    recs = json.loads(capsys.readouterr().out)
+    assert len(recs) == 5 and all(r["item_id"] in {str(i) for i in range(20)} for r in recs)
+
+    assert main(["recommend", str(out), "--history", "3", "999"]) == 1
+    assert "Unknown item id '999'" in capsys.readouterr().err
+
+
+def test_yaml_config_and_flag_override(data_root, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("dataset: ml-100k\nnum_train_epochs: 1\nlearning_rate: 0.5\n")
+    out = tmp_path / "run"
+    flags = [*TINY_FLAGS, "--num_train_epochs", "1"]
+    code = main(
+        ["train", "--config", str(config), "--data_dir", str(data_root), "--output_dir", str(out),
+         "--item_features", str(data_root / "features.npy"), "--learning_rate", "0.001", *flags]
+    )  # fmt: skip
+    assert code == 0
+    args = json.loads((out / "training_args.json").read_text())
+    assert args["learning_rate"] == 0.001  # the flag beat the YAML's 0.5
+    assert json.loads((out / "results.json").read_text())["epochs"] == pytest.approx(1.0)
+    assert not (out / "training_args.bin").exists()  # no pickle in the bundle
+
+
+def test_unknown_dataset_and_bad_config(tmp_path, capsys):
+    assert (
+        main(["train", "--dataset", "netflix-prize", "--data_dir", str(tmp_path), "--output_dir", str(tmp_path)]) == 1
+    )
+    err = capsys.readouterr().err
+    assert "netflix-prize" in err and "ml-100k" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rat: 0.1\n")
+    with pytest.raises(SystemExit):
+        main(["train", "--config", str(bad)])
+    assert "unknown options: learning_rat" in capsys.readouterr().err
+
+
+def test_features_row_count_mismatch_is_reported(data_root, tmp_path, capsys):
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((7, 4), dtype=np.float32))
+    code = main(
+        ["train", "--dataset", "ml-100k", "--data_dir", str(data_root), "--output_dir", str(tmp_path / "o"),
+         "--item_features", str(wrong), *TINY_FLAGS]
+    )  # fmt: skip
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "7" in err and "20" in err
+
+
+def test_usage(capsys):
+    assert main([]) == 2
+    assert main(["--help"]) == 0
+    assert "train" in capsys.readouterr().out
+    assert main(["frobnicate"]) == 2
