@@ -126,3 +126,25 @@ def test_collator_pads_dynamically():
 def test_training_arguments_reject_too_few_beams(tmp_path):
     with pytest.raises(ValueError, match="num_beams=5 is smaller"):
         GenRecTrainingArguments(output_dir=str(tmp_path), num_beams=5, eval_ks=[10])
+
+
+def test_time_budget_stops_training_after_evaluating(item_tokenizer, tmp_path):
+    sequences = cyclic_sequences(40, 20, 6)
+    data = tokenize_examples(datasets.Dataset.from_dict(_rows(sequences, 1, 5)), item_tokenizer)
+    args = GenRecTrainingArguments(
+        output_dir=str(tmp_path),
+        num_train_epochs=50,
+        per_device_train_batch_size=8,
+        max_train_minutes=1e-6,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        num_beams=10,
+        use_cpu=True,
+    )
+    model = build_t5_model(item_tokenizer, seed=0, **TINY_T5)
+    trainer = GenRecTrainer(
+        model=model, args=args, item_tokenizer=item_tokenizer, train_dataset=data, eval_dataset=data.select(range(8))
+    )
+    output = trainer.train()
+    assert output.global_step == 1
+    assert any("eval_ndcg@10" in entry for entry in trainer.state.log_history)

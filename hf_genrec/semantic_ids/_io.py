@@ -1,0 +1,75 @@
+"""JSON + safetensors files of semantic IDs and quantisers (never pickle), read locally or from the Hub."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+QUANTIZER_CONFIG_NAME = "quantizer_config.json"
+QUANTIZER_WEIGHTS_NAME = "quantizer.safetensors"
+
+
+def library_version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def resolve_file(path_or_repo_id: str | os.PathLike, filename: str, **hub_kwargs) -> Path:
+    """``path/filename`` when ``path`` is a local folder, else download ``filename`` from a Hub repo id.
+
+    ``hub_kwargs`` go to :func:`huggingface_hub.hf_hub_download` (``revision``, ``subfolder``, ``token``, ...).
+    """
+    local = Path(path_or_repo_id)
+    subfolder = hub_kwargs.get("subfolder")
+    folder = local / subfolder if subfolder else local
+    if local.is_dir():
+        if not (folder / filename).is_file():
+            raise FileNotFoundError(f"{folder} has no {filename}; was it written by save_pretrained()/save()?")
+        return folder / filename
+    text = str(path_or_repo_id)
+    if local.exists() or local.is_absolute() or text.startswith(".") or text.count("/") > 1:
+        raise FileNotFoundError(f"{path_or_repo_id} is not a folder (expected a local folder or a Hub repo id).")
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(str(path_or_repo_id), filename, **hub_kwargs))
+
+
+def write_json(path: Path, payload: dict) -> None:
+    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def drop_unknown_keys(config: dict, known: set[str], what: str) -> dict:
+    """Keep the keys this version knows; warn about the rest (written by a newer hf_genrec)."""
+    unknown = sorted(set(config) - known)
+    if unknown:
+        logger.warning(
+            "Ignoring unknown keys %s in %s (written by hf_genrec %s; this is %s). Upgrade hf_genrec "
+            "(`pip install -U hf_genrec`) if the result looks wrong.",
+            unknown,
+            what,
+            config.get("hf_genrec_version", "?"),
+            library_version(),
+        )
+    return {key: value for key, value in config.items() if key in known}
+
+
+def load_quantizer(path_or_repo_id: str | os.PathLike, **hub_kwargs):
+    """Load whichever quantiser (``RQKMeans`` or ``RQVAE``) ``save_pretrained`` wrote to this folder / Hub repo."""
+    from .rqkmeans import RQKMeans
+    from .rqvae import RQVAE
+
+    config = read_json(resolve_file(path_or_repo_id, QUANTIZER_CONFIG_NAME, **hub_kwargs))
+    schemes = {RQKMeans.scheme: RQKMeans, RQVAE.scheme: RQVAE}
+    scheme = config.get("scheme")
+    if scheme not in schemes:
+        raise ValueError(f"{QUANTIZER_CONFIG_NAME} names scheme {scheme!r}; known schemes: {sorted(schemes)}.")
+    return schemes[scheme].from_pretrained(path_or_repo_id, **hub_kwargs)

@@ -1,0 +1,255 @@
+"""`SemanticIDs`: the codes of every item, their codebook sizes, and how healthy they are."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from ._io import drop_unknown_keys, library_version, read_json, resolve_file, write_json
+from ._validation import check_collision_option, check_item_ids
+from .collisions import add_collision_level as _append_collision_level
+from .collisions import check_codes, tuple_groups
+from .diagnostics import compute_diagnostics, format_summary
+
+METADATA_NAME = "semantic_ids.json"
+CODES_NAME = "codes.safetensors"
+ITEM_IDS_NAME = "item_ids.json"
+FORMAT_VERSION = 1
+_METADATA_KEYS = {
+    "format_version",
+    "hf_genrec_version",
+    "scheme",
+    "n_items",
+    "n_levels",
+    "codebook_sizes",
+    "has_collision_level",
+    "diagnostics",
+}
+
+
+@dataclass(repr=False)
+class SemanticIDs:
+    """One unique tuple of codes per item.
+
+    Args:
+        codes: int64 ``[n_items, n_levels]``, including the collision level when there is one; rows are unique.
+        codebook_sizes: number of codes each level can take (for the collision level: the largest number of items
+            sharing one tuple).
+        item_ids: row ``i`` of ``codes`` belongs to ``item_ids[i]`` (the item table's order).
+        scheme: what made the codes: ``"rqkmeans"``, ``"rqvae"`` or ``"custom"``.
+        has_collision_level: whether the last level is TIGER's disambiguation level.
+        diagnostics: JSON-serialisable statistics (see :func:`compute_diagnostics`); computed when not given.
+    """
+
+    codes: np.ndarray
+    codebook_sizes: list[int]
+    item_ids: list[str]
+    scheme: str = "custom"
+    has_collision_level: bool = False
+    diagnostics: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.codes = check_codes(self.codes)
+        self.item_ids = check_item_ids(self.item_ids, len(self.codes), what="codes")
+        self.codebook_sizes = [int(size) for size in self.codebook_sizes]
+        self.has_collision_level = bool(self.has_collision_level)
+        if len(self.codebook_sizes) != self.codes.shape[1]:
+            raise ValueError(
+                f"codebook_sizes has {len(self.codebook_sizes)} entries but codes have {self.codes.shape[1]} levels."
+            )
+        too_big = self.codes.max(axis=0) >= np.asarray(self.codebook_sizes)
+        if too_big.any():
+            level = int(np.flatnonzero(too_big)[0])
+            raise ValueError(
+                f"level {level} has code {int(self.codes[:, level].max())} but codebook_sizes[{level}] = "
+                f"{self.codebook_sizes[level]}; codes must be < their level's codebook size."
+            )
+        group, counts = tuple_groups(self.codes)
+        if (counts > 1).any():
+            shared = np.flatnonzero(counts[group] > 1)
+            raise ValueError(
+                f"{len(shared)} items share their code tuple with another item (first: "
+                f"{[self.item_ids[i] for i in shared[:5]]}); semantic IDs must be unique per item. Build them with "
+                "from_codes(codes, item_ids, add_collision_level=True) to append TIGER's disambiguation level."
+            )
+        if not self.diagnostics:
+            self.diagnostics = compute_diagnostics(self.codes, self.codebook_sizes, self.has_collision_level)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def n_levels(self) -> int:
+        return int(self.codes.shape[1])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.codes.shape[0])
+
+    def __len__(self) -> int:
+        return self.n_items
+
+    @cached_property
+    def lookup(self) -> dict[str, int]:
+        """item id -> row of ``codes``."""
+        return {item: row for row, item in enumerate(self.item_ids)}
+
+    def codes_of(self, item_id: str) -> tuple[int, ...]:
+        """The code tuple of one item."""
+        try:
+            return tuple(int(code) for code in self.codes[self.lookup[str(item_id)]])
+        except KeyError:
+            raise KeyError(f"unknown item id {item_id!r} ({self.n_items} items have semantic IDs)") from None
+
+    def __repr__(self) -> str:
+        rate = self.diagnostics.get("collision_rate_before")
+        rate_text = f", collision_rate_before={rate:.4f}" if rate is not None else ""
+        return (
+            f"SemanticIDs(scheme={self.scheme!r}, n_items={self.n_items}, n_levels={self.n_levels}, "
+            f"codebook_sizes={self.codebook_sizes}, has_collision_level={self.has_collision_level}{rate_text})"
+        )
+
+    def summary(self) -> str:
+        """Human-readable table of codebook usage, perplexity, items per prefix and collisions."""
+        return format_summary(self)
+
+    # ------------------------------------------------------------------ files
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write ``semantic_ids.json`` (metadata + diagnostics), ``item_ids.json`` and ``codes.safetensors``."""
+        from safetensors.numpy import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        write_json(
+            directory / METADATA_NAME,
+            {
+                "format_version": FORMAT_VERSION,
+                "hf_genrec_version": library_version(),
+                "scheme": self.scheme,
+                "n_items": self.n_items,
+                "n_levels": self.n_levels,
+                "codebook_sizes": self.codebook_sizes,
+                "has_collision_level": self.has_collision_level,
+                "diagnostics": self.diagnostics,
+            },
+        )
+        (directory / ITEM_IDS_NAME).write_text(_dump_ids(self.item_ids), encoding="utf-8")
+        save_file({"codes": self.codes}, str(directory / CODES_NAME), metadata={"format": "np"})
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, **hub_kwargs) -> SemanticIDs:
+        """Read what :meth:`save` wrote (a local folder, or a Hub repo id with ``subfolder=`` etc.)."""
+        from safetensors.numpy import load_file
+
+        metadata_path = resolve_file(directory, METADATA_NAME, **hub_kwargs)
+        metadata = drop_unknown_keys(read_json(metadata_path), _METADATA_KEYS, str(metadata_path))
+        if metadata.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+            raise ValueError(
+                f"{metadata_path} has format_version {metadata['format_version']}, newer than this hf_genrec "
+                f"({library_version()}) reads ({FORMAT_VERSION}). Upgrade hf_genrec."
+            )
+        codes = load_file(str(resolve_file(directory, CODES_NAME, **hub_kwargs)))["codes"]
+        item_ids = read_json(resolve_file(directory, ITEM_IDS_NAME, **hub_kwargs))
+        if len(item_ids) != len(codes) or codes.shape[1] != metadata["n_levels"]:
+            raise ValueError(
+                f"{directory}: {len(item_ids)} item ids, codes of shape {tuple(codes.shape)} and n_levels="
+                f"{metadata['n_levels']} do not match; the files come from different saves."
+            )
+        return cls(
+            codes=codes,
+            codebook_sizes=metadata["codebook_sizes"],
+            item_ids=item_ids,
+            scheme=metadata["scheme"],
+            has_collision_level=metadata["has_collision_level"],
+            diagnostics=metadata.get("diagnostics") or {},
+        )
+
+
+def _dump_ids(item_ids: list[str]) -> str:
+    import json
+
+    return json.dumps(item_ids, ensure_ascii=False) + "\n"
+
+
+def build_semantic_ids(
+    codes,
+    item_ids,
+    *,
+    scheme: str,
+    codebook_sizes: list[int] | None = None,
+    add_collision_level: bool | str | None = None,
+    extra_diagnostics: dict | None = None,
+) -> SemanticIDs:
+    """Codes (without a collision level) -> :class:`SemanticIDs`, adding the collision level as asked.
+
+    ``add_collision_level``: ``True`` always appends it (TIGER: every ID has the same length), ``None``/``"auto"``
+    only when some items share a tuple, ``False`` never (and raises if some items share a tuple).
+    """
+    codes = check_codes(codes)
+    item_ids = check_item_ids(item_ids, len(codes), what="codes")
+    option = check_collision_option(add_collision_level)
+    if codebook_sizes is None:
+        codebook_sizes = (codes.max(axis=0) + 1).tolist()
+    codebook_sizes = [int(size) for size in codebook_sizes]
+    if len(codebook_sizes) != codes.shape[1]:
+        raise ValueError(f"codebook_sizes has {len(codebook_sizes)} entries but codes have {codes.shape[1]} levels.")
+    group, counts = tuple_groups(codes)
+    has_collisions = bool((counts > 1).any())
+    if option is False and has_collisions:
+        shared = int((counts[group] > 1).sum())
+        raise ValueError(
+            f"{shared} of {len(codes)} items share their code tuple with another item, and add_collision_level=False. "
+            "Pass add_collision_level=True (TIGER's extra disambiguation level) or use larger/more codebooks."
+        )
+    add = option is True or (option is None and has_collisions)
+    full = _append_collision_level(codes) if add else codes
+    sizes = codebook_sizes + ([int(counts.max())] if add else [])
+    diagnostics = compute_diagnostics(full, sizes, add)
+    diagnostics["fit_seconds"] = None  # codes made elsewhere; quantisers fill it in
+    diagnostics.update(extra_diagnostics or {})
+    return SemanticIDs(
+        codes=full,
+        codebook_sizes=sizes,
+        item_ids=item_ids,
+        scheme=scheme,
+        has_collision_level=add,
+        diagnostics=diagnostics,
+    )
+
+
+def from_codes(
+    codes,
+    item_ids,
+    add_collision_level: bool | str | None = None,
+    codebook_sizes: list[int] | None = None,
+    scheme: str = "custom",
+) -> SemanticIDs:
+    """Wrap your own int ``[n_items, n_levels]`` codes (one row per item, in ``item_ids`` order) as SemanticIDs.
+
+    Args:
+        codes: non-negative ints, one row per item.
+        item_ids: one unique id per row.
+        add_collision_level: ``None``/``"auto"`` (default) appends TIGER's disambiguation level only when some items
+            share a tuple; ``True`` always; ``False`` never (raises when tuples collide).
+        codebook_sizes: codes per level (default: max code + 1 per level).
+    """
+    codes = check_codes(codes)
+    check_item_ids(item_ids, len(codes), what="codes")
+    if codebook_sizes is not None and len(codebook_sizes) != codes.shape[1]:
+        raise ValueError(
+            f"codebook_sizes has {len(codebook_sizes)} entries but codes have {codes.shape[1]} levels; give one size "
+            "per level of your codes (the collision level, if added, is sized automatically)."
+        )
+    if codebook_sizes is not None:
+        too_big = codes.max(axis=0) >= np.asarray(codebook_sizes)
+        if too_big.any():
+            level = int(np.flatnonzero(too_big)[0])
+            raise ValueError(
+                f"level {level} has code {int(codes[:, level].max())} but codebook_sizes[{level}] = "
+                f"{codebook_sizes[level]}; codes must be < their level's codebook size."
+            )
+    return build_semantic_ids(
+        codes, item_ids, scheme=scheme, codebook_sizes=codebook_sizes, add_collision_level=add_collision_level
+    )
