@@ -25,7 +25,7 @@ from .trainer import GenRecTrainer, GenRecTrainingArguments
 logger = logging.getLogger(__name__)
 
 PROTOCOL = (
-    "leave-one-out per user (last item = test, second-to-last = validation); training on every prefix of the rest; "
+    "leave-one-out per user (last item = test, second-to-last = validation); training on {train_prefixes}; "
     "history capped at {max_history} items; full ranking over all {n_items} items by trie-constrained beam search "
     "({num_beams} beams); metrics averaged over all {n_users} test users"
 )
@@ -43,6 +43,10 @@ class DataArguments:
     )
     max_history: int = field(default=20, metadata={"help": "Items of history the model reads (TIGER: 20)."})
     min_count: int | None = field(default=None, metadata={"help": "Optional k-core filter on users and items."})
+    max_train_targets_per_user: int | None = field(
+        default=None,
+        metadata={"help": "Train on each user's most recent N next-item targets only (default: all, as TIGER)."},
+    )
     max_eval_users: int | None = field(
         default=None,
         metadata={"help": "Validate during training on this many random users (the test set always uses all)."},
@@ -107,7 +111,9 @@ def run_experiment(
 
     start = time.perf_counter()
     data = load_interactions(data_args.dataset, data_args.data_dir, min_count=data_args.min_count)
-    splits = leave_one_out(data, max_history=data_args.max_history)
+    splits = leave_one_out(
+        data, max_history=data_args.max_history, max_train_targets_per_user=data_args.max_train_targets_per_user
+    )
     timings["data_s"] = time.perf_counter() - start
     logger.info("Loaded %s", data.describe())
 
@@ -177,6 +183,11 @@ def run_experiment(
     results = {
         "dataset": data_args.dataset,
         "protocol": PROTOCOL.format(
+            train_prefixes=(
+                "every prefix of the rest"
+                if data_args.max_train_targets_per_user is None
+                else f"each user's {data_args.max_train_targets_per_user} most recent prefixes of the rest"
+            ),
             max_history=data_args.max_history,
             n_items=data.num_items,
             num_beams=training_args.num_beams,

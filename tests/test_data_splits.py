@@ -107,3 +107,14 @@ def test_kcore_filter_keeps_extra_user_columns_and_reorders_items_by_first_appea
         {"user_id": "u2", "item_ids": ["a", "b", "b"], "timestamps": None, "age": "20"},
     ]
     assert core.items["item_id"] == ["a", "b"]
+
+
+def test_leave_one_out_keeps_the_most_recent_train_targets():
+    data = InteractionData.from_sequences("t", {"u": [f"i{k}" for k in range(8)], "v": ["a", "b", "c", "d"]})
+    splits = leave_one_out(data, max_history=3, max_train_targets_per_user=2)
+    # u has train targets i1..i5; the two most recent are i4 and i5. v (4 items) has exactly one, b.
+    assert splits["train"]["target"][:] == ["i4", "i5", "b"]
+    assert splits["train"]["history"][:][0] == ["i1", "i2", "i3"]
+    assert splits["test"]["target"][:] == ["i7", "d"]
+    with pytest.raises(ValueError, match="max_train_targets_per_user"):
+        leave_one_out(data, max_train_targets_per_user=0)

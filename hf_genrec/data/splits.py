@@ -34,7 +34,9 @@ def _examples(
     return datasets.Dataset(table)
 
 
-def leave_one_out(data: InteractionData, max_history: int = 20) -> datasets.DatasetDict:
+def leave_one_out(
+    data: InteractionData, max_history: int = 20, max_train_targets_per_user: int | None = None
+) -> datasets.DatasetDict:
     """
     Split every user's sequence leave-one-out into next-item examples (the TIGER / SASRec protocol).
 
@@ -48,6 +50,8 @@ def leave_one_out(data: InteractionData, max_history: int = 20) -> datasets.Data
     Args:
         data: Interaction data; every user needs at least 3 interactions.
         max_history: The most recent items kept as history (TIGER uses 20).
+        max_train_targets_per_user: Keep only each user's most recent this-many train rows (default: all, as TIGER).
+            Like SASRec's `maxlen`, it bounds what long users cost per epoch and favours recent behaviour.
 
     Returns:
         A `DatasetDict` with splits `train`, `validation`, `test` and columns `user_id` (str), `history`
@@ -62,6 +66,14 @@ def leave_one_out(data: InteractionData, max_history: int = 20) -> datasets.Data
     """
     if isinstance(max_history, bool) or not isinstance(max_history, int | np.integer) or max_history < 1:
         raise ValueError(f"max_history must be a positive integer, got {max_history!r}.")
+    if max_train_targets_per_user is not None and (
+        isinstance(max_train_targets_per_user, bool)
+        or not isinstance(max_train_targets_per_user, int | np.integer)
+        or max_train_targets_per_user < 1
+    ):
+        raise ValueError(
+            f"max_train_targets_per_user must be a positive integer or None, got {max_train_targets_per_user!r}."
+        )
     offsets, codes = encode_sequences(data)
     lengths = np.diff(offsets)
     short = np.flatnonzero(lengths < 3)
@@ -78,7 +90,10 @@ def leave_one_out(data: InteractionData, max_history: int = 20) -> datasets.Data
     last = offsets[1:] - 1
     item_ids = arrow_column(data.items, "item_id")
     user_ids = arrow_column(data.sequences, "user_id")
-    train_targets = np.flatnonzero((position >= 1) & (position <= lengths[owner] - 3))
+    first_train = np.ones_like(position)
+    if max_train_targets_per_user is not None:
+        first_train = np.maximum(1, lengths[owner] - 2 - max_train_targets_per_user)
+    train_targets = np.flatnonzero((position >= first_train) & (position <= lengths[owner] - 3))
     splits = {
         "train": _examples(train_targets, offsets[:-1], owner, codes, item_ids, user_ids, max_history),
         "validation": _examples(last - 1, offsets[:-1], owner, codes, item_ids, user_ids, max_history),
