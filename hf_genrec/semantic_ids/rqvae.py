@@ -91,7 +91,9 @@ class RQVAEModule(nn.Module):
         for codebook in self.codebooks:
             residuals.append(residual)
             index = self.nearest(residual.detach(), codebook.detach())
-            chosen = codebook[index]
+            # one-hot matmul, not codebook[index]: the backward of indexing accumulates in a thread-dependent order on
+            # CPU (runs with >1 thread differ by ~1e-8 and then drift apart); a matmul's backward is reproducible
+            chosen = F.one_hot(index, codebook.shape[0]).to(codebook.dtype) @ codebook
             # codebook loss moves codes towards residuals; commitment (beta) keeps the encoder near its codes
             loss = loss + F.mse_loss(chosen, residual.detach()) + self.beta * F.mse_loss(residual, chosen.detach())
             quantized = quantized + chosen
@@ -335,7 +337,7 @@ class RQVAE:
         for stats in semantic_ids.diagnostics["levels"][: self.n_levels]:
             if stats["usage"] < 0.5:
                 logger.warning(
-                    "RQ-VAE level %d uses only %.0f%% of its %d codes (codebook collapse). Try more epochs, a "
+                    "RQ-VAE level %d uses only %.1f%% of its %d codes (codebook collapse). Try more epochs, a "
                     "smaller codebook_size, or RQKMeans.",
                     stats["level"],
                     100 * stats["usage"],
