@@ -49,7 +49,6 @@ def generate_items(
         num_beams=num_beams,
         num_return_sequences=k,
         max_new_tokens=item_tokenizer.id_length,
-        min_new_tokens=None,
         prefix_allowed_tokens_fn=allowed_fn,
         # No length normalisation: a spelling's score is its exact log-probability, also for variable-length IDs.
         length_penalty=0.0,
