@@ -243,6 +243,7 @@ def read_movielens(folder: PathLike, *, name: str | None = None) -> InteractionD
     items = read_movies_dat(movies) if movies else None
     source = str(movies) if movies else f"no movies.dat in {folder}"
 
+    user_rows = None  # the u.data layout reads its own u.user; the others read users.dat below
     ratings = find_file(folder, ["ratings.dat"])
     sequences = find_file(folder, ["derived/sequences.txt", "sequences.txt"])
     if ratings is not None:
@@ -267,16 +268,7 @@ def read_movielens(folder: PathLike, *, name: str | None = None) -> InteractionD
         u_item = find_file(folder, ["u.item"])
         items, source = (read_u_item(u_item, genres), str(u_item)) if u_item else (None, f"no u.item in {folder}")
         u_user = find_file(folder, ["u.user"])
-        return build_interaction_data(
-            name,
-            user_ids,
-            item_seqs,
-            timestamps,
-            items,
-            extra_item_types={"release_year": pa.string()},
-            user_columns=_user_columns(user_ids, read_u_user(u_user) if u_user else None),
-            metadata_source=source,
-        )
+        user_rows = read_u_user(u_user) if u_user else None
     else:
         inters = sorted(folder.glob("*.inter")) if folder.is_dir() else []
         if not inters:
@@ -286,6 +278,8 @@ def read_movielens(folder: PathLike, *, name: str | None = None) -> InteractionD
         return read_recbole_atomic(
             inter, item if item.is_file() else None, user if user.is_file() else None, name=name
         )
+    if user_rows is None and users_dat is not None:
+        user_rows = read_users_dat(users_dat)
     return build_interaction_data(
         name,
         user_ids,
@@ -293,6 +287,6 @@ def read_movielens(folder: PathLike, *, name: str | None = None) -> InteractionD
         timestamps,
         items,
         extra_item_types={"release_year": pa.string()},
-        user_columns=_user_columns(user_ids, read_users_dat(users_dat) if users_dat else None),
+        user_columns=_user_columns(user_ids, user_rows),
         metadata_source=source,
     )
