@@ -13,7 +13,7 @@ from .tokenization import ItemTokenizer
 
 def build_trie(item_tokenizer: ItemTokenizer) -> ItemTrie:
     """The trie of every item spelling in ``item_tokenizer``'s catalogue."""
-    return ItemTrie(item_tokenizer.item_token_ids.tolist())
+    return ItemTrie(item_tokenizer.spellings())
 
 
 @torch.no_grad()
@@ -52,7 +52,9 @@ def generate_items(
         prefix_allowed_tokens_fn=allowed_fn,
         # No length normalisation: a spelling's score is its exact log-probability, also for variable-length IDs.
         length_penalty=0.0,
-        early_stopping=True,
+        # "never" + length_penalty=0 is exact beam search: a beam only stops when no running beam can still beat it,
+        # which matters when spellings have different lengths (title IDs)
+        early_stopping="never",
         do_sample=False,
         return_dict_in_generate=True,
         output_scores=True,

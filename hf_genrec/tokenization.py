@@ -57,27 +57,60 @@ class ItemTokenizer:
         self.tokenizer = tokenizer
         self.semantic_ids = semantic_ids
         codes = np.asarray(semantic_ids.codes, dtype=np.int64)
-        level_tokens = [
-            [level_token(level, code) for code in range(size)]
-            for level, size in enumerate(semantic_ids.codebook_sizes)
-        ]
-        vocab = tokenizer.get_vocab()
-        missing = [t for tokens in level_tokens for t in tokens if t not in vocab]
-        if missing:
-            tokenizer.add_tokens(missing, special_tokens=True)
-        # [level, code] -> token id; one lookup table keeps encoding vectorised.
-        width = max(semantic_ids.codebook_sizes)
-        self.code_to_token = np.full((len(level_tokens), width), -1, dtype=np.int64)
-        for level, tokens in enumerate(level_tokens):
-            self.code_to_token[level, : len(tokens)] = tokenizer.convert_tokens_to_ids(tokens)
-        levels = np.arange(codes.shape[1])
-        #: ``[n_items, n_levels + 1]`` token ids of each item's spelling, EOS included.
-        self.item_token_ids = np.concatenate(
-            [self.code_to_token[levels, codes], np.full((len(codes), 1), tokenizer.eos_token_id, dtype=np.int64)],
-            axis=1,
-        )
+        if semantic_ids.vocabulary is not None:
+            code_to_token = self._vocabulary_token_ids(tokenizer, semantic_ids)[None, :]
+            level_of = np.zeros(codes.shape[1], dtype=np.int64)  # one vocabulary shared by every level
+        else:
+            level_tokens = [
+                [level_token(level, code) for code in range(size)]
+                for level, size in enumerate(semantic_ids.codebook_sizes)
+            ]
+            vocab = tokenizer.get_vocab()
+            missing = [t for tokens in level_tokens for t in tokens if t not in vocab]
+            if missing:
+                tokenizer.add_tokens(missing, special_tokens=True)
+            # [level, code] -> token id; one lookup table keeps encoding vectorised.
+            code_to_token = np.full((len(level_tokens), max(semantic_ids.codebook_sizes)), -1, dtype=np.int64)
+            for level, tokens in enumerate(level_tokens):
+                code_to_token[level, : len(tokens)] = tokenizer.convert_tokens_to_ids(tokens)
+            level_of = np.arange(codes.shape[1])
+        self.code_to_token = code_to_token
+        lengths = (codes >= 0).sum(axis=1)
+        #: ``[n_items, max_id_length + 1]`` token ids of each item's spelling, then EOS, then pad (variable length).
+        pad = tokenizer.pad_token_id
+        self.item_token_ids = np.full((len(codes), codes.shape[1] + 1), pad, dtype=np.int64)
+        self.item_token_ids[:, :-1] = np.where(codes >= 0, code_to_token[level_of, np.maximum(codes, 0)], pad)
+        self.item_token_ids[np.arange(len(codes)), lengths] = tokenizer.eos_token_id
+        #: tokens per item spelling, EOS included
+        self.item_lengths = lengths + 1
+        self.is_variable_length = bool((lengths != lengths[0]).any())
         self.item_to_index = {item: i for i, item in enumerate(semantic_ids.item_ids)}
-        self._spelling_to_index = {tuple(row): i for i, row in enumerate(self.item_token_ids.tolist())}
+        self._spelling_to_index = {
+            tuple(row[:n]): i for i, (row, n) in enumerate(zip(self.item_token_ids.tolist(), self.item_lengths))
+        }
+
+    @staticmethod
+    def _vocabulary_token_ids(tokenizer: PreTrainedTokenizerBase, semantic_ids: SemanticIDs) -> np.ndarray:
+        """Token id of each vocabulary entry; adds ``added_tokens``; raises if other entries are not in the vocab."""
+        vocab = tokenizer.get_vocab()
+        added = set(semantic_ids.added_tokens)
+        missing = [t for t in semantic_ids.vocabulary if t not in vocab and t not in added]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} of the {len(semantic_ids.vocabulary)} tokens these {semantic_ids.scheme!r} IDs are "
+                f"spelled with are not in the tokenizer's vocabulary (first: {missing[:5]}): the codes do not fit "
+                "this tokenizer. Build the ItemTokenizer on the tokenizer the IDs were made with (e.g. "
+                "TitleIDs(...).tokenizer)."
+            )
+        new = [t for t in semantic_ids.added_tokens if t not in vocab]
+        if new:
+            tokenizer.add_tokens(new, special_tokens=True)
+        ids = np.asarray(tokenizer.convert_tokens_to_ids(semantic_ids.vocabulary), dtype=np.int64)
+        special = {tokenizer.pad_token_id, tokenizer.eos_token_id}
+        clash = [t for t, i in zip(semantic_ids.vocabulary, ids.tolist()) if i in special]
+        if clash:
+            raise ValueError(f"IDs may not be spelled with the pad or EOS token ({clash}); they end every ID.")
+        return ids
 
     # ----------------------------------------------------------------------------------------------------------------
     @property
@@ -90,7 +123,7 @@ class ItemTokenizer:
 
     @property
     def id_length(self) -> int:
-        """Tokens per item spelling, EOS included (the number of decoding steps)."""
+        """Tokens of the longest item spelling, EOS included (the most decoding steps)."""
         return self.item_token_ids.shape[1]
 
     @property
@@ -119,7 +152,11 @@ class ItemTokenizer:
         return np.asarray(out, dtype=np.int64)
 
     def encode_history(self, history: Sequence[str], max_items: int | None = None) -> list[int]:
-        """Token ids of a history (oldest item first): item spellings without their EOS, then one EOS."""
+        """Token ids of a history (oldest item first).
+
+        Fixed-length IDs: the items' spellings back to back, then one EOS. Variable-length IDs (titles): each
+        spelling keeps its EOS, which marks where one item ends and the next begins.
+        """
         if len(history) == 0:
             raise ValueError(
                 "Empty history: a generative recommender needs at least one past item to condition on. "
@@ -127,12 +164,20 @@ class ItemTokenizer:
             )
         if max_items is not None:
             history = list(history)[-max_items:]
-        rows = self.item_token_ids[self.index_of(history), :-1]
+        indices = self.index_of(history)
+        if self.is_variable_length:
+            return [t for i in indices.tolist() for t in self.item_token_ids[i, : self.item_lengths[i]].tolist()]
+        rows = self.item_token_ids[indices, :-1]
         return rows.reshape(-1).tolist() + [self.eos_token_id]
 
     def encode_target(self, item_id: str) -> list[int]:
         """Token ids of an item's spelling, EOS included: the decoder's labels."""
-        return self.item_token_ids[self.index_of([item_id], context="target")[0]].tolist()
+        index = self.index_of([item_id], context="target")[0]
+        return self.item_token_ids[index, : self.item_lengths[index]].tolist()
+
+    def spellings(self) -> list[list[int]]:
+        """Every item's spelling (EOS included, no padding), in catalogue order: what the trie is built from."""
+        return [row[:n] for row, n in zip(self.item_token_ids.tolist(), self.item_lengths.tolist())]
 
     def decode_index(self, token_rows: Iterable[Sequence[int]]) -> list[int]:
         """Item row index of each generated spelling (decoder start stripped), ``-1`` where it is no item."""
@@ -158,7 +203,15 @@ class ItemTokenizer:
         self.tokenizer.save_pretrained(save_directory)
         self.semantic_ids.save(save_directory / ITEM_MAP_DIR)
         (save_directory / TOKENIZER_CONFIG_NAME).write_text(
-            json.dumps({"token_format": "<{level_letter}_{code}>", "id_length": self.id_length}, indent=2) + "\n"
+            json.dumps(
+                {
+                    "token_format": "<{level_letter}_{code}>" if self.semantic_ids.vocabulary is None else "vocabulary",
+                    "id_length": self.id_length,
+                    "variable_length": self.is_variable_length,
+                },
+                indent=2,
+            )
+            + "\n"
         )
 
     @classmethod

@@ -1,22 +1,33 @@
-"""Semantic IDs: turn item features into short, unique tuples of codes (TIGER).
+"""Semantic IDs: turn items into short, unique token spellings that similar items share prefixes of.
 
-One class per scheme behind one interface: ``fit(features, item_ids) -> SemanticIDs``, ``encode(new_features)``,
-``save_pretrained`` / ``from_pretrained``. Or bring your own codes with :func:`from_codes`.
+One class per scheme behind one interface (`ItemIDScheme`): ``fit(features, item_ids) -> SemanticIDs``,
+``encode(new_features)``, ``save_pretrained`` / ``from_pretrained``. Or bring your own codes with :func:`from_codes`.
 """
 
-from ._io import load_quantizer
+from .base import SCHEMES, ItemIDScheme, load_quantizer
+from .baselines import AtomicIDs, RandomIDs
 from .collisions import add_collision_level
 from .diagnostics import compute_diagnostics
+from .hierarchical import HierarchicalKMeans
 from .ids import SemanticIDs, from_codes
-from .rqkmeans import RQKMeans
+from .rqkmeans import RQKMeans, balanced_assignment
 from .rqvae import RQVAE
+from .title import TitleIDs, train_title_tokenizer
 
 __all__ = [
+    "SCHEMES",
+    "AtomicIDs",
+    "HierarchicalKMeans",
+    "ItemIDScheme",
     "RQKMeans",
     "RQVAE",
+    "RandomIDs",
     "SemanticIDs",
+    "TitleIDs",
     "add_collision_level",
+    "balanced_assignment",
     "compute_diagnostics",
     "from_codes",
     "load_quantizer",
+    "train_title_tokenizer",
 ]

@@ -62,14 +62,3 @@ def drop_unknown_keys(config: dict, known: set[str], what: str) -> dict:
     return {key: value for key, value in config.items() if key in known}
 
 
-def load_quantizer(path_or_repo_id: str | os.PathLike, **hub_kwargs):
-    """Load whichever quantiser (``RQKMeans`` or ``RQVAE``) ``save_pretrained`` wrote to this folder / Hub repo."""
-    from .rqkmeans import RQKMeans
-    from .rqvae import RQVAE
-
-    config = read_json(resolve_file(path_or_repo_id, QUANTIZER_CONFIG_NAME, **hub_kwargs))
-    schemes = {RQKMeans.scheme: RQKMeans, RQVAE.scheme: RQVAE}
-    scheme = config.get("scheme")
-    if scheme not in schemes:
-        raise ValueError(f"{QUANTIZER_CONFIG_NAME} names scheme {scheme!r}; known schemes: {sorted(schemes)}.")
-    return schemes[scheme].from_pretrained(path_or_repo_id, **hub_kwargs)

@@ -13,23 +13,31 @@ def _perplexity(column: np.ndarray) -> float:
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
-def compute_diagnostics(codes: np.ndarray, codebook_sizes: list[int], has_collision_level: bool) -> dict:
+def compute_diagnostics(
+    codes: np.ndarray,
+    codebook_sizes: list[int],
+    has_collision_level: bool,
+    base_codes: np.ndarray | None = None,
+) -> dict:
     """Per-level usage/perplexity/items-per-prefix and collision rates.
 
     - ``levels[l].usage``: fraction of level ``l``'s codes used by at least one item; ``perplexity``: exp(entropy) of
       the code distribution at that level (equals the codebook size when codes are used uniformly).
-    - ``levels[l].items_per_prefix_mean/max``: items per distinct prefix ``codes[:, :l+1]``.
-    - ``collision_rate_before``: fraction of items whose tuple (without the collision level) is shared with another
-      item; ``collision_rate_after``: the same over the full codes (0 for valid semantic IDs).
+    - ``levels[l].items_per_prefix_mean/max``: items per distinct prefix ``codes[:, :l+1]`` (over the items whose ID
+      reaches level ``l``; variable-length IDs are padded with ``-1``).
+    - ``collision_rate_before``: fraction of items whose codes before disambiguation (``base_codes``; by default the
+      codes without the collision level) are shared with another item; ``collision_rate_after``: the same over the
+      full codes (0 for valid semantic IDs).
     """
     codes = np.asarray(codes, dtype=np.int64)
     n_items, n_levels = codes.shape
     levels = []
     for level in range(n_levels):
-        column = codes[:, level]
+        reaches = codes[:, level] >= 0
+        column = codes[reaches, level]
         size = int(codebook_sizes[level])
         used = int(len(np.unique(column)))
-        _, prefix_counts = tuple_groups(codes[:, : level + 1])
+        _, prefix_counts = tuple_groups(codes[reaches, : level + 1])
         levels.append(
             {
                 "level": level,
@@ -37,19 +45,24 @@ def compute_diagnostics(codes: np.ndarray, codebook_sizes: list[int], has_collis
                 "used_codes": used,
                 "usage": used / size,
                 "perplexity": _perplexity(column),
-                "items_per_prefix_mean": n_items / len(prefix_counts),
+                "items": int(reaches.sum()),
+                "items_per_prefix_mean": float(reaches.sum() / len(prefix_counts)),
                 "items_per_prefix_max": int(prefix_counts.max()),
                 "collision_level": bool(has_collision_level and level == n_levels - 1),
             }
         )
-    base = codes[:, :-1] if has_collision_level and n_levels > 1 else codes
-    group, counts = tuple_groups(base)
+    if base_codes is None:
+        base_codes = codes[:, :-1] if has_collision_level and n_levels > 1 else codes
+    group, counts = tuple_groups(np.asarray(base_codes, dtype=np.int64))
     shared = counts[group] > 1
     after_group, after_counts = tuple_groups(codes)
+    lengths = (codes >= 0).sum(axis=1)
     return {
         "n_items": int(n_items),
         "n_levels": int(n_levels),
         "levels": levels,
+        "id_length_mean": float(lengths.mean()),
+        "id_length_max": int(lengths.max()),
         "unique_tuples_before": int(len(counts)),
         "colliding_items_before": int(shared.sum()),
         "collision_rate_before": float(shared.mean()),
@@ -69,6 +82,8 @@ def format_summary(semantic_ids) -> str:
         head += f" ({base_levels} + 1 collision level)"
     if diag.get("fit_seconds") is not None:
         head += f", fitted in {diag['fit_seconds']:.1f} s"
+    if diag.get("id_length_max", n_levels) != diag.get("id_length_mean", n_levels):
+        head += f" (variable length: mean {diag['id_length_mean']:.2f}, max {diag['id_length_max']})"
     rows = [("level", "codes", "used", "usage", "perplexity", "items/prefix mean", "items/prefix max")]
     for stats in diag.get("levels", []):
         name = f"{stats['level']}" + (" (collision)" if stats.get("collision_level") else "")

@@ -12,7 +12,7 @@ import numpy as np
 from ._io import drop_unknown_keys, library_version, read_json, resolve_file, write_json
 from ._validation import check_collision_option, check_item_ids
 from .collisions import add_collision_level as _append_collision_level
-from .collisions import check_codes, tuple_groups
+from .collisions import check_codes, id_lengths, tuple_groups
 from .diagnostics import compute_diagnostics, format_summary
 
 METADATA_NAME = "semantic_ids.json"
@@ -27,6 +27,8 @@ _METADATA_KEYS = {
     "n_levels",
     "codebook_sizes",
     "has_collision_level",
+    "vocabulary",
+    "added_tokens",
     "diagnostics",
 }
 
@@ -35,13 +37,24 @@ _METADATA_KEYS = {
 class SemanticIDs:
     """One unique tuple of codes per item.
 
+    Two ways to turn codes into tokens:
+
+    - ``vocabulary=None`` (RQ-VAE, RQ-KMeans, hierarchical, random, atomic): each (level, code) pair is its own added
+      token, ``<a_12>`` for code 12 at level 0 and so on.
+    - ``vocabulary=[...]`` (title IDs): codes at every level index one shared list of token strings, pieces of the
+      base tokenizer's own vocabulary, plus ``added_tokens`` the tokenizer must add (disambiguating suffixes).
+
     Args:
         codes: int64 ``[n_items, n_levels]``, including the collision level when there is one; rows are unique.
+            Variable-length IDs end in ``-1`` padding.
         codebook_sizes: number of codes each level can take (for the collision level: the largest number of items
             sharing one tuple).
         item_ids: row ``i`` of ``codes`` belongs to ``item_ids[i]`` (the item table's order).
-        scheme: what made the codes: ``"rqkmeans"``, ``"rqvae"`` or ``"custom"``.
+        scheme: what made the codes (``"rqvae"``, ``"rqkmeans"``, ``"hierarchical"``, ``"title"``, ``"random"``,
+            ``"atomic"`` or ``"custom"``).
         has_collision_level: whether the last level is TIGER's disambiguation level.
+        vocabulary: token strings the codes index (shared by all levels), or ``None`` for per-level ID tokens.
+        added_tokens: entries of ``vocabulary`` that are not in the base tokenizer and must be added to it.
         diagnostics: JSON-serialisable statistics (see :func:`compute_diagnostics`); computed when not given.
     """
 
@@ -51,9 +64,24 @@ class SemanticIDs:
     scheme: str = "custom"
     has_collision_level: bool = False
     diagnostics: dict = field(default_factory=dict)
+    vocabulary: list[str] | None = None
+    added_tokens: list[str] = field(default_factory=list)
 
     def __post_init__(self):
-        self.codes = check_codes(self.codes)
+        self.codes = check_codes(self.codes, allow_padding=True)
+        if self.vocabulary is not None:
+            self.vocabulary = [str(token) for token in self.vocabulary]
+            if len(set(self.vocabulary)) != len(self.vocabulary):
+                raise ValueError("vocabulary has duplicated tokens; each code must name a distinct token.")
+            unknown = sorted(set(self.added_tokens) - set(self.vocabulary))
+            if unknown:
+                raise ValueError(f"added_tokens {unknown[:5]} are not in vocabulary; add them to it first.")
+            if self.codes.max() >= len(self.vocabulary):
+                raise ValueError(
+                    f"code {int(self.codes.max())} is out of range of the vocabulary of {len(self.vocabulary)} "
+                    "tokens; codes index the vocabulary."
+                )
+        self.added_tokens = [str(token) for token in self.added_tokens]
         self.item_ids = check_item_ids(self.item_ids, len(self.codes), what="codes")
         self.codebook_sizes = [int(size) for size in self.codebook_sizes]
         self.has_collision_level = bool(self.has_collision_level)
@@ -85,6 +113,16 @@ class SemanticIDs:
         return int(self.codes.shape[1])
 
     @property
+    def is_variable_length(self) -> bool:
+        """Whether IDs have different lengths (rows padded with ``-1``)."""
+        return bool((self.codes < 0).any())
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Number of codes in each item's ID."""
+        return id_lengths(self.codes)
+
+    @property
     def n_items(self) -> int:
         return int(self.codes.shape[0])
 
@@ -99,7 +137,7 @@ class SemanticIDs:
     def codes_of(self, item_id: str) -> tuple[int, ...]:
         """The code tuple of one item."""
         try:
-            return tuple(int(code) for code in self.codes[self.lookup[str(item_id)]])
+            return tuple(int(code) for code in self.codes[self.lookup[str(item_id)]] if code >= 0)
         except KeyError:
             raise KeyError(f"unknown item id {item_id!r} ({self.n_items} items have semantic IDs)") from None
 
@@ -132,6 +170,8 @@ class SemanticIDs:
                 "n_levels": self.n_levels,
                 "codebook_sizes": self.codebook_sizes,
                 "has_collision_level": self.has_collision_level,
+                "vocabulary": self.vocabulary,
+                "added_tokens": self.added_tokens,
                 "diagnostics": self.diagnostics,
             },
         )
@@ -164,6 +204,8 @@ class SemanticIDs:
             scheme=metadata["scheme"],
             has_collision_level=metadata["has_collision_level"],
             diagnostics=metadata.get("diagnostics") or {},
+            vocabulary=metadata.get("vocabulary"),
+            added_tokens=metadata.get("added_tokens") or [],
         )
 
 
@@ -185,9 +227,10 @@ def build_semantic_ids(
     """Codes (without a collision level) -> :class:`SemanticIDs`, adding the collision level as asked.
 
     ``add_collision_level``: ``True`` always appends it (TIGER: every ID has the same length), ``None``/``"auto"``
-    only when some items share a tuple, ``False`` never (and raises if some items share a tuple).
+    only when some items share a tuple, ``False`` never (and raises if some items share a tuple). Variable-length codes
+    (``-1`` padding) must already be unique: there is no single last level to append to.
     """
-    codes = check_codes(codes)
+    codes = check_codes(codes, allow_padding=True)
     item_ids = check_item_ids(item_ids, len(codes), what="codes")
     option = check_collision_option(add_collision_level)
     if codebook_sizes is None:
@@ -203,7 +246,13 @@ def build_semantic_ids(
             f"{shared} of {len(codes)} items share their code tuple with another item, and add_collision_level=False. "
             "Pass add_collision_level=True (TIGER's extra disambiguation level) or use larger/more codebooks."
         )
-    add = option is True or (option is None and has_collisions)
+    if (codes < 0).any() and has_collisions:
+        shared = int((counts[group] > 1).sum())
+        raise ValueError(
+            f"{shared} of {len(codes)} variable-length IDs are shared by more than one item. Make them unique before "
+            "(e.g. append a distinguishing code to the repeated ones, as TitleIDs does)."
+        )
+    add = (option is True or (option is None and has_collisions)) and not (codes < 0).any()
     full = _append_collision_level(codes) if add else codes
     sizes = codebook_sizes + ([int(counts.max())] if add else [])
     diagnostics = compute_diagnostics(full, sizes, add)
@@ -229,13 +278,13 @@ def from_codes(
     """Wrap your own int ``[n_items, n_levels]`` codes (one row per item, in ``item_ids`` order) as SemanticIDs.
 
     Args:
-        codes: non-negative ints, one row per item.
+        codes: non-negative ints, one row per item; variable-length IDs end in ``-1`` padding (and must be unique).
         item_ids: one unique id per row.
         add_collision_level: ``None``/``"auto"`` (default) appends TIGER's disambiguation level only when some items
             share a tuple; ``True`` always; ``False`` never (raises when tuples collide).
         codebook_sizes: codes per level (default: max code + 1 per level).
     """
-    codes = check_codes(codes)
+    codes = check_codes(codes, allow_padding=True)
     check_item_ids(item_ids, len(codes), what="codes")
     if codebook_sizes is not None and len(codebook_sizes) != codes.shape[1]:
         raise ValueError(

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
+import math
 import time
-from pathlib import Path
 
 import numpy as np
 
-from ._io import (
-    QUANTIZER_CONFIG_NAME,
-    QUANTIZER_WEIGHTS_NAME,
-    drop_unknown_keys,
-    library_version,
-    read_json,
-    resolve_file,
-    write_json,
-)
 from ._validation import (
     check_codebook_sizes,
     check_collision_option,
@@ -25,6 +15,7 @@ from ._validation import (
     check_features,
     check_item_ids,
 )
+from .base import ItemIDScheme
 from .ids import SemanticIDs, build_semantic_ids
 
 logger = logging.getLogger(__name__)
@@ -100,11 +91,67 @@ def nearest_centroid(x: np.ndarray, centroids: np.ndarray, batch_size: int = 655
     return out
 
 
-class RQKMeans:
-    """Residual k-means semantic IDs (as in many TIGER re-implementations; no training of a network).
+def balanced_assignment(x: np.ndarray, centroids: np.ndarray, capacity: int | None = None) -> np.ndarray:
+    """Assign rows to centroids with at most ``capacity`` rows each (default ``ceil(n / k)``: equal-size clusters).
 
-    Level ``l`` runs k-means (faiss, from a k-means++ start) on the residuals left by levels ``0..l-1``; an item's code at level ``l`` is its
-    nearest centroid. ``encode`` gives new items codes from the same centroids.
+    Deferred acceptance: every unassigned row proposes to its nearest centroid that still has room; each centroid
+    keeps the closest proposals that fit and turns the others away, who propose to their next choice. Vectorised
+    per round; at most ``k`` rounds.
+    """
+    n, k = len(x), len(centroids)
+    capacity = math.ceil(n / k) if capacity is None else int(capacity)
+    if capacity * k < n:
+        raise ValueError(f"capacity {capacity} x {k} centroids cannot hold {n} rows.")
+    distances = (centroids**2).sum(axis=1)[None, :] - 2.0 * (x @ centroids.T)
+    preference = np.argsort(distances, axis=1, kind="stable")
+    pointer = np.zeros(n, dtype=np.int64)
+    room = np.full(k, capacity, dtype=np.int64)
+    assignment = np.full(n, -1, dtype=np.int64)
+    rows = np.arange(n)
+    while len(rows):
+        choice = preference[rows, pointer[rows]]
+        full = room[choice] == 0
+        while full.any():  # skip centroids that filled up in earlier rounds
+            pointer[rows[full]] += 1
+            choice[full] = preference[rows[full], pointer[rows[full]]]
+            full = room[choice] == 0
+        order = np.lexsort((distances[rows, choice], choice))
+        sorted_choice = choice[order]
+        first = np.r_[0, np.flatnonzero(np.diff(sorted_choice)) + 1]
+        rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+        accepted = rank < room[sorted_choice]
+        winners = rows[order[accepted]]
+        assignment[winners] = sorted_choice[accepted]
+        np.subtract.at(room, sorted_choice[accepted], 1)
+        losers = rows[order[~accepted]]
+        pointer[losers] += 1
+        rows = losers
+    return assignment
+
+
+def fit_pca(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``[d]`` and the top-``dim`` principal axes ``[dim, d]`` of ``x`` (float32)."""
+    mean = x.mean(axis=0, dtype=np.float64)
+    _, _, vt = np.linalg.svd(x.astype(np.float64) - mean, full_matrices=False)
+    return mean.astype(np.float32), np.ascontiguousarray(vt[:dim], dtype=np.float32)
+
+
+def check_distinct(x: np.ndarray, codebook_sizes: list[int]) -> None:
+    """k-means cannot fill more codes than there are distinct feature rows."""
+    distinct = len(np.unique(x, axis=0))
+    if distinct < max(codebook_sizes):
+        raise ValueError(
+            f"The features have only {distinct} distinct rows, so a codebook of {max(codebook_sizes)} codes cannot be "
+            f"reached (codes would repeat or stay empty). Use codebook_size <= {distinct}, or richer features "
+            "(e.g. text embeddings instead of sparse attributes)."
+        )
+
+
+class RQKMeans(ItemIDScheme):
+    """Residual k-means semantic IDs (RQ-KMeans; no network to train).
+
+    Level ``l`` runs k-means (faiss, from a k-means++ start) on the residuals left by levels ``0..l-1``; an item's
+    code at level ``l`` is its nearest centroid. ``encode`` gives new items codes from the same centroids.
 
     Args:
         n_levels: number of residual levels (without the collision level).
@@ -113,12 +160,30 @@ class RQKMeans:
         seed: seed of the k-means++ starts and faiss; same seed and input give the same codes.
         add_collision_level: ``True`` (TIGER; every ID gets the extra level), ``None``/``"auto"`` (only when tuples
             collide) or ``False`` (never; fitting raises if tuples collide).
+        balanced: assign the catalogue's items to equal-size clusters at every level (``balanced_assignment``,
+            refined for ``balanced_iters`` rounds of re-centring). Spreads items evenly over codes, which cuts
+            collisions; new items (``encode``) still take their nearest centroid.
+        balanced_iters: re-centring rounds of balanced k-means.
+        pca_dim: project features on their top principal axes first. On raw sentence embeddings (384-d, most energy
+            in a few directions) deeper levels collapse onto a handful of codes; 32 axes keep every level busy.
         n_redo: k-means runs per level from different k-means++ starts (the best is kept).
         max_points_per_centroid: faiss subsamples to this many points per centroid when training.
         verbose: print faiss's progress.
     """
 
     scheme = "rqkmeans"
+    _config_keys = (
+        "n_levels",
+        "codebook_size",
+        "n_iter",
+        "seed",
+        "add_collision_level",
+        "balanced",
+        "balanced_iters",
+        "pca_dim",
+        "n_redo",
+        "max_points_per_centroid",
+    )
 
     def __init__(
         self,
@@ -127,29 +192,44 @@ class RQKMeans:
         n_iter: int = 20,
         seed: int = 0,
         add_collision_level: bool | str | None = True,
+        balanced: bool = False,
+        balanced_iters: int = 5,
+        pca_dim: int | None = 32,
         n_redo: int = 1,
         max_points_per_centroid: int = 256,
         verbose: bool = False,
     ):
-        self.codebook_sizes = check_codebook_sizes(codebook_size, n_levels)
+        self.codebook_size = check_codebook_sizes(codebook_size, n_levels)
         self.n_levels = int(n_levels)
         self.n_iter = int(n_iter)
         self.seed = int(seed)
         self.add_collision_level = check_collision_option(add_collision_level)
+        self.balanced = bool(balanced)
+        self.balanced_iters = int(balanced_iters)
+        if pca_dim is not None and (isinstance(pca_dim, bool) or int(pca_dim) < 1):
+            raise ValueError(f"pca_dim must be a positive int or None (no projection), got {pca_dim!r}.")
+        self.pca_dim = None if pca_dim is None else int(pca_dim)
         self.n_redo = int(n_redo)
         self.max_points_per_centroid = int(max_points_per_centroid)
         self.verbose = bool(verbose)
         self.centroids_: list[np.ndarray] | None = None
+        self.pca_mean_: np.ndarray | None = None
+        self.pca_axes_: np.ndarray | None = None
+        self.dim_: int | None = None
 
-    def __repr__(self) -> str:
-        return (
-            f"RQKMeans(n_levels={self.n_levels}, codebook_size={self.codebook_sizes}, n_iter={self.n_iter}, "
-            f"seed={self.seed}, fitted={self.centroids_ is not None})"
-        )
+    @property
+    def codebook_sizes(self) -> list[int]:
+        return self.codebook_size
 
     @property
     def dim(self) -> int | None:
-        return None if self.centroids_ is None else int(self.centroids_[0].shape[1])
+        """Dimension of the features the scheme was fitted on."""
+        return self.dim_
+
+    def _project(self, x: np.ndarray) -> np.ndarray:
+        if self.pca_axes_ is None:
+            return x.copy()
+        return np.ascontiguousarray((x - self.pca_mean_) @ self.pca_axes_.T, dtype=np.float32)
 
     def fit(self, features, item_ids) -> SemanticIDs:
         """Learn the centroids on ``features`` [n_items, dim] and return every item's semantic IDs."""
@@ -157,8 +237,13 @@ class RQKMeans:
         x = check_features(features)
         item_ids = check_item_ids(item_ids, len(x))
         check_enough_items(len(x), self.codebook_sizes)
-        residual = x.copy()
-        energy = float((x.astype(np.float64) ** 2).sum(axis=1).mean())
+        check_distinct(x, self.codebook_sizes)
+        self.dim_ = int(x.shape[1])
+        self.pca_mean_ = self.pca_axes_ = None
+        if self.pca_dim is not None and self.pca_dim < x.shape[1]:
+            self.pca_mean_, self.pca_axes_ = fit_pca(x, self.pca_dim)
+        residual = self._project(x)
+        energy = float((residual.astype(np.float64) ** 2).sum(axis=1).mean())
         centroids, codes, residual_mse = [], [], []
         for level, size in enumerate(self.codebook_sizes):
             level_centroids = train_kmeans(
@@ -170,14 +255,23 @@ class RQKMeans:
                 max_points_per_centroid=self.max_points_per_centroid,
                 verbose=self.verbose,
             )
-            level_codes = nearest_centroid(residual, level_centroids)
+            if self.balanced:
+                for _ in range(max(1, self.balanced_iters)):
+                    level_codes = balanced_assignment(residual, level_centroids)
+                    sums = np.zeros_like(level_centroids, dtype=np.float64)
+                    np.add.at(sums, level_codes, residual)
+                    counts = np.bincount(level_codes, minlength=size)[:, None]
+                    level_centroids = np.where(counts > 0, sums / np.maximum(counts, 1), level_centroids)
+                    level_centroids = np.ascontiguousarray(level_centroids, dtype=np.float32)
+                level_codes = balanced_assignment(residual, level_centroids)
+            else:
+                level_codes = nearest_centroid(residual, level_centroids)
             residual -= level_centroids[level_codes]
             centroids.append(level_centroids)
             codes.append(level_codes)
             residual_mse.append(float((residual.astype(np.float64) ** 2).sum(axis=1).mean()))
             logger.info("RQKMeans level %d: %d codes, residual energy %.4f", level, size, residual_mse[-1])
         self.centroids_ = centroids
-        fit_seconds = time.perf_counter() - start
         return build_semantic_ids(
             np.stack(codes, axis=1),
             item_ids,
@@ -185,9 +279,11 @@ class RQKMeans:
             codebook_sizes=self.codebook_sizes,
             add_collision_level=self.add_collision_level,
             extra_diagnostics={
-                "fit_seconds": fit_seconds,
+                "fit_seconds": time.perf_counter() - start,
                 "quantizer": {
                     "scheme": self.scheme,
+                    "balanced": self.balanced,
+                    "pca_dim": None if self.pca_axes_ is None else self.pca_dim,
                     "feature_energy": energy,
                     "residual_energy_per_level": residual_mse,
                 },
@@ -196,12 +292,11 @@ class RQKMeans:
 
     def encode(self, features) -> np.ndarray:
         """Codes ``int64 [n, n_levels]`` (without the collision level) of items given their features."""
-        if self.centroids_ is None:
-            raise ValueError("This RQKMeans is not fitted; call fit(features, item_ids) or from_pretrained() first.")
+        self._require_fitted()
         x = check_features(features)
         if x.shape[1] != self.dim:
             raise ValueError(f"features have dim {x.shape[1]} but this RQKMeans was fitted on dim {self.dim}.")
-        residual = x.copy()
+        residual = self._project(x)
         codes = []
         for level_centroids in self.centroids_:
             level_codes = nearest_centroid(residual, level_centroids)
@@ -210,51 +305,25 @@ class RQKMeans:
         return np.stack(codes, axis=1)
 
     # ------------------------------------------------------------------ files
-    def _config(self) -> dict:
-        return {
-            "scheme": self.scheme,
-            "hf_genrec_version": library_version(),
-            "n_levels": self.n_levels,
-            "codebook_size": self.codebook_sizes,
-            "n_iter": self.n_iter,
-            "seed": self.seed,
-            "add_collision_level": self.add_collision_level,
-            "n_redo": self.n_redo,
-            "max_points_per_centroid": self.max_points_per_centroid,
-            "dim": self.dim,
-        }
-
-    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        """Write ``quantizer_config.json`` and ``quantizer.safetensors`` (the centroids of each level)."""
-        from safetensors.numpy import save_file
-
-        if self.centroids_ is None:
-            raise ValueError("Nothing to save: this RQKMeans is not fitted yet.")
-        directory = Path(save_directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        write_json(directory / QUANTIZER_CONFIG_NAME, self._config())
-        tensors = {f"centroids.{level}": c for level, c in enumerate(self.centroids_)}
-        save_file(tensors, str(directory / QUANTIZER_WEIGHTS_NAME), metadata={"scheme": self.scheme})
+    def _extra_config(self) -> dict:
+        return {"dim": self.dim}
 
     @classmethod
-    def from_pretrained(cls, path_or_repo_id: str | os.PathLike, **hub_kwargs) -> RQKMeans:
-        """Load what :meth:`save_pretrained` wrote (local folder or Hub repo id; ``subfolder=``, ``revision=``...)."""
-        from safetensors.numpy import load_file
+    def _extra_keys(cls) -> tuple[str, ...]:
+        return ("dim",)
 
-        config_path = resolve_file(path_or_repo_id, QUANTIZER_CONFIG_NAME, **hub_kwargs)
-        config = read_json(config_path)
-        if config.get("scheme") != cls.scheme:
-            raise ValueError(
-                f"{config_path} holds a {config.get('scheme')!r} quantizer, not {cls.scheme!r}; "
-                "use hf_genrec.semantic_ids.load_quantizer() to load any scheme."
-            )
-        known = {"n_levels", "codebook_size", "n_iter", "seed", "add_collision_level", "n_redo"}
-        known |= {"max_points_per_centroid"}
-        kwargs = drop_unknown_keys(config, known | {"scheme", "hf_genrec_version", "dim"}, str(config_path))
-        quantizer = cls(**{key: value for key, value in kwargs.items() if key in known})
-        tensors = load_file(str(resolve_file(path_or_repo_id, QUANTIZER_WEIGHTS_NAME, **hub_kwargs)))
-        quantizer.centroids_ = [
-            np.ascontiguousarray(tensors[f"centroids.{level}"], dtype=np.float32)
-            for level in range(quantizer.n_levels)
+    def _state(self) -> dict[str, np.ndarray]:
+        if self.centroids_ is None:
+            return {}
+        state = {f"centroids.{level}": c for level, c in enumerate(self.centroids_)}
+        if self.pca_axes_ is not None:
+            state.update({"pca.mean": self.pca_mean_, "pca.axes": self.pca_axes_})
+        return state
+
+    def _load_state(self, tensors: dict[str, np.ndarray], config: dict) -> None:
+        self.centroids_ = [
+            np.ascontiguousarray(tensors[f"centroids.{level}"], dtype=np.float32) for level in range(self.n_levels)
         ]
-        return quantizer
+        self.pca_mean_ = tensors.get("pca.mean")
+        self.pca_axes_ = tensors.get("pca.axes")
+        self.dim_ = config.get("dim")

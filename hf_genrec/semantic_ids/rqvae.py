@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._io import (
-    QUANTIZER_CONFIG_NAME,
-    QUANTIZER_WEIGHTS_NAME,
-    drop_unknown_keys,
-    library_version,
-    read_json,
-    resolve_file,
-    write_json,
-)
 from ._validation import (
     check_codebook_sizes,
     check_collision_option,
@@ -29,8 +18,9 @@ from ._validation import (
     check_features,
     check_item_ids,
 )
+from .base import ItemIDScheme
 from .ids import SemanticIDs, build_semantic_ids
-from .rqkmeans import nearest_centroid, train_kmeans
+from .rqkmeans import check_distinct, nearest_centroid, train_kmeans
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +112,7 @@ class RQVAEModule(nn.Module):
         return codes
 
 
-class RQVAE:
+class RQVAE(ItemIDScheme):
     """TIGER's RQ-VAE semantic IDs (Rajput et al., 2023): an MLP autoencoder whose latent is residual-quantised.
 
     Against codebook collapse: inputs are standardised per dimension; each codebook starts from k-means (faiss) on
@@ -181,7 +171,7 @@ class RQVAE:
         add_collision_level: bool | str | None = True,
         device: str | torch.device | None = None,
     ):
-        self.codebook_sizes = check_codebook_sizes(codebook_size, n_levels)
+        self.codebook_size = check_codebook_sizes(codebook_size, n_levels)
         self.n_levels = int(n_levels)
         self.latent_dim = int(latent_dim)
         self.hidden_dims = [int(h) for h in hidden_dims]
@@ -202,11 +192,9 @@ class RQVAE:
             raise ValueError(f"epochs, batch_size and lr must be positive (got {epochs}, {batch_size}, {lr}).")
         self.model_: RQVAEModule | None = None
 
-    def __repr__(self) -> str:
-        return (
-            f"RQVAE(n_levels={self.n_levels}, codebook_size={self.codebook_sizes}, latent_dim={self.latent_dim}, "
-            f"hidden_dims={self.hidden_dims}, epochs={self.epochs}, fitted={self.model_ is not None})"
-        )
+    @property
+    def codebook_sizes(self) -> list[int]:
+        return self.codebook_size
 
     def _device(self) -> torch.device:
         if self.device is not None:
@@ -260,6 +248,7 @@ class RQVAE:
         features = check_features(features)
         item_ids = check_item_ids(item_ids, len(features))
         check_enough_items(len(features), self.codebook_sizes)
+        check_distinct(features, self.codebook_sizes)
         device = self._device()
         n_items, input_dim = features.shape
         model = self._build(input_dim).to(device)
@@ -362,41 +351,19 @@ class RQVAE:
         return torch.cat(out).numpy().astype(np.int64)
 
     # ------------------------------------------------------------------ files
-    def _config(self) -> dict:
-        config = {"scheme": self.scheme, "hf_genrec_version": library_version()}
-        config.update({key: getattr(self, key) for key in self._config_keys if key != "codebook_size"})
-        config["codebook_size"] = self.codebook_sizes
-        config["input_dim"] = None if self.model_ is None else int(self.model_.feature_mean.shape[0])
-        return config
-
-    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        """Write ``quantizer_config.json`` and ``quantizer.safetensors`` (encoder, decoder, codebooks, scaling)."""
-        from safetensors.torch import save_file
-
-        if self.model_ is None:
-            raise ValueError("Nothing to save: this RQVAE is not fitted yet.")
-        directory = Path(save_directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        write_json(directory / QUANTIZER_CONFIG_NAME, self._config())
-        state = {key: value.detach().cpu().contiguous() for key, value in self.model_.state_dict().items()}
-        save_file(state, str(directory / QUANTIZER_WEIGHTS_NAME), metadata={"scheme": self.scheme})
+    def _extra_config(self) -> dict:
+        return {"input_dim": None if self.model_ is None else int(self.model_.feature_mean.shape[0])}
 
     @classmethod
-    def from_pretrained(cls, path_or_repo_id: str | os.PathLike, device=None, **hub_kwargs) -> RQVAE:
-        """Load what :meth:`save_pretrained` wrote (local folder or Hub repo id; ``subfolder=``, ``revision=``...)."""
-        from safetensors.torch import load_file
+    def _extra_keys(cls) -> tuple[str, ...]:
+        return ("input_dim",)
 
-        config_path = resolve_file(path_or_repo_id, QUANTIZER_CONFIG_NAME, **hub_kwargs)
-        config = read_json(config_path)
-        if config.get("scheme") != cls.scheme:
-            raise ValueError(
-                f"{config_path} holds a {config.get('scheme')!r} quantizer, not {cls.scheme!r}; "
-                "use hf_genrec.semantic_ids.load_quantizer() to load any scheme."
-            )
-        known = set(cls._config_keys)
-        config = drop_unknown_keys(config, known | {"scheme", "hf_genrec_version", "input_dim"}, str(config_path))
-        quantizer = cls(**{key: value for key, value in config.items() if key in known}, device=device)
-        model = quantizer._build(int(config["input_dim"]))
-        model.load_state_dict(load_file(str(resolve_file(path_or_repo_id, QUANTIZER_WEIGHTS_NAME, **hub_kwargs))))
-        quantizer.model_ = model.to(quantizer._device()).eval()
-        return quantizer
+    def _state(self) -> dict[str, np.ndarray]:
+        if self.model_ is None:
+            return {}
+        return {key: value.detach().cpu().contiguous().numpy() for key, value in self.model_.state_dict().items()}
+
+    def _load_state(self, tensors: dict[str, np.ndarray], config: dict) -> None:
+        model = self._build(int(config["input_dim"]))
+        model.load_state_dict({key: torch.from_numpy(value) for key, value in tensors.items()})
+        self.model_ = model.to(self._device()).eval()
