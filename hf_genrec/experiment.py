@@ -18,7 +18,16 @@ from .examples import tokenize_examples
 from .features import DEFAULT_TEXT_MODEL, build_item_features
 from .metrics import ranking_metrics
 from .modeling import build_t5_model
-from .semantic_ids import RQVAE, RQKMeans
+from .semantic_ids import (
+    RQVAE,
+    AtomicIDs,
+    HierarchicalKMeans,
+    ItemIDScheme,
+    RandomIDs,
+    RQKMeans,
+    SemanticIDs,
+    TitleIDs,
+)
 from .tokenization import ItemTokenizer, minimal_t5_tokenizer
 from .trainer import GenRecTrainer, GenRecTrainingArguments
 
@@ -29,7 +38,9 @@ PROTOCOL = (
     "history capped at {max_history} items; full ranking over all {n_items} items by trie-constrained beam search "
     "({num_beams} beams); metrics averaged over all {n_users} test users"
 )
-ID_SCHEMES = {"rqkmeans": RQKMeans, "rqvae": RQVAE}
+ID_SCHEMES = ("rqvae", "rqkmeans", "hierarchical", "title", "random", "atomic")
+#: schemes that read item features (the others read titles, or nothing)
+FEATURE_SCHEMES = ("rqvae", "rqkmeans", "hierarchical")
 
 
 @dataclass
@@ -55,17 +66,87 @@ class DataArguments:
 
 @dataclass
 class ItemIDArguments:
-    """How items get their semantic IDs."""
+    """How items get their IDs (see ``hf_genrec.semantic_ids``)."""
 
-    id_scheme: str = field(default="rqkmeans", metadata={"help": "rqkmeans or rqvae.", "choices": list(ID_SCHEMES)})
+    id_scheme: str = field(
+        default="rqkmeans",
+        metadata={
+            "help": "rqvae (TIGER), rqkmeans (residual k-means), hierarchical (recursive k-means), title (title "
+            "tokens, variable length), random (random codes) or atomic (one token per item).",
+            "choices": list(ID_SCHEMES),
+        },
+    )
     item_features: str = field(
         default="auto",
         metadata={"help": "auto, text, attributes, or a path to a .npy / .safetensors array [n_items, d]."},
     )
     text_model: str = field(default=DEFAULT_TEXT_MODEL, metadata={"help": "sentence-transformers model for text."})
     n_levels: int = field(default=3, metadata={"help": "Code levels before the collision level."})
-    codebook_size: int = field(default=256, metadata={"help": "Codes per level."})
-    id_seed: int = field(default=0, metadata={"help": "Seed of the quantiser."})
+    codebook_size: int = field(default=256, metadata={"help": "Codes per level (hierarchical: clusters per node)."})
+    id_seed: int = field(default=0, metadata={"help": "Seed of the ID scheme."})
+    balanced: bool = field(default=False, metadata={"help": "rqkmeans: equal-size clusters at every level."})
+    pca_dim: int | None = field(
+        default=32,
+        metadata={"help": "rqkmeans/hierarchical: project features on this many principal axes first (0: none)."},
+    )
+    rqvae_epochs: int = field(default=100, metadata={"help": "rqvae: training epochs of the autoencoder."})
+    max_title_tokens: int = field(default=16, metadata={"help": "title: pieces of the title kept per ID."})
+    title_vocab_size: int = field(
+        default=8000, metadata={"help": "title: pieces learnt on the titles when no --base_tokenizer is given."}
+    )
+    missing_titles: str = field(
+        default="error",
+        metadata={"help": "title: 'error' on items without a title, or 'item_id' to spell them by id.",
+                  "choices": ["error", "item_id"]},
+    )  # fmt: skip
+
+
+def build_id_scheme(id_args: ItemIDArguments, base_tokenizer=None) -> ItemIDScheme:
+    """The (unfitted) ID scheme ``id_args`` describes."""
+    name = id_args.id_scheme
+    size, levels, seed = id_args.codebook_size, id_args.n_levels, id_args.id_seed
+    pca_dim = id_args.pca_dim or None
+    if name == "rqvae":
+        return RQVAE(n_levels=levels, codebook_size=size, seed=seed, epochs=id_args.rqvae_epochs)
+    if name == "rqkmeans":
+        return RQKMeans(n_levels=levels, codebook_size=size, seed=seed, balanced=id_args.balanced, pca_dim=pca_dim)
+    if name == "hierarchical":
+        return HierarchicalKMeans(n_levels=levels, codebook_size=size, seed=seed, pca_dim=pca_dim)
+    if name == "title":
+        return TitleIDs(
+            tokenizer=base_tokenizer,
+            max_tokens=id_args.max_title_tokens,
+            vocab_size=id_args.title_vocab_size,
+            missing_titles=id_args.missing_titles,
+        )
+    if name == "random":
+        return RandomIDs(n_levels=levels, codebook_size=size, seed=seed)
+    if name == "atomic":
+        return AtomicIDs()
+    raise ValueError(f"Unknown id_scheme {name!r}; choose one of {', '.join(ID_SCHEMES)}.")
+
+
+def fit_item_ids(
+    items, id_args: ItemIDArguments, base_tokenizer=None
+) -> tuple[ItemIDScheme, SemanticIDs, dict[str, float]]:
+    """Item features (when the scheme reads them) → fitted scheme → semantic IDs, with the seconds each took."""
+    timings = {}
+    start = time.perf_counter()
+    features = None
+    if id_args.id_scheme == "title":
+        features = items["title"][:]
+    elif id_args.id_scheme in FEATURE_SCHEMES:
+        if id_args.item_features in ("auto", "text", "attributes"):
+            features = build_item_features(items, method=id_args.item_features, model_name_or_path=id_args.text_model)
+        else:
+            array = load_feature_array(id_args.item_features)
+            features = build_item_features(items, method="array", features=array)
+    timings["features_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    scheme = build_id_scheme(id_args, base_tokenizer)
+    semantic_ids = scheme.fit(features, items["item_id"][:])
+    timings["semantic_ids_s"] = time.perf_counter() - start
+    return scheme, semantic_ids, timings
 
 
 @dataclass
@@ -117,28 +198,17 @@ def run_experiment(
     timings["data_s"] = time.perf_counter() - start
     logger.info("Loaded %s", data.describe())
 
-    start = time.perf_counter()
-    if id_args.item_features in ("auto", "text", "attributes"):
-        features = build_item_features(data.items, method=id_args.item_features, model_name_or_path=id_args.text_model)
-    else:
-        features = build_item_features(data.items, method="array", features=load_feature_array(id_args.item_features))
-    timings["features_s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    quantizer = ID_SCHEMES[id_args.id_scheme](
-        n_levels=id_args.n_levels, codebook_size=id_args.codebook_size, seed=id_args.id_seed
-    )
-    semantic_ids = quantizer.fit(features, data.items["item_id"][:])
-    timings["semantic_ids_s"] = time.perf_counter() - start
-    logger.info("Semantic IDs:\n%s", semantic_ids.summary())
-
+    base_tokenizer = None
     if model_args.base_tokenizer:
         from transformers import AutoTokenizer
 
         base_tokenizer = AutoTokenizer.from_pretrained(model_args.base_tokenizer)
-    else:
-        base_tokenizer = minimal_t5_tokenizer()
-    item_tokenizer = ItemTokenizer(base_tokenizer, semantic_ids)
+    quantizer, semantic_ids, id_timings = fit_item_ids(data.items, id_args, base_tokenizer)
+    timings.update(id_timings)
+    logger.info("Semantic IDs:\n%s", semantic_ids.summary())
+    if isinstance(quantizer, TitleIDs):
+        base_tokenizer = quantizer.tokenizer  # title IDs are spelled with this tokenizer's pieces
+    item_tokenizer = ItemTokenizer(base_tokenizer or minimal_t5_tokenizer(), semantic_ids)
     examples = {
         name: tokenize_examples(split, item_tokenizer, data_args.max_history) for name, split in splits.items()
     }

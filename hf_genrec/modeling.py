@@ -47,5 +47,5 @@ def default_generation_config(item_tokenizer: ItemTokenizer, num_beams: int = 20
         num_beams=num_beams,
         max_new_tokens=item_tokenizer.id_length,
         length_penalty=0.0,
-        early_stopping=True,
+        early_stopping="never",  # exact beam search with length_penalty=0 (variable-length IDs)
     )

@@ -181,11 +181,14 @@ class ItemTokenizer:
 
     def decode_index(self, token_rows: Iterable[Sequence[int]]) -> list[int]:
         """Item row index of each generated spelling (decoder start stripped), ``-1`` where it is no item."""
-        pad = self.pad_token_id
+        pad, eos = self.pad_token_id, self.eos_token_id
         out = []
         for row in token_rows:
             # Pad (decoder start, finished beams) and -100 (label padding) are not part of any spelling.
             row = [t for t in row if t != pad and t >= 0]
+            # beam search fills finished (shorter) spellings up to the longest one; the spelling ends at its EOS
+            if eos in row:
+                row = row[: row.index(eos) + 1]
             out.append(self._spelling_to_index.get(tuple(row), -1))
         return out
 
@@ -205,7 +208,9 @@ class ItemTokenizer:
         (save_directory / TOKENIZER_CONFIG_NAME).write_text(
             json.dumps(
                 {
-                    "token_format": "<{level_letter}_{code}>" if self.semantic_ids.vocabulary is None else "vocabulary",
+                    "token_format": "<{level_letter}_{code}>"
+                    if self.semantic_ids.vocabulary is None
+                    else "vocabulary",
                     "id_length": self.id_length,
                     "variable_length": self.is_variable_length,
                 },

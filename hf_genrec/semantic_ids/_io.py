@@ -60,5 +60,3 @@ def drop_unknown_keys(config: dict, known: set[str], what: str) -> dict:
             library_version(),
         )
     return {key: value for key, value in config.items() if key in known}
-
-

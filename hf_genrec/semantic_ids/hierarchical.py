@@ -112,7 +112,9 @@ class HierarchicalKMeans(ItemIDScheme):
         self._require_fitted()
         x = check_features(features)
         if x.shape[1] != self.dim_:
-            raise ValueError(f"features have dim {x.shape[1]} but this HierarchicalKMeans was fitted on dim {self.dim_}.")
+            raise ValueError(
+                f"features have dim {x.shape[1]} but this HierarchicalKMeans was fitted on dim {self.dim_}."
+            )
         z = self._project(x)
         codes = np.zeros((len(z), self.n_levels), dtype=np.int64)
         for i, row in enumerate(z):
@@ -159,7 +161,9 @@ class HierarchicalKMeans(ItemIDScheme):
     def _load_state(self, tensors: dict[str, np.ndarray], config: dict) -> None:
         offsets = tensors["node_offsets"]
         self.nodes_ = {
-            tuple(int(c) for c in tensors["node_prefixes"][i, :depth]): tensors["centroids"][offsets[i] : offsets[i + 1]]
+            tuple(int(c) for c in tensors["node_prefixes"][i, :depth]): tensors["centroids"][
+                offsets[i] : offsets[i + 1]
+            ]
             for i, depth in enumerate(tensors["node_depths"].tolist())
         }
         self.pca_mean_ = tensors.get("pca.mean")

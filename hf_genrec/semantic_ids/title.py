@@ -143,6 +143,7 @@ class TitleIDs(ItemIDScheme):
             {
                 "fit_seconds": time.perf_counter() - start,
                 "suffixed_items": int(repeated.sum()),
+                "extra_levels": int(repeated.any()),
                 "truncated_titles": int(sum(len(self.tokenizer.tokenize(t)) > self.max_tokens for t in titles)),
                 "quantizer": {"scheme": self.scheme, "max_tokens": self.max_tokens, "vocabulary": len(vocabulary)},
             }
