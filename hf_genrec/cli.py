@@ -1,4 +1,4 @@
-"""The ``hf-genrec`` command line: ``train`` and ``recommend``."""
+"""The ``hf-genrec`` command line: ``build-ids``, ``train`` and ``recommend``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import yaml
 from transformers import HfArgumentParser
@@ -14,10 +16,39 @@ from transformers import HfArgumentParser
 USAGE = """hf-genrec <command> [options]
 
 commands:
+  build-ids   read data, build item IDs with one scheme, print and save their diagnostics (--plot: a PNG)
   train       read data, build item IDs, train and evaluate a generative recommender, save it
   recommend   print the top-K items for a history with a saved recommender
 
 Run `hf-genrec <command> --help` for the options of a command."""
+
+
+def _parse_with_config(
+    parser: HfArgumentParser, argv: Sequence[str], default_output: str = "outputs/{dataset}"
+) -> tuple[list[str], dict]:
+    """Apply ``--config file.yaml`` as defaults (flags override it); returns the remaining argv and the defaults."""
+    parser.add_argument("--config", default=None, help="A YAML file of any of these options; flags override it.")
+    argv = list(argv)
+    defaults: dict = {}
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            parser.error("--config needs a path to a YAML file.")
+        config_path = argv[i + 1]
+        del argv[i : i + 2]
+        with open(config_path) as f:
+            defaults = yaml.safe_load(f) or {}
+        if not isinstance(defaults, dict):
+            parser.error(f"{config_path} must hold a mapping of option names to values.")
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(defaults) - known)
+        if unknown:
+            parser.error(f"{config_path} has unknown options: {', '.join(unknown)}.")
+        parser.set_defaults(**defaults)
+    if "--output_dir" not in argv and "--output-dir" not in argv and "output_dir" not in defaults:
+        dataset = _option(argv, "dataset") or defaults.get("dataset") or "ml-100k"
+        argv += ["--output_dir", default_output.format(dataset=dataset)]
+    return argv, defaults
 
 
 def _train(argv: Sequence[str]) -> int:
@@ -29,28 +60,7 @@ def _train(argv: Sequence[str]) -> int:
         prog="hf-genrec train",
         description="Train and evaluate a generative recommender (TIGER recipe).",
     )
-    parser.add_argument("--config", default=None, help="A YAML file of any of these options; flags override it.")
-    argv = list(argv)
-    config_path = None
-    if "--config" in argv:
-        i = argv.index("--config")
-        if i + 1 >= len(argv):
-            parser.error("--config needs a path to a YAML file.")
-        config_path = argv[i + 1]
-        del argv[i : i + 2]
-    if config_path:
-        with open(config_path) as f:
-            defaults = yaml.safe_load(f) or {}
-        if not isinstance(defaults, dict):
-            parser.error(f"{config_path} must hold a mapping of option names to values.")
-        known = {action.dest for action in parser._actions}
-        unknown = sorted(set(defaults) - known)
-        if unknown:
-            parser.error(f"{config_path} has unknown options: {', '.join(unknown)}.")
-        parser.set_defaults(**defaults)
-    if "--output_dir" not in argv and "--output-dir" not in argv and not (config_path and "output_dir" in defaults):
-        dataset = _option(argv, "dataset") or (defaults.get("dataset") if config_path else None) or "ml-100k"
-        argv += ["--output_dir", f"outputs/{dataset}"]
+    argv, _ = _parse_with_config(parser, argv)
     # The trailing namespace holds `--config`, already consumed above.
     data_args, id_args, model_args, training_args, *_ = parser.parse_args_into_dataclasses(
         args=argv, look_for_args_file=False
@@ -62,6 +72,50 @@ def _train(argv: Sequence[str]) -> int:
     print(
         f"\nTraining: {results['train_seconds']:.0f} s, {results['train_steps']} steps. Saved to {training_args.output_dir}"
     )
+    return 0
+
+
+@dataclass
+class BuildIDsArguments:
+    """Where ``build-ids`` writes, and whether it draws."""
+
+    output_dir: str = field(
+        default="outputs/ids",
+        metadata={"help": "Folder for semantic_ids/ and quantizer/ (default: outputs/<dataset>/ids)."},
+    )
+    plot: bool = field(default=False, metadata={"help": "Also draw codebook usage per level to codebook_usage.png."})
+    base_tokenizer: str | None = field(
+        default=None, metadata={"help": "title IDs: the T5 tokenizer to spell titles with (default: learn one)."}
+    )
+
+
+def _build_ids(argv: Sequence[str]) -> int:
+    from .data import load_interactions
+    from .experiment import DataArguments, ItemIDArguments, fit_item_ids
+
+    parser = HfArgumentParser(
+        (DataArguments, ItemIDArguments, BuildIDsArguments),
+        prog="hf-genrec build-ids",
+        description="Build item IDs with one scheme and report their codebook usage and collisions.",
+    )
+    argv, _ = _parse_with_config(parser, argv, default_output="outputs/{dataset}/ids")
+    data_args, id_args, out_args, *_ = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    data = load_interactions(data_args.dataset, data_args.data_dir, min_count=data_args.min_count)
+    base_tokenizer = None
+    if out_args.base_tokenizer:
+        from transformers import AutoTokenizer
+
+        base_tokenizer = AutoTokenizer.from_pretrained(out_args.base_tokenizer)
+    scheme, semantic_ids, timings = fit_item_ids(data.items, id_args, base_tokenizer)
+    output_dir = Path(out_args.output_dir)
+    semantic_ids.save(output_dir / "semantic_ids")
+    scheme.save_pretrained(output_dir / "quantizer")
+    print(semantic_ids.summary())
+    print(f"Features {timings['features_s']:.1f} s, IDs {timings['semantic_ids_s']:.1f} s. Saved to {output_dir}")
+    if out_args.plot:
+        from .plotting import plot_codebook_usage
+
+        print(f"Codebook usage plot: {plot_codebook_usage(semantic_ids, output_dir / 'codebook_usage.png')}")
     return 0
 
 
@@ -94,7 +148,7 @@ def _recommend(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "recommend": _recommend}
+COMMANDS = {"build-ids": _build_ids, "train": _train, "recommend": _recommend}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

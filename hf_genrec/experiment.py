@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 PROTOCOL = (
     "leave-one-out per user (last item = test, second-to-last = validation); training on {train_prefixes}; "
     "history capped at {max_history} items; full ranking over all {n_items} items by trie-constrained beam search "
-    "({num_beams} beams); metrics averaged over all {n_users} test users"
+    "({num_beams} beams); metrics averaged over {test_users}"
 )
 ID_SCHEMES = ("rqvae", "rqkmeans", "hierarchical", "title", "random", "atomic")
 #: schemes that read item features (the others read titles, or nothing)
@@ -60,7 +60,11 @@ class DataArguments:
     )
     max_eval_users: int | None = field(
         default=None,
-        metadata={"help": "Validate during training on this many random users (the test set always uses all)."},
+        metadata={"help": "Validate during training on this many random users."},
+    )
+    max_test_users: int | None = field(
+        default=None,
+        metadata={"help": "Test on this many random users (default: all; the protocol string says which)."},
     )
 
 
@@ -238,15 +242,18 @@ def run_experiment(
     train_output = trainer.train()
     timings["train_s"] = time.perf_counter() - start
 
+    test = examples["test"]
+    if data_args.max_test_users and data_args.max_test_users < len(test):
+        test = test.shuffle(seed=training_args.seed).select(range(data_args.max_test_users))
     start = time.perf_counter()
-    test_metrics = trainer.evaluate(examples["test"], metric_key_prefix="test")
+    test_metrics = trainer.evaluate(test, metric_key_prefix="test")
     timings["test_eval_s"] = time.perf_counter() - start
     trainer.save_model(str(output_dir))
     quantizer.save_pretrained(output_dir / "quantizer")
 
     ks = training_args.eval_ks
     popular = MostPopular(item_tokenizer.item_to_index).fit(training_part(data.sequences["item_ids"][:]))
-    test_targets = item_tokenizer.index_of(splits["test"]["target"][:], context="test targets")
+    test_targets = item_tokenizer.index_of(test["target"][:], context="test targets")
     popular_metrics = ranking_metrics(popular.predict(len(test_targets), max(ks)), test_targets, ks)
 
     metric_names = [f"{m}@{k}" for m in ("recall", "ndcg") for k in ks] + [f"mrr@{max(ks)}", "invalid_rate"]
@@ -261,7 +268,12 @@ def run_experiment(
             max_history=data_args.max_history,
             n_items=data.num_items,
             num_beams=training_args.num_beams,
-            n_users=len(test_targets),
+            test_users=(
+                f"all {len(test_targets)} test users"
+                if len(test_targets) == len(examples["test"])
+                else f"{len(test_targets)} test users sampled at random (seed {training_args.seed}) of "
+                f"{len(examples['test'])}"
+            ),
         ),
         "test": {name: test_metrics[f"test_{name}"] for name in metric_names},
         "baselines": {"most_popular": {name: popular_metrics[name] for name in metric_names}},

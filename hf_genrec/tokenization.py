@@ -194,9 +194,10 @@ class ItemTokenizer:
 
     def item_spelling(self, item_id: str) -> str:
         """The item's ID as text, e.g. ``<a_3><b_17><c_0><d_0>``."""
-        return self.tokenizer.convert_tokens_to_string(
-            self.tokenizer.convert_ids_to_tokens(self.encode_target(item_id)[:-1])
-        ).replace(" ", "")
+        tokens = self.tokenizer.convert_ids_to_tokens(self.encode_target(item_id)[:-1])
+        if self.semantic_ids.vocabulary is not None:  # title pieces read as text
+            return self.tokenizer.convert_tokens_to_string(tokens)
+        return "".join(tokens)
 
     # ----------------------------------------------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:

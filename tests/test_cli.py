@@ -105,3 +105,51 @@ def test_usage(capsys):
     assert main(["--help"]) == 0
     assert "train" in capsys.readouterr().out
     assert main(["frobnicate"]) == 2
+
+
+@pytest.mark.parametrize("scheme", ["rqvae", "hierarchical", "title", "random", "atomic"])
+def test_train_runs_every_id_scheme(scheme, data_root, tmp_path, capsys):
+    out = tmp_path / scheme
+    flags = list(TINY_FLAGS)
+    flags[flags.index("--num_train_epochs") + 1] = "1"
+    code = main(
+        ["train", "--dataset", "ml-100k", "--data_dir", str(data_root), "--output_dir", str(out),
+         "--item_features", str(data_root / "features.npy"), "--id_scheme", scheme, "--max_title_tokens", "3",
+         "--rqvae_epochs", "2", "--pca_dim", "0", "--title_vocab_size", "40", *flags]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert results["id_scheme"] == scheme and results["test"]["invalid_rate"] == 0.0
+    assert results["semantic_ids"]["collision_rate_after"] == 0.0
+    assert json.loads((out / "quantizer" / "quantizer_config.json").read_text())["scheme"] == scheme
+    capsys.readouterr()
+    # the saved bundle serves recommendations with the same IDs
+    assert main(["recommend", str(out), "--history", "3", "4", "-k", "5", "--json"]) == 0
+    recs = json.loads(capsys.readouterr().out)
+    assert len(recs) == 5 and all(r["item_id"] in {str(i) for i in range(20)} for r in recs)
+
+
+def test_build_ids_prints_saves_and_plots(data_root, tmp_path, capsys):
+    out = tmp_path / "ids"
+    code = main(
+        ["build-ids", "--dataset", "ml-100k", "--data_dir", str(data_root), "--output_dir", str(out),
+         "--item_features", str(data_root / "features.npy"), "--id_scheme", "rqkmeans", "--balanced", "true",
+         "--n_levels", "2", "--codebook_size", "4", "--pca_dim", "0", "--plot"]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "SemanticIDs(scheme='rqkmeans')" in printed and "perplexity" in printed and "collisions before" in printed
+    saved = json.loads((out / "semantic_ids" / "semantic_ids.json").read_text())
+    assert saved["diagnostics"]["levels"][0]["codebook_size"] == 4
+    png = (out / "codebook_usage.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert json.loads((out / "quantizer" / "quantizer_config.json").read_text())["balanced"] is True
+
+
+def test_build_ids_reports_bad_settings(data_root, tmp_path, capsys):
+    code = main(
+        ["build-ids", "--dataset", "ml-100k", "--data_dir", str(data_root), "--output_dir", str(tmp_path / "x"),
+         "--item_features", str(data_root / "features.npy"), "--id_scheme", "rqkmeans", "--codebook_size", "64"]
+    )  # fmt: skip
+    assert code == 1
+    assert "Cannot learn a codebook of 64 codes from 20 items" in capsys.readouterr().err
