@@ -3,22 +3,45 @@
 __version__ = "0.1.0"
 
 from .baselines import MostPopular
+from .beam_search import shared_beam_search
 from .callbacks import TimeBudgetCallback
 from .configuration import GenRecConfig
 from .constraints import ItemTrie, prefix_allowed_tokens_fn
 from .data import InteractionData, kcore_filter, leave_one_out, load_interactions
 from .data.collator import GenRecCollator
-from .decoding import build_trie, generate_items
+from .decoding import build_trie, build_trie_index, generate_items
 from .examples import tokenize_examples
 from .features import attribute_features, build_item_features, text_features
 from .metrics import make_compute_metrics, ndcg_at_k, ranking_metrics, recall_at_k
 from .modeling import TIGER_T5_CONFIG, build_t5_model
 from .recommender import GenerativeRecommender
-from .semantic_ids import RQVAE, RQKMeans, SemanticIDs, from_codes
+from .semantic_ids import (
+    RQVAE,
+    AtomicIDs,
+    HierarchicalKMeans,
+    ItemIDScheme,
+    RandomIDs,
+    RQKMeans,
+    SemanticIDs,
+    TitleIDs,
+    from_codes,
+    load_quantizer,
+)
 from .tokenization import ItemTokenizer, minimal_t5_tokenizer
 from .trainer import GenRecTrainer, GenRecTrainingArguments
+from .trie_logits import TrieIndex, TrieLogitsProcessor
 
 __all__ = [
+    "AtomicIDs",
+    "HierarchicalKMeans",
+    "ItemIDScheme",
+    "RandomIDs",
+    "TitleIDs",
+    "TrieIndex",
+    "TrieLogitsProcessor",
+    "build_trie_index",
+    "load_quantizer",
+    "shared_beam_search",
     "GenRecCollator",
     "GenRecConfig",
     "GenRecTrainer",

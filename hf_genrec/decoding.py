@@ -1,19 +1,36 @@
-"""Constrained beam search that returns ranked items instead of token sequences."""
+"""Constrained beam search that returns ranked items instead of token sequences.
+
+Three interchangeable ways to keep beam search on the catalogue, all with the same results:
+
+- ``"fast"`` (default for T5): :func:`~hf_genrec.beam_search.shared_beam_search`, cross-attention shared by beams,
+  masked by :class:`~hf_genrec.trie_logits.TrieLogitsProcessor`;
+- ``"vectorised"``: stock ``model.generate`` with the ``TrieLogitsProcessor``;
+- ``"reference"``: stock ``model.generate`` with the Python ``prefix_allowed_tokens_fn``.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 from transformers import PreTrainedModel
 
+from .beam_search import shared_beam_search, supports_shared_beam_search
 from .constraints import ItemTrie, prefix_allowed_tokens_fn
 from .tokenization import ItemTokenizer
+from .trie_logits import TrieIndex, TrieLogitsProcessor
+
+DECODING_METHODS = ("auto", "fast", "vectorised", "reference")
+#: generate marks the beams it must keep but that are not real candidates with scores near -1e9
+_NOT_A_CANDIDATE = -1.0e8
 
 
 def build_trie(item_tokenizer: ItemTokenizer) -> ItemTrie:
-    """The trie of every item spelling in ``item_tokenizer``'s catalogue."""
+    """The (Python, reference) trie of every item spelling in ``item_tokenizer``'s catalogue."""
     return ItemTrie(item_tokenizer.spellings())
+
+
+def build_trie_index(item_tokenizer: ItemTokenizer) -> TrieIndex:
+    """The compact, vectorised trie of every item spelling, for :class:`TrieLogitsProcessor`."""
+    return TrieIndex(item_tokenizer.spellings(), len(item_tokenizer), item_tokenizer.pad_token_id)
 
 
 @torch.no_grad()
@@ -25,10 +42,17 @@ def generate_items(
     *,
     num_beams: int = 20,
     k: int = 10,
+    method: str = "auto",
+    index: TrieIndex | None = None,
     trie: ItemTrie | None = None,
-    allowed_fn: Callable | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` items for each encoded history by trie-constrained beam search.
+
+    Args:
+        method: ``"auto"`` (``"fast"`` for T5 models, else ``"vectorised"``), ``"fast"``, ``"vectorised"`` or
+            ``"reference"`` (see the module docstring); all return the same items and scores.
+        index: a prebuilt :class:`TrieIndex` (built from ``item_tokenizer`` when missing).
+        trie: a prebuilt :class:`ItemTrie` for ``method="reference"``.
 
     Returns:
         `(indices, scores)`, both ``[batch, k]``: item row indices best first (``-1`` where beam search ran out of
@@ -36,33 +60,62 @@ def generate_items(
     """
     if k > num_beams:
         raise ValueError(f"k={k} needs at least as many beams; got num_beams={num_beams}. Set num_beams >= k.")
-    if allowed_fn is None:
-        trie = trie if trie is not None else build_trie(item_tokenizer)
-        allowed_fn = prefix_allowed_tokens_fn(
-            trie, item_tokenizer.pad_token_id, model.generation_config.decoder_start_token_id
-        )
+    if method not in DECODING_METHODS:
+        raise ValueError(f"method must be one of {DECODING_METHODS}, got {method!r}.")
+    if method == "auto":
+        method = "fast" if supports_shared_beam_search(model) else "vectorised"
+    start_id = model.generation_config.decoder_start_token_id
+    if start_id is None:
+        start_id = item_tokenizer.pad_token_id
     was_training = model.training
     model.eval()
-    out = model.generate(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        num_beams=num_beams,
-        num_return_sequences=k,
-        max_new_tokens=item_tokenizer.id_length,
-        prefix_allowed_tokens_fn=allowed_fn,
-        # No length normalisation: a spelling's score is its exact log-probability, also for variable-length IDs.
-        length_penalty=0.0,
-        # "never" + length_penalty=0 is exact beam search: a beam only stops when no running beam can still beat it,
-        # which matters when spellings have different lengths (title IDs)
-        early_stopping="never",
-        do_sample=False,
-        return_dict_in_generate=True,
-        output_scores=True,
-    )
-    model.train(was_training)
+    try:
+        if method == "fast":
+            processor = TrieLogitsProcessor(index if index is not None else build_trie_index(item_tokenizer))
+            sequences, scores = shared_beam_search(
+                model,
+                input_ids,
+                attention_mask,
+                processor,
+                num_beams=num_beams,
+                num_return_sequences=k,
+                max_new_tokens=item_tokenizer.id_length,
+                decoder_start_token_id=start_id,
+                eos_token_id=item_tokenizer.eos_token_id,
+                pad_token_id=item_tokenizer.pad_token_id,
+            )
+        else:
+            if method == "vectorised":
+                processor = TrieLogitsProcessor(index if index is not None else build_trie_index(item_tokenizer))
+                constraint = {"logits_processor": [processor]}
+            else:
+                trie = trie if trie is not None else build_trie(item_tokenizer)
+                allowed = prefix_allowed_tokens_fn(trie, item_tokenizer.pad_token_id, start_id)
+                constraint = {"prefix_allowed_tokens_fn": allowed}
+            out = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                num_beams=num_beams,
+                num_return_sequences=k,
+                max_new_tokens=item_tokenizer.id_length,
+                # No length normalisation and "never" stopping early: exact beam search, where a spelling's score is
+                # its log-probability, also for variable-length IDs.
+                length_penalty=0.0,
+                early_stopping="never",
+                do_sample=False,
+                return_dict_in_generate=True,
+                output_scores=True,
+                **constraint,
+            )
+            sequences, scores = out.sequences, out.sequences_scores
+    finally:
+        model.train(was_training)
     batch = input_ids.shape[0]
-    sequences = out.sequences[:, 1:].tolist()
-    indices = torch.tensor(item_tokenizer.decode_index(sequences), dtype=torch.long).view(batch, k)
-    scores = out.sequences_scores.float().view(batch, k).cpu()
-    scores = torch.where(indices >= 0, scores, torch.full_like(scores, float("-inf")))
+    indices = torch.tensor(item_tokenizer.decode_index(sequences[:, 1:].tolist()), dtype=torch.long).view(batch, k)
+    scores = scores.float().view(batch, k).cpu()
+    # When the catalogue offers fewer spellings than beams, beam search fills the rest with copies of the start
+    # beam that it scores -1e9 (and with dead beams at -inf): those are not recommendations.
+    valid = (indices >= 0) & (scores > _NOT_A_CANDIDATE)
+    indices = torch.where(valid, indices, torch.full_like(indices, -1))
+    scores = torch.where(valid, scores, torch.full_like(scores, float("-inf")))
     return indices, scores

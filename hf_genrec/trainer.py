@@ -14,11 +14,11 @@ from transformers.trainer import TRAINING_ARGS_NAME
 
 from .callbacks import TimeBudgetCallback
 from .configuration import GenRecConfig
-from .constraints import ItemTrie
 from .data.collator import GenRecCollator
-from .decoding import build_trie, generate_items
+from .decoding import build_trie_index, generate_items
 from .metrics import make_compute_metrics
 from .tokenization import ItemTokenizer
+from .trie_logits import TrieIndex
 
 
 @dataclass
@@ -52,6 +52,14 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Logging integrations."})
     num_beams: int = field(default=20, metadata={"help": "Beams for constrained beam search at evaluation."})
     eval_ks: list[int] = field(default_factory=lambda: [5, 10], metadata={"help": "K values for Recall/NDCG@K."})
+    decoding_method: str = field(
+        default="auto",
+        metadata={
+            "help": "Constrained beam search at evaluation: auto (fast for T5), fast, vectorised or reference; all "
+            "rank the same items.",
+            "choices": ["auto", "fast", "vectorised", "reference"],
+        },
+    )
     max_train_minutes: float | None = field(
         default=None, metadata={"help": "Stop training after this many minutes (evaluating and saving first)."}
     )
@@ -105,15 +113,16 @@ class GenRecTrainer(Seq2SeqTrainer):
         super().__init__(
             model=model, args=args, data_collator=data_collator, compute_metrics=compute_metrics, **kwargs
         )
-        self._trie: ItemTrie | None = None
+        self._trie_index: TrieIndex | None = None
         if getattr(args, "max_train_minutes", None):
             self.add_callback(TimeBudgetCallback(args.max_train_minutes))
 
     @property
-    def trie(self) -> ItemTrie:
-        if self._trie is None:
-            self._trie = build_trie(self.item_tokenizer)
-        return self._trie
+    def trie_index(self) -> TrieIndex:
+        """The vectorised item trie used by evaluation (built once)."""
+        if self._trie_index is None:
+            self._trie_index = build_trie_index(self.item_tokenizer)
+        return self._trie_index
 
     def prediction_step(
         self,
@@ -135,7 +144,8 @@ class GenRecTrainer(Seq2SeqTrainer):
             inputs.get("attention_mask"),
             num_beams=gen_kwargs.get("num_beams") or self.args.num_beams,
             k=k,
-            trie=self.trie,
+            method=self.args.decoding_method,
+            index=self.trie_index,
         )
         labels = None
         if "labels" in inputs:

@@ -1,0 +1,208 @@
+"""Exact beam search for T5 that computes each history's cross-attention keys/values once and shares them by beams.
+
+Stock ``generate`` copies every encoded history ``num_beams`` times, projects the copies to cross-attention keys and
+values, and re-orders that cache after every step, although all beams of one history read the same encoder output.
+Here the decoder's queries of all beams of a history attend to one shared copy in a single batched matmul, and only
+the (tiny) self-attention cache is re-ordered. The search itself follows ``GenerationMixin._beam_search`` step for
+step (2 x beams candidates, finished hypotheses, the early-stop heuristic), so the results are the same items with
+the same scores, up to float rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+from transformers import LogitsProcessor, PreTrainedModel
+
+
+def supports_shared_beam_search(model: PreTrainedModel) -> bool:
+    """The fast path covers T5-style encoder-decoders (T5, mT5-like configs); others use stock ``generate``."""
+    needed = ("encoder", "decoder", "lm_head")
+    return getattr(model.config, "model_type", None) in ("t5", "mt5") and all(hasattr(model, n) for n in needed)
+
+
+class _T5Decoder:
+    """One decoding step of a T5 decoder over ``batch * beams`` rows with cross-attention shared per history."""
+
+    def __init__(self, model: PreTrainedModel, encoder_states: torch.Tensor, attention_mask: torch.Tensor | None):
+        self.model = model
+        self.decoder = model.decoder
+        self.blocks = list(self.decoder.block)
+        first = self.blocks[0].layer[0].SelfAttention
+        self.bias_module = first  # T5 computes the relative position bias in layer 0 and shares it
+        self.n_heads, self.d_kv = first.n_heads, first.key_value_proj_dim
+        batch, length, _ = encoder_states.shape
+        self.batch = batch
+        # cross-attention keys/values: once per history, not once per beam
+        self.cross = []
+        for block in self.blocks:
+            attention = block.layer[1].EncDecAttention
+            k = attention.k(encoder_states).view(batch, length, self.n_heads, self.d_kv).transpose(1, 2)
+            v = attention.v(encoder_states).view(batch, length, self.n_heads, self.d_kv).transpose(1, 2)
+            self.cross.append((k, v))
+        if attention_mask is None:
+            attention_mask = torch.ones(batch, length, dtype=torch.long, device=encoder_states.device)
+        dtype = encoder_states.dtype
+        self.cross_mask = torch.zeros(batch, 1, 1, length, dtype=dtype, device=encoder_states.device)
+        self.cross_mask.masked_fill_(attention_mask[:, None, None, :] == 0, torch.finfo(dtype).min)
+        self.self_cache: list[tuple[torch.Tensor, torch.Tensor]] = []
+        scale = getattr(model.config, "scale_decoder_outputs", model.config.tie_word_embeddings)
+        self.output_scale = model.config.d_model**-0.5 if scale else 1.0
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        self.self_cache = [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in self.self_cache]
+
+    def step(self, tokens: torch.Tensor, position: int) -> torch.Tensor:
+        """Logits ``[rows, vocab]`` for the next token after ``tokens`` ``[rows]`` at decoder ``position``.
+
+        ``rows`` is ``batch`` (first step, one row per history) or ``batch * beams`` (beams of a history adjacent).
+        """
+        rows = tokens.shape[0]
+        beams = rows // self.batch
+        hidden = self.decoder.embed_tokens(tokens)[:, None, :]
+        bias = self.bias_module.compute_bias(1, position + 1, device=hidden.device, past_seen_tokens=position)
+        first_step = not self.self_cache
+        new_cache = []
+        for i, block in enumerate(self.blocks):
+            # self-attention over this beam's own tokens (cached keys/values + the new one)
+            layer = block.layer[0]
+            attention = layer.SelfAttention
+            normed = layer.layer_norm(hidden)
+            q = attention.q(normed).view(rows, 1, self.n_heads, self.d_kv).transpose(1, 2)
+            k = attention.k(normed).view(rows, 1, self.n_heads, self.d_kv).transpose(1, 2)
+            v = attention.v(normed).view(rows, 1, self.n_heads, self.d_kv).transpose(1, 2)
+            if not first_step:
+                past_k, past_v = self.self_cache[i]
+                k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+            new_cache.append((k, v))
+            weights = torch.softmax(q @ k.transpose(-1, -2) + bias, dim=-1)  # T5 does not scale q.k
+            out = (weights @ v).transpose(1, 2).reshape(rows, 1, -1)
+            hidden = hidden + attention.o(out)
+            # cross-attention: the beams of one history are queries against that history's single key/value copy
+            layer = block.layer[1]
+            attention = layer.EncDecAttention
+            normed = layer.layer_norm(hidden)
+            q = attention.q(normed).view(self.batch, beams, self.n_heads, self.d_kv).transpose(1, 2)
+            cross_k, cross_v = self.cross[i]
+            weights = torch.softmax(q @ cross_k.transpose(-1, -2) + self.cross_mask, dim=-1)
+            out = (weights @ cross_v).transpose(1, 2).reshape(rows, 1, -1)
+            hidden = hidden + attention.o(out)
+            hidden = block.layer[-1](hidden)  # feed-forward (plain or gated), with its residual
+        self.self_cache = new_cache
+        hidden = self.decoder.final_layer_norm(hidden) * self.output_scale
+        return self.model.lm_head(hidden)[:, 0, :]
+
+
+def _gather(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``tensor[b, index[b, j], ...]`` for ``[batch, beams, ...]`` tensors."""
+    view = index.view(*index.shape, *([1] * (tensor.dim() - 2))).expand(*index.shape, *tensor.shape[2:])
+    return tensor.gather(1, view)
+
+
+@torch.no_grad()
+def shared_beam_search(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    logits_processor: LogitsProcessor,
+    *,
+    num_beams: int,
+    num_return_sequences: int,
+    max_new_tokens: int,
+    decoder_start_token_id: int,
+    eos_token_id: int,
+    pad_token_id: int,
+    length_penalty: float = 0.0,
+    early_stopping: bool | str = "never",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Beam search with cross-attention shared by the beams of each history.
+
+    Returns:
+        `(sequences, scores)`: ``[batch * num_return_sequences, 1 + steps]`` token ids (decoder start first) and
+        ``[batch * num_return_sequences]`` sequence scores, ordered as ``generate(..., num_return_sequences=...)``.
+    """
+    if not supports_shared_beam_search(model):
+        raise ValueError(f"shared_beam_search supports T5 encoder-decoders, not {type(model).__name__}.")
+    if num_return_sequences > num_beams:
+        raise ValueError(f"num_return_sequences={num_return_sequences} > num_beams={num_beams}.")
+    device = input_ids.device
+    batch = input_ids.shape[0]
+    encoder_states = model.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    decoder = _T5Decoder(model, encoder_states, attention_mask)
+    max_length = 1 + max_new_tokens
+    beams_to_keep = 2 * num_beams
+    top_num_beam_mask = torch.arange(beams_to_keep, device=device) < num_beams
+    neg = -1.0e9
+
+    running = torch.full((batch, num_beams, max_length), pad_token_id, dtype=torch.long, device=device)
+    running[:, :, 0] = decoder_start_token_id
+    finished = running.clone()
+    running_scores = torch.zeros(batch, num_beams, device=device)
+    running_scores[:, 1:] = neg  # as generate: only the first copy of each history may start beams
+    finished_scores = torch.full((batch, num_beams), neg, device=device)
+    is_finished = torch.zeros(batch, num_beams, dtype=torch.bool, device=device)
+    unsatisfied = torch.ones(batch, 1, dtype=torch.bool, device=device)
+    offsets = (torch.arange(batch, device=device) * num_beams)[:, None]
+
+    cur_len = 1
+    while True:
+        if cur_len == 1:  # every beam of a history is the decoder start: score it once and broadcast
+            start = running[:, 0, :1]
+            logits = decoder.step(start[:, 0], position=0)
+            log_probs = logits_processor(start, F.log_softmax(logits.float(), dim=-1))
+            log_probs = log_probs[:, None, :].expand(batch, num_beams, -1)
+        else:
+            flat = running[:, :, :cur_len].reshape(batch * num_beams, cur_len)
+            logits = decoder.step(flat[:, -1], position=cur_len - 1)
+            log_probs = logits_processor(flat, F.log_softmax(logits.float(), dim=-1))
+            log_probs = log_probs.view(batch, num_beams, -1)
+        vocab = log_probs.shape[-1]
+        accumulated = (log_probs + running_scores[:, :, None]).reshape(batch, -1)
+        topk_scores, topk_index = torch.topk(accumulated, k=beams_to_keep)
+        origin = topk_index // vocab
+        topk_sequences = _gather(running, origin)
+        topk_sequences[:, :, cur_len] = topk_index % vocab
+        hits = (topk_sequences[:, :, cur_len] == eos_token_id) | (cur_len + 1 >= max_length)
+
+        # running beams for the next step: the best that did not finish
+        running_candidates = topk_scores + hits.float() * neg
+        keep = torch.topk(running_candidates, k=num_beams).indices
+        running = _gather(topk_sequences, keep)
+        running_scores = _gather(running_candidates, keep)
+        running_origin = _gather(origin, keep)
+
+        # finished hypotheses: merge the newly finished among the top num_beams candidates
+        just_finished = hits & top_num_beam_mask[None, :]
+        candidate_scores = topk_scores / ((cur_len + 1 - 1) ** length_penalty)
+        full = is_finished.all(dim=-1, keepdim=True) & (early_stopping is True)
+        candidate_scores = candidate_scores + full.float() * neg
+        candidate_scores = candidate_scores + (~unsatisfied).float() * neg
+        candidate_scores = candidate_scores + (~just_finished).float() * neg
+        merged_sequences = torch.cat([finished, topk_sequences], dim=1)
+        merged_scores = torch.cat([finished_scores, candidate_scores], dim=1)
+        merged_finished = torch.cat([is_finished, just_finished], dim=1)
+        best = torch.topk(merged_scores, k=num_beams).indices
+        finished = _gather(merged_sequences, best)
+        finished_scores = _gather(merged_scores, best)
+        is_finished = _gather(merged_finished, best)
+
+        if cur_len == 1:  # the cache has one row per history; every beam continues from it
+            decoder.reorder(torch.arange(batch, device=device).repeat_interleave(num_beams))
+        else:
+            decoder.reorder((running_origin + offsets).reshape(-1))
+        cur_len += 1
+
+        # generate's stopping rules: can a running beam still beat the worst finished one?
+        if early_stopping == "never" and length_penalty > 0.0:
+            best_length = max_length - 1
+        else:
+            best_length = cur_len - 1
+        best_running = running_scores[:, :1] / (best_length**length_penalty)
+        worst_finished = torch.where(is_finished, finished_scores.min(dim=1, keepdim=True).values, neg)
+        unsatisfied = unsatisfied & (best_running > worst_finished).any(dim=-1, keepdim=True)
+        open_beam = not (bool(is_finished.all()) and early_stopping is True)
+        if not (bool(unsatisfied.any()) and open_beam and not bool(hits.all())):
+            break
+
+    sequences = finished[:, :num_return_sequences].reshape(batch * num_return_sequences, max_length)
+    return sequences, finished_scores[:, :num_return_sequences].reshape(-1)

@@ -1,0 +1,165 @@
+"""A compact, vectorised item trie and the `LogitsProcessor` that keeps beam search on it.
+
+`TrieIndex` stores the trie of item spellings as one sorted array of edge keys, ``parent_node * A + local_token``,
+where nodes are numbered breadth-first and ``local_token`` is the token's index among the tokens seen at that depth
+(``A`` of them at most). Breadth-first numbering makes the child of edge ``e`` node ``e + 1``, and makes the keys of
+one node's children a contiguous, sorted run, so:
+
+- following a token is one ``searchsorted`` (vectorised over every beam);
+- a node's allowed tokens are the keys in ``[node * A, (node + 1) * A)``, found with two ``searchsorted`` calls.
+
+No pointers, no Python loop over beams: about one key (4 bytes, or 8 past 2^31) per trie edge, so 12 bytes per item
+for 4 levels of 256 codes. Same idea as the STATIC paper's CSR tables (arXiv 2602.22647), flattened into keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from transformers import LogitsProcessor
+
+
+class TrieIndex:
+    """Every item spelling (token ids, each ending with EOS), as sorted edge keys.
+
+    Args:
+        spellings: one token-id sequence per item, EOS last; different lengths are fine.
+        vocab_size: number of token ids the model scores (``len(tokenizer)`` or the model's vocab size).
+        pad_token_id: the token a finished or dead beam may emit (T5: ``<pad>``).
+    """
+
+    def __init__(self, spellings: Sequence[Sequence[int]], vocab_size: int, pad_token_id: int):
+        lengths = np.fromiter((len(s) for s in spellings), dtype=np.int64, count=len(spellings))
+        if len(lengths) == 0 or lengths.min() < 1:
+            raise ValueError("TrieIndex needs at least one item, and every spelling needs at least one token (EOS).")
+        depth = int(lengths.max())
+        table = np.full((len(lengths), depth), -1, dtype=np.int64)
+        for row, spelling in enumerate(spellings):
+            table[row, : len(spelling)] = spelling
+        if table.max() >= vocab_size:
+            raise ValueError(f"A spelling uses token id {int(table.max())}, beyond vocab_size={vocab_size}.")
+        self.vocab_size = int(vocab_size)
+        self.pad_token_id = int(pad_token_id)
+        self.num_items = len(lengths)
+        self.max_length = depth
+        depth_tokens = [np.unique(table[:, d][table[:, d] >= 0]) for d in range(depth)]
+        self.alphabet = int(max(len(tokens) for tokens in depth_tokens))
+        # token id -> its index among the tokens used at that depth (-1: never used there), and back
+        token_to_local = np.full((depth, self.vocab_size), -1, dtype=np.int32)
+        local_to_token = np.full((depth, self.alphabet + 1), self.vocab_size, dtype=np.int64)
+        for d, tokens in enumerate(depth_tokens):
+            token_to_local[d, tokens] = np.arange(len(tokens), dtype=np.int32)
+            local_to_token[d, : len(tokens)] = tokens
+        keys, node, next_node = [], np.zeros(len(lengths), dtype=np.int64), 1
+        for d in range(depth):
+            active = table[:, d] >= 0
+            edge = node[active] * self.alphabet + token_to_local[d, table[active, d]]
+            unique, inverse = np.unique(edge, return_inverse=True)
+            keys.append(unique)
+            node[active] = next_node + inverse.reshape(-1)
+            next_node += len(unique)
+        keys = np.concatenate(keys)
+        if len(np.unique(node)) != len(node):  # two items ended on the same leaf
+            raise ValueError("Two items share a spelling; item spellings must be unique (each ends with EOS).")
+        self.num_nodes = next_node
+        dtype = torch.int32 if (next_node + 1) * self.alphabet < 2**31 else torch.int64
+        self.keys = torch.from_numpy(keys).to(dtype)
+        self.token_to_local = torch.from_numpy(token_to_local)
+        self.local_to_token = torch.from_numpy(local_to_token)
+        root = np.zeros(self.vocab_size + 1, dtype=bool)
+        root[depth_tokens[0]] = True
+        #: allowed tokens at the first step (every beam starts at the root): a dense row, as STATIC does for level 0
+        self.root_allowed = torch.from_numpy(root[: self.vocab_size])
+
+    def __len__(self) -> int:
+        return self.num_items
+
+    @property
+    def nbytes(self) -> int:
+        """Memory of the index: keys plus the per-depth token tables."""
+        tensors = (self.keys, self.token_to_local, self.local_to_token, self.root_allowed)
+        return int(sum(t.numel() * t.element_size() for t in tensors))
+
+    def to(self, device: torch.device | str) -> TrieIndex:
+        for name in ("keys", "token_to_local", "local_to_token", "root_allowed"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+    # ------------------------------------------------------------------ vectorised walks
+    def walk(self, prefixes: torch.Tensor) -> torch.Tensor:
+        """Trie node reached by each prefix ``[N, t]`` of generated tokens (decoder start excluded); ``-1`` if off it."""
+        n, steps = prefixes.shape
+        node = torch.zeros(n, dtype=torch.int64, device=prefixes.device)
+        keys = self.keys
+        for d in range(min(steps, self.max_length)):
+            token = prefixes[:, d]
+            in_vocab = (token >= 0) & (token < self.vocab_size)
+            local = self.token_to_local[d, token.clamp(0, self.vocab_size - 1)].to(torch.int64)
+            query = (node * self.alphabet + local).to(keys.dtype)
+            position = torch.searchsorted(keys, query)
+            found = (position < len(keys)) & in_vocab & (local >= 0) & (node >= 0)
+            found &= keys[position.clamp(max=len(keys) - 1)] == query
+            node = torch.where(found, position + 1, torch.full_like(node, -1))
+        if steps > self.max_length:  # longer than any spelling: off the trie
+            node = torch.full_like(node, -1)
+        return node
+
+    def allowed_mask(self, prefixes: torch.Tensor) -> torch.Tensor:
+        """Bool ``[N, vocab_size]``: the tokens that keep each prefix on the trie; pad alone for finished/dead ones."""
+        n, steps = prefixes.shape
+        device = prefixes.device
+        if steps == 0:
+            return self.root_allowed.to(device)[None, :].expand(n, -1).clone()
+        node = self.walk(prefixes)
+        alive = node >= 0
+        base = (node.clamp_min(0) * self.alphabet).to(self.keys.dtype)
+        lo = torch.searchsorted(self.keys, base)
+        hi = torch.searchsorted(self.keys, base + self.alphabet)
+        hi = torch.where(alive, hi, lo)
+        width = int((hi - lo).max()) if n else 0
+        mask = torch.zeros(n, self.vocab_size + 1, dtype=torch.bool, device=device)
+        if width > 0 and steps < self.max_length:
+            edge = lo[:, None] + torch.arange(width, device=device)[None, :]
+            valid = edge < hi[:, None]
+            local = self.keys[edge.clamp(max=len(self.keys) - 1)].to(torch.int64) - base[:, None].to(torch.int64)
+            token = self.local_to_token[steps, local.clamp(0, self.alphabet)]
+            token = torch.where(valid, token, torch.full_like(token, self.vocab_size))
+            mask.scatter_(1, token, True)
+        mask = mask[:, : self.vocab_size]
+        mask[hi == lo, self.pad_token_id] = True  # a finished spelling or a dead beam: only padding
+        return mask
+
+
+class TrieLogitsProcessor(LogitsProcessor):
+    """Keeps every beam on the item trie, for ``model.generate(logits_processor=[...])``.
+
+    Returns exactly what ``prefix_allowed_tokens_fn`` (the reference) returns: the same scores at allowed tokens,
+    ``-inf`` elsewhere; after a complete spelling, or off the trie, only the pad token is allowed. No Python loop over
+    the batch or the beams; per-step cost does not grow with the catalogue (beyond a binary search).
+
+    Args:
+        index (`TrieIndex`): the spellings; build it with :func:`hf_genrec.build_trie_index`.
+        decoder_start_length (`int`, defaults to 1): tokens at the front of ``input_ids`` that are not part of the
+            spelling (T5's decoder start token).
+    """
+
+    def __init__(self, index: TrieIndex, decoder_start_length: int = 1):
+        self.index = index
+        self.decoder_start_length = int(decoder_start_length)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.index.keys.device != scores.device:
+            self.index.to(scores.device)
+        allowed = self.index.allowed_mask(input_ids[:, self.decoder_start_length :])
+        if scores.shape[-1] != allowed.shape[-1]:
+            # The model's output layer may be padded past the tokenizer (e.g. to a multiple of 8).
+            extra = scores.shape[-1] - allowed.shape[-1]
+            if extra < 0:
+                raise ValueError(
+                    f"The model scores {scores.shape[-1]} tokens but the trie indexes {allowed.shape[-1]}; resize the "
+                    "model's embeddings to the tokenizer (model.resize_token_embeddings(len(tokenizer)))."
+                )
+            allowed = torch.nn.functional.pad(allowed, (0, extra), value=False)
+        return scores.masked_fill(~allowed, float("-inf"))

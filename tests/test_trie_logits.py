@@ -1,0 +1,184 @@
+"""The vectorised trie and the shared-cross-attention beam search return exactly what the reference returns."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hf_genrec.beam_search import shared_beam_search
+from hf_genrec.constraints import ItemTrie, prefix_allowed_tokens_fn
+from hf_genrec.decoding import build_trie_index, generate_items
+from hf_genrec.modeling import build_t5_model
+from hf_genrec.semantic_ids import from_codes
+from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
+from hf_genrec.trie_logits import TrieIndex, TrieLogitsProcessor
+
+from .conftest import TINY_T5
+
+PAD, EOS = 0, 1
+
+
+def random_catalogue(rng, n_items, max_len, alphabet, variable):
+    """Unique spellings of tokens 2..alphabet+1, each ending with EOS."""
+    seen, spellings = set(), []
+    for _ in range(n_items * 4):
+        length = int(rng.integers(1, max_len + 1)) if variable else max_len
+        spelling = tuple(int(t) for t in rng.integers(2, 2 + alphabet, size=length)) + (EOS,)
+        if spelling not in seen:
+            seen.add(spelling)
+            spellings.append(list(spelling))
+        if len(spellings) == n_items:
+            break
+    return spellings
+
+
+def random_prefixes(rng, spellings, n, length):
+    """Prefixes on the trie (of real spellings, maybe finished), and random ones that fall off it."""
+    rows = []
+    for _ in range(n):
+        if rng.random() < 0.7:
+            spelling = spellings[int(rng.integers(len(spellings)))]
+            rows.append((spelling + [PAD] * length)[:length])
+        else:
+            rows.append([int(t) for t in rng.integers(0, 8, size=length)])
+    return torch.tensor(rows, dtype=torch.long).view(n, length)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_items=st.integers(1, 60),
+    max_len=st.integers(1, 5),
+    alphabet=st.integers(2, 7),
+    variable=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_mask_matches_the_reference_function(n_items, max_len, alphabet, variable, seed):
+    rng = np.random.default_rng(seed)
+    spellings = random_catalogue(rng, n_items, max_len, alphabet, variable)
+    index = TrieIndex(spellings, vocab_size=12, pad_token_id=PAD)
+    reference = prefix_allowed_tokens_fn(ItemTrie(spellings), pad_token_id=PAD)
+    for length in range(max_len + 3):
+        prefixes = random_prefixes(rng, spellings, 16, length)
+        with_start = torch.cat([torch.full((16, 1), PAD), prefixes], dim=1)
+        mask = index.allowed_mask(prefixes)
+        scores = torch.randn(16, 12)
+        processed = TrieLogitsProcessor(index)(with_start, scores)
+        for row in range(16):
+            expected = sorted(reference(0, with_start[row]))
+            assert torch.nonzero(mask[row]).flatten().tolist() == expected
+            # same scores where allowed, -inf elsewhere: what generate's PrefixConstrainedLogitsProcessor returns
+            assert torch.equal(processed[row, expected], scores[row, expected])
+            assert torch.isinf(processed[row]).sum() == 12 - len(expected)
+
+
+def test_index_is_compact_and_reports_bad_input():
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 256, size=(20_000, 4))
+    ids = from_codes(codes, [str(i) for i in range(20_000)], add_collision_level=False, codebook_sizes=[256] * 4)
+    item_tokenizer = ItemTokenizer(minimal_t5_tokenizer(), ids)
+    index = build_trie_index(item_tokenizer)
+    assert index.keys.dtype == torch.int32
+    assert index.nbytes / len(index) <= 24
+    with pytest.raises(ValueError, match="share a spelling"):
+        TrieIndex([[2, 3, EOS], [2, 3, EOS]], vocab_size=8, pad_token_id=PAD)
+    with pytest.raises(ValueError, match="beyond vocab_size"):
+        TrieIndex([[2, 30, EOS]], vocab_size=8, pad_token_id=PAD)
+
+
+def test_processor_pads_a_wider_output_layer_and_refuses_a_narrower_one():
+    index = TrieIndex([[2, 3, EOS]], vocab_size=6, pad_token_id=PAD)
+    start = torch.zeros(1, 1, dtype=torch.long)
+    wide = TrieLogitsProcessor(index)(start, torch.zeros(1, 8))
+    assert torch.isfinite(wide[0]).tolist() == [False, False, True] + [False] * 5
+    with pytest.raises(ValueError, match="resize the model's embeddings"):
+        TrieLogitsProcessor(index)(start, torch.zeros(1, 4))
+
+
+def _catalogue_model(codes, seed):
+    ids = from_codes(
+        codes, [f"i{i}" for i in range(len(codes))], codebook_sizes=[int(codes.max()) + 1] * codes.shape[1]
+    )
+    item_tokenizer = ItemTokenizer(minimal_t5_tokenizer(), ids)
+    return item_tokenizer, build_t5_model(item_tokenizer, seed=seed, **TINY_T5).eval()
+
+
+def _histories(item_tokenizer, rng, batch):
+    n = item_tokenizer.num_items
+    rows = [
+        item_tokenizer.encode_history([f"i{j}" for j in rng.integers(0, n, size=int(rng.integers(1, 6)))])
+        for _ in range(batch)
+    ]
+    width = max(map(len, rows))
+    input_ids = torch.tensor([r + [PAD] * (width - len(r)) for r in rows])
+    return input_ids, (input_ids != PAD).long()
+
+
+@settings(
+    max_examples=int(os.environ.get("HF_GENREC_HYPOTHESIS_EXAMPLES", 20)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    n_items=st.integers(3, 80),
+    levels=st.integers(1, 3),
+    size=st.integers(2, 9),
+    variable=st.booleans(),
+    num_beams=st.sampled_from([4, 10]),
+    seed=st.integers(0, 2**16),
+)
+def test_all_decoding_methods_agree(n_items, levels, size, variable, num_beams, seed):
+    """Reference fn, vectorised processor in stock generate, and the fast path: same items, same scores."""
+    rng = np.random.default_rng(seed)
+    spellings = random_catalogue(rng, n_items, levels, size, variable)
+    codes = np.full((len(spellings), max(map(len, spellings)) - 1), -1)
+    for i, s in enumerate(spellings):
+        codes[i, : len(s) - 1] = np.asarray(s[:-1]) - 2
+    item_tokenizer, model = _catalogue_model(codes, seed % 5)
+    input_ids, attention_mask = _histories(item_tokenizer, rng, batch=3)
+    k = min(num_beams, 4)
+    results = {
+        method: generate_items(
+            model, item_tokenizer, input_ids, attention_mask, num_beams=num_beams, k=k, method=method
+        )
+        for method in ("reference", "vectorised", "fast")
+    }
+    ref_items, ref_scores = results["reference"]
+    assert torch.equal(results["vectorised"][0], ref_items)
+    assert torch.equal(results["vectorised"][1], ref_scores)
+    fast_items, fast_scores = results["fast"]
+    assert torch.equal(fast_items, ref_items)
+    valid = ref_items >= 0
+    torch.testing.assert_close(fast_scores[valid], ref_scores[valid], atol=1e-4, rtol=1e-4)
+    if len(spellings) >= k:
+        assert valid.all()
+
+
+def test_fast_path_matches_generate_on_a_larger_catalogue():
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 16, size=(600, 3))
+    item_tokenizer, model = _catalogue_model(codes, seed=2)
+    input_ids, attention_mask = _histories(item_tokenizer, rng, batch=8)
+    ref_items, ref_scores = generate_items(
+        model, item_tokenizer, input_ids, attention_mask, num_beams=20, k=20, method="reference"
+    )
+    items, scores = generate_items(model, item_tokenizer, input_ids, attention_mask, num_beams=20, k=20)
+    assert torch.equal(items, ref_items) and (items >= 0).all()
+    torch.testing.assert_close(scores, ref_scores, atol=1e-4, rtol=1e-4)
+
+
+def test_shared_beam_search_refuses_other_models():
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    bart = BartForConditionalGeneration(
+        BartConfig(vocab_size=16, d_model=8, encoder_layers=1, decoder_layers=1, encoder_attention_heads=1,
+                   decoder_attention_heads=1, encoder_ffn_dim=8, decoder_ffn_dim=8)
+    )  # fmt: skip
+    index = TrieIndex([[2, EOS]], vocab_size=16, pad_token_id=PAD)
+    with pytest.raises(ValueError, match="supports T5"):
+        shared_beam_search(
+            bart, torch.tensor([[2, EOS]]), None, TrieLogitsProcessor(index), num_beams=2, num_return_sequences=1,
+            max_new_tokens=2, decoder_start_token_id=PAD, eos_token_id=EOS, pad_token_id=PAD,
+        )  # fmt: skip
