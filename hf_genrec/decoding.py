@@ -10,6 +10,7 @@ Three interchangeable ways to keep beam search on the catalogue, all with the sa
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from transformers import PreTrainedModel
 
@@ -30,7 +31,10 @@ def build_trie(item_tokenizer: ItemTokenizer) -> ItemTrie:
 
 def build_trie_index(item_tokenizer: ItemTokenizer) -> TrieIndex:
     """The compact, vectorised trie of every item spelling, for :class:`TrieLogitsProcessor`."""
-    return TrieIndex(item_tokenizer.spellings(), len(item_tokenizer), item_tokenizer.pad_token_id)
+    table = item_tokenizer.item_token_ids
+    positions = np.arange(table.shape[1])[None, :]
+    spellings = np.where(positions < item_tokenizer.item_lengths[:, None], table, -1)
+    return TrieIndex(spellings, len(item_tokenizer), item_tokenizer.pad_token_id)
 
 
 @torch.no_grad()

@@ -69,6 +69,10 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.decoding_method not in ("auto", "fast", "vectorised", "reference"):
+            raise ValueError(
+                f"decoding_method must be auto, fast, vectorised or reference, got {self.decoding_method!r}."
+            )
         if self.num_beams < max(self.eval_ks):
             raise ValueError(
                 f"num_beams={self.num_beams} is smaller than the largest K in eval_ks={self.eval_ks}; beam search "

@@ -25,19 +25,26 @@ class TrieIndex:
     """Every item spelling (token ids, each ending with EOS), as sorted edge keys.
 
     Args:
-        spellings: one token-id sequence per item, EOS last; different lengths are fine.
+        spellings: one token-id sequence per item, EOS last; different lengths are fine. Or an int array
+            ``[n_items, max_length]`` padded with ``-1`` after each EOS (no Python lists for huge catalogues).
         vocab_size: number of token ids the model scores (``len(tokenizer)`` or the model's vocab size).
         pad_token_id: the token a finished or dead beam may emit (T5: ``<pad>``).
     """
 
-    def __init__(self, spellings: Sequence[Sequence[int]], vocab_size: int, pad_token_id: int):
-        lengths = np.fromiter((len(s) for s in spellings), dtype=np.int64, count=len(spellings))
+    def __init__(self, spellings: Sequence[Sequence[int]] | np.ndarray, vocab_size: int, pad_token_id: int):
+        if isinstance(spellings, np.ndarray):
+            table = np.asarray(spellings, dtype=np.int64)
+            if table.ndim != 2:
+                raise ValueError(f"spellings must be a 2-D array [n_items, max_length], got {table.shape}.")
+            lengths = (table >= 0).sum(axis=1)
+        else:
+            lengths = np.fromiter((len(s) for s in spellings), dtype=np.int64, count=len(spellings))
+            table = np.full((len(lengths), int(lengths.max()) if len(lengths) else 0), -1, dtype=np.int64)
+            for row, spelling in enumerate(spellings):
+                table[row, : len(spelling)] = spelling
         if len(lengths) == 0 or lengths.min() < 1:
             raise ValueError("TrieIndex needs at least one item, and every spelling needs at least one token (EOS).")
-        depth = int(lengths.max())
-        table = np.full((len(lengths), depth), -1, dtype=np.int64)
-        for row, spelling in enumerate(spellings):
-            table[row, : len(spelling)] = spelling
+        depth = int(table.shape[1])
         if table.max() >= vocab_size:
             raise ValueError(f"A spelling uses token id {int(table.max())}, beyond vocab_size={vocab_size}.")
         self.vocab_size = int(vocab_size)
