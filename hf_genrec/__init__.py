@@ -12,8 +12,11 @@ from .data.collator import GenRecCollator
 from .decoding import build_trie, build_trie_index, generate_items
 from .examples import tokenize_examples
 from .features import attribute_features, build_item_features, text_features
+from .hub import push_folder, resolve_bundle
 from .metrics import make_compute_metrics, ndcg_at_k, ranking_metrics, recall_at_k
+from .model_card import GenRecCardData, build_model_card
 from .modeling import TIGER_T5_CONFIG, build_t5_model
+from .pipeline import GenerativeRecommendationPipeline  # registers pipeline("generative-recommendation")
 from .recommender import GenerativeRecommender
 from .semantic_ids import (
     RQVAE,
@@ -32,6 +35,11 @@ from .trainer import GenRecTrainer, GenRecTrainingArguments
 from .trie_logits import TrieIndex, TrieLogitsProcessor
 
 __all__ = [
+    "GenRecCardData",
+    "GenerativeRecommendationPipeline",
+    "build_model_card",
+    "push_folder",
+    "resolve_bundle",
     "AtomicIDs",
     "HierarchicalKMeans",
     "ItemIDScheme",

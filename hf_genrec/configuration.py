@@ -12,6 +12,8 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "genrec_config.json"
+#: keys every genrec_config.json has had since 0.1.0; a file without them was not written by hf_genrec
+REQUIRED_KEYS = ("id_scheme", "num_beams", "top_k", "max_history", "library_version")
 
 
 @dataclass
@@ -44,6 +46,7 @@ class GenRecConfig:
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> GenRecConfig:
+        """Read ``genrec_config.json``: unknown keys (a newer hf_genrec) warn and are dropped, missing ones raise."""
         path = Path(directory) / CONFIG_NAME
         if not path.is_file():
             raise FileNotFoundError(
@@ -54,6 +57,24 @@ class GenRecConfig:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"{path} is not valid JSON ({err}); the checkpoint is damaged.") from err
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}; the checkpoint is damaged.")
+        missing = [key for key in REQUIRED_KEYS if key not in data]
+        if missing:
+            raise ValueError(
+                f"{path} lacks the required keys {missing}: it was not written by hf_genrec, or was edited by hand. "
+                "Save the recommender again with GenerativeRecommender.save_pretrained()."
+            )
+        from . import __version__
+
+        if _version_tuple(data["library_version"]) > _version_tuple(__version__):
+            logger.warning(
+                "%s was written by hf_genrec %s, newer than this one (%s). Upgrade with `pip install -U hf_genrec` if "
+                "loading or recommending fails.",
+                path,
+                data["library_version"],
+                __version__,
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -65,3 +86,11 @@ class GenRecConfig:
                 data.get("library_version", "?"),
             )
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for part in str(version).split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)

@@ -237,6 +237,7 @@ def run_experiment(
         train_dataset=examples["train"],
         eval_dataset=validation,
         genrec_config=genrec_config,
+        quantizer=quantizer,
     )
     start = time.perf_counter()
     train_output = trainer.train()
@@ -248,8 +249,6 @@ def run_experiment(
     start = time.perf_counter()
     test_metrics = trainer.evaluate(test, metric_key_prefix="test")
     timings["test_eval_s"] = time.perf_counter() - start
-    trainer.save_model(str(output_dir))
-    quantizer.save_pretrained(output_dir / "quantizer")
 
     ks = training_args.eval_ks
     popular = MostPopular(item_tokenizer.item_to_index).fit(training_part(data.sequences["item_ids"][:]))
@@ -288,6 +287,8 @@ def run_experiment(
         "id_scheme": id_args.id_scheme,
         "library_version": __version__,
     }
+    trainer.card_data.protocol = results["protocol"]
+    trainer.save_model(str(output_dir))  # the bundle, with the test metrics and protocol in its model card
     (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
 

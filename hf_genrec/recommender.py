@@ -12,8 +12,13 @@ from transformers import AutoModelForSeq2SeqLM, PreTrainedModel
 from .configuration import GenRecConfig
 from .data.collator import GenRecCollator
 from .decoding import build_trie_index, generate_items
+from .hub import check_bundle, push_folder, resolve_bundle
+from .model_card import GenRecCardData, build_model_card
+from .semantic_ids import ItemIDScheme, load_quantizer
 from .tokenization import ItemTokenizer
 from .trie_logits import TrieIndex
+
+QUANTIZER_DIR = "quantizer"
 
 
 class GenerativeRecommender:
@@ -23,6 +28,9 @@ class GenerativeRecommender:
         model (`PreTrainedModel`): an encoder-decoder (`T5ForConditionalGeneration`).
         item_tokenizer (`ItemTokenizer`): the catalogue and its semantic-ID spellings.
         config (`GenRecConfig`, *optional*): beams, default K and history cap.
+        quantizer (`ItemIDScheme`, *optional*): the fitted ID scheme, saved with the bundle so new items can be
+            given IDs the same way.
+        card_data (`GenRecCardData`, *optional*): metrics and training facts for the model card.
 
     Example:
     ```python
@@ -32,10 +40,19 @@ class GenerativeRecommender:
     ```
     """
 
-    def __init__(self, model: PreTrainedModel, item_tokenizer: ItemTokenizer, config: GenRecConfig | None = None):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        item_tokenizer: ItemTokenizer,
+        config: GenRecConfig | None = None,
+        quantizer: ItemIDScheme | None = None,
+        card_data: GenRecCardData | None = None,
+    ):
         self.model = model.eval()
         self.item_tokenizer = item_tokenizer
         self.config = config or GenRecConfig()
+        self.quantizer = quantizer
+        self.card_data = card_data or GenRecCardData(dataset=self.config.dataset)
         self._trie_index: TrieIndex | None = None
         self._collator = GenRecCollator(pad_token_id=item_tokenizer.pad_token_id)
 
@@ -102,26 +119,83 @@ class GenerativeRecommender:
                 results.append([(item_ids[i], s) for i, s in zip(row_idx, row_scores) if i >= 0])
         return results
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        """Write the model (safetensors), the tokenizer, the item map and ``genrec_config.json``."""
-        Path(save_directory).mkdir(parents=True, exist_ok=True)
+    def save_pretrained(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> None:
+        """Write the bundle: model (safetensors), tokenizer, item map, quantiser, ``genrec_config.json``, model card."""
+        save_directory = Path(save_directory)
+        save_directory.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(save_directory)
         self.item_tokenizer.save_pretrained(save_directory)
         self.config.save_pretrained(save_directory)
+        if self.quantizer is not None:
+            self.quantizer.save_pretrained(save_directory / QUANTIZER_DIR)
+        card = build_model_card(self.item_tokenizer, self.config, self.card_data, repo_id=repo_id)
+        (save_directory / "README.md").write_text(card, encoding="utf-8")
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        token: str | None = None,
+        private: bool | None = None,
+        revision: str | None = None,
+        commit_message: str = "Upload hf_genrec recommender",
+        create_pr: bool = False,
+    ):
+        """Save the bundle and upload it to ``repo_id`` on the Hub as one commit (created if needed)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, repo_id=repo_id)
+            return push_folder(
+                tmp,
+                repo_id,
+                token=token,
+                private=private,
+                revision=revision,
+                commit_message=commit_message,
+                create_pr=create_pr,
+            )
 
     @classmethod
     def from_pretrained(
-        cls, path: str | os.PathLike, device: str | torch.device | None = None
+        cls,
+        path_or_repo_id: str | os.PathLike,
+        *,
+        device: str | torch.device | None = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
     ) -> GenerativeRecommender:
-        """Load a folder written by `save_pretrained` or `hf-genrec train`; the trie is rebuilt from the item map."""
-        config = GenRecConfig.from_pretrained(path)
-        item_tokenizer = ItemTokenizer.from_pretrained(path)
-        model = AutoModelForSeq2SeqLM.from_pretrained(path)
+        """Load a bundle from a local folder or a Hub repo id; the trie is rebuilt from the item map.
+
+        Args:
+            path_or_repo_id: a folder written by `save_pretrained` / `hf-genrec train`, or ``"user/repo"``.
+            device: where to put the model (default: CPU).
+            revision, token, cache_dir, local_files_only: as for ``huggingface_hub.snapshot_download``.
+        """
+        folder = resolve_bundle(
+            path_or_repo_id, revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only
+        )
+        check_bundle(folder)
+        config = GenRecConfig.from_pretrained(folder)
+        item_tokenizer = ItemTokenizer.from_pretrained(folder)
+        try:
+            model = AutoModelForSeq2SeqLM.from_pretrained(folder)
+        except Exception as err:  # safetensors raises its own error type for damaged files
+            if "safetensor" in type(err).__module__.lower() or "deserializ" in str(err).lower():
+                raise ValueError(
+                    f"{folder}/model.safetensors could not be read ({err}): the file is truncated or damaged. "
+                    "Download it again (delete it from the Hugging Face cache) or save the recommender again."
+                ) from err
+            raise
         if model.get_input_embeddings().num_embeddings < len(item_tokenizer):
             raise ValueError(
-                f"The model in {path} has {model.get_input_embeddings().num_embeddings} token embeddings but the "
-                f"tokenizer has {len(item_tokenizer)} tokens: the model and the item map come from different runs."
+                f"The model in {path_or_repo_id} has {model.get_input_embeddings().num_embeddings} token embeddings "
+                f"but the tokenizer has {len(item_tokenizer)} tokens: the model and the item map come from different "
+                "runs."
             )
+        quantizer = load_quantizer(folder / QUANTIZER_DIR) if (folder / QUANTIZER_DIR).is_dir() else None
         if device is not None:
             model.to(device)
-        return cls(model, item_tokenizer, config)
+        return cls(model, item_tokenizer, config, quantizer=quantizer)

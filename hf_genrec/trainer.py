@@ -16,7 +16,10 @@ from .callbacks import TimeBudgetCallback
 from .configuration import GenRecConfig
 from .data.collator import GenRecCollator
 from .decoding import build_trie_index, generate_items
+from .hub import PUSH_IGNORE_PATTERNS
 from .metrics import make_compute_metrics
+from .model_card import GenRecCardData, ModelCardCallback, build_model_card, non_default_arguments
+from .semantic_ids import ItemIDScheme
 from .tokenization import ItemTokenizer
 from .trie_logits import TrieIndex
 
@@ -90,7 +93,11 @@ class GenRecTrainer(Seq2SeqTrainer):
     Args:
         item_tokenizer (`ItemTokenizer`): the catalogue and its spellings.
         genrec_config (`GenRecConfig`, *optional*): written into every saved folder.
-        Other arguments are those of `Seq2SeqTrainer`.
+        quantizer (`ItemIDScheme`, *optional*): the fitted ID scheme, saved as ``quantizer/`` in every bundle so new
+            items can be encoded later.
+        card_data (`GenRecCardData`, *optional*): model-card facts; test metrics and the log are added as they come.
+        Other arguments are those of `Seq2SeqTrainer`. Every saved folder (checkpoints included) is a complete
+        bundle with a model card; ``push_to_hub=True`` pushes it, never Trainer's pickled states.
     """
 
     def __init__(
@@ -101,6 +108,8 @@ class GenRecTrainer(Seq2SeqTrainer):
         data_collator: Callable | None = None,
         compute_metrics: Callable | None = None,
         genrec_config: GenRecConfig | None = None,
+        quantizer: ItemIDScheme | None = None,
+        card_data: GenRecCardData | None = None,
         **kwargs: Any,
     ):
         if item_tokenizer is None:
@@ -109,6 +118,8 @@ class GenRecTrainer(Seq2SeqTrainer):
             raise ValueError("GenRecTrainer needs `args=GenRecTrainingArguments(output_dir=...)`.")
         self.item_tokenizer = item_tokenizer
         self.genrec_config = genrec_config or GenRecConfig(num_beams=getattr(args, "num_beams", 20))
+        self.quantizer = quantizer
+        self.card_data = card_data or GenRecCardData(dataset=self.genrec_config.dataset)
         if data_collator is None:
             data_collator = GenRecCollator(pad_token_id=item_tokenizer.pad_token_id)
         if compute_metrics is None:
@@ -118,6 +129,7 @@ class GenRecTrainer(Seq2SeqTrainer):
             model=model, args=args, data_collator=data_collator, compute_metrics=compute_metrics, **kwargs
         )
         self._trie_index: TrieIndex | None = None
+        self.add_callback(ModelCardCallback(self.card_data))
         if getattr(args, "max_train_minutes", None):
             self.add_callback(TimeBudgetCallback(args.max_train_minutes))
 
@@ -168,3 +180,53 @@ class GenRecTrainer(Seq2SeqTrainer):
             f.write(self.args.to_json_string())
         self.item_tokenizer.save_pretrained(output_dir)
         self.genrec_config.save_pretrained(output_dir)
+        if self.quantizer is not None:
+            self.quantizer.save_pretrained(os.path.join(output_dir, "quantizer"))
+        self._write_model_card(output_dir)
+
+    def _write_model_card(self, output_dir: str) -> None:
+        self.card_data.hyperparameters = non_default_arguments(self.args)
+        self.card_data.log_history = list(self.state.log_history)
+        repo_id = getattr(self, "hub_model_id", None) or self.args.hub_model_id
+        card = build_model_card(self.item_tokenizer, self.genrec_config, self.card_data, repo_id=repo_id)
+        with open(os.path.join(output_dir, "README.md"), "w", encoding="utf-8") as f:
+            f.write(card)
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        """Write hf_genrec's model card (Trainer's generic one knows nothing of items, IDs or ranking metrics)."""
+        if self.is_world_process_zero():
+            self._write_model_card(self.args.output_dir)
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Push the bundle saved in ``checkpoint_folder`` as the repo's main files.
+
+        Trainer's version copies a few weight files and pickles the training arguments into the output folder
+        (``training_args.bin``) before pushing; the bundle must hold no pickle, so push the checkpoint's own bundle.
+        """
+        from transformers.trainer import HubStrategy, hf_api
+        from transformers.trainer_utils import SaveStrategy
+
+        if not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
+            return
+        if not self.args.hub_always_push and self.push_in_progress is not None and not self.push_in_progress.is_done():
+            return
+        from transformers.trainer import PushInProgress
+
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        if self.args.save_strategy == SaveStrategy.STEPS:
+            commit_message = f"Training in progress, step {self.state.global_step}"
+        else:
+            commit_message = f"Training in progress, epoch {int(self.state.epoch)}"
+        job = hf_api().upload_folder(
+            repo_id=self.hub_model_id,
+            folder_path=checkpoint_folder,
+            commit_message=commit_message,
+            token=self.args.hub_token,
+            run_as_future=True,
+            ignore_patterns=PUSH_IGNORE_PATTERNS + ["optimizer.*", "scheduler.*", "rng_state*", "trainer_state.json"],
+            revision=self.args.hub_revision,
+        )
+        if self.push_in_progress is None or self.push_in_progress.is_done():
+            self.push_in_progress = PushInProgress([job])
+        else:
+            self.push_in_progress.jobs.append(job)
