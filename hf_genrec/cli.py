@@ -1,4 +1,4 @@
-"""The ``hf-genrec`` command line: ``build-ids``, ``train`` and ``recommend``."""
+"""The ``hf-genrec`` command line: ``build-ids``, ``train``, ``recommend`` and ``push``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ commands:
   build-ids   read data, build item IDs with one scheme, print and save their diagnostics (--plot: a PNG)
   train       read data, build item IDs, train and evaluate a generative recommender, save it
   recommend   print the top-K items for a history with a saved recommender
+  push        upload a saved recommender (model, tokenizer, item map, quantiser, card) to the Hugging Face Hub
 
 Run `hf-genrec <command> --help` for the options of a command."""
 
@@ -148,7 +149,43 @@ def _recommend(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"build-ids": _build_ids, "train": _train, "recommend": _recommend}
+def _push(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hf-genrec push", description="Upload a recommender bundle to the Hub.")
+    parser.add_argument("output_dir", help="A folder written by `hf-genrec train` or `save_pretrained`.")
+    parser.add_argument("repo_id", help="The Hub repo, e.g. `your-name/tiger-beauty`; created if missing.")
+    parser.add_argument("--private", action="store_true", help="Create the repo as private.")
+    parser.add_argument("--revision", default=None, help="Branch to push to (default: main).")
+    parser.add_argument("--token", default=None, help="A write token (default: the one `hf auth login` saved).")
+    parser.add_argument("--commit-message", default="Upload hf_genrec recommender")
+    parser.add_argument("--create-pr", action="store_true", help="Open a pull request instead of committing.")
+    args = parser.parse_args(argv)
+
+    from .configuration import GenRecConfig
+    from .hub import check_bundle, push_folder
+    from .model_card import build_model_card
+    from .tokenization import ItemTokenizer
+
+    folder = Path(args.output_dir)
+    check_bundle(folder)
+    if not (folder / "README.md").is_file():  # older bundles: give them a card before they go public
+        card = build_model_card(
+            ItemTokenizer.from_pretrained(folder), GenRecConfig.from_pretrained(folder), None, args.repo_id
+        )
+        (folder / "README.md").write_text(card, encoding="utf-8")
+    info = push_folder(
+        folder,
+        args.repo_id,
+        token=args.token,
+        private=args.private or None,
+        revision=args.revision,
+        commit_message=args.commit_message,
+        create_pr=args.create_pr,
+    )
+    print(f"Pushed {folder} to {getattr(info, 'commit_url', args.repo_id)}")
+    return 0
+
+
+COMMANDS = {"build-ids": _build_ids, "train": _train, "recommend": _recommend, "push": _push}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -161,6 +161,8 @@ def build_model_card(
 
     card_data = card_data or GenRecCardData()
     dataset = card_data.dataset or config.dataset
+    semantic_ids = item_tokenizer.semantic_ids
+    name = repo_id.split("/")[-1] if repo_id else f"hf_genrec-{semantic_ids.scheme}-{dataset or 'recommender'}"
     repo_id = repo_id or "path/to/this/folder"
     eval_results = [
         EvalResult(
@@ -180,16 +182,15 @@ def build_model_card(
         library_name="hf_genrec",
         tags=list(TAGS),
         datasets=[dataset] if dataset else None,
-        model_name=repo_id.split("/")[-1],
+        model_name=name,
         eval_results=eval_results or None,
         pipeline_tag=None,
     )
-    semantic_ids = item_tokenizer.semantic_ids
     example = ", ".join(f'"{item}"' for item in semantic_ids.item_ids[:3])
     template = resources.files("hf_genrec").joinpath("templates/model_card.md").read_text(encoding="utf-8")
     return Template(template, trim_blocks=False).render(
         card_data=metadata.to_yaml(),
-        model_name=repo_id.split("/")[-1],
+        model_name=name,
         repo_id=repo_id,
         dataset=dataset,
         n_items=semantic_ids.n_items,

@@ -1,22 +1,18 @@
 """A loopback emulation of the Hugging Face Hub HTTP API, enough for the real ``huggingface_hub`` client (2.4).
 
-Covers ``create_repo``, ``upload_folder``/``create_commit`` (every file is answered "regular", so no LFS or Xet
-transfer happens), ``hf_hub_download``, ``snapshot_download``, ``model_info``/``repo_info``, ``list_repo_files``,
-``list_repo_tree`` (paginated like the Hub, with a ``Link`` header) and ``file_exists``. Model repos only, repo ids
-must be ``namespace/name``, any token is accepted. Repos live in memory: ``repo -> commit sha -> {path: bytes}``.
+Serves ``create_repo``, ``upload_folder``/``create_commit`` (incl. ``create_pr``; every file is answered "regular",
+so no LFS or Xet transfer happens), ``hf_hub_download``, ``snapshot_download``, ``model_info``/``repo_info``,
+``list_repo_files``/``list_repo_tree`` (paged by a ``Link`` header, as on the Hub) and ``file_exists``. Model repos
+only, ids ``namespace/name``, any token accepted. Repos live in memory: ``repo -> commit sha -> {path: bytes}``.
 
-In-process use, ``with use_loopback_hub(monkeypatch) as hub:`` patches, for the duration of the test:
-
-* ``huggingface_hub.constants.HF_HUB_OFFLINE = False``: read from the environment once at import, and the HTTP
-  client refuses every request while it is true (CI exports ``HF_HUB_OFFLINE=1``); ``datasets.config`` keeps its
-  own copy, patched too when ``datasets`` is loaded;
-* ``constants.ENDPOINT`` and ``constants.HUGGINGFACE_CO_URL_TEMPLATE``: the template is built from the endpoint at
-  import time and ``hf_hub_url`` only rewrites urls that start with ``constants.ENDPOINT``;
-* ``huggingface_hub.hf_api.api.endpoint``: the instance behind the module-level ``create_repo``, ``model_info``...;
-* ``constants.HF_HUB_CACHE`` (if ``cache_dir`` is given) and ``HF_TOKEN`` (fake), so nothing touches the real
-  cache or sends the real token; ``HF_ENDPOINT``/``HF_HUB_OFFLINE`` env vars, for subprocesses.
-
-A subprocess needs only environment variables: ``env={**os.environ, **hub.env(hf_home)}``.
+In-process, ``with use_loopback_hub(monkeypatch, cache_dir) as hub:`` patches until the test ends:
+``huggingface_hub.constants.HF_HUB_OFFLINE = False`` (read from the env at import; the HTTP client refuses every
+request while it is true, and CI exports ``HF_HUB_OFFLINE=1``; ``datasets.config`` keeps a copy, patched when
+loaded), ``constants.ENDPOINT`` *and* ``constants.HUGGINGFACE_CO_URL_TEMPLATE`` (built from the endpoint at import;
+``hf_hub_url`` ignores ``ENDPOINT``), ``huggingface_hub.hf_api.api.endpoint`` (the instance behind the module-level
+``create_repo``, ``model_info``...), ``constants.HF_HUB_CACHE`` (if ``cache_dir``), and the env vars of ``hub.env``
+but ``HF_HOME`` (a fake ``HF_TOKEN``, so the real one is never sent). A subprocess needs only the env vars:
+``subprocess.run(..., env={**os.environ, **hub.env(hf_home)})``.
 """
 
 from __future__ import annotations
@@ -87,9 +83,8 @@ class LoopbackHub:
     def start(self) -> LoopbackHub:
         handler = type("Handler", (_Handler,), {"hub": self})  # one handler class per hub: no shared state
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True  # keep-alive connections must not block stop()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, name="loopback-hub", daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="loopback-hub", daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -115,7 +110,7 @@ class LoopbackHub:
             raise HubError(404, "RepoNotFound", f"Repository not found: {repo_id}")
         return self.repos[repo_id]
 
-    # --- endpoints, called under self.lock: each returns the JSON body or raises HubError ---
+    # --- endpoints, called under self.lock: each returns the JSON body (and status) or raises HubError ---
 
     def create_repo(self, body: dict) -> tuple[int, dict]:
         if body.get("type", "model") != "model":
@@ -145,8 +140,11 @@ class LoopbackHub:
             # recursive: every folder on the way down, then the file; else only the first level below `path`
             for depth in range(1, len(parts) if recursive else min(len(parts), 2)):
                 folder = prefix + "/".join(parts[:depth])
-                oid = hashlib.sha1(folder.encode()).hexdigest()
-                entries[folder] = {"type": "directory", "oid": oid, "path": folder}
+                entries[folder] = {
+                    "type": "directory",
+                    "oid": hashlib.sha1(folder.encode()).hexdigest(),
+                    "path": folder,
+                }
             if recursive or len(parts) == 1:
                 entries[name] = {"type": "file", "oid": git_oid(data), "size": len(data), "path": name}
         if prefix and not entries:
@@ -157,9 +155,8 @@ class LoopbackHub:
         _, files = self.repo(repo_id).resolve(revision)
         # "oid" of an unchanged file lets the client drop it from the commit, as on the Hub
         oids = {p: git_oid(files[p]) if p in files else None for p in (f["path"] for f in body["files"])}
-        return {
-            "files": [{"path": p, "uploadMode": "regular", "shouldIgnore": False, "oid": o} for p, o in oids.items()]
-        }
+        rows = [{"path": p, "uploadMode": "regular", "shouldIgnore": False, "oid": oid} for p, oid in oids.items()]
+        return {"files": rows}
 
     def commit(self, repo_id: str, revision: str, lines: list[dict], create_pr: bool) -> dict:
         repo = self.repo(repo_id)
@@ -263,6 +260,8 @@ class _Handler(BaseHTTPRequestHandler):
             # No X-Xet-Hash header: the client then downloads with a plain GET on this same url.
             headers = {"X-Repo-Commit": sha, "ETag": f'"{git_oid(data)}"', "Content-Type": "application/octet-stream"}
             return self._reply(200, data, headers)
+        # e.g. GET /api/agent-harnesses, fetched once per process by the client's user-agent builder: a 404 makes
+        # it fall back to an empty registry instead of caching our answer under the real HF_HOME
         raise HubError(404, None, f"LoopbackHub has no route for {method} {path}")
 
     do_GET = do_HEAD = do_POST = _handle
