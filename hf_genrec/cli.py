@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from huggingface_hub.errors import HfHubHTTPError
 from transformers import HfArgumentParser
 
 USAGE = """hf-genrec <command> [options]
@@ -200,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[command](rest)
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, FileNotFoundError, KeyError, HfHubHTTPError) as err:
         # Bad input is the user's to fix: say what was wrong without a traceback.
         print(f"hf-genrec {command}: error: {err}", file=sys.stderr)
         return 1

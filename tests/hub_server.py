@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import sys
 import threading
@@ -103,7 +104,8 @@ class LoopbackHub:
     def env(self, hf_home: str) -> dict[str, str]:
         """Environment variables that point a fresh process at this hub (loopback must bypass any proxy)."""
         env = {"HF_ENDPOINT": self.url, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "HF_HOME": hf_home}
-        return {**env, "HF_TOKEN": "hf_loopback", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+        no_proxy = ",".join(filter(None, ["127.0.0.1,localhost", os.environ.get("NO_PROXY")]))
+        return {**env, "HF_TOKEN": "hf_loopback", "NO_PROXY": no_proxy, "no_proxy": no_proxy}
 
     def repo(self, repo_id: str) -> Repo:
         if repo_id not in self.repos:
@@ -119,8 +121,8 @@ class LoopbackHub:
         url = f"{self.url}/{repo_id}"
         if repo_id in self.repos:  # create_repo(exist_ok=True) reads "url" from the 409 body too
             return 409, {"error": "You already created this model repo", "url": url}
-        self.repos[repo_id] = Repo(private=body.get("visibility") == "private", commits={commit_sha({}): {}})
-        self.repos[repo_id].refs["main"] = commit_sha({})
+        empty = commit_sha({})
+        self.repos[repo_id] = Repo(body.get("visibility") == "private", commits={empty: {}}, refs={"main": empty})
         return 200, {"url": url, "name": repo_id, "id": repo_id}
 
     def info(self, repo_id: str, revision: str) -> dict:
@@ -140,11 +142,8 @@ class LoopbackHub:
             # recursive: every folder on the way down, then the file; else only the first level below `path`
             for depth in range(1, len(parts) if recursive else min(len(parts), 2)):
                 folder = prefix + "/".join(parts[:depth])
-                entries[folder] = {
-                    "type": "directory",
-                    "oid": hashlib.sha1(folder.encode()).hexdigest(),
-                    "path": folder,
-                }
+                oid = hashlib.sha1(folder.encode()).hexdigest()  # any stable id: the client never resolves it
+                entries[folder] = {"type": "directory", "oid": oid, "path": folder}
             if recursive or len(parts) == 1:
                 entries[name] = {"type": "file", "oid": git_oid(data), "size": len(data), "path": name}
         if prefix and not entries:

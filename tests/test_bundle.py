@@ -174,3 +174,117 @@ def test_plain_t5_folder_in_the_pipeline(copy):
     shutil.rmtree(copy / "semantic_ids")
     with pytest.raises(FileNotFoundError, match="not an hf_genrec checkpoint"):
         pipeline("generative-recommendation", model=str(copy))
+
+
+# ------------------------------------------------------------------ the Hub, end to end (loopback server)
+FRESH_PROCESS = """
+import json, sys
+from hf_genrec import GenerativeRecommender
+rec = GenerativeRecommender.from_pretrained(sys.argv[1], revision="main")
+print(json.dumps(rec.recommend(json.loads(sys.argv[2]), k=5)))
+"""
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    from .hub_server import use_loopback_hub
+
+    with use_loopback_hub(monkeypatch, cache_dir=str(tmp_path / "hub-cache")) as hub:
+        yield hub
+
+
+def _no_pickles(files):
+    return [name for name in files if name.endswith((".bin", ".pt", ".pth", ".pkl")) or "checkpoint-" in name]
+
+
+def test_push_then_load_by_repo_id_in_a_fresh_process(bundle, hub, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out, _, histories = bundle
+    recommender = GenerativeRecommender.from_pretrained(out)
+    expected = recommender.recommend(histories, k=5)
+    recommender.push_to_hub("someone/tiny-recommender")
+    files = hub.files("someone/tiny-recommender")
+    assert {"model.safetensors", "config.json", "tokenizer.json", CONFIG_NAME, "README.md"} <= set(files)
+    assert {"semantic_ids/codes.safetensors", "quantizer/quantizer.safetensors"} <= set(files)
+    assert _no_pickles(files) == []
+    assert b"someone/tiny-recommender" in files["README.md"]  # the card's quick start names the repo
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")}
+    env.update(hub.env(str(tmp_path / "fresh-home")))
+    run = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, "someone/tiny-recommender", json.dumps(histories)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert [[i for i, _ in row] for row in got] == [[i for i, _ in row] for row in expected]
+    torch.testing.assert_close(
+        torch.tensor([[s for _, s in row] for row in got]), torch.tensor([[s for _, s in row] for row in expected])
+    )
+
+
+def test_cached_bundle_loads_offline_and_missing_repos_say_so(bundle, hub, tmp_path):
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    out, _, histories = bundle
+    GenerativeRecommender.from_pretrained(out).push_to_hub("someone/cached")
+    cache = tmp_path / "cache"
+    online = GenerativeRecommender.from_pretrained("someone/cached", cache_dir=cache)
+    offline = GenerativeRecommender.from_pretrained("someone/cached", cache_dir=cache, local_files_only=True)
+    assert offline.recommend(histories[:2], k=3) == online.recommend(histories[:2], k=3)
+    with pytest.raises(RepositoryNotFoundError):
+        GenerativeRecommender.from_pretrained("someone/never-pushed", cache_dir=cache)
+
+
+def test_trainer_push_to_hub_pushes_the_bundle_without_pickles(hub, tmp_path):
+    quantizer = RandomIDs(n_levels=2, codebook_size=4, seed=0)
+    item_tokenizer = ItemTokenizer(minimal_t5_tokenizer(), quantizer.fit(None, ITEMS))
+    train = tokenize_examples(_split(cyclic_sequences(30, 16, 5, seed=3), 1, 5), item_tokenizer)
+    args = GenRecTrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        num_train_epochs=2,
+        per_device_train_batch_size=32,
+        eval_strategy="no",
+        save_strategy="epoch",
+        load_best_model_at_end=False,
+        push_to_hub=True,
+        hub_model_id="someone/trained",
+        hub_strategy="every_save",
+        num_beams=8,
+        eval_ks=[5],
+        use_cpu=True,
+    )
+    trainer = GenRecTrainer(
+        model=build_t5_model(item_tokenizer, seed=0, **TINY_T5),
+        args=args,
+        item_tokenizer=item_tokenizer,
+        train_dataset=train,
+        quantizer=quantizer,
+    )
+    trainer.train()
+    trainer.push_to_hub()
+    files = hub.files("someone/trained")
+    assert {"model.safetensors", "README.md", CONFIG_NAME, "semantic_ids/item_ids.json"} <= set(files)
+    assert "quantizer/quantizer_config.json" in files
+    assert _no_pickles(files) == [] and "training_args.json" in files
+    assert b"library_name: hf_genrec" in files["README.md"]
+    # every checkpoint folder is a bundle with its card
+    checkpoint = next((tmp_path / "run").glob("checkpoint-*"))
+    assert (checkpoint / "README.md").is_file() and (checkpoint / "semantic_ids").is_dir()
+
+
+def test_cli_push(bundle, hub, capsys):
+    from hf_genrec.cli import main
+
+    out, _, _ = bundle
+    assert main(["push", str(out), "someone/from-cli", "--commit-message", "first"]) == 0
+    assert "Pushed" in capsys.readouterr().out
+    assert "model.safetensors" in hub.files("someone/from-cli")
+    assert main(["push", str(out.parent / "nowhere"), "someone/from-cli"]) == 1
+    assert "not a complete hf_genrec bundle" in capsys.readouterr().err
