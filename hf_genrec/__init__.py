@@ -18,6 +18,7 @@ from .model_card import GenRecCardData, build_model_card
 from .modeling import TIGER_T5_CONFIG, build_t5_model
 from .pipeline import GenerativeRecommendationPipeline  # registers pipeline("generative-recommendation")
 from .recommender import GenerativeRecommender
+from .sasrec import SASRecConfig, SASRecModel
 from .semantic_ids import (
     RQVAE,
     AtomicIDs,
@@ -35,6 +36,8 @@ from .trainer import GenRecTrainer, GenRecTrainingArguments
 from .trie_logits import TrieIndex, TrieLogitsProcessor
 
 __all__ = [
+    "SASRecConfig",
+    "SASRecModel",
     "GenRecCardData",
     "GenerativeRecommendationPipeline",
     "build_model_card",
