@@ -11,7 +11,7 @@ from hf_genrec.data import kcore_filter, leave_one_out, load_interactions, read_
 from hf_genrec.data.amazon_processed import read_item_meta_jsonl
 from hf_genrec.data.recbole import read_recbole_items
 
-DATA_DIR = Path(os.environ.get("HF_GENREC_DATA_DIR", "") or "/nonexistent")
+DATA_DIR = Path(os.environ.get("HF_GENREC_DATA_DIR", "") or "/nonexistent").resolve()  # symlinks need it absolute
 
 
 def needs(name: str):
