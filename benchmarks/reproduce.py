@@ -1,0 +1,220 @@
+"""Reproduce published quality on a wall-clock budget: the generative recommender and SASRec, same split and protocol.
+
+    python benchmarks/reproduce.py --dataset amazon-beauty --model sasrec --budget-minutes 20 --data-dir ../shared/data
+    python benchmarks/reproduce.py --dataset amazon-beauty --model genrec --budget-minutes 60 --data-dir ../shared/data
+
+Writes ``<output-dir>/<dataset>_<model>.json`` (default ``benchmarks/results/``): the test metrics under TIGER's
+protocol (leave-one-out, full ranking, history <= 20 for the generative model), the budget, the steps reached and a
+curve of validation NDCG@10 against minutes. A run that is stopped resumes from its last checkpoint in
+``--work-dir`` when started again with the same arguments.
+
+The generative path runs ``configs/<dataset>.yaml`` (or ``--config``) through ``hf_genrec.experiment`` with the
+budget as ``max_train_minutes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from hf_genrec.baselines import MostPopular, training_part
+from hf_genrec.callbacks import TimeBudgetCallback
+from hf_genrec.data import leave_one_out, load_interactions
+from hf_genrec.metrics import ranking_metrics
+from hf_genrec.sasrec import SASRecConfig, SASRecModel, left_pad, sasrec_training_rows
+
+logger = logging.getLogger("reproduce")
+KS = (5, 10)
+
+
+class ValidationCurve(TrainerCallback):
+    """Ranks a fixed sample of validation users every ``every_epochs`` epochs and records NDCG@10 against minutes."""
+
+    def __init__(self, evaluate, every_epochs: int, start: float, offset_minutes: float = 0.0):
+        self.evaluate, self.every, self.start, self.offset = evaluate, max(1, every_epochs), start, offset_minutes
+        self.points: list[dict] = []
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        if round(state.epoch) % self.every == 0:
+            metrics = self.evaluate(model)
+            minutes = self.offset + (time.perf_counter() - self.start) / 60
+            self.points.append({"minutes": minutes, "epoch": state.epoch, "step": state.global_step, **metrics})
+            logger.info("epoch %.0f, %.1f min: validation %s", state.epoch, minutes, metrics)
+
+
+def sasrec_rank(model: SASRecModel, histories: list[list[int]], k: int, batch_size: int = 1024) -> np.ndarray:
+    out = []
+    for start in range(0, len(histories), batch_size):
+        tokens = left_pad(histories[start : start + batch_size], model.config.max_positions).to(model.device)
+        out.append(model.recommend(tokens, k=k)[0].cpu().numpy())
+    return np.concatenate(out)
+
+
+def run_sasrec(args, data, splits, work_dir: Path) -> dict:
+    index = {item: i for i, item in enumerate(data.items["item_id"][:])}
+    train_sequences = [[index[i] for i in seq] for seq in training_part(data.sequences["item_ids"][:])]
+    rows = sasrec_training_rows(train_sequences, args.sasrec_max_length)
+    train = datasets.Dataset.from_dict({key: value.tolist() for key, value in rows.items()})
+
+    def split_rows(name, limit=None, seed=0):
+        split = splits[name]
+        if limit and limit < len(split):
+            split = split.shuffle(seed=seed).select(range(limit))
+        histories = [[index[i] for i in h] for h in split["history"][:]]
+        return histories, np.asarray([index[t] for t in split["target"][:]])
+
+    val_histories, val_targets = split_rows("validation", args.max_eval_users)
+
+    def evaluate(model):
+        ranked = sasrec_rank(model, val_histories, max(KS))
+        metrics = ranking_metrics(ranked, val_targets, KS)
+        model.train()
+        return {"ndcg@10": metrics["ndcg@10"], "recall@10": metrics["recall@10"]}
+
+    config = SASRecConfig(
+        num_items=data.num_items,
+        max_positions=args.sasrec_max_length,
+        hidden_size=args.sasrec_hidden,
+        num_layers=2,
+        num_heads=args.sasrec_heads,
+        dropout=args.sasrec_dropout,
+    )
+    torch.manual_seed(args.seed)
+    model = SASRecModel(config)
+    checkpoints = sorted(work_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    state_path = work_dir / "curve.json"
+    previous = (
+        json.loads(state_path.read_text()) if checkpoints and state_path.exists() else {"points": [], "minutes": 0}
+    )
+    remaining = args.budget_minutes - previous["minutes"]
+    steps_per_epoch = math.ceil(len(train) / args.batch_size)
+    training_args = TrainingArguments(
+        output_dir=str(work_dir),
+        num_train_epochs=args.sasrec_epochs,
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=args.sasrec_lr,
+        weight_decay=0.0,
+        lr_scheduler_type="constant",
+        save_strategy="steps",
+        save_steps=steps_per_epoch * args.eval_every_epochs,
+        save_total_limit=1,
+        logging_steps=steps_per_epoch * args.eval_every_epochs,
+        report_to="none",
+        seed=args.seed,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=True,
+    )
+    start = time.perf_counter()
+    curve = ValidationCurve(evaluate, args.eval_every_epochs, start, offset_minutes=previous["minutes"])
+    curve.points = previous["points"]
+    trainer = Trainer(model=model, args=training_args, train_dataset=train)
+    trainer.add_callback(TimeBudgetCallback(max(remaining, 0.01)))
+    trainer.add_callback(curve)
+
+    class SaveCurve(TrainerCallback):
+        def on_save(self, args_, state, control, **kwargs):
+            minutes = previous["minutes"] + (time.perf_counter() - start) / 60
+            state_path.write_text(json.dumps({"points": curve.points, "minutes": minutes}))
+
+    trainer.add_callback(SaveCurve())
+    output = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+    train_minutes = previous["minutes"] + (time.perf_counter() - start) / 60
+
+    test_histories, test_targets = split_rows("test")
+    start = time.perf_counter()
+    test = ranking_metrics(sasrec_rank(model, test_histories, max(KS)), test_targets, KS)
+    return {
+        "model": "sasrec",
+        "config": config.to_diff_dict(),
+        "test": test,
+        "train_minutes": train_minutes,
+        "test_eval_seconds": time.perf_counter() - start,
+        "steps": output.global_step,
+        "epochs": output.metrics.get("epoch"),
+        "curve": curve.points,
+        "protocol": (
+            "leave-one-out per user (last item = test, second-to-last = validation); training on every position of "
+            f"each user's training part (the {args.sasrec_max_length} most recent items); full ranking over all "
+            f"{data.num_items} items; metrics averaged over all {len(test_targets)} test users"
+        ),
+    }
+
+
+def run_genrec(args, work_dir: Path) -> dict:
+    import yaml
+    from transformers import HfArgumentParser
+
+    from hf_genrec.experiment import DataArguments, ItemIDArguments, ModelArguments, run_experiment
+    from hf_genrec.trainer import GenRecTrainingArguments
+
+    config_path = args.config or f"configs/{args.dataset}.yaml"
+    settings = yaml.safe_load(Path(config_path).read_text()) if Path(config_path).exists() else {}
+    settings.update(
+        dataset=args.dataset, data_dir=args.data_dir, output_dir=str(work_dir), max_train_minutes=args.budget_minutes
+    )
+    parser = HfArgumentParser((DataArguments, ItemIDArguments, ModelArguments, GenRecTrainingArguments))
+    data_args, id_args, model_args, training_args = parser.parse_dict(settings)
+    results = run_experiment(data_args, id_args, model_args, training_args)
+    return {"model": "genrec", "config_file": config_path, **results}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="amazon-beauty")
+    parser.add_argument("--model", choices=["genrec", "sasrec"], default="genrec")
+    parser.add_argument("--budget-minutes", type=float, default=60.0)
+    parser.add_argument("--data-dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
+    parser.add_argument("--output-dir", default="benchmarks/results")
+    parser.add_argument("--work-dir", default=None, help="Checkpoints (default: outputs/reproduce/<dataset>_<model>).")
+    parser.add_argument("--config", default=None, help="Generative recipe (default: configs/<dataset>.yaml).")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--max-eval-users", type=int, default=2000, help="Validation users for the curve.")
+    parser.add_argument("--eval-every-epochs", type=int, default=5)
+    parser.add_argument("--sasrec-max-length", type=int, default=50)
+    parser.add_argument("--sasrec-hidden", type=int, default=64)
+    parser.add_argument("--sasrec-heads", type=int, default=1)
+    parser.add_argument("--sasrec-dropout", type=float, default=0.5)
+    parser.add_argument("--sasrec-lr", type=float, default=1e-3)
+    parser.add_argument("--sasrec-epochs", type=int, default=1000, help="Upper bound; the budget usually stops first.")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    work_dir = Path(args.work_dir or f"outputs/reproduce/{args.dataset}_{args.model}")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    if args.model == "sasrec":
+        data = load_interactions(args.dataset, args.data_dir)
+        splits = leave_one_out(data, max_history=args.sasrec_max_length)
+        result = run_sasrec(args, data, splits, work_dir)
+        index = {item: i for i, item in enumerate(data.items["item_id"][:])}
+        popular = MostPopular(index).fit(training_part(data.sequences["item_ids"][:]))
+        targets = np.asarray([index[t] for t in splits["test"]["target"][:]])
+        result["baselines"] = {"most_popular": ranking_metrics(popular.predict(len(targets), max(KS)), targets, KS)}
+    else:
+        result = run_genrec(args, work_dir)
+    result.update(
+        dataset=args.dataset,
+        budget_minutes=args.budget_minutes,
+        wall_minutes=(time.perf_counter() - started) / 60,
+        command="python benchmarks/reproduce.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "data_dir"),
+        torch_threads=torch.get_num_threads(),
+    )
+    output = Path(args.output_dir) / f"{args.dataset}_{args.model}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(json.dumps({k: result[k] for k in ("dataset", "model", "test", "train_minutes") if k in result}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
