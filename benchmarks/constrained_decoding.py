@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import time
@@ -27,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
 from transformers import GenerationConfig, T5Config, T5ForConditionalGeneration
 
 from hf_genrec.beam_search import shared_beam_search
@@ -163,18 +162,6 @@ def measure(n_items: int, model, repeats: int, reference: bool, latency_requests
     return row
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
-
-
 def format_table(payload: dict) -> str:
     lines = [
         "| items | unconstrained | reference fn | vectorised | fast path | overhead (vectorised) | speedup (fast) "
@@ -213,7 +200,7 @@ def main() -> None:
             "parameters, random weights); batch 64; histories of 20 items (81 tokens); 20 beams; K = 20; median of "
             f"{repeats} runs; batch-1 latency over {latency} requests (catalogue sizes up to 1M)"
         ),
-        "machine": machine(),
+        "machine": describe_machine(),
         "command": "python benchmarks/constrained_decoding.py" + (" --quick" if args.quick else ""),
         "catalogues": {},
     }

@@ -16,12 +16,12 @@ import argparse
 import json
 import logging
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from hf_genrec.data import load_interactions
 from hf_genrec.experiment import DataArguments, ItemIDArguments, ModelArguments, run_experiment
@@ -41,18 +41,6 @@ VARIANTS = {
 }
 # The same small T5 for every scheme (2+2 layers; TIGER's is 4+4): the budget is CPU time.
 MODEL = dict(d_model=128, d_ff=512, d_kv=32, num_heads=4, num_layers=2, num_decoder_layers=2, dropout_rate=0.1)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
 
 
 def cached_features(dataset: str, data_dir: str | None, work_dir: Path) -> Path:
@@ -137,7 +125,7 @@ def main() -> None:
                 "batch_size": args.batch_size,
                 "seed": args.seed,
             },
-            "machine": machine(),
+            "machine": describe_machine(),
             "command": "python benchmarks/id_schemes.py" + (" --quick" if args.quick else ""),
             "most_popular": result["baselines"]["most_popular"],
             "schemes": rows,

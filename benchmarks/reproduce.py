@@ -25,6 +25,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
+from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_genrec.baselines import MostPopular, training_part
@@ -208,7 +209,7 @@ def main() -> None:
         wall_minutes=(time.perf_counter() - started) / 60,
         command="python benchmarks/reproduce.py "
         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "data_dir"),
-        torch_threads=torch.get_num_threads(),
+        machine=describe_machine(),
     )
     output = Path(args.output_dir) / f"{args.dataset}_{args.model}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
