@@ -10,12 +10,12 @@ import numpy as np
 from ._validation import check_codebook_sizes, check_enough_items, check_features, check_item_ids
 from .base import ItemIDScheme
 from .ids import SemanticIDs, build_semantic_ids
-from .rqkmeans import check_distinct, fit_pca, nearest_centroid, train_kmeans
+from .rqkmeans import PCAProjection, check_distinct, nearest_centroid, train_kmeans
 
 logger = logging.getLogger(__name__)
 
 
-class HierarchicalKMeans(ItemIDScheme):
+class HierarchicalKMeans(PCAProjection, ItemIDScheme):
     """Recursive k-means (Tay et al., 2022, DSI): level 0 clusters the catalogue, level 1 clusters each level-0
     cluster on its own, and so on; the last level numbers the items inside their leaf cluster.
 
@@ -49,18 +49,10 @@ class HierarchicalKMeans(ItemIDScheme):
         self.seed = int(seed)
         #: (level, parent prefix) -> centroids of that node's children, flattened into arrays for saving
         self.nodes_: dict[tuple[int, ...], np.ndarray] | None = None
-        self.pca_mean_: np.ndarray | None = None
-        self.pca_axes_: np.ndarray | None = None
-        self.dim_: int | None = None
 
     @property
     def codebook_sizes(self) -> list[int]:
         return self.codebook_size
-
-    def _project(self, x: np.ndarray) -> np.ndarray:
-        if self.pca_axes_ is None:
-            return x
-        return np.ascontiguousarray((x - self.pca_mean_) @ self.pca_axes_.T, dtype=np.float32)
 
     def fit(self, features, item_ids) -> SemanticIDs:
         """Build the cluster tree on ``features`` [n_items, dim]; every item's ID is its path plus its leaf index."""
@@ -69,11 +61,7 @@ class HierarchicalKMeans(ItemIDScheme):
         item_ids = check_item_ids(item_ids, len(x))
         check_enough_items(len(x), self.codebook_sizes[:1])
         check_distinct(x, self.codebook_sizes[:1])
-        self.dim_ = int(x.shape[1])
-        self.pca_mean_ = self.pca_axes_ = None
-        if self.pca_dim is not None and self.pca_dim < x.shape[1]:
-            self.pca_mean_, self.pca_axes_ = fit_pca(x, self.pca_dim)
-        z = self._project(x)
+        z = self._fit_projection(x)
         codes = np.zeros((len(z), self.n_levels), dtype=np.int64)
         nodes: dict[tuple[int, ...], np.ndarray] = {}
         groups = {(): np.arange(len(z))}
@@ -110,12 +98,7 @@ class HierarchicalKMeans(ItemIDScheme):
     def encode(self, features) -> np.ndarray:
         """Path ``int64 [n, n_levels]`` of new items down the tree (nearest child at each node; no leaf index)."""
         self._require_fitted()
-        x = check_features(features)
-        if x.shape[1] != self.dim_:
-            raise ValueError(
-                f"features have dim {x.shape[1]} but this HierarchicalKMeans was fitted on dim {self.dim_}."
-            )
-        z = self._project(x)
+        z = self._project(check_features(features))
         codes = np.zeros((len(z), self.n_levels), dtype=np.int64)
         for i, row in enumerate(z):
             prefix: tuple[int, ...] = ()
@@ -130,13 +113,6 @@ class HierarchicalKMeans(ItemIDScheme):
         return codes
 
     # ------------------------------------------------------------------ files
-    def _extra_config(self) -> dict:
-        return {"dim": self.dim_}
-
-    @classmethod
-    def _extra_keys(cls) -> tuple[str, ...]:
-        return ("dim",)
-
     def _state(self) -> dict[str, np.ndarray]:
         if self.nodes_ is None:
             return {}
@@ -154,9 +130,7 @@ class HierarchicalKMeans(ItemIDScheme):
             "node_offsets": offsets,
             "centroids": np.concatenate([self.nodes_[p] for p in prefixes]).astype(np.float32),
         }
-        if self.pca_axes_ is not None:
-            state.update({"pca.mean": self.pca_mean_, "pca.axes": self.pca_axes_})
-        return state
+        return {**state, **self._projection_state()}
 
     def _load_state(self, tensors: dict[str, np.ndarray], config: dict) -> None:
         offsets = tensors["node_offsets"]
@@ -166,6 +140,4 @@ class HierarchicalKMeans(ItemIDScheme):
             ]
             for i, depth in enumerate(tensors["node_depths"].tolist())
         }
-        self.pca_mean_ = tensors.get("pca.mean")
-        self.pca_axes_ = tensors.get("pca.axes")
-        self.dim_ = config.get("dim")
+        self._load_projection(tensors, config)

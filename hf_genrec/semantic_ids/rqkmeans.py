@@ -147,7 +147,53 @@ def check_distinct(x: np.ndarray, codebook_sizes: list[int]) -> None:
         )
 
 
-class RQKMeans(ItemIDScheme):
+class PCAProjection:
+    """Optional projection of the features on their top ``pca_dim`` principal axes, fitted and saved with a scheme.
+
+    Used by the k-means schemes: on raw sentence embeddings most energy sits in a few directions, and deeper levels
+    collapse onto a handful of codes without it.
+    """
+
+    pca_dim: int | None
+    dim_: int | None = None
+    pca_mean_: np.ndarray | None = None
+    pca_axes_: np.ndarray | None = None
+
+    def _fit_projection(self, x: np.ndarray) -> np.ndarray:
+        """Fit the projection on ``x`` and return the projected copy."""
+        self.dim_ = int(x.shape[1])
+        self.pca_mean_ = self.pca_axes_ = None
+        if self.pca_dim is not None and self.pca_dim < x.shape[1]:
+            self.pca_mean_, self.pca_axes_ = fit_pca(x, self.pca_dim)
+        return self._project(x)
+
+    def _project(self, x: np.ndarray) -> np.ndarray:
+        """A projected copy of ``x`` (a plain copy without PCA), after checking its dimension."""
+        if self.dim_ is not None and x.shape[1] != self.dim_:
+            raise ValueError(
+                f"features have dim {x.shape[1]} but this {type(self).__name__} was fitted on dim {self.dim_}."
+            )
+        if self.pca_axes_ is None:
+            return x.copy()
+        return np.ascontiguousarray((x - self.pca_mean_) @ self.pca_axes_.T, dtype=np.float32)
+
+    def _extra_config(self) -> dict:
+        return {"dim": self.dim_}
+
+    @classmethod
+    def _extra_keys(cls) -> tuple[str, ...]:
+        return ("dim",)
+
+    def _projection_state(self) -> dict[str, np.ndarray]:
+        return {} if self.pca_axes_ is None else {"pca.mean": self.pca_mean_, "pca.axes": self.pca_axes_}
+
+    def _load_projection(self, tensors: dict[str, np.ndarray], config: dict) -> None:
+        self.pca_mean_ = tensors.get("pca.mean")
+        self.pca_axes_ = tensors.get("pca.axes")
+        self.dim_ = config.get("dim")
+
+
+class RQKMeans(PCAProjection, ItemIDScheme):
     """Residual k-means semantic IDs (RQ-KMeans; no network to train).
 
     Level ``l`` runs k-means (faiss, from a k-means++ start) on the residuals left by levels ``0..l-1``; an item's
@@ -213,9 +259,6 @@ class RQKMeans(ItemIDScheme):
         self.max_points_per_centroid = int(max_points_per_centroid)
         self.verbose = bool(verbose)
         self.centroids_: list[np.ndarray] | None = None
-        self.pca_mean_: np.ndarray | None = None
-        self.pca_axes_: np.ndarray | None = None
-        self.dim_: int | None = None
 
     @property
     def codebook_sizes(self) -> list[int]:
@@ -226,11 +269,6 @@ class RQKMeans(ItemIDScheme):
         """Dimension of the features the scheme was fitted on."""
         return self.dim_
 
-    def _project(self, x: np.ndarray) -> np.ndarray:
-        if self.pca_axes_ is None:
-            return x.copy()
-        return np.ascontiguousarray((x - self.pca_mean_) @ self.pca_axes_.T, dtype=np.float32)
-
     def fit(self, features, item_ids) -> SemanticIDs:
         """Learn the centroids on ``features`` [n_items, dim] and return every item's semantic IDs."""
         start = time.perf_counter()
@@ -238,11 +276,7 @@ class RQKMeans(ItemIDScheme):
         item_ids = check_item_ids(item_ids, len(x))
         check_enough_items(len(x), self.codebook_sizes)
         check_distinct(x, self.codebook_sizes)
-        self.dim_ = int(x.shape[1])
-        self.pca_mean_ = self.pca_axes_ = None
-        if self.pca_dim is not None and self.pca_dim < x.shape[1]:
-            self.pca_mean_, self.pca_axes_ = fit_pca(x, self.pca_dim)
-        residual = self._project(x)
+        residual = self._fit_projection(x)
         energy = float((residual.astype(np.float64) ** 2).sum(axis=1).mean())
         centroids, codes, residual_mse = [], [], []
         for level, size in enumerate(self.codebook_sizes):
@@ -293,10 +327,7 @@ class RQKMeans(ItemIDScheme):
     def encode(self, features) -> np.ndarray:
         """Codes ``int64 [n, n_levels]`` (without the collision level) of items given their features."""
         self._require_fitted()
-        x = check_features(features)
-        if x.shape[1] != self.dim:
-            raise ValueError(f"features have dim {x.shape[1]} but this RQKMeans was fitted on dim {self.dim}.")
-        residual = self._project(x)
+        residual = self._project(check_features(features))
         codes = []
         for level_centroids in self.centroids_:
             level_codes = nearest_centroid(residual, level_centroids)
@@ -305,25 +336,14 @@ class RQKMeans(ItemIDScheme):
         return np.stack(codes, axis=1)
 
     # ------------------------------------------------------------------ files
-    def _extra_config(self) -> dict:
-        return {"dim": self.dim}
-
-    @classmethod
-    def _extra_keys(cls) -> tuple[str, ...]:
-        return ("dim",)
-
     def _state(self) -> dict[str, np.ndarray]:
         if self.centroids_ is None:
             return {}
         state = {f"centroids.{level}": c for level, c in enumerate(self.centroids_)}
-        if self.pca_axes_ is not None:
-            state.update({"pca.mean": self.pca_mean_, "pca.axes": self.pca_axes_})
-        return state
+        return {**state, **self._projection_state()}
 
     def _load_state(self, tensors: dict[str, np.ndarray], config: dict) -> None:
         self.centroids_ = [
             np.ascontiguousarray(tensors[f"centroids.{level}"], dtype=np.float32) for level in range(self.n_levels)
         ]
-        self.pca_mean_ = tensors.get("pca.mean")
-        self.pca_axes_ = tensors.get("pca.axes")
-        self.dim_ = config.get("dim")
+        self._load_projection(tensors, config)
