@@ -1,0 +1,119 @@
+"""Training throughput on real histories: GenRecTrainer (dynamic padding, length-grouped batches) against a plain
+Seq2SeqTrainer fed inputs padded to the history cap, same model, same examples, same number of steps.
+
+    python benchmarks/training_throughput.py --data_dir ../shared/data
+
+Writes ``benchmarks/results/training_throughput.json`` (sequences per second of each, and the ratio).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
+from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
+
+from hf_genrec import GenRecTrainer, GenRecTrainingArguments, ItemTokenizer, leave_one_out, minimal_t5_tokenizer
+from hf_genrec.data import load_interactions
+from hf_genrec.examples import tokenize_examples
+from hf_genrec.modeling import TIGER_T5_CONFIG, build_t5_model
+from hf_genrec.semantic_ids import RQKMeans
+
+
+class StepTimer(TrainerCallback):
+    """Wall time of the steps after ``warmup`` (the first steps pay for allocation and thread start-up)."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.start, self.seconds = warmup, None, None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.warmup:
+            self.start = time.perf_counter()
+        elif state.global_step == state.max_steps and self.start is not None:
+            self.seconds = time.perf_counter() - self.start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="amazon-beauty")
+    parser.add_argument("--data_dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
+    parser.add_argument("--features", default="outputs/id_schemes/amazon-beauty_text_features.npy",
+                        help="Item features .npy (random features are used when missing: IDs do not change speed).")  # fmt: skip
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--output", default="benchmarks/results/training_throughput.json")
+    args = parser.parse_args()
+
+    data = load_interactions(args.dataset, args.data_dir)
+    item_ids = data.items["item_id"][:]
+    if Path(args.features).exists():
+        features = np.load(args.features)
+    else:
+        features = np.random.default_rng(0).normal(size=(len(item_ids), 32)).astype(np.float32)
+    item_tokenizer = ItemTokenizer(minimal_t5_tokenizer(), RQKMeans(3, 256).fit(features, item_ids))
+    train = tokenize_examples(leave_one_out(data, max_history=20)["train"], item_tokenizer)
+    train = train.shuffle(seed=0).select(range(min(len(train), args.steps * args.batch_size * 2)))
+    cap = 20 * (item_tokenizer.id_length - 1) + 1
+    runs = {}
+    for name in ("genrec_trainer", "plain_padded_to_cap"):
+        model = build_t5_model(item_tokenizer, seed=0, **TIGER_T5_CONFIG)
+        timer = StepTimer(args.warmup)
+        with tempfile.TemporaryDirectory() as tmp:
+            common = dict(
+                output_dir=tmp, max_steps=args.steps, per_device_train_batch_size=args.batch_size, learning_rate=1e-3,
+                save_strategy="no", eval_strategy="no", report_to="none", logging_steps=10_000, use_cpu=True,
+                disable_tqdm=True, seed=0,
+            )  # fmt: skip
+            if name == "genrec_trainer":
+                trainer = GenRecTrainer(
+                    model=model,
+                    args=GenRecTrainingArguments(load_best_model_at_end=False, **common),
+                    item_tokenizer=item_tokenizer,
+                    train_dataset=train,
+                )
+            else:
+                collator = DataCollatorForSeq2Seq(
+                    item_tokenizer.tokenizer, padding="max_length", max_length=cap, label_pad_token_id=-100
+                )
+                plain = train.remove_columns([c for c in train.column_names if c not in ("input_ids", "labels")])
+                plain = plain.map(lambda b: {"labels": [row + [-100] * (item_tokenizer.id_length - len(row)) for row in b["labels"]]}, batched=True)  # fmt: skip
+                trainer = Seq2SeqTrainer(
+                    model=model,
+                    args=Seq2SeqTrainingArguments(**common),
+                    train_dataset=plain,
+                    data_collator=collator,
+                )
+            trainer.add_callback(timer)
+            trainer.train()
+        sequences = (args.steps - args.warmup) * args.batch_size
+        runs[name] = {"seconds": timer.seconds, "sequences_per_second": sequences / timer.seconds}
+        print(f"{name:<22} {runs[name]['sequences_per_second']:.1f} sequences/s", flush=True)
+    lengths = np.asarray(train["length"][:])
+    payload = {
+        "dataset": args.dataset,
+        "model": f"TIGER-sized T5 ({build_t5_model(item_tokenizer, **TIGER_T5_CONFIG).num_parameters():,} parameters)",
+        "batch_size": args.batch_size,
+        "timed_steps": args.steps - args.warmup,
+        "history_tokens": {"cap": cap, "mean": float(lengths.mean()), "median": float(np.median(lengths))},
+        "runs": runs,
+        "speedup": runs["genrec_trainer"]["sequences_per_second"]
+        / runs["plain_padded_to_cap"]["sequences_per_second"],
+        "machine": describe_machine(),
+        "command": "python benchmarks/training_throughput.py",
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(payload, indent=2) + "\n")
+    print(json.dumps({k: payload[k] for k in ("history_tokens", "speedup")}, indent=2))
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    main()
