@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from .configuration import CONFIG_NAME as GENREC_CONFIG_NAME
+from .semantic_ids._io import check_repo_id
 from .tokenization import ITEM_MAP_DIR
 
 #: never pushed: Trainer's resumable checkpoints and pickled states, logs, caches
@@ -29,14 +30,12 @@ def resolve_bundle(
     local = Path(path_or_repo_id)
     if local.is_dir():
         return local
-    text = str(path_or_repo_id)
-    if local.exists() or local.is_absolute() or text.startswith(".") or text.count("/") > 1:
-        raise FileNotFoundError(f"{path_or_repo_id} is not a folder (expected a local folder or a Hub repo id).")
+    repo_id = check_repo_id(path_or_repo_id)
     from huggingface_hub import snapshot_download
 
     return Path(
         snapshot_download(
-            text,
+            repo_id,
             revision=revision,
             token=token,
             cache_dir=cache_dir,

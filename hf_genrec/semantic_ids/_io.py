@@ -19,6 +19,14 @@ def library_version() -> str:
     return __version__
 
 
+def check_repo_id(path_or_repo_id: str | os.PathLike) -> str:
+    """Return ``path_or_repo_id`` as a Hub repo id, or raise if it names a local path that is not a folder."""
+    local, text = Path(path_or_repo_id), str(path_or_repo_id)
+    if local.exists() or local.is_absolute() or text.startswith(".") or text.count("/") > 1:
+        raise FileNotFoundError(f"{path_or_repo_id} is not a folder (expected a local folder or a Hub repo id).")
+    return text
+
+
 def resolve_file(path_or_repo_id: str | os.PathLike, filename: str, **hub_kwargs) -> Path:
     """``path/filename`` when ``path`` is a local folder, else download ``filename`` from a Hub repo id.
 
@@ -31,12 +39,10 @@ def resolve_file(path_or_repo_id: str | os.PathLike, filename: str, **hub_kwargs
         if not (folder / filename).is_file():
             raise FileNotFoundError(f"{folder} has no {filename}; was it written by save_pretrained()/save()?")
         return folder / filename
-    text = str(path_or_repo_id)
-    if local.exists() or local.is_absolute() or text.startswith(".") or text.count("/") > 1:
-        raise FileNotFoundError(f"{path_or_repo_id} is not a folder (expected a local folder or a Hub repo id).")
+    repo_id = check_repo_id(path_or_repo_id)
     from huggingface_hub import hf_hub_download
 
-    return Path(hf_hub_download(str(path_or_repo_id), filename, **hub_kwargs))
+    return Path(hf_hub_download(repo_id, filename, **hub_kwargs))
 
 
 def write_json(path: Path, payload: dict) -> None:
