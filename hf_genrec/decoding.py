@@ -74,8 +74,9 @@ def generate_items(
     was_training = model.training
     model.eval()
     try:
-        if method == "fast":
+        if method != "reference":
             processor = TrieLogitsProcessor(index if index is not None else build_trie_index(item_tokenizer))
+        if method == "fast":
             sequences, scores = shared_beam_search(
                 model,
                 input_ids,
@@ -90,7 +91,6 @@ def generate_items(
             )
         else:
             if method == "vectorised":
-                processor = TrieLogitsProcessor(index if index is not None else build_trie_index(item_tokenizer))
                 constraint = {"logits_processor": [processor]}
             else:
                 trie = trie if trie is not None else build_trie(item_tokenizer)

@@ -75,10 +75,10 @@ class TrieIndex:
         self.keys = torch.from_numpy(keys).to(dtype)
         self.token_to_local = torch.from_numpy(token_to_local)
         self.local_to_token = torch.from_numpy(local_to_token)
-        root = np.zeros(self.vocab_size + 1, dtype=bool)
+        root = np.zeros(self.vocab_size, dtype=bool)
         root[depth_tokens[0]] = True
         #: allowed tokens at the first step (every beam starts at the root): a dense row, as STATIC does for level 0
-        self.root_allowed = torch.from_numpy(root[: self.vocab_size])
+        self.root_allowed = torch.from_numpy(root)
 
     def __len__(self) -> int:
         return self.num_items
