@@ -34,6 +34,23 @@ def tiny_model(item_tokenizer):
     return build_t5_model(item_tokenizer, seed=0, **TINY_T5).eval()
 
 
+def random_codes(rng, n_items: int, max_len: int, alphabet: int, variable: bool = True) -> np.ndarray:
+    """Up to ``n_items`` distinct code rows over ``0..alphabet-1`` (``-1`` padded when ``variable``), in draw order."""
+    seen, rows = set(), []
+    for _ in range(n_items * 4):
+        length = int(rng.integers(1, max_len + 1)) if variable else max_len
+        row = tuple(int(c) for c in rng.integers(alphabet, size=length))
+        if row not in seen:
+            seen.add(row)
+            rows.append(row)
+        if len(rows) == n_items:
+            break
+    codes = np.full((len(rows), max(map(len, rows))), -1, dtype=np.int64)
+    for i, row in enumerate(rows):
+        codes[i, : len(row)] = row
+    return codes
+
+
 def cyclic_sequences(n_items: int, n_users: int, length: int, seed: int = 0) -> list[list[str]]:
     """Users walk the catalogue in order (item i is followed by item i+1): a pattern a model can learn fast."""
     rng = np.random.default_rng(seed)

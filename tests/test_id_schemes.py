@@ -24,7 +24,7 @@ from hf_genrec.semantic_ids import (
 )
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
 
-from .conftest import TINY_T5
+from .conftest import TINY_T5, random_codes
 
 WORDS = "red blue green matte gloss nail polish lipstick cream serum mask brush oil soap gel".split()
 
@@ -293,25 +293,14 @@ def _spelling_log_probs(model, item_tokenizer, input_ids):
 def test_variable_length_catalogues_decode_exactly(n_items, max_len, vocab, seed):
     """Random variable-length catalogues: beam search returns only real items, and the top item is the exact best."""
     rng = np.random.default_rng(seed)
-    seen, rows = set(), []
-    while len(rows) < n_items:
-        length = int(rng.integers(1, max_len + 1))
-        row = tuple(int(c) for c in rng.integers(vocab, size=length))
-        if row not in seen and len(seen) < vocab ** (max_len + 1):
-            seen.add(row)
-            rows.append(row)
-        if len(seen) >= sum(vocab**k for k in range(1, max_len + 1)):
-            break
-    codes = np.full((len(rows), max(map(len, rows))), -1)
-    for i, row in enumerate(rows):
-        codes[i, : len(row)] = row
-    ids = from_codes(codes, [f"i{i}" for i in range(len(rows))], codebook_sizes=[vocab] * codes.shape[1])
+    codes = random_codes(rng, n_items, max_len, vocab)
+    ids = from_codes(codes, [f"i{i}" for i in range(len(codes))], codebook_sizes=[vocab] * codes.shape[1])
     item_tokenizer = ItemTokenizer(minimal_t5_tokenizer(), ids)
     model = build_t5_model(item_tokenizer, seed=seed % 7, **TINY_T5).eval()
-    input_ids = torch.tensor([item_tokenizer.encode_history(["i0", f"i{len(rows) - 1}"])])
-    k = min(5, len(rows))
+    input_ids = torch.tensor([item_tokenizer.encode_history(["i0", f"i{len(codes) - 1}"])])
+    k = min(5, len(codes))
     indices, scores = generate_items(
-        model, item_tokenizer, input_ids, num_beams=len(rows), k=k, trie=build_trie(item_tokenizer)
+        model, item_tokenizer, input_ids, num_beams=len(codes), k=k, trie=build_trie(item_tokenizer)
     )
     assert (indices >= 0).all() and len(set(indices[0].tolist())) == k
     exact = _spelling_log_probs(model, item_tokenizer, input_ids)

@@ -16,23 +16,14 @@ from hf_genrec.semantic_ids import from_codes
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
 from hf_genrec.trie_logits import TrieIndex, TrieLogitsProcessor
 
-from .conftest import TINY_T5
+from .conftest import TINY_T5, random_codes
 
 PAD, EOS = 0, 1
 
 
-def random_catalogue(rng, n_items, max_len, alphabet, variable):
-    """Unique spellings of tokens 2..alphabet+1, each ending with EOS."""
-    seen, spellings = set(), []
-    for _ in range(n_items * 4):
-        length = int(rng.integers(1, max_len + 1)) if variable else max_len
-        spelling = tuple(int(t) for t in rng.integers(2, 2 + alphabet, size=length)) + (EOS,)
-        if spelling not in seen:
-            seen.add(spelling)
-            spellings.append(list(spelling))
-        if len(spellings) == n_items:
-            break
-    return spellings
+def spellings_of(codes):
+    """Token spellings of code rows: code c is token c + 2 (after pad and EOS), then EOS."""
+    return [[int(c) + 2 for c in row if c >= 0] + [EOS] for row in codes]
 
 
 def random_prefixes(rng, spellings, n, length):
@@ -57,7 +48,7 @@ def random_prefixes(rng, spellings, n, length):
 )
 def test_mask_matches_the_reference_function(n_items, max_len, alphabet, variable, seed):
     rng = np.random.default_rng(seed)
-    spellings = random_catalogue(rng, n_items, max_len, alphabet, variable)
+    spellings = spellings_of(random_codes(rng, n_items, max_len, alphabet, variable))
     index = TrieIndex(spellings, vocab_size=12, pad_token_id=PAD)
     reference = prefix_allowed_tokens_fn(ItemTrie(spellings), pad_token_id=PAD)
     for length in range(max_len + 3):
@@ -132,10 +123,7 @@ def _histories(item_tokenizer, rng, batch):
 def test_all_decoding_methods_agree(n_items, levels, size, variable, num_beams, seed):
     """Reference fn, vectorised processor in stock generate, and the fast path: same items, same scores."""
     rng = np.random.default_rng(seed)
-    spellings = random_catalogue(rng, n_items, levels, size, variable)
-    codes = np.full((len(spellings), max(map(len, spellings)) - 1), -1)
-    for i, s in enumerate(spellings):
-        codes[i, : len(s) - 1] = np.asarray(s[:-1]) - 2
+    codes = random_codes(rng, n_items, levels, size, variable)
     item_tokenizer, model = _catalogue_model(codes, seed % 5)
     input_ids, attention_mask = _histories(item_tokenizer, rng, batch=3)
     k = min(num_beams, 4)
@@ -152,7 +140,7 @@ def test_all_decoding_methods_agree(n_items, levels, size, variable, num_beams, 
     assert torch.equal(fast_items, ref_items)
     valid = ref_items >= 0
     torch.testing.assert_close(fast_scores[valid], ref_scores[valid], atol=1e-4, rtol=1e-4)
-    if len(spellings) >= k:
+    if len(codes) >= k:
         assert valid.all()
 
 
