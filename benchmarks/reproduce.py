@@ -9,7 +9,7 @@ curve of validation NDCG@10 against minutes. A run that is stopped resumes from 
 ``--work-dir`` when started again with the same arguments.
 
 The generative path runs ``configs/<dataset>.yaml`` (or ``--config``) through ``hf_genrec.experiment`` with the
-budget as ``max_train_minutes``.
+budget as ``max_train_minutes``; rerun with a larger ``--budget-minutes`` to continue a finished run further.
 """
 
 from __future__ import annotations
@@ -165,8 +165,12 @@ def run_genrec(args, work_dir: Path) -> dict:
     )
     parser = HfArgumentParser((DataArguments, ItemIDArguments, ModelArguments, GenRecTrainingArguments))
     data_args, id_args, model_args, training_args = parser.parse_dict(settings)
-    results = run_experiment(data_args, id_args, model_args, training_args)
-    return {"model": "genrec", "config_file": config_path, **results}
+    from transformers.trainer_utils import get_last_checkpoint
+
+    resume = get_last_checkpoint(str(work_dir)) is not None  # a stopped run continues, budget and curve included
+    results = run_experiment(data_args, id_args, model_args, training_args, resume_from_checkpoint=resume or None)
+    return {"model": "genrec", "config_file": config_path, "resumed": resume, "curve": results["validation_curve"],
+            **results}  # fmt: skip
 
 
 def main() -> None:

@@ -1,9 +1,11 @@
 """Training throughput on real histories: GenRecTrainer (dynamic padding, length-grouped batches) against a plain
-Seq2SeqTrainer fed inputs padded to the history cap, same model, same examples, same number of steps.
+Seq2SeqTrainer fed inputs padded to the history cap, same model, same examples, same number of steps; and the
+causal-encoder T5 trained on packed rows (every next-item target of a user in one encoder pass).
 
     python benchmarks/training_throughput.py --data_dir ../shared/data
 
-Writes ``benchmarks/results/training_throughput.json`` (sequences per second of each, and the ratio).
+Writes ``benchmarks/results/training_throughput.json``: next-item targets (sequences) per second of each run, and
+the ratios to the plain Seq2SeqTrainer.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from machine import describe_machine  # benchmarks/machine.py (scripts run from 
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
 
 from hf_genrec import GenRecTrainer, GenRecTrainingArguments, ItemTokenizer, leave_one_out, minimal_t5_tokenizer
+from hf_genrec.baselines import training_part
 from hf_genrec.data import load_interactions
-from hf_genrec.examples import tokenize_examples
+from hf_genrec.examples import tokenize_examples, tokenize_sequences
 from hf_genrec.modeling import TIGER_T5_CONFIG, build_t5_model
 from hf_genrec.semantic_ids import RQKMeans
 
@@ -49,6 +52,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--packed_batch_size", type=int, default=64, help="Users (windows) per packed batch.")
     parser.add_argument("--output", default="benchmarks/results/training_throughput.json")
     args = parser.parse_args()
 
@@ -58,13 +62,18 @@ def main() -> None:
         features = np.load(args.features)
     else:
         features = np.random.default_rng(0).normal(size=(len(item_ids), 32)).astype(np.float32)
-    item_tokenizer = ItemTokenizer(minimal_t5_tokenizer(), RQKMeans(3, 256).fit(features, item_ids))
+    semantic_ids = RQKMeans(3, 256).fit(features, item_ids)
+    item_tokenizer = ItemTokenizer(minimal_t5_tokenizer(), semantic_ids)
     train = tokenize_examples(leave_one_out(data, max_history=20)["train"], item_tokenizer)
+    causal_tokenizer = ItemTokenizer(minimal_t5_tokenizer(), semantic_ids, history_eos=False)
+    packed = tokenize_sequences(training_part(data.sequences["item_ids"][:]), causal_tokenizer, max_history=20)
+    targets_per_row = float(np.mean([len(ends) for ends in packed["target_ends"]]))
+    packed = packed.shuffle(seed=0).select(range(min(len(packed), args.steps * args.packed_batch_size * 2)))
     train = train.shuffle(seed=0).select(range(min(len(train), args.steps * args.batch_size * 2)))
     cap = 20 * (item_tokenizer.id_length - 1) + 1
     runs = {}
-    for name in ("genrec_trainer", "plain_padded_to_cap"):
-        model = build_t5_model(item_tokenizer, seed=0, **TIGER_T5_CONFIG)
+    for name in ("causal_packed", "genrec_trainer", "plain_padded_to_cap"):
+        model = build_t5_model(item_tokenizer, seed=0, causal_encoder=name == "causal_packed", **TIGER_T5_CONFIG)
         timer = StepTimer(args.warmup)
         with tempfile.TemporaryDirectory() as tmp:
             common = dict(
@@ -72,7 +81,15 @@ def main() -> None:
                 save_strategy="no", eval_strategy="no", report_to="none", logging_steps=10_000, use_cpu=True,
                 disable_tqdm=True, seed=0,
             )  # fmt: skip
-            if name == "genrec_trainer":
+            if name == "causal_packed":
+                common["per_device_train_batch_size"] = args.packed_batch_size
+                trainer = GenRecTrainer(
+                    model=model,
+                    args=GenRecTrainingArguments(load_best_model_at_end=False, **common),
+                    item_tokenizer=causal_tokenizer,
+                    train_dataset=packed,
+                )
+            elif name == "genrec_trainer":
                 trainer = GenRecTrainer(
                     model=model,
                     args=GenRecTrainingArguments(load_best_model_at_end=False, **common),
@@ -94,6 +111,8 @@ def main() -> None:
             trainer.add_callback(timer)
             trainer.train()
         sequences = (args.steps - args.warmup) * args.batch_size
+        if name == "causal_packed":  # targets, on average, of the sampled windows
+            sequences = (args.steps - args.warmup) * args.packed_batch_size * targets_per_row
         runs[name] = {"seconds": timer.seconds, "sequences_per_second": sequences / timer.seconds}
         print(f"{name:<22} {runs[name]['sequences_per_second']:.1f} sequences/s", flush=True)
     lengths = np.asarray(train["length"][:])
@@ -104,14 +123,19 @@ def main() -> None:
         "timed_steps": args.steps - args.warmup,
         "history_tokens": {"cap": cap, "mean": float(lengths.mean()), "median": float(np.median(lengths))},
         "runs": runs,
+        "packed": {"users_per_batch": args.packed_batch_size, "targets_per_window": targets_per_row},
         "speedup": runs["genrec_trainer"]["sequences_per_second"]
         / runs["plain_padded_to_cap"]["sequences_per_second"],
+        "speedup_causal_packed": runs["causal_packed"]["sequences_per_second"]
+        / runs["plain_padded_to_cap"]["sequences_per_second"],
+        "speedup_causal_packed_over_genrec_trainer": runs["causal_packed"]["sequences_per_second"]
+        / runs["genrec_trainer"]["sequences_per_second"],
         "machine": describe_machine(),
         "command": "python benchmarks/training_throughput.py",
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(payload, indent=2) + "\n")
-    print(json.dumps({k: payload[k] for k in ("history_tokens", "speedup")}, indent=2))
+    print(json.dumps({k: v for k, v in payload.items() if k.startswith("speedup")}, indent=2))
 
 
 if __name__ == "__main__":

@@ -5,12 +5,13 @@ __version__ = "0.1.0"
 from .baselines import MostPopular
 from .beam_search import shared_beam_search
 from .callbacks import TimeBudgetCallback
+from .causal_t5 import GenRecT5Config, GenRecT5ForConditionalGeneration
 from .configuration import GenRecConfig
 from .constraints import ItemTrie, prefix_allowed_tokens_fn
 from .data import InteractionData, kcore_filter, leave_one_out, load_interactions
 from .data.collator import GenRecCollator
 from .decoding import build_trie, build_trie_index, generate_items
-from .examples import tokenize_examples
+from .examples import tokenize_examples, tokenize_sequences
 from .features import attribute_features, build_item_features, text_features
 from .hub import push_folder, resolve_bundle
 from .metrics import make_compute_metrics, ndcg_at_k, ranking_metrics, recall_at_k
@@ -36,6 +37,9 @@ from .trainer import GenRecTrainer, GenRecTrainingArguments
 from .trie_logits import TrieIndex, TrieLogitsProcessor
 
 __all__ = [
+    "GenRecT5Config",
+    "GenRecT5ForConditionalGeneration",
+    "tokenize_sequences",
     "SASRecConfig",
     "SASRecModel",
     "GenRecCardData",

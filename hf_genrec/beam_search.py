@@ -18,7 +18,9 @@ from transformers import LogitsProcessor, PreTrainedModel
 def supports_shared_beam_search(model: PreTrainedModel) -> bool:
     """The fast path covers T5-style encoder-decoders (T5, mT5-like configs); others use stock ``generate``."""
     needed = ("encoder", "decoder", "lm_head")
-    return getattr(model.config, "model_type", None) in ("t5", "mt5") and all(hasattr(model, n) for n in needed)
+    return getattr(model.config, "model_type", None) in ("t5", "mt5", "hf_genrec_t5") and all(
+        hasattr(model, n) for n in needed
+    )
 
 
 class _T5Decoder:

@@ -1,8 +1,11 @@
-"""Turns leave-one-out rows (``history`` → ``target`` item ids) into model inputs."""
+"""Turns leave-one-out rows (``history`` → ``target`` item ids), or whole user sequences, into model inputs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import datasets
+import numpy as np
 
 from .tokenization import ItemTokenizer
 
@@ -31,3 +34,61 @@ def tokenize_examples(
         }
 
     return split.map(encode, batched=True, batch_size=2048, desc="Tokenizing examples")
+
+
+def tokenize_sequences(
+    sequences: Sequence[Sequence[str]],
+    item_tokenizer: ItemTokenizer,
+    max_history: int = 20,
+    max_targets_per_user: int | None = None,
+    window_stride: int | None = None,
+) -> datasets.Dataset:
+    """Packed training rows for a causal-encoder model: one row per user window, every next item a target.
+
+    For a user's training items ``s_0 .. s_{n-1}``, target ``s_j`` (``j >= 1``) is predicted from the items before
+    it. A row holds a window ``s_a .. s_{hi-1}`` as ``input_ids`` and the targets ``s_lo .. s_hi`` as ``labels``
+    (one spelling each, EOS included), with ``target_ends[k]``: how many history tokens target ``k`` may read.
+    Users with more than ``max_history + 1`` items get overlapping windows, so every target reads at least
+    ``max_history - window_stride + 1`` items of history (all of them when it has fewer), never more than
+    ``max_history``.
+
+    Args:
+        sequences: each user's training items, oldest first (e.g. `hf_genrec.baselines.training_part`).
+        item_tokenizer: its ``history_eos`` must be `False` for fixed-length IDs, as the model sees prefixes.
+        max_history: the most items a target reads (TIGER: 20).
+        max_targets_per_user: train on each user's most recent this-many targets only (default: all).
+        window_stride: targets per window of a long user (default ``max_history // 2``).
+
+    Returns:
+        A `datasets.Dataset` with ``input_ids``, ``target_ends``, ``labels`` (a list of spellings) and ``length``.
+    """
+    if item_tokenizer.history_eos and not item_tokenizer.is_variable_length:
+        raise ValueError(
+            "Packed training shows the model every prefix of a history, and a prefix has no EOS after it, so "
+            "histories must be spelled without one: build the ItemTokenizer with history_eos=False."
+        )
+    if max_history < 1:
+        raise ValueError(f"max_history must be >= 1, got {max_history}.")
+    stride = window_stride or max(1, max_history // 2)
+    if not 1 <= stride <= max_history:
+        raise ValueError(f"window_stride must be in [1, max_history={max_history}], got {stride}.")
+    rows = {"input_ids": [], "target_ends": [], "labels": [], "length": []}
+    spellings = item_tokenizer.spellings()
+    for sequence in sequences:
+        indices = item_tokenizer.index_of(sequence, context="training sequences").tolist()
+        n = len(indices)
+        first = 1 if max_targets_per_user is None else max(1, n - max_targets_per_user)
+        hi = n - 1
+        while hi >= first:
+            start = max(0, hi - max_history)
+            lo = max(first, 1 if start == 0 else max(start + 1, hi - stride + 1))
+            window = sequence[start:hi]
+            ends = np.cumsum(item_tokenizer.history_token_lengths(window))
+            rows["input_ids"].append(item_tokenizer.encode_history(window))
+            rows["target_ends"].append(ends[lo - start - 1 : hi - start].tolist())
+            rows["labels"].append([spellings[indices[j]] for j in range(lo, hi + 1)])
+            rows["length"].append(len(rows["input_ids"][-1]))
+            hi = lo - 1
+    if not rows["input_ids"]:
+        raise ValueError("No training targets: every sequence has fewer than 2 items.")
+    return datasets.Dataset.from_dict(rows)

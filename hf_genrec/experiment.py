@@ -9,12 +9,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from transformers.trainer_utils import get_last_checkpoint
 
 from . import __version__
 from .baselines import MostPopular, training_part
 from .configuration import GenRecConfig
 from .data import leave_one_out, load_interactions
-from .examples import tokenize_examples
+from .examples import tokenize_examples, tokenize_sequences
 from .features import DEFAULT_TEXT_MODEL, build_item_features
 from .metrics import ranking_metrics
 from .modeling import build_t5_model
@@ -27,6 +28,7 @@ from .semantic_ids import (
     RQKMeans,
     SemanticIDs,
     TitleIDs,
+    load_quantizer,
 )
 from .tokenization import ItemTokenizer, minimal_t5_tokenizer
 from .trainer import GenRecTrainer, GenRecTrainingArguments
@@ -167,6 +169,13 @@ class ModelArguments:
     num_layers: int = 4
     num_decoder_layers: int = 4
     dropout_rate: float = 0.1
+    causal_encoder: bool = field(
+        default=False,
+        metadata={
+            "help": "Read histories causally and train every next-item target of a user in one encoder pass "
+            "(GenRecT5ForConditionalGeneration); False trains one history prefix per row, as TIGER."
+        },
+    )
 
 
 def load_feature_array(path: str) -> np.ndarray:
@@ -188,8 +197,14 @@ def run_experiment(
     id_args: ItemIDArguments,
     model_args: ModelArguments,
     training_args: GenRecTrainingArguments,
+    resume_from_checkpoint: str | bool | None = None,
 ) -> dict:
-    """Train and evaluate a generative recommender; write the checkpoint and ``results.json`` to the output dir."""
+    """Train and evaluate a generative recommender; write the checkpoint and ``results.json`` to the output dir.
+
+    ``resume_from_checkpoint`` (a checkpoint folder, or `True` for the last one in the output dir) continues a
+    stopped run: the item IDs and tokenizer are read back from the checkpoint (not fitted again), and the training
+    clock continues, so ``max_train_minutes`` is the budget of the whole run.
+    """
     output_dir = Path(training_args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -202,20 +217,43 @@ def run_experiment(
     timings["data_s"] = time.perf_counter() - start
     logger.info("Loaded %s", data.describe())
 
-    base_tokenizer = None
-    if model_args.base_tokenizer:
-        from transformers import AutoTokenizer
+    checkpoint = resume_from_checkpoint
+    if checkpoint is True:
+        checkpoint = get_last_checkpoint(str(output_dir))
+        if checkpoint is None:
+            raise ValueError(f"resume_from_checkpoint=True, but {output_dir} holds no checkpoint-* folder.")
+    if checkpoint:
+        # the model was trained on these IDs: read them back rather than fitting again
+        item_tokenizer = ItemTokenizer.from_pretrained(checkpoint)
+        semantic_ids = item_tokenizer.semantic_ids
+        quantizer = (
+            load_quantizer(Path(checkpoint) / "quantizer") if (Path(checkpoint) / "quantizer").is_dir() else None
+        )
+        logger.info("Resuming from %s", checkpoint)
+    else:
+        base_tokenizer = None
+        if model_args.base_tokenizer:
+            from transformers import AutoTokenizer
 
-        base_tokenizer = AutoTokenizer.from_pretrained(model_args.base_tokenizer)
-    quantizer, semantic_ids, id_timings = fit_item_ids(data.items, id_args, base_tokenizer)
-    timings.update(id_timings)
-    logger.info("Semantic IDs:\n%s", semantic_ids.summary())
-    if isinstance(quantizer, TitleIDs):
-        base_tokenizer = quantizer.tokenizer  # title IDs are spelled with this tokenizer's pieces
-    item_tokenizer = ItemTokenizer(base_tokenizer or minimal_t5_tokenizer(), semantic_ids)
+            base_tokenizer = AutoTokenizer.from_pretrained(model_args.base_tokenizer)
+        quantizer, semantic_ids, id_timings = fit_item_ids(data.items, id_args, base_tokenizer)
+        timings.update(id_timings)
+        logger.info("Semantic IDs:\n%s", semantic_ids.summary())
+        if isinstance(quantizer, TitleIDs):
+            base_tokenizer = quantizer.tokenizer  # title IDs are spelled with this tokenizer's pieces
+        item_tokenizer = ItemTokenizer(
+            base_tokenizer or minimal_t5_tokenizer(), semantic_ids, history_eos=not model_args.causal_encoder
+        )
     examples = {
         name: tokenize_examples(split, item_tokenizer, data_args.max_history) for name, split in splits.items()
     }
+    if model_args.causal_encoder:  # one packed row per user window instead of one row per prefix
+        examples["train"] = tokenize_sequences(
+            training_part(data.sequences["item_ids"][:]),
+            item_tokenizer,
+            data_args.max_history,
+            max_targets_per_user=data_args.max_train_targets_per_user,
+        )
     validation = examples["validation"]
     if data_args.max_eval_users and data_args.max_eval_users < len(validation):
         validation = validation.shuffle(seed=training_args.seed).select(range(data_args.max_eval_users))
@@ -240,7 +278,7 @@ def run_experiment(
         quantizer=quantizer,
     )
     start = time.perf_counter()
-    train_output = trainer.train()
+    train_output = trainer.train(resume_from_checkpoint=checkpoint or None)
     timings["train_s"] = time.perf_counter() - start
 
     test = examples["test"]
@@ -277,9 +315,25 @@ def run_experiment(
         "test": {name: test_metrics[f"test_{name}"] for name in metric_names},
         "baselines": {"most_popular": {name: popular_metrics[name] for name in metric_names}},
         "train_seconds": timings["train_s"],
+        "train_minutes": trainer.clock.elapsed_seconds() / 60,  # the whole run's, across resumes
+        "validation_curve": [
+            {
+                "train_minutes": e.get("train_minutes"),
+                "epoch": e.get("epoch"),
+                "step": e.get("step"),
+                **{k[len("eval_") :]: e[k] for k in e if k.startswith("eval_") and "@" in k},
+            }
+            for e in trainer.state.log_history
+            if any(k.startswith("eval_") and "@" in k for k in e)
+        ],  # fmt: skip
         "timings": timings,
         "train_steps": train_output.global_step,
         "train_examples": len(examples["train"]),
+        "train_targets": (
+            sum(len(ends) for ends in examples["train"]["target_ends"])
+            if model_args.causal_encoder
+            else len(examples["train"])
+        ),
         "epochs": train_output.metrics.get("epoch"),
         "num_parameters": model.num_parameters(),
         "data": {"users": data.num_users, "items": data.num_items, "interactions": data.num_interactions},

@@ -1,9 +1,10 @@
-"""The seq2seq model: a plain `T5ForConditionalGeneration` sized for semantic-ID vocabularies."""
+"""The seq2seq model: a T5 sized for semantic-ID vocabularies, plain or with a causal encoder."""
 
 from __future__ import annotations
 
 from transformers import GenerationConfig, T5Config, T5ForConditionalGeneration
 
+from .causal_t5 import GenRecT5Config, GenRecT5ForConditionalGeneration
 from .tokenization import ItemTokenizer
 
 #: TIGER's encoder-decoder (Rajput et al. 2023, section 4): 4+4 layers, d_model 128, 6 heads of 64, MLP 1024.
@@ -13,18 +14,20 @@ TIGER_T5_CONFIG = dict(
 
 
 def build_t5_model(
-    item_tokenizer: ItemTokenizer, seed: int | None = 0, **config_overrides
+    item_tokenizer: ItemTokenizer, seed: int | None = 0, causal_encoder: bool = False, **config_overrides
 ) -> T5ForConditionalGeneration:
     """A randomly initialised T5 whose vocabulary is ``item_tokenizer``'s (base tokens + ID tokens).
 
-    ``config_overrides`` replace entries of `TIGER_T5_CONFIG` (e.g. ``num_layers=2``).
+    ``causal_encoder=True`` builds a `GenRecT5ForConditionalGeneration`, which trains on every target of a user in
+    one encoder pass (packed rows from `tokenize_sequences`); ``config_overrides`` replace entries of
+    `TIGER_T5_CONFIG` (e.g. ``num_layers=2``).
     """
     import torch
 
     if seed is not None:
         torch.manual_seed(seed)
     params = {**TIGER_T5_CONFIG, **config_overrides}
-    config = T5Config(
+    config = (GenRecT5Config if causal_encoder else T5Config)(
         vocab_size=len(item_tokenizer),
         pad_token_id=item_tokenizer.pad_token_id,
         eos_token_id=item_tokenizer.eos_token_id,
@@ -33,7 +36,7 @@ def build_t5_model(
         tie_word_embeddings=True,
         **params,
     )
-    model = T5ForConditionalGeneration(config)
+    model = (GenRecT5ForConditionalGeneration if causal_encoder else T5ForConditionalGeneration)(config)
     model.generation_config = default_generation_config(item_tokenizer)
     return model
 

@@ -46,9 +46,14 @@ class ItemTokenizer:
             A T5-style tokenizer (``</s>`` as EOS, ``<pad>`` as decoder start). The ID tokens are added to it.
         semantic_ids (`SemanticIDs`):
             One code tuple per item; row ``i`` is ``semantic_ids.item_ids[i]``.
+        history_eos (`bool`, defaults to `True`):
+            End fixed-length histories with EOS (T5's convention). Models with a causal encoder
+            (`GenRecT5ForConditionalGeneration`) train on every prefix of a history at once, and a prefix has no
+            EOS after it, so their histories are spelled without one (`False`). Variable-length IDs always end each
+            item with EOS.
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, semantic_ids: SemanticIDs):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, semantic_ids: SemanticIDs, history_eos: bool = True):
         if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
             raise ValueError(
                 "The base tokenizer needs an EOS and a pad token (T5 has `</s>` and `<pad>`); "
@@ -56,6 +61,7 @@ class ItemTokenizer:
             )
         self.tokenizer = tokenizer
         self.semantic_ids = semantic_ids
+        self.history_eos = bool(history_eos)
         codes = np.asarray(semantic_ids.codes, dtype=np.int64)
         if semantic_ids.vocabulary is not None:
             code_to_token = self._vocabulary_token_ids(tokenizer, semantic_ids)[None, :]
@@ -154,8 +160,9 @@ class ItemTokenizer:
     def encode_history(self, history: Sequence[str], max_items: int | None = None) -> list[int]:
         """Token ids of a history (oldest item first).
 
-        Fixed-length IDs: the items' spellings back to back, then one EOS. Variable-length IDs (titles): each
-        spelling keeps its EOS, which marks where one item ends and the next begins.
+        Fixed-length IDs: the items' spellings back to back, then one EOS (unless ``history_eos=False``).
+        Variable-length IDs (titles): each spelling keeps its EOS, which marks where one item ends and the next
+        begins.
         """
         if len(history) == 0:
             raise ValueError(
@@ -168,7 +175,14 @@ class ItemTokenizer:
         if self.is_variable_length:
             return [t for i in indices.tolist() for t in self.item_token_ids[i, : self.item_lengths[i]].tolist()]
         rows = self.item_token_ids[indices, :-1]
-        return rows.reshape(-1).tolist() + [self.eos_token_id]
+        return rows.reshape(-1).tolist() + ([self.eos_token_id] if self.history_eos else [])
+
+    def history_token_lengths(self, history: Sequence[str]) -> np.ndarray:
+        """Tokens each item of ``history`` takes in `encode_history` (the trailing EOS not counted)."""
+        indices = self.index_of(history)
+        if self.is_variable_length:
+            return self.item_lengths[indices]
+        return np.full(len(indices), self.id_length - 1, dtype=np.int64)
 
     def encode_target(self, item_id: str) -> list[int]:
         """Token ids of an item's spelling, EOS included: the decoder's labels."""
@@ -214,6 +228,7 @@ class ItemTokenizer:
                     else "vocabulary",
                     "id_length": self.id_length,
                     "variable_length": self.is_variable_length,
+                    "history_eos": self.history_eos,
                 },
                 indent=2,
             )
@@ -231,8 +246,10 @@ class ItemTokenizer:
             )
         tokenizer = AutoTokenizer.from_pretrained(directory)
         semantic_ids = SemanticIDs.load(directory / ITEM_MAP_DIR)
+        settings_file = directory / TOKENIZER_CONFIG_NAME
+        settings = json.loads(settings_file.read_text()) if settings_file.exists() else {}
         n_before = len(tokenizer)
-        item_tokenizer = cls(tokenizer, semantic_ids)
+        item_tokenizer = cls(tokenizer, semantic_ids, history_eos=settings.get("history_eos", True))
         if len(tokenizer) != n_before:
             raise ValueError(
                 f"The tokenizer in {directory} lacks {len(tokenizer) - n_before} of the ID tokens its item map needs: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,8 +12,9 @@ import torch
 from torch import nn
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer_utils import get_last_checkpoint
 
-from .callbacks import TimeBudgetCallback
+from .callbacks import TimeBudgetCallback, read_spent_seconds
 from .configuration import GenRecConfig
 from .data.collator import GenRecCollator
 from .decoding import build_trie_index, generate_items
@@ -125,13 +127,31 @@ class GenRecTrainer(Seq2SeqTrainer):
         if compute_metrics is None:
             compute_metrics = make_compute_metrics(getattr(args, "eval_ks", (5, 10)))
         kwargs.setdefault("processing_class", item_tokenizer.tokenizer)
+        train_dataset = kwargs.get("train_dataset")
+        packed = train_dataset is not None and "target_ends" in getattr(train_dataset, "column_names", ())
+        if packed and "target_ends" not in inspect.signature(model.forward).parameters:
+            raise ValueError(
+                f"The training rows are packed (a `target_ends` column, from tokenize_sequences), which needs a model "
+                f"with a causal encoder, but {type(model).__name__} reads histories bidirectionally. Build the model "
+                "with build_t5_model(..., causal_encoder=True), or train on tokenize_examples rows."
+            )
         super().__init__(
             model=model, args=args, data_collator=data_collator, compute_metrics=compute_metrics, **kwargs
         )
         self._trie_index: TrieIndex | None = None
         self.add_callback(ModelCardCallback(self.card_data))
-        if getattr(args, "max_train_minutes", None):
-            self.add_callback(TimeBudgetCallback(args.max_train_minutes))
+        #: the training clock (and budget, with ``max_train_minutes``); it survives resuming from a checkpoint
+        self.clock = TimeBudgetCallback(getattr(args, "max_train_minutes", None))
+        self.add_callback(self.clock)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
+        """`Trainer.train`; a resumed run also resumes the training clock, so ``max_train_minutes`` counts the
+        minutes spent before the checkpoint too."""
+        checkpoint = resume_from_checkpoint
+        if checkpoint is True:
+            checkpoint = get_last_checkpoint(self.args.output_dir)
+        self.clock.spent_seconds = read_spent_seconds(checkpoint) if isinstance(checkpoint, str) else 0.0
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
     @property
     def trie_index(self) -> TrieIndex:

@@ -40,7 +40,7 @@ def trained(tmp_path_factory):
     args = GenRecTrainingArguments(
         output_dir=str(out),
         num_train_epochs=30,
-        per_device_train_batch_size=32,
+        per_device_train_batch_size=16,
         learning_rate=1e-2,
         eval_strategy="no",
         save_strategy="no",

@@ -12,6 +12,10 @@ import torch
 class GenRecCollator:
     """Pads ``input_ids`` with the pad token and ``labels`` with -100 to the longest row in the batch.
 
+    Packed rows (from `hf_genrec.tokenize_sequences`: ``target_ends`` and a list of spellings as ``labels``) become
+    ``labels`` ``[batch, n * width]`` (each target in a block of ``width`` tokens, missing targets all -100) and
+    ``target_ends`` ``[batch, n]``, what `GenRecT5ForConditionalGeneration` trains on.
+
     Dynamic padding matters here: most real histories are far shorter than the history cap, so padding every row to
     the cap wastes most of the encoder's work.
 
@@ -35,7 +39,9 @@ class GenRecCollator:
             input_ids[i, : len(row)] = row
             attention_mask[i, : len(row)] = 1
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if "labels" in features[0]:
+        if "target_ends" in features[0]:
+            batch.update(self._packed_targets(features))
+        elif "labels" in features[0]:
             max_out = max(len(f["labels"]) for f in features)
             labels = torch.full((batch_size, max_out), self.label_pad_token_id, dtype=torch.long)
             for i, f in enumerate(features):
@@ -43,3 +49,20 @@ class GenRecCollator:
                 labels[i, : len(row)] = row
             batch["labels"] = labels
         return batch
+
+    def _packed_targets(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        n_targets = max(len(f["target_ends"]) for f in features)
+        width = max(len(spelling) for f in features for spelling in f["labels"])
+        labels = torch.full((len(features), n_targets, width), self.label_pad_token_id, dtype=torch.long)
+        # a missing target reads one history token: it has no loss, and no query row is left with nothing to read
+        target_ends = torch.ones((len(features), n_targets), dtype=torch.long)
+        for i, f in enumerate(features):
+            if len(f["labels"]) != len(f["target_ends"]):
+                raise ValueError(
+                    f"A packed row has {len(f['labels'])} target spellings but {len(f['target_ends'])} target_ends; "
+                    "build packed rows with hf_genrec.tokenize_sequences."
+                )
+            target_ends[i, : len(f["target_ends"])] = torch.as_tensor(f["target_ends"], dtype=torch.long)
+            for j, spelling in enumerate(f["labels"]):
+                labels[i, j, : len(spelling)] = torch.as_tensor(spelling, dtype=torch.long)
+        return {"labels": labels.view(len(features), -1), "target_ends": target_ends}

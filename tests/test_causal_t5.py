@@ -1,0 +1,161 @@
+"""The causal-encoder T5 trains every target of a user in one pass, with the same loss as one row per prefix."""
+
+import datasets
+import pytest
+import torch
+from transformers import AutoModelForSeq2SeqLM
+
+from hf_genrec.causal_t5 import GenRecT5ForConditionalGeneration
+from hf_genrec.data.collator import GenRecCollator
+from hf_genrec.decoding import generate_items
+from hf_genrec.examples import tokenize_examples, tokenize_sequences
+from hf_genrec.modeling import build_t5_model
+from hf_genrec.recommender import GenerativeRecommender
+from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
+from hf_genrec.trainer import GenRecTrainer, GenRecTrainingArguments
+
+from .conftest import TINY_T5, cyclic_sequences, make_semantic_ids, random_codes
+
+
+@pytest.fixture
+def causal_tokenizer():
+    return ItemTokenizer(minimal_t5_tokenizer(), make_semantic_ids(), history_eos=False)
+
+
+@pytest.fixture
+def causal_model(causal_tokenizer):
+    return build_t5_model(causal_tokenizer, seed=0, causal_encoder=True, **TINY_T5).eval()
+
+
+def test_encoder_states_do_not_depend_on_later_tokens(causal_model):
+    tokens = torch.randint(4, len(causal_model.shared.weight), (2, 12))
+    changed = tokens.clone()
+    changed[:, 7:] = 4
+    before = causal_model.encoder(input_ids=tokens).last_hidden_state
+    after = causal_model.encoder(input_ids=changed).last_hidden_state
+    torch.testing.assert_close(before[:, :7], after[:, :7])
+    assert not torch.allclose(before[:, 7:], after[:, 7:])
+
+
+def _prefix_rows(sequences, max_history):
+    rows = {"history": [], "target": []}
+    for seq in sequences:
+        for j in range(1, len(seq)):
+            rows["history"].append(seq[max(0, j - max_history) : j])
+            rows["target"].append(seq[j])
+    return datasets.Dataset.from_dict(rows)
+
+
+@pytest.mark.parametrize("variable_length", [False, True])
+def test_packed_loss_equals_one_row_per_prefix(variable_length):
+    """Short users fit one window, so every target reads its whole history, exactly as one row per prefix."""
+    if variable_length:
+        from hf_genrec.semantic_ids import from_codes
+
+        codes = random_codes(__import__("numpy").random.default_rng(0), 30, 4, 5)
+        ids = from_codes(codes, [f"item{i}" for i in range(len(codes))], codebook_sizes=[5] * codes.shape[1])
+    else:
+        ids = make_semantic_ids()
+    tokenizer = ItemTokenizer(minimal_t5_tokenizer(), ids, history_eos=False)
+    assert tokenizer.is_variable_length == variable_length
+    model = build_t5_model(tokenizer, seed=0, causal_encoder=True, **TINY_T5).eval()
+    sequences = cyclic_sequences(tokenizer.num_items, 5, 7, seed=1)
+    collator = GenRecCollator(pad_token_id=tokenizer.pad_token_id)
+
+    packed = tokenize_sequences(sequences, tokenizer, max_history=20)
+    assert len(packed) == len(sequences)  # one window each
+    batch = collator([packed[i] for i in range(len(packed))])
+    with torch.no_grad():
+        packed_loss = model(**batch).loss
+
+    single = tokenize_examples(_prefix_rows(sequences, 20), tokenizer, max_history=20)
+    per_row = []
+    with torch.no_grad():
+        for row in single:
+            out = model(input_ids=torch.tensor([row["input_ids"]]), labels=torch.tensor([row["labels"]]))
+            per_row.append((out.loss * len(row["labels"]), len(row["labels"])))
+    expected = sum(loss for loss, _ in per_row) / sum(n for _, n in per_row)  # mean over all label tokens
+    torch.testing.assert_close(packed_loss, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_long_users_get_overlapping_windows_that_cover_every_target_once(causal_tokenizer):
+    sequence = [f"item{i}" for i in range(30)]  # item i sits at position i
+    rows = tokenize_sequences([sequence], causal_tokenizer, max_history=8, window_stride=4)
+    assert len(rows) > 1
+    width = causal_tokenizer.id_length - 1
+    targets = []
+    for row in rows:
+        n_history = len(row["input_ids"]) // width
+        assert n_history <= 8
+        for end, spelling in zip(row["target_ends"], row["labels"]):
+            position = causal_tokenizer.decode_index([spelling])[0]
+            read = end // width
+            assert end % width == 0 and read <= n_history
+            # each target reads at least max_history - stride + 1 items (all it has, early on), at most max_history
+            assert min(position, 8 - 4 + 1) <= read <= 8
+            targets.append(position)
+    # every next item from position 1 on is a target exactly once
+    assert sorted(targets) == list(range(1, 30))
+
+
+def test_max_targets_per_user_keeps_the_most_recent(causal_tokenizer):
+    sequence = [f"item{i}" for i in range(12)]
+    rows = tokenize_sequences([sequence], causal_tokenizer, max_history=20, max_targets_per_user=3)
+    assert len(rows) == 1
+    assert causal_tokenizer.decode_index(rows[0]["labels"]) == causal_tokenizer.index_of(sequence[-3:]).tolist()
+
+
+def test_packed_rows_need_histories_without_eos(item_tokenizer):
+    with pytest.raises(ValueError, match="history_eos=False"):
+        tokenize_sequences([["item0", "item1"]], item_tokenizer)
+
+
+def test_trainer_rejects_packed_rows_for_a_bidirectional_model(causal_tokenizer, tmp_path):
+    rows = tokenize_sequences(cyclic_sequences(40, 4, 5), causal_tokenizer)
+    model = build_t5_model(causal_tokenizer, seed=0, **TINY_T5)
+    args = GenRecTrainingArguments(output_dir=str(tmp_path), use_cpu=True, num_beams=10)
+    with pytest.raises(ValueError, match="causal_encoder=True"):
+        GenRecTrainer(model=model, args=args, item_tokenizer=causal_tokenizer, train_dataset=rows)
+
+
+def test_packed_training_learns_and_round_trips(causal_tokenizer, tmp_path):
+    sequences = cyclic_sequences(40, 60, 7)
+    # held-out users, seen only at test time, with histories as long as the longest in training
+    train = tokenize_sequences(sequences[:48], causal_tokenizer)
+    test_rows = {"history": [s[:-1] for s in sequences[48:]], "target": [s[-1] for s in sequences[48:]]}
+    test = tokenize_examples(datasets.Dataset.from_dict(test_rows), causal_tokenizer)
+    args = GenRecTrainingArguments(
+        output_dir=str(tmp_path),
+        num_train_epochs=40,
+        per_device_train_batch_size=8,
+        learning_rate=1e-2,
+        eval_strategy="no",
+        save_strategy="no",
+        load_best_model_at_end=False,
+        num_beams=10,
+        eval_ks=[1, 5],
+        seed=0,
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    model = build_t5_model(causal_tokenizer, seed=0, causal_encoder=True, **TINY_T5)
+    trainer = GenRecTrainer(model=model, args=args, item_tokenizer=causal_tokenizer, train_dataset=train)
+    trainer.train()
+    metrics = trainer.evaluate(test)
+    assert metrics["eval_recall@1"] >= 0.9, metrics
+
+    trainer.save_model(str(tmp_path / "bundle"))
+    loaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "bundle")
+    assert isinstance(loaded, GenRecT5ForConditionalGeneration)
+    recommender = GenerativeRecommender.from_pretrained(tmp_path / "bundle")
+    assert recommender.item_tokenizer.history_eos is False
+    history = sequences[50][:-1]
+    assert recommender.recommend([history], k=1)[0][0][0] == sequences[50][-1]
+
+    # every decoding path ranks the same items for the causal model
+    inputs = torch.tensor([causal_tokenizer.encode_history(s[:-1]) for s in sequences[48:]])
+    ranked = {
+        method: generate_items(loaded.eval(), causal_tokenizer, inputs, num_beams=10, k=5, method=method)[0]
+        for method in ("fast", "vectorised", "reference")
+    }
+    assert torch.equal(ranked["fast"], ranked["vectorised"]) and torch.equal(ranked["fast"], ranked["reference"])
