@@ -21,6 +21,7 @@ from .decoding import build_trie_index, generate_items
 from .hub import PUSH_IGNORE_PATTERNS
 from .metrics import make_compute_metrics
 from .model_card import GenRecCardData, ModelCardCallback, build_model_card, non_default_arguments
+from .schedules import BUDGET_SCHEDULES, time_budget_schedule
 from .semantic_ids import ItemIDScheme
 from .tokenization import ItemTokenizer
 from .trie_logits import TrieIndex
@@ -67,6 +68,13 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
     )
     max_train_minutes: float | None = field(
         default=None, metadata={"help": "Stop training after this many minutes (evaluating and saving first)."}
+    )
+    anneal_over_budget: bool = field(
+        default=True,
+        metadata={
+            "help": "With max_train_minutes and a linear or cosine schedule, decay the learning rate over the time "
+            "budget (or the epochs, if they end first), so a budget-cut run still ends annealed."
+        },
     )
     predict_with_generate: bool = field(
         default=True, metadata={"help": "Rank items with constrained beam search at evaluation (else loss only)."}
@@ -143,6 +151,19 @@ class GenRecTrainer(Seq2SeqTrainer):
         #: the training clock (and budget, with ``max_train_minutes``); it survives resuming from a checkpoint
         self.clock = TimeBudgetCallback(getattr(args, "max_train_minutes", None))
         self.add_callback(self.clock)
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        kind = getattr(self.args.lr_scheduler_type, "value", self.args.lr_scheduler_type)
+        if (
+            self.lr_scheduler is None
+            and getattr(self.args, "max_train_minutes", None)
+            and getattr(self.args, "anneal_over_budget", False)
+            and kind in BUDGET_SCHEDULES
+        ):
+            self.lr_scheduler = time_budget_schedule(
+                optimizer or self.optimizer, self.clock, kind, num_training_steps, self.args.warmup_steps
+            )
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
         """`Trainer.train`; a resumed run also resumes the training clock, so ``max_train_minutes`` counts the

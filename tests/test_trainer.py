@@ -148,3 +148,47 @@ def test_time_budget_stops_training_after_evaluating(item_tokenizer, tmp_path):
     output = trainer.train()
     assert output.global_step == 1
     assert any("eval_ndcg@10" in entry for entry in trainer.state.log_history)
+
+
+def test_resumed_run_continues_the_training_clock(item_tokenizer, tmp_path):
+    from hf_genrec.callbacks import CLOCK_FILE, read_spent_seconds
+
+    sequences = cyclic_sequences(40, 20, 6)
+    data = tokenize_examples(datasets.Dataset.from_dict(_rows(sequences, 1, 5)), item_tokenizer)
+
+    def trainer_for(epochs):
+        args = GenRecTrainingArguments(
+            output_dir=str(tmp_path),
+            num_train_epochs=epochs,
+            per_device_train_batch_size=16,
+            max_train_minutes=60,
+            eval_strategy="epoch",
+            save_strategy="epoch",
+            save_total_limit=None,
+            load_best_model_at_end=False,
+            num_beams=10,
+            use_cpu=True,
+            disable_tqdm=True,
+        )
+        model = build_t5_model(item_tokenizer, seed=0, **TINY_T5)
+        return GenRecTrainer(
+            model=model,
+            args=args,
+            item_tokenizer=item_tokenizer,
+            train_dataset=data,
+            eval_dataset=data.select(range(8)),
+        )
+
+    first = trainer_for(2)
+    first.train()
+    assert isinstance(first.lr_scheduler, torch.optim.lr_scheduler.LambdaLR)  # annealed over the budget
+    checkpoint = tmp_path / f"checkpoint-{first.state.global_step}"
+    spent = read_spent_seconds(checkpoint)
+    assert (checkpoint / CLOCK_FILE).exists() and spent > 0
+
+    second = trainer_for(3)
+    second.train(resume_from_checkpoint=True)
+    assert second.clock.spent_seconds == pytest.approx(spent)
+    minutes = [e["train_minutes"] for e in second.state.log_history if "eval_ndcg@10" in e]
+    assert len(minutes) == 3 and minutes == sorted(minutes)  # the curve continues across the restart
+    assert minutes[-1] >= spent / 60
