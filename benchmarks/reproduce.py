@@ -159,10 +159,16 @@ def run_genrec(args, work_dir: Path) -> dict:
     from hf_genrec.trainer import GenRecTrainingArguments
 
     config_path = args.config or f"configs/{args.dataset}.yaml"
-    settings = yaml.safe_load(Path(config_path).read_text()) if Path(config_path).exists() else {}
+    if not Path(config_path).exists() and args.config is None and args.dataset.startswith("amazon-"):
+        config_path = "configs/amazon-default.yaml"  # the general recipe, unchanged for every category
+    if not Path(config_path).exists():
+        raise FileNotFoundError(f"No generative recipe at {config_path}; pass --config.")
+    settings = yaml.safe_load(Path(config_path).read_text())
     settings.update(
         dataset=args.dataset, data_dir=args.data_dir, output_dir=str(work_dir), max_train_minutes=args.budget_minutes
     )
+    if args.max_test_users:
+        settings["max_test_users"] = args.max_test_users
     parser = HfArgumentParser((DataArguments, ItemIDArguments, ModelArguments, GenRecTrainingArguments))
     data_args, id_args, model_args, training_args = parser.parse_dict(settings)
     from transformers.trainer_utils import get_last_checkpoint
@@ -185,6 +191,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--max-eval-users", type=int, default=2000, help="Validation users for the curve.")
+    parser.add_argument("--max-test-users", type=int, default=None, help="Test on a random sample (default: all).")
     parser.add_argument("--eval-every-epochs", type=int, default=5)
     parser.add_argument("--sasrec-max-length", type=int, default=50)
     parser.add_argument("--sasrec-hidden", type=int, default=64)

@@ -67,7 +67,9 @@ def _train(argv: Sequence[str]) -> int:
     data_args, id_args, model_args, training_args, *_ = parser.parse_args_into_dataclasses(
         args=argv, look_for_args_file=False
     )
-    results = run_experiment(data_args, id_args, model_args, training_args)
+    resume = training_args.resume_from_checkpoint  # a checkpoint folder, or "last" for the output dir's newest
+    resume = True if resume in ("last", "true", "True") else resume
+    results = run_experiment(data_args, id_args, model_args, training_args, resume_from_checkpoint=resume)
     print()
     print(f"Test metrics on {results['dataset']} ({results['protocol']}):")
     print(format_results_table(results))
