@@ -3,7 +3,7 @@
     python benchmarks/reproduce.py --dataset amazon-beauty --model sasrec --budget-minutes 20 --data-dir ../shared/data
     python benchmarks/reproduce.py --dataset amazon-beauty --model genrec --budget-minutes 60 --data-dir ../shared/data
 
-Writes ``<output-dir>/<dataset>_<model>.json`` (default ``benchmarks/results/``): the test metrics under TIGER's
+Writes ``<output-dir>/<dataset>.json`` (``<dataset>_sasrec.json`` for SASRec; default ``benchmarks/results/``): the test metrics under TIGER's
 protocol (leave-one-out, full ranking, history <= 20 for the generative model), the budget, the steps reached and a
 curve of validation NDCG@10 against minutes. A run that is stopped resumes from its last checkpoint in
 ``--work-dir`` when started again with the same arguments.
@@ -222,7 +222,10 @@ def main() -> None:
         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "data_dir"),
         machine=describe_machine(),
     )
-    output = Path(args.output_dir) / f"{args.dataset}_{args.model}.json"
+    # the generative model's record is <dataset>.json (the CLI's results.json keys + budget, steps, curve)
+    output = Path(args.output_dir) / (
+        f"{args.dataset}.json" if args.model == "genrec" else f"{args.dataset}_{args.model}.json"
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(json.dumps({k: result[k] for k in ("dataset", "model", "test", "train_minutes") if k in result}, indent=2))

@@ -1,6 +1,7 @@
 """Training throughput on real histories: GenRecTrainer (dynamic padding, length-grouped batches) against a plain
 Seq2SeqTrainer fed inputs padded to the history cap, same model, same examples, same number of steps; and the
-causal-encoder T5 trained on packed rows (every next-item target of a user in one encoder pass).
+causal-encoder T5 trained on packed rows (every next-item target of a user in one encoder pass), at TIGER's size
+and at the default recipe's size.
 
     python benchmarks/training_throughput.py --data_dir ../shared/data
 
@@ -29,6 +30,11 @@ from hf_genrec.examples import tokenize_examples, tokenize_sequences
 from hf_genrec.modeling import TIGER_T5_CONFIG, build_t5_model
 from hf_genrec.semantic_ids import RQKMeans
 
+#: the T5 of configs/amazon-beauty.yaml (4+2 layers, MLP 512), the default recipe's size
+RECIPE_T5_CONFIG = dict(
+    d_model=128, d_ff=512, d_kv=32, num_heads=4, num_layers=4, num_decoder_layers=2, dropout_rate=0.1
+)
+
 
 class StepTimer(TrainerCallback):
     """Wall time of the steps after ``warmup`` (the first steps pay for allocation and thread start-up)."""
@@ -52,7 +58,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch_size", type=int, default=256)
-    parser.add_argument("--packed_batch_size", type=int, default=64, help="Users (windows) per packed batch.")
+    parser.add_argument(
+        "--packed_batch_size", type=int, default=32, help="Users (windows) per packed batch (the recipe's)."
+    )
     parser.add_argument("--output", default="benchmarks/results/training_throughput.json")
     args = parser.parse_args()
 
@@ -72,8 +80,9 @@ def main() -> None:
     train = train.shuffle(seed=0).select(range(min(len(train), args.steps * args.batch_size * 2)))
     cap = 20 * (item_tokenizer.id_length - 1) + 1
     runs = {}
-    for name in ("causal_packed", "genrec_trainer", "plain_padded_to_cap"):
-        model = build_t5_model(item_tokenizer, seed=0, causal_encoder=name == "causal_packed", **TIGER_T5_CONFIG)
+    for name in ("causal_packed_recipe", "causal_packed", "genrec_trainer", "plain_padded_to_cap"):
+        size = RECIPE_T5_CONFIG if name == "causal_packed_recipe" else TIGER_T5_CONFIG
+        model = build_t5_model(item_tokenizer, seed=0, causal_encoder=name.startswith("causal"), **size)
         timer = StepTimer(args.warmup)
         with tempfile.TemporaryDirectory() as tmp:
             common = dict(
@@ -81,7 +90,7 @@ def main() -> None:
                 save_strategy="no", eval_strategy="no", report_to="none", logging_steps=10_000, use_cpu=True,
                 disable_tqdm=True, seed=0,
             )  # fmt: skip
-            if name == "causal_packed":
+            if name.startswith("causal"):
                 common["per_device_train_batch_size"] = args.packed_batch_size
                 trainer = GenRecTrainer(
                     model=model,
@@ -111,7 +120,7 @@ def main() -> None:
             trainer.add_callback(timer)
             trainer.train()
         sequences = (args.steps - args.warmup) * args.batch_size
-        if name == "causal_packed":  # targets, on average, of the sampled windows
+        if name.startswith("causal"):  # targets, on average, of the sampled windows
             sequences = (args.steps - args.warmup) * args.packed_batch_size * targets_per_row
         runs[name] = {"seconds": timer.seconds, "sequences_per_second": sequences / timer.seconds}
         print(f"{name:<22} {runs[name]['sequences_per_second']:.1f} sequences/s", flush=True)
@@ -130,6 +139,9 @@ def main() -> None:
         / runs["plain_padded_to_cap"]["sequences_per_second"],
         "speedup_causal_packed_over_genrec_trainer": runs["causal_packed"]["sequences_per_second"]
         / runs["genrec_trainer"]["sequences_per_second"],
+        "speedup_recipe_over_plain": runs["causal_packed_recipe"]["sequences_per_second"]
+        / runs["plain_padded_to_cap"]["sequences_per_second"],
+        "recipe_model": RECIPE_T5_CONFIG,
         "machine": describe_machine(),
         "command": "python benchmarks/training_throughput.py",
     }
