@@ -116,8 +116,12 @@ def shared_beam_search(
     pad_token_id: int,
     length_penalty: float = 0.0,
     early_stopping: bool | str = "never",
+    renormalize: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Beam search with cross-attention shared by the beams of each history.
+
+    ``renormalize=True`` takes the log-softmax again after the logits processor, as ``generate`` does with
+    ``renormalize_logits=True`` (for models trained with the trie-normalised loss).
 
     Returns:
         `(sequences, scores)`: ``[batch * num_return_sequences, 1 + steps]`` token ids (decoder start first) and
@@ -152,11 +156,15 @@ def shared_beam_search(
             start = running[:, 0, :1]
             logits = decoder.step(start[:, 0], position=0)
             log_probs = logits_processor(start, F.log_softmax(logits.float(), dim=-1))
+            if renormalize:
+                log_probs = F.log_softmax(log_probs, dim=-1)
             log_probs = log_probs[:, None, :].expand(batch, num_beams, -1)
         else:
             flat = running[:, :, :cur_len].reshape(batch * num_beams, cur_len)
             logits = decoder.step(flat[:, -1], position=cur_len - 1)
             log_probs = logits_processor(flat, F.log_softmax(logits.float(), dim=-1))
+            if renormalize:
+                log_probs = F.log_softmax(log_probs, dim=-1)
             log_probs = log_probs.view(batch, num_beams, -1)
         vocab = log_probs.shape[-1]
         accumulated = (log_probs + running_scores[:, :, None]).reshape(batch, -1)

@@ -88,6 +88,7 @@ def generate_items(
                 decoder_start_token_id=start_id,
                 eos_token_id=item_tokenizer.eos_token_id,
                 pad_token_id=item_tokenizer.pad_token_id,
+                renormalize=bool(getattr(model.generation_config, "renormalize_logits", False)),
             )
         else:
             if method == "vectorised":

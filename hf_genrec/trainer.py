@@ -24,7 +24,7 @@ from .model_card import GenRecCardData, ModelCardCallback, build_model_card, non
 from .schedules import BUDGET_SCHEDULES, time_budget_schedule
 from .semantic_ids import ItemIDScheme
 from .tokenization import ItemTokenizer
-from .trie_logits import TrieIndex
+from .trie_logits import TrieIndex, trie_cross_entropy
 
 
 @dataclass
@@ -74,6 +74,14 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
         metadata={
             "help": "With max_train_minutes and a linear or cosine schedule, decay the learning rate over the time "
             "budget (or the epochs, if they end first), so a budget-cut run still ends annealed."
+        },
+    )
+    constrained_loss: bool = field(
+        default=False,
+        metadata={
+            "help": "Normalise the training softmax of each decoding step over the tokens the item trie allows there "
+            "(and rank with renormalised scores, generation_config.renormalize_logits), so the model never spends "
+            "capacity on IDs that do not exist."
         },
     )
     predict_with_generate: bool = field(
@@ -148,9 +156,23 @@ class GenRecTrainer(Seq2SeqTrainer):
         )
         self._trie_index: TrieIndex | None = None
         self.add_callback(ModelCardCallback(self.card_data))
+        if getattr(args, "constrained_loss", False) and model is not None:
+            # ranking must use the distribution the model was trained on: renormalised over the allowed tokens
+            model.generation_config.renormalize_logits = True
         #: the training clock (and budget, with ``max_train_minutes``); it survives resuming from a checkpoint
         self.clock = TimeBudgetCallback(getattr(args, "max_train_minutes", None))
         self.add_callback(self.clock)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not getattr(self.args, "constrained_loss", False) or "labels" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        outputs = model(**inputs)
+        labels = inputs["labels"]
+        # packed rows hold one spelling per block of `width` tokens; plain rows hold one spelling
+        width = labels.shape[1] // inputs["target_ends"].shape[1] if "target_ends" in inputs else labels.shape[1]
+        logits = outputs.logits.reshape(-1, width, outputs.logits.shape[-1])
+        loss = trie_cross_entropy(logits, labels.reshape(-1, width), self.trie_index)
+        return (loss, outputs) if return_outputs else loss
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         kind = getattr(self.args.lr_scheduler_type, "value", self.args.lr_scheduler_type)

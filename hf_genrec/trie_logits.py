@@ -170,3 +170,33 @@ class TrieLogitsProcessor(LogitsProcessor):
                 )
             allowed = torch.nn.functional.pad(allowed, (0, extra), value=False)
         return scores.masked_fill(~allowed, float("-inf"))
+
+
+def trie_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, index: TrieIndex) -> torch.Tensor:
+    """Cross-entropy of item spellings with the softmax of each step taken over the tokens the trie allows there.
+
+    The constrained beam search only ever compares tokens that continue a real item, so a model trained this way
+    spends nothing on learning which IDs exist; decode it with renormalised scores
+    (``generation_config.renormalize_logits=True``) so that ranking uses the same distribution.
+
+    Args:
+        logits: ``[N, width, vocab]`` decoder logits, one row per target spelling.
+        labels: ``[N, width]`` the spellings (EOS included), ``-100`` after them.
+        index: the item trie.
+
+    Returns:
+        The mean over the non-ignored label tokens.
+    """
+    if labels.dim() != 2 or logits.shape[:2] != labels.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} must be [N, width(, vocab)].")
+    if index.keys.device != labels.device:
+        index.to(labels.device)
+    allowed = torch.stack([index.allowed_mask(labels[:, :step]) for step in range(labels.shape[1])], dim=1)
+    extra = logits.shape[-1] - allowed.shape[-1]
+    if extra < 0:
+        raise ValueError(f"The model scores {logits.shape[-1]} tokens but the trie indexes {allowed.shape[-1]}.")
+    allowed = torch.nn.functional.pad(allowed, (0, extra), value=False)
+    masked = logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
+    return torch.nn.functional.cross_entropy(
+        masked.reshape(-1, masked.shape[-1]).float(), labels.reshape(-1), ignore_index=-100
+    )

@@ -1,0 +1,96 @@
+"""The trie-normalised loss and the renormalised ranking that goes with it."""
+
+import datasets
+import pytest
+import torch
+
+from hf_genrec.decoding import build_trie_index, generate_items
+from hf_genrec.examples import tokenize_examples, tokenize_sequences
+from hf_genrec.modeling import build_t5_model
+from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
+from hf_genrec.trainer import GenRecTrainer, GenRecTrainingArguments
+from hf_genrec.trie_logits import trie_cross_entropy
+
+from .conftest import TINY_T5, cyclic_sequences, make_semantic_ids
+
+
+def test_trie_cross_entropy_normalises_over_the_allowed_tokens_only(item_tokenizer):
+    index = build_trie_index(item_tokenizer)
+    spellings = torch.tensor(item_tokenizer.spellings()[:6])
+    logits = torch.randn(6, spellings.shape[1], len(item_tokenizer))
+    loss = trie_cross_entropy(logits, spellings, index)
+
+    expected = []
+    for row, spelling in zip(logits, spellings.tolist()):
+        for step, token in enumerate(spelling):
+            allowed = {s[step] for s in item_tokenizer.spellings() if s[:step] == spelling[:step]}
+            allowed = torch.tensor(sorted(allowed))
+            log_probs = torch.log_softmax(row[step, allowed], dim=-1)
+            expected.append(-log_probs[(allowed == token).nonzero()[0, 0]])
+    torch.testing.assert_close(loss, torch.stack(expected).mean())
+    # it is never above the plain cross-entropy: the true token is always among the allowed ones
+    plain = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), spellings.reshape(-1))
+    assert loss < plain
+
+
+def test_ignored_positions_and_bad_shapes(item_tokenizer):
+    index = build_trie_index(item_tokenizer)
+    spellings = torch.tensor(item_tokenizer.spellings()[:2])
+    padded = torch.cat([spellings, torch.full((1, spellings.shape[1]), -100)])
+    logits = torch.randn(3, spellings.shape[1], len(item_tokenizer))
+    torch.testing.assert_close(
+        trie_cross_entropy(logits, padded, index), trie_cross_entropy(logits[:2], spellings, index)
+    )
+    with pytest.raises(ValueError, match="must be"):
+        trie_cross_entropy(logits[:, :2], spellings, index)
+
+
+def test_every_decoding_path_ranks_alike_with_renormalised_scores(tiny_model, item_tokenizer):
+    tiny_model.generation_config.renormalize_logits = True
+    histories = [["item1", "item2"], ["item5"], ["item7", "item3", "item9"]]
+    rows = [item_tokenizer.encode_history(h) for h in histories]
+    width = max(map(len, rows))
+    input_ids = torch.tensor([r + [item_tokenizer.pad_token_id] * (width - len(r)) for r in rows])
+    mask = (torch.arange(width)[None] < torch.tensor([len(r) for r in rows])[:, None]).long()
+    out = {
+        m: generate_items(tiny_model, item_tokenizer, input_ids, mask, num_beams=8, k=5, method=m)
+        for m in ("fast", "vectorised", "reference")
+    }
+    for method in ("vectorised", "reference"):
+        assert torch.equal(out["fast"][0], out[method][0])
+        torch.testing.assert_close(out["fast"][1], out[method][1], rtol=1e-4, atol=1e-4)
+    # renormalised scores are log-probabilities over items: the whole catalogue sums to 1
+    all_items = generate_items(tiny_model, item_tokenizer, input_ids, mask, num_beams=40, k=40)[1]
+    torch.testing.assert_close(all_items.exp().sum(-1), torch.ones(3), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_constrained_loss_trains_and_sets_renormalised_ranking(tmp_path, causal):
+    tokenizer = ItemTokenizer(minimal_t5_tokenizer(), make_semantic_ids(), history_eos=not causal)
+    sequences = cyclic_sequences(40, 60, 7)
+    if causal:
+        train = tokenize_sequences(sequences[:48], tokenizer)
+    else:
+        rows = {"history": [s[:t] for s in sequences[:48] for t in range(1, 7)],
+                "target": [s[t] for s in sequences[:48] for t in range(1, 7)]}  # fmt: skip
+        train = tokenize_examples(datasets.Dataset.from_dict(rows), tokenizer)
+    test = tokenize_examples(
+        datasets.Dataset.from_dict({"history": [s[:-1] for s in sequences[48:]], "target": [s[-1] for s in sequences[48:]]}),
+        tokenizer,
+    )  # fmt: skip
+    args = GenRecTrainingArguments(
+        output_dir=str(tmp_path), num_train_epochs=30, per_device_train_batch_size=16, learning_rate=1e-2,
+        eval_strategy="no", save_strategy="no", load_best_model_at_end=False, num_beams=10, eval_ks=[1, 5],
+        seed=0, use_cpu=True, disable_tqdm=True, constrained_loss=True,
+    )  # fmt: skip
+    model = build_t5_model(tokenizer, seed=0, causal_encoder=causal, **TINY_T5)
+    trainer = GenRecTrainer(model=model, args=args, item_tokenizer=tokenizer, train_dataset=train)
+    assert model.generation_config.renormalize_logits is True
+    untrained = trainer.evaluate(test)
+    trainer.train()
+    metrics = trainer.evaluate(test)
+    assert metrics["eval_recall@5"] >= 0.8 and metrics["eval_loss"] < untrained["eval_loss"] / 2, metrics
+    trainer.save_model(str(tmp_path / "bundle"))
+    from transformers import GenerationConfig
+
+    assert GenerationConfig.from_pretrained(tmp_path / "bundle").renormalize_logits is True
