@@ -54,15 +54,19 @@ def table(dataset: str, results_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def curve(dataset: str, results_dir: Path, every: int = 5) -> str:
+def curve(dataset: str, results_dir: Path, rows: int = 8) -> str:
     path = results_dir / f"{dataset}.json"
     if not path.exists():
         return ""
     points = json.loads(path.read_text()).get("curve", [])
+    every = max(1, round(len(points) / rows))
     keep = [p for i, p in enumerate(points) if i % every == every - 1 or i == len(points) - 1]
+    keep = [p for i, p in enumerate(keep) if i == 0 or p["step"] != keep[i - 1]["step"]]
+    if len(keep) > 1 and keep[-1]["train_minutes"] - keep[-2]["train_minutes"] < 0.5:  # budget stop right after
+        keep.pop(-2)
     lines = ["| minutes | epoch | validation Recall@10 | validation NDCG@10 |", "|---:|---:|---:|---:|"]
     lines += [
-        f"| {p['train_minutes']:.1f} | {p['epoch']:.0f} | {p['recall@10']:.4f} | {p['ndcg@10']:.4f} |" for p in keep
+        f"| {p['train_minutes']:.1f} | {p['epoch']:.1f} | {p['recall@10']:.4f} | {p['ndcg@10']:.4f} |" for p in keep
     ]
     return "\n".join(lines)
 
