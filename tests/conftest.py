@@ -34,6 +34,19 @@ def tiny_model(item_tokenizer):
     return build_t5_model(item_tokenizer, seed=0, **TINY_T5).eval()
 
 
+def tiny_training_args(output_dir, **overrides):
+    """`GenRecTrainingArguments` for the few-second training runs of the tests (no saving or evaluation while
+    training, CPU, quiet); ``overrides`` replace any setting."""
+    from hf_genrec.trainer import GenRecTrainingArguments
+
+    settings = dict(
+        num_train_epochs=30, per_device_train_batch_size=16, learning_rate=1e-2, eval_strategy="no",
+        save_strategy="no", load_best_model_at_end=False, num_beams=10, eval_ks=[1, 5], seed=0, use_cpu=True,
+        disable_tqdm=True,
+    )  # fmt: skip
+    return GenRecTrainingArguments(output_dir=str(output_dir), **{**settings, **overrides})
+
+
 def random_codes(rng, n_items: int, max_len: int, alphabet: int, variable: bool = True) -> np.ndarray:
     """Up to ``n_items`` distinct code rows over ``0..alphabet-1`` (``-1`` padded when ``variable``), in draw order."""
     seen, rows = set(), []

@@ -19,7 +19,7 @@ from hf_genrec.semantic_ids import RandomIDs
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
 from hf_genrec.trainer import GenRecTrainer, GenRecTrainingArguments
 
-from .conftest import TINY_T5, cyclic_sequences
+from .conftest import TINY_T5, cyclic_sequences, tiny_training_args
 
 ITEMS = [f"item{i}" for i in range(30)]
 
@@ -42,19 +42,10 @@ def bundle(tmp_path_factory):
     train = tokenize_examples(_split(sequences[:32], 1, 6), item_tokenizer)
     test = tokenize_examples(_split(sequences[32:], 5, 6), item_tokenizer)
     out = tmp_path_factory.mktemp("bundle")
-    args = GenRecTrainingArguments(
-        output_dir=str(out),
-        num_train_epochs=8,
-        per_device_train_batch_size=32,
-        learning_rate=1e-2,
-        eval_strategy="no",
-        save_strategy="no",
-        load_best_model_at_end=False,
-        num_beams=8,
-        eval_ks=[1, 5],
-        logging_steps=2,
-        use_cpu=True,
-    )
+    args = tiny_training_args(
+        out, num_train_epochs=8, per_device_train_batch_size=32, num_beams=8, logging_steps=2, seed=42,
+        disable_tqdm=False,
+    )  # fmt: skip
     trainer = GenRecTrainer(
         model=build_t5_model(item_tokenizer, seed=0, **TINY_T5),
         args=args,

@@ -14,7 +14,7 @@ from hf_genrec.recommender import GenerativeRecommender
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
 from hf_genrec.trainer import GenRecTrainer, GenRecTrainingArguments
 
-from .conftest import TINY_T5, cyclic_sequences, make_semantic_ids, random_codes
+from .conftest import TINY_T5, cyclic_sequences, make_semantic_ids, random_codes, tiny_training_args
 
 
 @pytest.fixture
@@ -124,20 +124,7 @@ def test_packed_training_learns_and_round_trips(causal_tokenizer, tmp_path):
     train = tokenize_sequences(sequences[:48], causal_tokenizer)
     test_rows = {"history": [s[:-1] for s in sequences[48:]], "target": [s[-1] for s in sequences[48:]]}
     test = tokenize_examples(datasets.Dataset.from_dict(test_rows), causal_tokenizer)
-    args = GenRecTrainingArguments(
-        output_dir=str(tmp_path),
-        num_train_epochs=40,
-        per_device_train_batch_size=8,
-        learning_rate=1e-2,
-        eval_strategy="no",
-        save_strategy="no",
-        load_best_model_at_end=False,
-        num_beams=10,
-        eval_ks=[1, 5],
-        seed=0,
-        use_cpu=True,
-        disable_tqdm=True,
-    )
+    args = tiny_training_args(tmp_path, num_train_epochs=40, per_device_train_batch_size=8)
     model = build_t5_model(causal_tokenizer, seed=0, causal_encoder=True, **TINY_T5)
     trainer = GenRecTrainer(model=model, args=args, item_tokenizer=causal_tokenizer, train_dataset=train)
     trainer.train()

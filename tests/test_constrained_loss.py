@@ -8,10 +8,10 @@ from hf_genrec.decoding import build_trie_index, generate_items
 from hf_genrec.examples import tokenize_examples, tokenize_sequences
 from hf_genrec.modeling import build_t5_model
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
-from hf_genrec.trainer import GenRecTrainer, GenRecTrainingArguments
+from hf_genrec.trainer import GenRecTrainer
 from hf_genrec.trie_logits import trie_cross_entropy
 
-from .conftest import TINY_T5, cyclic_sequences, make_semantic_ids
+from .conftest import TINY_T5, cyclic_sequences, make_semantic_ids, tiny_training_args
 
 
 def test_trie_cross_entropy_normalises_over_the_allowed_tokens_only(item_tokenizer):
@@ -78,11 +78,7 @@ def test_constrained_loss_trains_and_sets_renormalised_ranking(tmp_path, causal)
         datasets.Dataset.from_dict({"history": [s[:-1] for s in sequences[48:]], "target": [s[-1] for s in sequences[48:]]}),
         tokenizer,
     )  # fmt: skip
-    args = GenRecTrainingArguments(
-        output_dir=str(tmp_path), num_train_epochs=30, per_device_train_batch_size=16, learning_rate=1e-2,
-        eval_strategy="no", save_strategy="no", load_best_model_at_end=False, num_beams=10, eval_ks=[1, 5],
-        seed=0, use_cpu=True, disable_tqdm=True, constrained_loss=True,
-    )  # fmt: skip
+    args = tiny_training_args(tmp_path, constrained_loss=True)
     model = build_t5_model(tokenizer, seed=0, causal_encoder=causal, **TINY_T5)
     trainer = GenRecTrainer(model=model, args=args, item_tokenizer=tokenizer, train_dataset=train)
     assert model.generation_config.renormalize_logits is True

@@ -14,7 +14,7 @@ from hf_genrec.modeling import build_t5_model
 from hf_genrec.recommender import GenerativeRecommender
 from hf_genrec.trainer import GenRecTrainer, GenRecTrainingArguments
 
-from .conftest import TINY_T5, cyclic_sequences
+from .conftest import TINY_T5, cyclic_sequences, tiny_training_args
 
 
 def _rows(sequences, start, stop):
@@ -37,20 +37,7 @@ def trained(tmp_path_factory):
     train = tokenize_examples(datasets.Dataset.from_dict(_rows(sequences[:48], 1, 6)), item_tokenizer)
     test = tokenize_examples(datasets.Dataset.from_dict(_rows(sequences[48:], 5, 6)), item_tokenizer)
     out = tmp_path_factory.mktemp("run")
-    args = GenRecTrainingArguments(
-        output_dir=str(out),
-        num_train_epochs=30,
-        per_device_train_batch_size=16,
-        learning_rate=1e-2,
-        eval_strategy="no",
-        save_strategy="no",
-        load_best_model_at_end=False,
-        num_beams=10,
-        eval_ks=[1, 5],
-        logging_steps=1000,
-        seed=0,
-        use_cpu=True,
-    )
+    args = tiny_training_args(out, logging_steps=1000)
     model = build_t5_model(item_tokenizer, seed=0, **TINY_T5)
     trainer = GenRecTrainer(model=model, args=args, item_tokenizer=item_tokenizer, train_dataset=train)
     untrained = trainer.evaluate(test)
