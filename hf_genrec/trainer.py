@@ -145,7 +145,7 @@ class GenRecTrainer(Seq2SeqTrainer):
         kwargs.setdefault("processing_class", item_tokenizer.tokenizer)
         train_dataset = kwargs.get("train_dataset")
         packed = train_dataset is not None and "target_ends" in getattr(train_dataset, "column_names", ())
-        if packed and "target_ends" not in inspect.signature(model.forward).parameters:
+        if packed and model is not None and "target_ends" not in inspect.signature(model.forward).parameters:
             raise ValueError(
                 f"The training rows are packed (a `target_ends` column, from tokenize_sequences), which needs a model "
                 f"with a causal encoder, but {type(model).__name__} reads histories bidirectionally. Build the model "
