@@ -245,7 +245,9 @@ def run_experiment(
             base_tokenizer or minimal_t5_tokenizer(), semantic_ids, history_eos=not model_args.causal_encoder
         )
     examples = {
-        name: tokenize_examples(split, item_tokenizer, data_args.max_history) for name, split in splits.items()
+        name: tokenize_examples(split, item_tokenizer, data_args.max_history)
+        for name, split in splits.items()
+        if not (name == "train" and model_args.causal_encoder)
     }
     if model_args.causal_encoder:  # one packed row per user window instead of one row per prefix
         examples["train"] = tokenize_sequences(

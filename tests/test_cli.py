@@ -153,3 +153,30 @@ def test_build_ids_reports_bad_settings(data_root, tmp_path, capsys):
     )  # fmt: skip
     assert code == 1
     assert "Cannot learn a codebook of 64 codes from 20 items" in capsys.readouterr().err
+
+
+def test_default_recipe_trains_packed_resumes_and_recommends(data_root, tmp_path, capsys):
+    """causal_encoder + constrained_loss + a budget: the default recipe's path, end to end, then a resumed run."""
+    out = tmp_path / "run"
+    flags = ["train", "--dataset", "ml-100k", "--data_dir", str(data_root), "--output_dir", str(out),
+             "--item_features", str(data_root / "features.npy"), *TINY_FLAGS, "--causal_encoder", "true",
+             "--constrained_loss", "true", "--max_train_minutes", "5", "--eval_strategy", "epoch",
+             "--save_strategy", "epoch", "--load_best_model_at_end", "false", "--save_total_limit", "1"]  # fmt: skip
+    assert main(flags) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["train_targets"] > results["train_examples"]  # packed: several targets per row
+    assert [p["epoch"] for p in results["validation_curve"]] == [1.0, 2.0]
+    assert all(p["train_minutes"] > 0 for p in results["validation_curve"])
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "hf_genrec_t5"
+    assert json.loads((out / "generation_config.json").read_text())["renormalize_logits"] is True
+
+    # a longer run continues from the checkpoint: same IDs, the clock and the curve go on
+    flags[flags.index("--num_train_epochs") + 1] = "3"
+    assert main([*flags, "--resume_from_checkpoint", "last"]) == 0
+    resumed = json.loads((out / "results.json").read_text())
+    assert [p["epoch"] for p in resumed["validation_curve"]] == [1.0, 2.0, 3.0]
+    assert resumed["train_minutes"] > results["train_minutes"]
+    capsys.readouterr()
+    assert main(["recommend", str(out), "--history", "3", "4", "-k", "5", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 5
