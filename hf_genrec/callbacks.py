@@ -53,7 +53,7 @@ class TimeBudgetCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.log_history:
-            state.log_history[-1].setdefault("train_minutes", round(self.elapsed_seconds() / 60, 3))
+            state.log_history[-1].setdefault("train_minutes", self.elapsed_seconds() / 60)
 
     def on_save(self, args, state, control, **kwargs):
         folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
