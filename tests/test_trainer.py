@@ -144,19 +144,10 @@ def test_resumed_run_continues_the_training_clock(item_tokenizer, tmp_path):
     data = tokenize_examples(datasets.Dataset.from_dict(_rows(sequences, 1, 5)), item_tokenizer)
 
     def trainer_for(epochs):
-        args = GenRecTrainingArguments(
-            output_dir=str(tmp_path),
-            num_train_epochs=epochs,
-            per_device_train_batch_size=16,
-            max_train_minutes=60,
-            eval_strategy="epoch",
-            save_strategy="epoch",
-            save_total_limit=None,
-            load_best_model_at_end=False,
-            num_beams=10,
-            use_cpu=True,
-            disable_tqdm=True,
-        )
+        args = tiny_training_args(
+            tmp_path, num_train_epochs=epochs, learning_rate=1e-3, max_train_minutes=60, eval_strategy="epoch",
+            save_strategy="epoch", save_total_limit=None, eval_ks=[5, 10], seed=42,
+        )  # fmt: skip
         model = build_t5_model(item_tokenizer, seed=0, **TINY_T5)
         return GenRecTrainer(
             model=model,
