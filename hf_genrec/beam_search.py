@@ -133,8 +133,10 @@ def shared_beam_search(
         raise ValueError(f"num_return_sequences={num_return_sequences} > num_beams={num_beams}.")
     device = input_ids.device
     batch = input_ids.shape[0]
-    encoder_states = model.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    decoder = _T5Decoder(model, encoder_states, attention_mask)
+    encoded = model.encoder(input_ids=input_ids, attention_mask=attention_mask)
+    # An item-position encoder (GenRecT5Config.item_positions) returns states per item, with their own mask.
+    item_mask = getattr(encoded, "item_attention_mask", None)
+    decoder = _T5Decoder(model, encoded.last_hidden_state, attention_mask if item_mask is None else item_mask)
     max_length = 1 + max_new_tokens
     beams_to_keep = 2 * num_beams
     top_num_beam_mask = torch.arange(beams_to_keep, device=device) < num_beams

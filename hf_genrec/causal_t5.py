@@ -11,21 +11,105 @@ of one encoder pass per user instead of one per target.
 
 Generation is unchanged: `generate` (and hf_genrec's fast beam search) encode a history causally and let the
 decoder read all of it.
+
+With ``item_positions=True`` the encoder reads one position per item instead of one per ID token: the embeddings of
+an item's tokens are summed into its position (the ID tokens of each level are distinct, so the sum keeps which code
+sits at which level). Histories stay token sequences everywhere else (tokenizer, collator, bundle); only the
+encoder pools them, so its sequence is ``id_length - 1`` times shorter, and cross-attention reads item states.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch.nn import CrossEntropyLoss
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, T5Config, T5ForConditionalGeneration
-from transformers.modeling_outputs import Seq2SeqLMOutput
+from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput
 from transformers.models.t5.modeling_t5 import T5Stack
 
 
 class GenRecT5Config(T5Config):
-    """`T5Config` of a `GenRecT5ForConditionalGeneration` (a T5 with a causal encoder); takes T5Config's arguments."""
+    """`T5Config` of a `GenRecT5ForConditionalGeneration` (a T5 with a causal encoder).
+
+    Args:
+        item_positions (`bool`, *optional*, defaults to `False`):
+            Give the encoder one position per history item (the sum of its tokens' embeddings) instead of one per
+            token.
+        item_width (`int`, *optional*):
+            With ``item_positions``: every item takes exactly this many history tokens (fixed-length IDs spelled
+            without EOS). `None` means each item's spelling ends with the EOS token (variable-length IDs).
+        kwargs: `T5Config`'s arguments.
+    """
 
     model_type = "hf_genrec_t5"
+
+    def __init__(self, item_positions: bool = False, item_width: int | None = None, **kwargs):
+        if item_width is not None and item_width < 1:
+            raise ValueError(f"item_width must be a positive number of tokens per item or None, got {item_width}.")
+        self.item_positions = item_positions
+        self.item_width = item_width
+        super().__init__(**kwargs)
+
+
+@dataclass
+class ItemEncoderOutput(BaseModelOutputWithPastAndCrossAttentions):
+    """The encoder's output with one state per item, and the mask over those item positions.
+
+    Args:
+        item_attention_mask (`torch.LongTensor` of shape `(batch_size, num_items)`):
+            1 for the items of each history, 0 for padding; what cross-attention must use instead of the token mask.
+        token_item_index (`torch.LongTensor` of shape `(batch_size, num_tokens)`):
+            The item position each history token was pooled into (``num_items`` for padding tokens).
+    """
+
+    item_attention_mask: torch.LongTensor | None = None
+    token_item_index: torch.LongTensor | None = None
+
+
+def pool_items(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    embeddings: torch.nn.Embedding,
+    eos_token_id: int,
+    item_width: int | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sum the token embeddings of each history item into one position.
+
+    Returns:
+        `(inputs_embeds [B, items, d], item_mask [B, items], token_item_index [B, tokens])`, with items left-aligned.
+    """
+    batch, length = input_ids.shape
+    real = attention_mask.bool()
+    if item_width is not None:
+        counts = real.sum(dim=1)
+        if bool((counts % item_width).any()):
+            bad = int(counts[(counts % item_width) != 0][0])
+            raise ValueError(
+                f"A history has {bad} tokens, not a multiple of item_width={item_width}: item_positions with "
+                "fixed-length IDs needs histories spelled without EOS (ItemTokenizer(history_eos=False))."
+            )
+        # Histories may be padded on either side: count items from each row's first real token.
+        rank = real.long().cumsum(dim=1) - 1
+        item_index = rank.clamp(min=0) // item_width
+        ends = real & (rank % item_width == item_width - 1)
+    else:
+        ends = real & (input_ids == eos_token_id)
+        item_index = ends.long().cumsum(dim=1) - ends.long()
+        after_last = real & (item_index >= ends.sum(dim=1, keepdim=True))
+        if bool(after_last.any()):
+            raise ValueError(
+                "A history does not end with EOS: with variable-length IDs, item_positions needs every item's "
+                "spelling to end with EOS, as ItemTokenizer.encode_history writes it."
+            )
+    n_items = ends.sum(dim=1)
+    width = max(int(n_items.max()), 1) if batch else 1
+    item_index = item_index.masked_fill(~real, width)  # padding tokens go to a spare slot, dropped below
+    embedded = embeddings(input_ids) * real[..., None]
+    pooled = embedded.new_zeros(batch, width + 1, embedded.shape[-1])
+    pooled.scatter_add_(1, item_index[..., None].expand_as(embedded), embedded)
+    item_mask = (torch.arange(width, device=input_ids.device)[None] < n_items[:, None]).long()
+    return pooled[:, :width], item_mask, item_index
 
 
 def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -39,9 +123,26 @@ def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 class CausalT5Stack(T5Stack):
-    """A T5 encoder stack in which token ``i`` attends to tokens ``<= i`` (and never to padding)."""
+    """A T5 encoder stack in which token ``i`` attends to tokens ``<= i`` (and never to padding).
+
+    With ``config.item_positions`` it first pools each item's tokens into one position and returns an
+    `ItemEncoderOutput`, whose ``item_attention_mask`` is the mask cross-attention needs.
+    """
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs):
+        if getattr(self.config, "item_positions", False) and input_ids is not None:
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_ids)
+            pooled, item_mask, token_item_index = pool_items(
+                input_ids, attention_mask, self.embed_tokens, self.config.eos_token_id, self.config.item_width
+            )
+            out = self._causal_forward(None, item_mask, pooled, **kwargs)
+            return ItemEncoderOutput(
+                **{k: v for k, v in out.items()}, item_attention_mask=item_mask, token_item_index=token_item_index
+            )
+        return self._causal_forward(input_ids, attention_mask, inputs_embeds, **kwargs)
+
+    def _causal_forward(self, input_ids, attention_mask, inputs_embeds, **kwargs):
         reference = input_ids if input_ids is not None else inputs_embeds
         if reference is None:
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
@@ -78,6 +179,14 @@ class GenRecT5ForConditionalGeneration(T5ForConditionalGeneration):
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, target_ends=None, **kwargs):
         if target_ends is None:
+            if self.config.item_positions:
+                # Cross-attention reads item states, so it needs the item mask, not the token mask.
+                if kwargs.get("encoder_outputs") is None and input_ids is not None:
+                    kwargs["encoder_outputs"] = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+                    input_ids = None
+                item_mask = getattr(kwargs.get("encoder_outputs"), "item_attention_mask", None)
+                if item_mask is not None:
+                    attention_mask = item_mask
             return super().forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
         if labels is None or input_ids is None:
             raise ValueError("Packed training (target_ends=...) needs input_ids and labels.")
@@ -89,7 +198,13 @@ class GenRecT5ForConditionalGeneration(T5ForConditionalGeneration):
         width = labels.shape[1] // n_targets
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        encoded = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        encoded = encoder_outputs.last_hidden_state
+        if self.config.item_positions:
+            # A target reading the first e history tokens reads the items those tokens belong to.
+            last_token = (target_ends - 1).clamp(min=0)
+            target_ends = encoder_outputs.token_item_index.gather(1, last_token) + 1
+            attention_mask = encoder_outputs.item_attention_mask
 
         # Each block is a lone target: its decoder input is the start token and its spelling shifted right.
         blocks = labels.view(batch, n_targets, width)
@@ -102,7 +217,7 @@ class GenRecT5ForConditionalGeneration(T5ForConditionalGeneration):
         block_of = positions // width
         self_allowed = (block_of[:, None] == block_of[None, :]) & (positions[:, None] >= positions[None, :])
         ends = target_ends.gather(1, block_of.expand(batch, -1))  # [batch, decoder length]
-        history = torch.arange(input_ids.shape[1], device=labels.device)
+        history = torch.arange(encoded.shape[1], device=labels.device)
         cross_allowed = (history[None, None, :] < ends[:, :, None]) & attention_mask.bool()[:, None, :]
         decoded = self.decoder(
             input_ids=decoder_input_ids,

@@ -176,6 +176,13 @@ class ModelArguments:
             "(GenRecT5ForConditionalGeneration); False trains one history prefix per row, as TIGER."
         },
     )
+    item_positions: bool = field(
+        default=False,
+        metadata={
+            "help": "With causal_encoder: one encoder position per history item (the sum of its ID tokens' "
+            "embeddings) instead of one per token."
+        },
+    )
 
 
 def load_feature_array(path: str) -> np.ndarray:

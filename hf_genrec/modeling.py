@@ -14,19 +14,37 @@ TIGER_T5_CONFIG = dict(
 
 
 def build_t5_model(
-    item_tokenizer: ItemTokenizer, seed: int | None = 0, causal_encoder: bool = False, **config_overrides
+    item_tokenizer: ItemTokenizer,
+    seed: int | None = 0,
+    causal_encoder: bool = False,
+    item_positions: bool = False,
+    **config_overrides,
 ) -> T5ForConditionalGeneration:
     """A randomly initialised T5 whose vocabulary is ``item_tokenizer``'s (base tokens + ID tokens).
 
     ``causal_encoder=True`` builds a `GenRecT5ForConditionalGeneration`, which trains on every target of a user in
-    one encoder pass (packed rows from `tokenize_sequences`); ``config_overrides`` replace entries of
-    `TIGER_T5_CONFIG` (e.g. ``num_layers=2``).
+    one encoder pass (packed rows from `tokenize_sequences`); with ``item_positions=True`` its encoder reads one
+    position per history item (see `GenRecT5Config`). ``config_overrides`` replace entries of `TIGER_T5_CONFIG`
+    (e.g. ``num_layers=2``).
     """
     import torch
 
     if seed is not None:
         torch.manual_seed(seed)
     params = {**TIGER_T5_CONFIG, **config_overrides}
+    if item_positions:
+        if not causal_encoder:
+            raise ValueError("item_positions=True needs causal_encoder=True (a GenRecT5ForConditionalGeneration).")
+        if item_tokenizer.is_variable_length:
+            params.setdefault("item_width", None)  # each spelling ends with EOS
+        elif item_tokenizer.history_eos:
+            raise ValueError(
+                "item_positions=True with fixed-length IDs splits histories every id_length - 1 tokens, so they must "
+                "be spelled without a trailing EOS: build the ItemTokenizer with history_eos=False."
+            )
+        else:
+            params.setdefault("item_width", item_tokenizer.id_length - 1)
+        params["item_positions"] = True
     config = (GenRecT5Config if causal_encoder else T5Config)(
         vocab_size=len(item_tokenizer),
         pad_token_id=item_tokenizer.pad_token_id,

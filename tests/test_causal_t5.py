@@ -46,19 +46,27 @@ def _prefix_rows(sequences, max_history):
     return datasets.Dataset.from_dict(rows)
 
 
-@pytest.mark.parametrize("variable_length", [False, True])
-def test_packed_loss_equals_one_row_per_prefix(variable_length):
-    """Short users fit one window, so every target reads its whole history, exactly as one row per prefix."""
-    if variable_length:
-        from hf_genrec.semantic_ids import from_codes
+def _ids(variable_length):
+    if not variable_length:
+        return make_semantic_ids()
+    from hf_genrec.semantic_ids import from_codes
 
-        codes = random_codes(__import__("numpy").random.default_rng(0), 30, 4, 5)
-        ids = from_codes(codes, [f"item{i}" for i in range(len(codes))], codebook_sizes=[5] * codes.shape[1])
-    else:
-        ids = make_semantic_ids()
-    tokenizer = ItemTokenizer(minimal_t5_tokenizer(), ids, history_eos=False)
+    codes = random_codes(__import__("numpy").random.default_rng(0), 30, 4, 5)
+    return from_codes(codes, [f"item{i}" for i in range(len(codes))], codebook_sizes=[5] * codes.shape[1])
+
+
+def _item_position_config(tokenizer):
+    return dict(item_positions=True, item_width=None if tokenizer.is_variable_length else tokenizer.id_length - 1)
+
+
+@pytest.mark.parametrize("item_positions", [False, True])
+@pytest.mark.parametrize("variable_length", [False, True])
+def test_packed_loss_equals_one_row_per_prefix(variable_length, item_positions):
+    """Short users fit one window, so every target reads its whole history, exactly as one row per prefix."""
+    tokenizer = ItemTokenizer(minimal_t5_tokenizer(), _ids(variable_length), history_eos=False)
     assert tokenizer.is_variable_length == variable_length
-    model = build_t5_model(tokenizer, seed=0, causal_encoder=True, **TINY_T5).eval()
+    extra = _item_position_config(tokenizer) if item_positions else {}
+    model = build_t5_model(tokenizer, seed=0, causal_encoder=True, **TINY_T5, **extra).eval()
     sequences = cyclic_sequences(tokenizer.num_items, 5, 7, seed=1)
     collator = GenRecCollator(pad_token_id=tokenizer.pad_token_id)
 
@@ -146,3 +154,43 @@ def test_packed_training_learns_and_round_trips(causal_tokenizer, tmp_path):
         for method in ("fast", "vectorised", "reference")
     }
     assert torch.equal(ranked["fast"], ranked["vectorised"]) and torch.equal(ranked["fast"], ranked["reference"])
+
+
+@pytest.mark.parametrize("variable_length", [False, True])
+def test_item_positions_pool_each_item_into_one_causal_position(variable_length):
+    tokenizer = ItemTokenizer(minimal_t5_tokenizer(), _ids(variable_length), history_eos=False)
+    model = build_t5_model(tokenizer, seed=0, causal_encoder=True, **TINY_T5, **_item_position_config(tokenizer))
+    model.eval()
+    items = tokenizer.item_ids
+    short, long = items[:3], items[3:8]
+    long_tokens = torch.tensor([tokenizer.encode_history(long)])
+    out = model.encoder(input_ids=long_tokens)
+    assert out.last_hidden_state.shape[1] == len(long) and out.item_attention_mask.tolist() == [[1] * len(long)]
+
+    # one position per item: the sum of its token embeddings, read causally by a plain T5 stack
+    spelled = [tokenizer.encode_history([item]) for item in long]
+    embeds = torch.stack([model.shared(torch.tensor(t)).sum(0) for t in spelled])[None]
+    with torch.no_grad():
+        expected = model.encoder._causal_forward(None, None, embeds).last_hidden_state
+    torch.testing.assert_close(out.last_hidden_state, expected)
+
+    # a right-padded batch ranks exactly as each history alone, in every decoding path
+    pad = tokenizer.pad_token_id
+    rows = [tokenizer.encode_history(short), tokenizer.encode_history(long)]
+    width = max(map(len, rows))
+    inputs = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+    mask = (torch.arange(width)[None] < torch.tensor([[len(r)] for r in rows])).long()
+    ranked = {}
+    for method in ("fast", "vectorised", "reference"):
+        ranked[method] = generate_items(model, tokenizer, inputs, attention_mask=mask, num_beams=6, k=4, method=method)
+        alone = generate_items(model, tokenizer, torch.tensor([rows[0]]), num_beams=6, k=4, method=method)
+        assert torch.equal(ranked[method][0][:1], alone[0])
+        torch.testing.assert_close(ranked[method][1][:1], alone[1])
+    assert torch.equal(ranked["fast"][0], ranked["vectorised"][0])
+    assert torch.equal(ranked["fast"][0], ranked["reference"][0])
+
+
+def test_item_positions_reject_histories_that_do_not_split_into_items(causal_tokenizer):
+    model = build_t5_model(causal_tokenizer, seed=0, causal_encoder=True, item_positions=True, item_width=4, **TINY_T5)
+    with pytest.raises(ValueError, match="not a multiple of item_width=4"):
+        model.encoder(input_ids=torch.tensor([causal_tokenizer.encode_history(["item0"]) + [1]]))
