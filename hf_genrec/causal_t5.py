@@ -39,16 +39,31 @@ class GenRecT5Config(T5Config):
         item_width (`int`, *optional*):
             With ``item_positions``: every item takes exactly this many history tokens (fixed-length IDs spelled
             without EOS). `None` means each item's spelling ends with the EOS token (variable-length IDs).
+        item_embedding_buckets (`int`, *optional*, defaults to 0):
+            With ``item_positions``: also add a learned embedding of the item itself (of its whole ID, hashed into
+            this many buckets) to each item position, as ID-based models such as SASRec have. 0 turns it off.
+            The buckets start at zero, so an item never seen in training adds nothing until it is trained.
         kwargs: `T5Config`'s arguments.
     """
 
     model_type = "hf_genrec_t5"
 
-    def __init__(self, item_positions: bool = False, item_width: int | None = None, **kwargs):
+    def __init__(
+        self,
+        item_positions: bool = False,
+        item_width: int | None = None,
+        item_embedding_buckets: int = 0,
+        **kwargs,
+    ):
         if item_width is not None and item_width < 1:
             raise ValueError(f"item_width must be a positive number of tokens per item or None, got {item_width}.")
+        if item_embedding_buckets < 0 or (item_embedding_buckets and not item_positions):
+            raise ValueError(
+                f"item_embedding_buckets={item_embedding_buckets}: it must be >= 0, and it needs item_positions=True."
+            )
         self.item_positions = item_positions
         self.item_width = item_width
+        self.item_embedding_buckets = item_embedding_buckets
         super().__init__(**kwargs)
 
 
@@ -67,14 +82,22 @@ class ItemEncoderOutput(BaseModelOutputWithPastAndCrossAttentions):
     token_item_index: torch.LongTensor | None = None
 
 
+# Odd multipliers, one per token of an item's spelling, that hash the spelling into a bucket (int64 never overflows:
+# token ids < 2^20, multipliers < 2^31, spellings far shorter than 2^12 tokens).
+_HASH_MULTIPLIERS = [pow(1_000_003, k, 2**31) | 1 for k in range(64)]
+
+
 def pool_items(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     embeddings: torch.nn.Embedding,
     eos_token_id: int,
     item_width: int | None,
+    item_embeddings: torch.nn.Embedding | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sum the token embeddings of each history item into one position.
+
+    With ``item_embeddings``, each position also gets the embedding of the bucket its whole spelling hashes to.
 
     Returns:
         `(inputs_embeds [B, items, d], item_mask [B, items], token_item_index [B, tokens])`, with items left-aligned.
@@ -109,7 +132,19 @@ def pool_items(
     pooled = embedded.new_zeros(batch, width + 1, embedded.shape[-1])
     pooled.scatter_add_(1, item_index[..., None].expand_as(embedded), embedded)
     item_mask = (torch.arange(width, device=input_ids.device)[None] < n_items[:, None]).long()
-    return pooled[:, :width], item_mask, item_index
+    pooled = pooled[:, :width]
+    if item_embeddings is not None:
+        # Position of each token inside its item's spelling: its rank minus the rank of the item's first token.
+        rank = real.long().cumsum(dim=1) - 1
+        first = torch.full((batch, width + 1), length, dtype=torch.long, device=input_ids.device)
+        first.scatter_reduce_(1, item_index, rank, reduce="amin")
+        offset = (rank - first.gather(1, item_index)).clamp(0, len(_HASH_MULTIPLIERS) - 1)
+        multipliers = torch.tensor(_HASH_MULTIPLIERS, device=input_ids.device)[offset]
+        hashed = torch.zeros(batch, width + 1, dtype=torch.long, device=input_ids.device)
+        hashed.scatter_add_(1, item_index, (input_ids.long() + 1) * multipliers * real)
+        buckets = hashed[:, :width] % item_embeddings.num_embeddings
+        pooled = pooled + item_embeddings(buckets) * item_mask[..., None]
+    return pooled, item_mask, item_index
 
 
 def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -129,12 +164,30 @@ class CausalT5Stack(T5Stack):
     `ItemEncoderOutput`, whose ``item_attention_mask`` is the mask cross-attention needs.
     """
 
+    def __init__(self, config):
+        super().__init__(config)
+        buckets = getattr(config, "item_embedding_buckets", 0)
+        self.item_embeddings = torch.nn.Embedding(buckets, config.d_model) if buckets else None
+        if self.item_embeddings is not None:
+            self._init_weights(self.item_embeddings)
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if module is getattr(self, "item_embeddings", None):
+            # Zero buckets: an item that training never showed adds nothing to its position.
+            torch.nn.init.zeros_(module.weight)
+
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs):
         if getattr(self.config, "item_positions", False) and input_ids is not None:
             if attention_mask is None:
                 attention_mask = torch.ones_like(input_ids)
             pooled, item_mask, token_item_index = pool_items(
-                input_ids, attention_mask, self.embed_tokens, self.config.eos_token_id, self.config.item_width
+                input_ids,
+                attention_mask,
+                self.embed_tokens,
+                self.config.eos_token_id,
+                self.config.item_width,
+                self.item_embeddings,
             )
             out = self._causal_forward(None, item_mask, pooled, **kwargs)
             return ItemEncoderOutput(

@@ -183,6 +183,13 @@ class ModelArguments:
             "embeddings) instead of one per token."
         },
     )
+    item_embedding_buckets: int = field(
+        default=0,
+        metadata={
+            "help": "With item_positions: add a learned embedding of each history item's whole ID, hashed into this "
+            "many buckets (0: off). Items unseen in training add nothing (the buckets start at zero)."
+        },
+    )
 
 
 def load_feature_array(path: str) -> np.ndarray:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM
 
-from hf_genrec.causal_t5 import GenRecT5ForConditionalGeneration
+from hf_genrec.causal_t5 import GenRecT5ForConditionalGeneration, pool_items
 from hf_genrec.data.collator import GenRecCollator
 from hf_genrec.decoding import generate_items
 from hf_genrec.examples import tokenize_examples, tokenize_sequences
@@ -55,18 +55,25 @@ def _ids(variable_length):
     return from_codes(codes, [f"item{i}" for i in range(len(codes))], codebook_sizes=[5] * codes.shape[1])
 
 
-def _item_position_config(tokenizer):
-    return dict(item_positions=True, item_width=None if tokenizer.is_variable_length else tokenizer.id_length - 1)
+def _item_position_config(tokenizer, buckets=0):
+    width = None if tokenizer.is_variable_length else tokenizer.id_length - 1
+    return dict(item_positions=True, item_width=width, item_embedding_buckets=buckets)
 
 
-@pytest.mark.parametrize("item_positions", [False, True])
+def _randomise_item_embeddings(model):
+    if model.encoder.item_embeddings is not None:  # they start at zero, which would hide a wrong lookup
+        torch.nn.init.normal_(model.encoder.item_embeddings.weight, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("item_positions", [False, True, "with item embeddings"])
 @pytest.mark.parametrize("variable_length", [False, True])
 def test_packed_loss_equals_one_row_per_prefix(variable_length, item_positions):
     """Short users fit one window, so every target reads its whole history, exactly as one row per prefix."""
     tokenizer = ItemTokenizer(minimal_t5_tokenizer(), _ids(variable_length), history_eos=False)
     assert tokenizer.is_variable_length == variable_length
-    extra = _item_position_config(tokenizer) if item_positions else {}
-    model = build_t5_model(tokenizer, seed=0, causal_encoder=True, **TINY_T5, **extra).eval()
+    extra = _item_position_config(tokenizer, 97 if item_positions == "with item embeddings" else 0)
+    model = build_t5_model(tokenizer, seed=0, causal_encoder=True, **TINY_T5, **(extra if item_positions else {}))
+    _randomise_item_embeddings(model.eval())
     sequences = cyclic_sequences(tokenizer.num_items, 5, 7, seed=1)
     collator = GenRecCollator(pad_token_id=tokenizer.pad_token_id)
 
@@ -156,11 +163,13 @@ def test_packed_training_learns_and_round_trips(causal_tokenizer, tmp_path):
     assert torch.equal(ranked["fast"], ranked["vectorised"]) and torch.equal(ranked["fast"], ranked["reference"])
 
 
+@pytest.mark.parametrize("buckets", [0, 97])
 @pytest.mark.parametrize("variable_length", [False, True])
-def test_item_positions_pool_each_item_into_one_causal_position(variable_length):
+def test_item_positions_pool_each_item_into_one_causal_position(variable_length, buckets):
     tokenizer = ItemTokenizer(minimal_t5_tokenizer(), _ids(variable_length), history_eos=False)
-    model = build_t5_model(tokenizer, seed=0, causal_encoder=True, **TINY_T5, **_item_position_config(tokenizer))
-    model.eval()
+    config = _item_position_config(tokenizer, buckets)
+    model = build_t5_model(tokenizer, seed=0, causal_encoder=True, **TINY_T5, **config)
+    _randomise_item_embeddings(model.eval())
     items = tokenizer.item_ids
     short, long = items[:3], items[3:8]
     long_tokens = torch.tensor([tokenizer.encode_history(long)])
@@ -170,6 +179,25 @@ def test_item_positions_pool_each_item_into_one_causal_position(variable_length)
     # one position per item: the sum of its token embeddings, read causally by a plain T5 stack
     spelled = [tokenizer.encode_history([item]) for item in long]
     embeds = torch.stack([model.shared(torch.tensor(t)).sum(0) for t in spelled])[None]
+    if buckets:  # plus the item's own embedding, which depends on the item and nothing else
+        bucket_rows = []
+        for t in spelled:
+            ids = torch.tensor([t])
+            pooled, _, _ = pool_items(
+                ids,
+                torch.ones_like(ids),
+                model.shared,
+                tokenizer.eos_token_id,
+                config["item_width"],
+                model.encoder.item_embeddings,
+            )
+            bucket_rows.append(pooled[0, 0] - model.shared(ids[0]).sum(0))
+        extra = torch.stack(bucket_rows)
+        rows = model.encoder.item_embeddings.weight
+        matches = [(rows - e).abs().sum(-1).min().item() for e in extra]
+        assert max(matches) < 1e-5  # each is exactly one bucket's row
+        assert len({tuple(e.tolist()) for e in extra}) == len(long)  # distinct items, distinct buckets here
+        embeds = embeds + extra[None]
     with torch.no_grad():
         expected = model.encoder._causal_forward(None, None, embeds).last_hidden_state
     torch.testing.assert_close(out.last_hidden_state, expected)
