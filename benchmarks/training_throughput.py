@@ -1,7 +1,8 @@
 """Training throughput on real histories: GenRecTrainer (dynamic padding, length-grouped batches) against a plain
 Seq2SeqTrainer fed inputs padded to the history cap, same model, same examples, same number of steps; and the
 causal-encoder T5 trained on packed rows (every next-item target of a user in one encoder pass), at TIGER's size
-and at the default recipe's size.
+and at the default recipe's size, the latter also with one encoder position per item (with and without item
+embeddings).
 
     python benchmarks/training_throughput.py --data_dir ../shared/data
 
@@ -80,9 +81,17 @@ def main() -> None:
     train = train.shuffle(seed=0).select(range(min(len(train), args.steps * args.batch_size * 2)))
     cap = 20 * (item_tokenizer.id_length - 1) + 1
     runs = {}
-    for name in ("causal_packed_recipe", "causal_packed", "genrec_trainer", "plain_padded_to_cap"):
-        size = RECIPE_T5_CONFIG if name == "causal_packed_recipe" else TIGER_T5_CONFIG
-        model = build_t5_model(item_tokenizer, seed=0, causal_encoder=name.startswith("causal"), **size)
+    variants = {  # the recipe's model with one encoder position per item, without and with item embeddings
+        "causal_packed_recipe_items": dict(item_positions=True),
+        "causal_packed_recipe_items_embedded": dict(item_positions=True, item_embedding_buckets=65536),
+    }
+    names = ("causal_packed_recipe", *variants, "causal_packed", "genrec_trainer", "plain_padded_to_cap")
+    for name in names:
+        size = RECIPE_T5_CONFIG if name.startswith("causal_packed_recipe") else TIGER_T5_CONFIG
+        tokenizer = causal_tokenizer if name.startswith("causal") else item_tokenizer
+        model = build_t5_model(
+            tokenizer, seed=0, causal_encoder=name.startswith("causal"), **size, **variants.get(name, {})
+        )
         timer = StepTimer(args.warmup)
         with tempfile.TemporaryDirectory() as tmp:
             common = dict(
@@ -141,6 +150,12 @@ def main() -> None:
         / runs["genrec_trainer"]["sequences_per_second"],
         "speedup_recipe_over_plain": runs["causal_packed_recipe"]["sequences_per_second"]
         / runs["plain_padded_to_cap"]["sequences_per_second"],
+        "speedup_recipe_items_over_recipe": runs["causal_packed_recipe_items"]["sequences_per_second"]
+        / runs["causal_packed_recipe"]["sequences_per_second"],
+        "speedup_recipe_items_embedded_over_recipe": runs["causal_packed_recipe_items_embedded"][
+            "sequences_per_second"
+        ]
+        / runs["causal_packed_recipe"]["sequences_per_second"],
         "recipe_model": RECIPE_T5_CONFIG,
         "machine": describe_machine(),
         "command": "python benchmarks/training_throughput.py",
