@@ -223,16 +223,24 @@ def build_semantic_ids(
     codebook_sizes: list[int] | None = None,
     add_collision_level: bool | str | None = None,
     extra_diagnostics: dict | None = None,
+    collision_codebook_size: int | None = None,
 ) -> SemanticIDs:
     """Codes (without a collision level) -> :class:`SemanticIDs`, adding the collision level as asked.
 
     ``add_collision_level``: ``True`` always appends it (TIGER: every ID has the same length), ``None``/``"auto"``
     only when some items share a tuple, ``False`` never (and raises if some items share a tuple). Variable-length codes
-    (``-1`` padding) must already be unique: there is no single last level to append to.
+    (``-1`` padding) must already be unique: there is no single last level to append to. ``collision_codebook_size``
+    fixes the collision level's size (default: the largest number of items sharing one tuple); more items on one
+    tuple than it holds raise.
     """
     codes = check_codes(codes, allow_padding=True)
     item_ids = check_item_ids(item_ids, len(codes), what="codes")
     option = check_collision_option(add_collision_level)
+    if collision_codebook_size is not None and (
+        isinstance(collision_codebook_size, bool) or not isinstance(collision_codebook_size, int | np.integer)
+        or collision_codebook_size < 1
+    ):  # fmt: skip
+        raise ValueError(f"collision_codebook_size must be a positive int or None, got {collision_codebook_size!r}.")
     if codebook_sizes is None:
         codebook_sizes = (codes.max(axis=0) + 1).tolist()
     codebook_sizes = [int(size) for size in codebook_sizes]
@@ -253,8 +261,18 @@ def build_semantic_ids(
             "(e.g. append a distinguishing code to the repeated ones, as TitleIDs does)."
         )
     add = (option is True or (option is None and has_collisions)) and not (codes < 0).any()
+    if add and collision_codebook_size is not None and counts.max() > collision_codebook_size:
+        crowded = np.flatnonzero(counts[group] > collision_codebook_size)
+        raise ValueError(
+            f"{int((counts > collision_codebook_size).sum())} code tuples are shared by more items than the collision "
+            f"level holds (collision_codebook_size={collision_codebook_size}; the most crowded tuple has "
+            f"{int(counts.max())} items, e.g. {[item_ids[i] for i in crowded[:5]]}). Raise collision_codebook_size "
+            f"to at least {int(counts.max())}, leave it unset (sized to fit), or spread the items with larger or more "
+            "codebooks (or balanced=True for RQKMeans)."
+        )
     full = _append_collision_level(codes) if add else codes
-    sizes = codebook_sizes + ([int(counts.max())] if add else [])
+    collision_size = int(counts.max()) if collision_codebook_size is None else int(collision_codebook_size)
+    sizes = codebook_sizes + ([collision_size] if add else [])
     diagnostics = compute_diagnostics(full, sizes, add)
     diagnostics["fit_seconds"] = None  # codes made elsewhere; quantisers fill it in
     diagnostics.update(extra_diagnostics or {})
@@ -274,6 +292,7 @@ def from_codes(
     add_collision_level: bool | str | None = None,
     codebook_sizes: list[int] | None = None,
     scheme: str = "custom",
+    collision_codebook_size: int | None = None,
 ) -> SemanticIDs:
     """Wrap your own int ``[n_items, n_levels]`` codes (one row per item, in ``item_ids`` order) as SemanticIDs.
 
@@ -283,6 +302,8 @@ def from_codes(
         add_collision_level: ``None``/``"auto"`` (default) appends TIGER's disambiguation level only when some items
             share a tuple; ``True`` always; ``False`` never (raises when tuples collide).
         codebook_sizes: codes per level (default: max code + 1 per level).
+        collision_codebook_size: size of the collision level (default: the most items sharing one tuple); a fixed
+            size (e.g. TIGER-style 256 codes, so a model's vocabulary stays put) raises when more items share a tuple.
     """
     codes = check_codes(codes, allow_padding=True)
     check_item_ids(item_ids, len(codes), what="codes")
@@ -300,5 +321,10 @@ def from_codes(
                 f"{codebook_sizes[level]}; codes must be < their level's codebook size."
             )
     return build_semantic_ids(
-        codes, item_ids, scheme=scheme, codebook_sizes=codebook_sizes, add_collision_level=add_collision_level
+        codes,
+        item_ids,
+        scheme=scheme,
+        codebook_sizes=codebook_sizes,
+        add_collision_level=add_collision_level,
+        collision_codebook_size=collision_codebook_size,
     )
