@@ -21,6 +21,7 @@ from .decoding import build_trie_index, generate_items
 from .hub import PUSH_IGNORE_PATTERNS
 from .metrics import make_compute_metrics
 from .model_card import GenRecCardData, ModelCardCallback, build_model_card, non_default_arguments
+from .saving import CheckpointError, check_checkpoint, last_complete_checkpoint, staged_directory
 from .schedules import BUDGET_SCHEDULES, time_budget_schedule
 from .semantic_ids import ItemIDScheme
 from .tokenization import ItemTokenizer
@@ -192,7 +193,16 @@ class GenRecTrainer(Seq2SeqTrainer):
         minutes spent before the checkpoint too."""
         checkpoint = resume_from_checkpoint
         if checkpoint is True:
-            checkpoint = get_last_checkpoint(self.args.output_dir)
+            # the newest complete one: a run killed while saving leaves a partial checkpoint-N behind
+            checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if checkpoint is None and get_last_checkpoint(self.args.output_dir) is not None:
+                raise CheckpointError(
+                    f"{self.args.output_dir} holds checkpoints, but none is complete and undamaged (see the warnings "
+                    "above). Start the run again without resume_from_checkpoint."
+                )
+            resume_from_checkpoint = checkpoint  # Trainer would pick the newest folder, complete or not
+        if isinstance(checkpoint, str | os.PathLike):
+            check_checkpoint(checkpoint)
         self.clock.spent_seconds = read_spent_seconds(checkpoint) if isinstance(checkpoint, str) else 0.0
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
@@ -233,8 +243,16 @@ class GenRecTrainer(Seq2SeqTrainer):
         return loss, indices.to(inputs["input_ids"].device), labels
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Write the bundle (model, tokenizer, item map, quantiser, config, card) into a hidden folder beside
+        ``output_dir`` and move it into place once complete: a crash while saving leaves the previous bundle."""
+        target = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:  # a rank that writes nothing (it may still join collective gathers)
+            return super()._save(target, state_dict=state_dict)
+        with staged_directory(target) as staging:
+            self._save_bundle(str(staging), state_dict)
+
+    def _save_bundle(self, output_dir: str, state_dict: dict | None) -> None:
         super()._save(output_dir, state_dict=state_dict)
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
         # Trainer pickles its arguments (`training_args.bin`); bundles hold no pickle, so keep them as JSON.
         pickled_args = os.path.join(output_dir, TRAINING_ARGS_NAME)
         if os.path.exists(pickled_args):
