@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import SequentialSampler
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import get_last_checkpoint
@@ -155,6 +157,11 @@ class GenRecTrainer(Seq2SeqTrainer):
         super().__init__(
             model=model, args=args, data_collator=data_collator, compute_metrics=compute_metrics, **kwargs
         )
+        # T5's loss is a mean over the batch's tokens that ignores `num_items_in_batch`, although its forward takes
+        # **kwargs; Trainer (transformers 5.x) reads that as "sums over num_items_in_batch" and multiplies the loss by
+        # the number of processes (and skips dividing by gradient-accumulation steps): under `accelerate launch` with
+        # 2 processes the training and evaluation losses came out doubled. Treat the loss as the mean it is.
+        self.model_accepts_loss_kwargs = False
         self._trie_index: TrieIndex | None = None
         self.add_callback(ModelCardCallback(self.card_data))
         if getattr(args, "constrained_loss", False) and model is not None:
@@ -205,6 +212,27 @@ class GenRecTrainer(Seq2SeqTrainer):
             check_checkpoint(checkpoint)
         self.clock.spent_seconds = read_spent_seconds(checkpoint) if isinstance(checkpoint, str) else 0.0
         return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def evaluation_loop(self, *args: Any, **kwargs: Any):
+        # Seq2SeqTrainer.evaluate/predict gather with plain `accelerator.gather` (transformers PR #27025: generated
+        # rows there may be num_return_sequences per example), which keeps the padding that even shards add to the
+        # last batch: under `accelerate launch` some users were ranked twice. Our predictions are one row of ranked
+        # items per user, so `gather_for_metrics` drops that padding and every user counts exactly once.
+        self.gather_function = functools.partial(
+            self.accelerator.gather_for_metrics, use_gather_object=self.args.eval_use_gather_object
+        )
+        return super().evaluation_loop(*args, **kwargs)
+
+    def _get_eval_sampler(self, eval_dataset):
+        """Evaluation keeps the dataset's order (sharded across processes), whatever the training sampler.
+
+        With ``train_sampling_strategy="group_by_length"`` (our default) Trainer also groups evaluation batches by
+        length, in a shuffled order (transformers 5.x), so ``predict()``'s rows would not line up with the users of
+        the dataset.
+        """
+        if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
+            return None
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
     @property
     def trie_index(self) -> TrieIndex:
