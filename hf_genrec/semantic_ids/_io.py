@@ -7,6 +7,8 @@ import logging
 import os
 from pathlib import Path
 
+from ..paths import join_inside
+
 logger = logging.getLogger(__name__)
 
 QUANTIZER_CONFIG_NAME = "quantizer_config.json"
@@ -34,11 +36,12 @@ def resolve_file(path_or_repo_id: str | os.PathLike, filename: str, **hub_kwargs
     """
     local = Path(path_or_repo_id)
     subfolder = hub_kwargs.get("subfolder")
-    folder = local / subfolder if subfolder else local
     if local.is_dir():
-        if not (folder / filename).is_file():
+        folder = join_inside(local, subfolder, what="subfolder") if subfolder else local
+        path = join_inside(folder, filename, what="file name")
+        if not path.is_file():
             raise FileNotFoundError(f"{folder} has no {filename}; was it written by save_pretrained()/save()?")
-        return folder / filename
+        return path
     repo_id = check_repo_id(path_or_repo_id)
     from huggingface_hub import hf_hub_download
 
