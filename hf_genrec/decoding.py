@@ -24,15 +24,25 @@ DECODING_METHODS = ("auto", "fast", "vectorised", "reference")
 _NOT_A_CANDIDATE = -1.0e8
 
 
+def _fsdp_managed(model: torch.nn.Module) -> bool:
+    """Whether ``model`` is sharded by FSDP (1 or 2; accelerate's FSDP2 makes the model an ``FSDPModule``)."""
+    from transformers.integrations.fsdp import is_fsdp_managed_module
+
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # torch without FSDP2
+        FSDPModule = ()  # noqa: N806
+    return bool(is_fsdp_managed_module(model) or isinstance(model, FSDPModule))
+
+
 def needs_synced_gpus(model: torch.nn.Module) -> bool:
     """Whether decoding must keep all processes in step: DeepSpeed ZeRO-3 or FSDP with more than one process."""
     import torch.distributed as dist
     from transformers.integrations import is_deepspeed_zero3_enabled
-    from transformers.integrations.fsdp import is_fsdp_managed_module
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
         return False
-    return bool(is_deepspeed_zero3_enabled() or is_fsdp_managed_module(model))
+    return bool(is_deepspeed_zero3_enabled() or _fsdp_managed(model))
 
 
 def build_trie(item_tokenizer: ItemTokenizer) -> ItemTrie:
@@ -82,7 +92,9 @@ def generate_items(
     if method not in DECODING_METHODS:
         raise ValueError(f"method must be one of {DECODING_METHODS}, got {method!r}.")
     if method == "auto":
-        method = "fast" if supports_shared_beam_search(model) else "vectorised"
+        # FSDP gathers the root module's weights (embeddings, LM head) only inside the root's own forward, which the
+        # fast path does not call: under FSDP decode with stock generate
+        method = "fast" if supports_shared_beam_search(model) and not _fsdp_managed(model) else "vectorised"
     if synced_gpus is None:
         synced_gpus = needs_synced_gpus(model)
     start_id = model.generation_config.decoder_start_token_id

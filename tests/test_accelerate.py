@@ -72,3 +72,23 @@ def test_two_processes_rank_every_user_once_with_single_process_metrics(bundle):
     assert one["metrics"]["test_recall@5"] > 0.3  # a model that learnt something, so equal metrics mean something
     # the loss is Trainer's mean of batch means: the padded last batch moves it slightly, but it is not doubled
     assert two["metrics"]["test_loss"] == pytest.approx(one["metrics"]["test_loss"], rel=0.05)
+
+
+def test_shipped_accelerate_configs_load():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    folder = REPO / "configs" / "accelerate"
+    kinds = {}
+    for path in sorted(folder.glob("*.yaml")):
+        config = load_config_from_file(str(path))
+        kinds[path.stem] = (
+            str(config.distributed_type).split(".")[-1],
+            (config.deepspeed_config or {}).get("zero_stage"),
+        )
+    assert kinds == {
+        "ddp": ("MULTI_GPU", None),
+        "deepspeed_zero2": ("DEEPSPEED", 2),
+        "deepspeed_zero3": ("DEEPSPEED", 3),
+        "fsdp": ("FSDP", None),
+    }
+    assert load_config_from_file(str(folder / "fsdp.yaml")).fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
