@@ -10,7 +10,7 @@ Every case runs in a fresh Python process, so its peak resident memory (``ru_max
 - ``read``: `load_interactions` on Amazon Beauty and MovieLens-1M from ``--data-dir`` (skipped without it).
 
     OMP_NUM_THREADS=1 python benchmarks/scale.py --data-dir ../shared/data          # 100k and 1M items, both datasets
-    OMP_NUM_THREADS=1 python benchmarks/scale.py --items 100000 --data-dir ../shared/data   # without the 1M case
+    OMP_NUM_THREADS=1 python benchmarks/scale.py --items --data-dir ../shared/data   # reading only (other cases kept)
 
 Writes ``benchmarks/results/scale.json`` and prints a markdown table.
 """
@@ -122,7 +122,7 @@ def child(args: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--items", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--items", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--n-iter", type=int, default=20, help="k-means iterations per level")
     parser.add_argument("--data-dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
@@ -151,10 +151,18 @@ def main() -> None:
         results.append(child(["read", dataset, args.data_dir]))
         print(json.dumps(results[-1]), flush=True)
 
+    command = "python " + " ".join(sys.argv)
+    for r in results:
+        r["command"] = command
+    # cases not run this time keep their earlier figures (e.g. re-measure reading without the 1M fit)
+    key = lambda r: (r["case"], r.get("n_items"), r.get("dim"), r.get("dataset"))  # noqa: E731
+    earlier = json.loads(Path(args.output).read_text())["results"] if Path(args.output).exists() else []
+    ran = {key(r) for r in results}
+    results = [r for r in earlier if key(r) not in ran] + results
+    results.sort(key=lambda r: (r["case"] != "ids", r.get("n_items") or 0, r.get("dataset") or ""))
     record = {
         "machine": describe_machine(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "command": "python " + " ".join(sys.argv),
         "results": results,
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
