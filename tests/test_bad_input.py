@@ -78,3 +78,17 @@ def test_fewer_beams_than_k(item_tokenizer, tiny_model):
         recommender.recommend([["item1", "item2"]], k=5, num_beams=3)
     # unset, the bundle's beams are raised to k (and logged): asking for 6 items gives 6
     assert len(recommender.recommend([["item1", "item2"]], k=6)[0]) == 6
+
+
+def test_repeated_rows_of_one_item_in_an_item_file(tmp_path, caplog):
+    from hf_genrec.data import DataFormatError, read_recbole_atomic
+
+    (tmp_path / "x.inter").write_text("user_id:token\titem_id:token\nu\ta\nu\tb\n")
+    (tmp_path / "x.item").write_text("item_id:token\ttitle:token\na\tA\nb\tB\na\tA\n")
+    with caplog.at_level(logging.WARNING, logger="hf_genrec.data.recbole"):
+        data = read_recbole_atomic(tmp_path / "x.inter", tmp_path / "x.item")
+    assert data.items["title"] == ["A", "B"]
+    assert "1 item rows repeat an earlier row of the same item word for word" in caplog.text
+    (tmp_path / "x.item").write_text("item_id:token\ttitle:token\na\tA\nb\tB\na\tAnother title\n")
+    with pytest.raises(DataFormatError, match=r"x\.item, line 4: item_id 'a' already has a row on line 2"):
+        read_recbole_atomic(tmp_path / "x.inter", tmp_path / "x.item")
