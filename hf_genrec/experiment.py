@@ -19,7 +19,7 @@ from .examples import tokenize_examples, tokenize_sequences
 from .features import DEFAULT_TEXT_MODEL, build_item_features
 from .metrics import ranking_metrics
 from .modeling import build_t5_model
-from .saving import check_checkpoint, last_complete_checkpoint
+from .saving import atomic_write_text, check_checkpoint, last_complete_checkpoint
 from .semantic_ids import (
     RQVAE,
     AtomicIDs,
@@ -354,7 +354,8 @@ def run_experiment(
     }
     trainer.card_data.protocol = results["protocol"]
     trainer.save_model(str(output_dir))  # the bundle, with the test metrics and protocol in its model card
-    (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    if trainer.is_world_process_zero():  # under `accelerate launch` every process holds the same results
+        atomic_write_text(output_dir / "results.json", json.dumps(results, indent=2) + "\n")
     return results
 
 
