@@ -11,7 +11,10 @@ class UnsafePathError(ValueError):
 
 
 def join_inside(base: str | os.PathLike, *parts: str | os.PathLike, what: str = "path") -> Path:
-    """``base / parts...``, or `UnsafePathError` when the result (links resolved) is not inside ``base``.
+    """``base / parts...``, or `UnsafePathError` when the result is not inside ``base``.
+
+    The check is on the names themselves (``..``, absolute paths), not on where symbolic links point: the Hugging
+    Face cache links every file of a snapshot to a blob outside the snapshot's folder.
 
     Example:
         >>> join_inside("data", "ml-1m")
@@ -20,10 +23,11 @@ def join_inside(base: str | os.PathLike, *parts: str | os.PathLike, what: str = 
     """
     base = Path(base)
     path = base.joinpath(*parts)
-    if not path.resolve().is_relative_to(base.resolve()):
+    inside = Path(os.path.normpath(os.path.abspath(path)))
+    if not inside.is_relative_to(Path(os.path.normpath(os.path.abspath(base)))):
         shown = "/".join(str(p) for p in parts)
         raise UnsafePathError(
-            f"The {what} {shown!r} leads outside {base} (to {path.resolve()}); names from configs, bundles and "
-            "archives must stay inside their folder. Use a plain name or a relative path without '..'."
+            f"The {what} {shown!r} leads outside {base} (to {inside}); names from configs, bundles and archives must "
+            "stay inside their folder. Use a plain name or a relative path without '..'."
         )
     return path

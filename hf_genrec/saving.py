@@ -53,7 +53,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def staged_directory(directory: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh folder beside ``directory`` to write a bundle into; on success, move its entries into
     ``directory`` (created if needed), replacing entries of the same name; on any error, delete it and leave
-    ``directory`` untouched.
+    ``directory`` untouched. Staging folders left by a save that was killed are removed first.
 
     Entries of ``directory`` that the new bundle does not write (``checkpoint-*`` folders, logs) are kept, except old
     weight files the new ones supersede. Each move is one ``rename`` on the same file system, so the only window in
@@ -61,6 +61,8 @@ def staged_directory(directory: str | os.PathLike) -> Iterator[Path]:
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
+    for stale in directory.parent.glob(f".{directory.name}.saving-*"):  # left by a save that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.saving-", dir=directory.parent))
     try:
         yield staging

@@ -107,7 +107,10 @@ def _resume_from(out: Path, checkpoint: Path):
 
 def test_crash_while_saving_a_bundle_leaves_the_previous_one(item_tokenizer, tiny_model, tmp_path, monkeypatch):
     folder = tmp_path / "bundle"
+    killed = tmp_path / ".bundle.saving-x1y2"  # what a save killed with SIGKILL leaves behind
+    (killed / "semantic_ids").mkdir(parents=True)
     GenerativeRecommender(tiny_model, item_tokenizer, GenRecConfig(num_beams=8, top_k=3)).save_pretrained(folder)
+    assert not killed.exists()
     before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
     expected = GenerativeRecommender.from_pretrained(folder).recommend([["item1", "item2"]], k=3)
 
