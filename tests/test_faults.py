@@ -146,3 +146,22 @@ def test_crash_while_the_trainer_saves_keeps_the_previous_bundle_and_checkpoints
     assert json.loads((out / "config.json").read_text()) == saved
     assert (out / "checkpoint-39").is_dir() and not [p for p in out.iterdir() if p.name.startswith(".")]
     GenerativeRecommender.from_pretrained(out)
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    ["semantic_ids/codes.safetensors", "semantic_ids/item_ids.json", "semantic_ids/semantic_ids.json",
+     "genrec_tokenizer.json", "tokenizer.json", "quantizer/quantizer.safetensors", "model.safetensors"],
+)  # fmt: skip
+def test_damaged_bundle_file_is_named_with_what_to_do(damaged, item_tokenizer, tiny_model, tmp_path):
+    from hf_genrec.semantic_ids import RandomIDs
+
+    quantizer = RandomIDs(n_levels=3, codebook_size=4, seed=0)
+    quantizer.fit(None, item_tokenizer.item_ids)
+    folder = tmp_path / "bundle"
+    GenerativeRecommender(tiny_model, item_tokenizer, GenRecConfig(), quantizer=quantizer).save_pretrained(folder)
+    path = folder / damaged
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a copy that stopped half way
+    with pytest.raises(ValueError, match=r"truncated or damaged.*(Save|save)") as info:
+        GenerativeRecommender.from_pretrained(folder)
+    assert damaged.split("/")[-1] in str(info.value) or "tokenizer" in str(info.value)

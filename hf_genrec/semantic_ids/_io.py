@@ -52,8 +52,31 @@ def write_json(path: Path, payload: dict) -> None:
     path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
+class DamagedFileError(ValueError):
+    """A saved file that cannot be read (truncated, overwritten, not what its name says); the message says what to do."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        super().__init__(
+            f"{path} cannot be read ({problem}): the file is truncated or damaged. Save the bundle again (or delete "
+            "it from the Hugging Face cache and download it again)."
+        )
+
+
 def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+        raise DamagedFileError(path, f"not valid JSON: {err}") from err
+
+
+def read_safetensors(path: str | os.PathLike) -> dict:
+    """The arrays of a safetensors file, or `DamagedFileError` when it cannot be read."""
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own SafetensorError (and OSError for short files)
+        raise DamagedFileError(path, f"not a whole safetensors file: {err}") from err
 
 
 def drop_unknown_keys(config: dict, known: set[str], what: str) -> dict:

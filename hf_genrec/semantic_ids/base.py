@@ -20,6 +20,7 @@ from ._io import (
     drop_unknown_keys,
     library_version,
     read_json,
+    read_safetensors,
     resolve_file,
     write_json,
 )
@@ -103,7 +104,6 @@ class ItemIDScheme:
 
         Called on the base class, it loads whichever scheme the folder holds.
         """
-        from safetensors.numpy import load_file
 
         config_path = resolve_file(path_or_repo_id, QUANTIZER_CONFIG_NAME, **hub_kwargs)
         config = read_json(config_path)
@@ -120,7 +120,7 @@ class ItemIDScheme:
         allowed = known | set(target._extra_keys()) | {"scheme", "hf_genrec_version"}
         config = drop_unknown_keys(config, allowed, str(config_path))
         instance = target(**{key: value for key, value in config.items() if key in known})
-        tensors = load_file(str(resolve_file(path_or_repo_id, QUANTIZER_WEIGHTS_NAME, **hub_kwargs)))
+        tensors = read_safetensors(resolve_file(path_or_repo_id, QUANTIZER_WEIGHTS_NAME, **hub_kwargs))
         instance._load_state(tensors, config)
         instance._after_load(path_or_repo_id, **hub_kwargs)
         return instance

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import drop_unknown_keys, library_version, read_json, resolve_file, write_json
+from ._io import drop_unknown_keys, library_version, read_json, read_safetensors, resolve_file, write_json
 from ._validation import check_collision_option, check_item_ids
 from .collisions import add_collision_level as _append_collision_level
 from .collisions import check_codes, id_lengths, tuple_groups
@@ -181,7 +181,6 @@ class SemanticIDs:
     @classmethod
     def load(cls, directory: str | os.PathLike, **hub_kwargs) -> SemanticIDs:
         """Read what :meth:`save` wrote (a local folder, or a Hub repo id with ``subfolder=`` etc.)."""
-        from safetensors.numpy import load_file
 
         metadata_path = resolve_file(directory, METADATA_NAME, **hub_kwargs)
         metadata = drop_unknown_keys(read_json(metadata_path), _METADATA_KEYS, str(metadata_path))
@@ -190,7 +189,7 @@ class SemanticIDs:
                 f"{metadata_path} has format_version {metadata['format_version']}, newer than this hf_genrec "
                 f"({library_version()}) reads ({FORMAT_VERSION}). Upgrade hf_genrec."
             )
-        codes = load_file(str(resolve_file(directory, CODES_NAME, **hub_kwargs)))["codes"]
+        codes = read_safetensors(resolve_file(directory, CODES_NAME, **hub_kwargs))["codes"]
         item_ids = read_json(resolve_file(directory, ITEM_IDS_NAME, **hub_kwargs))
         if len(item_ids) != len(codes) or codes.shape[1] != metadata["n_levels"]:
             raise ValueError(
