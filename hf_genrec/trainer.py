@@ -9,9 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import SequentialSampler
+from torch.utils.data import Sampler, SequentialSampler
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import get_last_checkpoint
@@ -223,16 +224,28 @@ class GenRecTrainer(Seq2SeqTrainer):
         )
         return super().evaluation_loop(*args, **kwargs)
 
-    def _get_eval_sampler(self, eval_dataset):
-        """Evaluation keeps the dataset's order (sharded across processes), whatever the training sampler.
+    def predict(self, *args: Any, **kwargs: Any):
+        """`Seq2SeqTrainer.predict`; its rows follow the dataset's rows (one per user)."""
+        self._keep_eval_order = True
+        try:
+            return super().predict(*args, **kwargs)
+        finally:
+            self._keep_eval_order = False
 
-        With ``train_sampling_strategy="group_by_length"`` (our default) Trainer also groups evaluation batches by
-        length, in a shuffled order (transformers 5.x), so ``predict()``'s rows would not line up with the users of
-        the dataset.
+    def _get_eval_sampler(self, eval_dataset):
+        """A fixed evaluation order, sharded across processes: by length for `evaluate`, as given for `predict`.
+
+        With ``train_sampling_strategy="group_by_length"`` (our default) Trainer groups evaluation batches by length
+        in a shuffled order (transformers 5.x), so ``predict()``'s rows would not line up with the users. Metrics do
+        not depend on the order, so `evaluate` keeps the speed of short padded batches with histories sorted by
+        length (stable, no randomness); `predict` keeps the dataset's order.
         """
         if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
             return None
-        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+        column = self.args.length_column_name
+        if not getattr(self, "_keep_eval_order", False) and column in getattr(eval_dataset, "column_names", ()):
+            return LengthSortedSampler(eval_dataset[column])
+        return SequentialSampler(eval_dataset)
 
     @property
     def trie_index(self) -> TrieIndex:
@@ -339,3 +352,16 @@ class GenRecTrainer(Seq2SeqTrainer):
             self.push_in_progress = PushInProgress([job])
         else:
             self.push_in_progress.jobs.append(job)
+
+
+class LengthSortedSampler(Sampler[int]):
+    """Indices sorted by length, longest first (a stable sort: equal lengths keep their order); deterministic."""
+
+    def __init__(self, lengths):
+        self.order = np.argsort(-np.asarray(lengths), kind="stable").tolist()
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self):
+        return iter(self.order)

@@ -23,13 +23,14 @@ N_USERS = 23
 
 
 def test_split(item_ids: list[str]) -> datasets.Dataset:
-    """User u's history is 4 consecutive items starting at u; the target the next one (a walk the model learnt)."""
-    n = len(item_ids)
+    """User u's history is 1 to 5 consecutive items starting at u; the target the next one (a walk the model
+    learnt). Lengths differ, so `evaluate`'s length-sorted order differs from the dataset's."""
+    n, lengths = len(item_ids), [1 + u % 5 for u in range(N_USERS)]
     return datasets.Dataset.from_dict(
         {
             "user_id": [f"u{u}" for u in range(N_USERS)],
-            "history": [[item_ids[(u + t) % n] for t in range(4)] for u in range(N_USERS)],
-            "target": [item_ids[(u + 4) % n] for u in range(N_USERS)],
+            "history": [[item_ids[(u + t) % n] for t in range(lengths[u])] for u in range(N_USERS)],
+            "target": [item_ids[(u + lengths[u]) % n] for u in range(N_USERS)],
         }
     )
 
@@ -45,10 +46,12 @@ def main(bundle: str, output: str) -> None:
     )  # fmt: skip
     trainer = GenRecTrainer(model=recommender.model, args=args, item_tokenizer=item_tokenizer)
     prediction = trainer.predict(test, metric_key_prefix="test")
+    evaluated = trainer.evaluate(test, metric_key_prefix="test")
     if trainer.is_world_process_zero():
         result = {
             "world_size": trainer.args.world_size,
             "metrics": {k: v for k, v in prediction.metrics.items() if k.split("_")[-1] not in ("runtime", "second")},
+            "evaluate_metrics": {k: v for k, v in evaluated.items() if k.split("_")[-1] not in ("runtime", "second")},
             "predictions": prediction.predictions.tolist(),
             "labels": prediction.label_ids.tolist(),
             "expected_labels": [item_tokenizer.item_ids.index(t) for t in test["target"]],

@@ -70,6 +70,9 @@ def test_two_processes_rank_every_user_once_with_single_process_metrics(bundle):
     ranking = [k for k in one["metrics"] if "@" in k or "invalid" in k]
     assert len(ranking) == 6 and {k: two["metrics"][k] for k in ranking} == {k: one["metrics"][k] for k in ranking}
     assert one["metrics"]["test_recall@5"] > 0.3  # a model that learnt something, so equal metrics mean something
+    # `evaluate` batches histories sorted by length (a different order, sharded too): the same ranking metrics
+    for run in (one, two):
+        assert {k: run["evaluate_metrics"][k] for k in ranking} == {k: one["metrics"][k] for k in ranking}
     # the loss is Trainer's mean of batch means: the padded last batch moves it slightly, but it is not doubled
     assert two["metrics"]["test_loss"] == pytest.approx(one["metrics"]["test_loss"], rel=0.05)
 
