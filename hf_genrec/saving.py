@@ -84,6 +84,8 @@ def _publish(staging: Path, directory: Path) -> None:
     entries = sorted(staging.iterdir(), key=lambda e: (not e.is_dir(), e.name.endswith(".json"), e.name))
     for entry in entries:
         target = directory / entry.name
+        if entry.is_dir() and target.is_file():
+            target.unlink()
         if entry.is_dir() and target.exists():
             aside = Path(tempfile.mkdtemp(prefix=f".{entry.name}.old-", dir=directory))
             os.rename(target, aside / entry.name)
