@@ -9,11 +9,11 @@ Subclasses name their constructor arguments in ``_config_keys`` and their fitted
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
+from ..saving import staged_directory
 from ._io import (
     QUANTIZER_CONFIG_NAME,
     QUANTIZER_WEIGHTS_NAME,
@@ -92,11 +92,10 @@ class ItemIDScheme:
         from safetensors.numpy import save_file
 
         self._require_fitted()
-        directory = Path(save_directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        write_json(directory / QUANTIZER_CONFIG_NAME, self.get_config())
-        tensors = {key: np.ascontiguousarray(value) for key, value in self._state().items()}
-        save_file(tensors, str(directory / QUANTIZER_WEIGHTS_NAME), metadata={"scheme": self.scheme})
+        with staged_directory(save_directory) as directory:  # a crash while saving leaves the previous files
+            write_json(directory / QUANTIZER_CONFIG_NAME, self.get_config())
+            tensors = {key: np.ascontiguousarray(value) for key, value in self._state().items()}
+            save_file(tensors, str(directory / QUANTIZER_WEIGHTS_NAME), metadata={"scheme": self.scheme})
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id: str | os.PathLike, **hub_kwargs) -> ItemIDScheme:

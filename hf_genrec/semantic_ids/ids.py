@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 
+from ..saving import staged_directory
 from ._io import drop_unknown_keys, library_version, read_json, read_safetensors, resolve_file, write_json
 from ._validation import check_collision_option, check_item_ids
 from .collisions import add_collision_level as _append_collision_level
@@ -158,25 +158,24 @@ class SemanticIDs:
         """Write ``semantic_ids.json`` (metadata + diagnostics), ``item_ids.json`` and ``codes.safetensors``."""
         from safetensors.numpy import save_file
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        write_json(
-            directory / METADATA_NAME,
-            {
-                "format_version": FORMAT_VERSION,
-                "hf_genrec_version": library_version(),
-                "scheme": self.scheme,
-                "n_items": self.n_items,
-                "n_levels": self.n_levels,
-                "codebook_sizes": self.codebook_sizes,
-                "has_collision_level": self.has_collision_level,
-                "vocabulary": self.vocabulary,
-                "added_tokens": self.added_tokens,
-                "diagnostics": self.diagnostics,
-            },
-        )
-        (directory / ITEM_IDS_NAME).write_text(_dump_ids(self.item_ids), encoding="utf-8")
-        save_file({"codes": self.codes}, str(directory / CODES_NAME), metadata={"format": "np"})
+        with staged_directory(directory) as directory:  # a crash while saving leaves the previous files
+            write_json(
+                directory / METADATA_NAME,
+                {
+                    "format_version": FORMAT_VERSION,
+                    "hf_genrec_version": library_version(),
+                    "scheme": self.scheme,
+                    "n_items": self.n_items,
+                    "n_levels": self.n_levels,
+                    "codebook_sizes": self.codebook_sizes,
+                    "has_collision_level": self.has_collision_level,
+                    "vocabulary": self.vocabulary,
+                    "added_tokens": self.added_tokens,
+                    "diagnostics": self.diagnostics,
+                },
+            )
+            (directory / ITEM_IDS_NAME).write_text(_dump_ids(self.item_ids), encoding="utf-8")
+            save_file({"codes": self.codes}, str(directory / CODES_NAME), metadata={"format": "np"})
 
     @classmethod
     def load(cls, directory: str | os.PathLike, **hub_kwargs) -> SemanticIDs:
