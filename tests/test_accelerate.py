@@ -10,19 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import datasets
 import pytest
 
-from hf_genrec import GenerativeRecommender
-from hf_genrec.configuration import GenRecConfig
-from hf_genrec.examples import tokenize_examples
-from hf_genrec.modeling import build_t5_model
-from hf_genrec.semantic_ids import RandomIDs
-from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
-from hf_genrec.trainer import GenRecTrainer
-
 from . import accelerate_eval
-from .conftest import TINY_T5, cyclic_sequences, tiny_training_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,43 +24,26 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    """A tiny recommender trained for a few seconds on a cyclic walk over 30 items."""
-    items = [f"item{i}" for i in range(30)]
-    item_tokenizer = ItemTokenizer(
-        minimal_t5_tokenizer(), RandomIDs(n_levels=2, codebook_size=4, seed=0).fit(None, items)
-    )
-    pairs = [(s[:t], s[t]) for s in cyclic_sequences(30, 40, 6, seed=1) for t in range(1, 6)]
-    train = datasets.Dataset.from_dict({"history": [h for h, _ in pairs], "target": [t for _, t in pairs]})
-    out = tmp_path_factory.mktemp("accelerate")
-    trainer = GenRecTrainer(
-        model=build_t5_model(item_tokenizer, seed=0, **TINY_T5),
-        args=tiny_training_args(out / "train", num_train_epochs=4, num_beams=8),
-        item_tokenizer=item_tokenizer,
-        train_dataset=tokenize_examples(train, item_tokenizer),
-    )
-    trainer.train()
-    GenerativeRecommender(trainer.model, item_tokenizer, GenRecConfig(num_beams=8, top_k=5)).save_pretrained(out / "b")
-    return out
-
-
-def test_two_processes_rank_every_user_once_with_single_process_metrics(bundle):
-    single = bundle / "single.json"
-    accelerate_eval.main(str(bundle / "b"), str(single))
+def test_two_processes_train_and_rank_every_user_once_with_single_process_metrics(tmp_path):
+    bundle, multi, single = tmp_path / "bundle", tmp_path / "multi.json", tmp_path / "single.json"
     # `--multi_gpu` on a machine without GPUs starts torch.distributed workers on the CPU (gloo); accelerate's
     # `--cpu` alone runs one process unless MPI is configured.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-        "-m", "tests.accelerate_eval", str(bundle / "b"), str(bundle / "multi.json"),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(_free_port()),
+        "-m", "tests.accelerate_eval", str(bundle), str(multi), "--train",
     ]  # fmt: skip
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    # the same checkpoint, ranked by a single process
+    accelerate_eval.main(str(bundle), str(single))
 
-    one, two = json.loads(single.read_text()), json.loads((bundle / "multi.json").read_text())
+    two, one = json.loads(multi.read_text()), json.loads(single.read_text())
     assert (one["world_size"], two["world_size"]) == (1, 2)
+    assert two["train_losses"][-1] < 0.5 * two["train_losses"][0]  # the two processes trained it together
+    assert not [p for p in bundle.iterdir() if p.name.startswith(".")]  # one bundle, written by the main process
     # 23 users in batches of 4 on 2 processes: the last round is padded; every user is ranked exactly once
     assert len(two["labels"]) == len(two["predictions"]) == accelerate_eval.N_USERS
     assert two["labels"] == one["labels"] == one["expected_labels"]  # in the dataset's order
