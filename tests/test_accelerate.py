@@ -1,5 +1,5 @@
-"""Under `accelerate launch` with 2 CPU processes (gloo), evaluation ranks every test user exactly once and gives the
-metrics of a single-process run on the same checkpoint."""
+"""Under `accelerate launch` with 2 CPU processes (gloo) a tiny recommender trains, and evaluation ranks every test user
+exactly once, with the metrics a single process gets from the same checkpoint."""
 
 from __future__ import annotations
 
