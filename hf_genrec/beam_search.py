@@ -102,6 +102,17 @@ def _gather(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def _all_processes_done(done: bool, device: torch.device) -> bool:
+    """Whether every process of the default group is done (an all-reduce, as generate does with synced_gpus)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return done
+    flag = torch.tensor(0.0 if done else 1.0, device=device)
+    dist.all_reduce(flag)
+    return flag.item() == 0.0
+
+
 def shared_beam_search(
     model: PreTrainedModel,
     input_ids: torch.Tensor,
@@ -117,8 +128,12 @@ def shared_beam_search(
     length_penalty: float = 0.0,
     early_stopping: bool | str = "never",
     renormalize: bool = False,
+    synced_gpus: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Beam search with cross-attention shared by the beams of each history.
+
+    ``synced_gpus=True`` (DeepSpeed ZeRO-3 / FSDP, where every forward pass gathers weights from all processes)
+    keeps this process running decoder steps, with their results unused, until every process has finished.
 
     ``renormalize=True`` takes the log-softmax again after the logits processor, as ``generate`` does with
     ``renormalize_logits=True`` (for models trained with the trie-normalised loss).
@@ -153,7 +168,14 @@ def shared_beam_search(
     offsets = (torch.arange(batch, device=device) * num_beams)[:, None]
 
     cur_len = 1
+    peer_done = False  # synced_gpus: this process is done but others still decode
     while True:
+        if peer_done:  # keep the collective forward passes in step with the other processes
+            decoder.step(running[:, :, cur_len - 1].reshape(-1), position=cur_len - 1)
+            cur_len += 1
+            if _all_processes_done(True, device):
+                break
+            continue
         if cur_len == 1:  # every beam of a history is the decoder start: score it once and broadcast
             start = running[:, 0, :1]
             logits = decoder.step(start[:, 0], position=0)
@@ -213,7 +235,12 @@ def shared_beam_search(
         worst_finished = torch.where(is_finished, finished_scores.min(dim=1, keepdim=True).values, neg)
         unsatisfied = unsatisfied & (best_running > worst_finished).any(dim=-1, keepdim=True)
         open_beam = not (bool(is_finished.all()) and early_stopping is True)
-        if not (bool(unsatisfied.any()) and open_beam and not bool(hits.all())):
+        done = not (bool(unsatisfied.any()) and open_beam and not bool(hits.all()))
+        if synced_gpus:
+            if _all_processes_done(done, device):
+                break
+            peer_done = done
+        elif done:
             break
 
     sequences = finished[:, :num_return_sequences].reshape(batch * num_return_sequences, max_length)

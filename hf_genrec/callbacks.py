@@ -9,6 +9,8 @@ import time
 
 from transformers import TrainerCallback
 
+from .saving import atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 #: written into every checkpoint: the training minutes spent up to it, so a resumed run keeps counting
@@ -58,8 +60,9 @@ class TimeBudgetCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
         if os.path.isdir(folder) and state.is_world_process_zero:
-            with open(os.path.join(folder, CLOCK_FILE), "w") as f:
-                json.dump({"train_seconds": self.elapsed_seconds(), "global_step": state.global_step}, f)
+            # written last into the checkpoint (after Trainer's own files), atomically: it also marks it complete
+            clock = {"train_seconds": self.elapsed_seconds(), "global_step": state.global_step}
+            atomic_write_text(os.path.join(folder, CLOCK_FILE), json.dumps(clock))
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.max_seconds is not None and self.elapsed_seconds() >= self.max_seconds:

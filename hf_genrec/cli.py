@@ -70,6 +70,8 @@ def _train(argv: Sequence[str]) -> int:
     resume = training_args.resume_from_checkpoint  # a checkpoint folder, or "last" for the output dir's newest
     resume = True if resume in ("last", "true", "True") else resume
     results = run_experiment(data_args, id_args, model_args, training_args, resume_from_checkpoint=resume)
+    if training_args.process_index != 0:  # under `accelerate launch`, one table is enough
+        return 0
     print()
     print(f"Test metrics on {results['dataset']} ({results['protocol']}):")
     print(format_results_table(results))

@@ -24,6 +24,27 @@ DECODING_METHODS = ("auto", "fast", "vectorised", "reference")
 _NOT_A_CANDIDATE = -1.0e8
 
 
+def _fsdp_managed(model: torch.nn.Module) -> bool:
+    """Whether ``model`` is sharded by FSDP (1 or 2; accelerate's FSDP2 makes the model an ``FSDPModule``)."""
+    from transformers.integrations.fsdp import is_fsdp_managed_module
+
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # torch without FSDP2
+        FSDPModule = ()  # noqa: N806
+    return bool(is_fsdp_managed_module(model) or isinstance(model, FSDPModule))
+
+
+def needs_synced_gpus(model: torch.nn.Module) -> bool:
+    """Whether decoding must keep all processes in step: DeepSpeed ZeRO-3 or FSDP with more than one process."""
+    import torch.distributed as dist
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return False
+    return bool(is_deepspeed_zero3_enabled() or _fsdp_managed(model))
+
+
 def build_trie(item_tokenizer: ItemTokenizer) -> ItemTrie:
     """The (Python, reference) trie of every item spelling in ``item_tokenizer``'s catalogue."""
     return ItemTrie(item_tokenizer.spellings())
@@ -49,6 +70,7 @@ def generate_items(
     method: str = "auto",
     index: TrieIndex | None = None,
     trie: ItemTrie | None = None,
+    synced_gpus: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` items for each encoded history by trie-constrained beam search.
 
@@ -57,6 +79,9 @@ def generate_items(
             ``"reference"`` (see the module docstring); all return the same items and scores.
         index: a prebuilt :class:`TrieIndex` (built from ``item_tokenizer`` when missing).
         trie: a prebuilt :class:`ItemTrie` for ``method="reference"``.
+        synced_gpus: keep every process decoding until all are done, as DeepSpeed ZeRO-3 and FSDP need (each forward
+            pass gathers weights from all processes). Default: on when either is active with more than one process,
+            as in ``generate``.
 
     Returns:
         `(indices, scores)`, both ``[batch, k]``: item row indices best first (``-1`` where beam search ran out of
@@ -67,7 +92,11 @@ def generate_items(
     if method not in DECODING_METHODS:
         raise ValueError(f"method must be one of {DECODING_METHODS}, got {method!r}.")
     if method == "auto":
-        method = "fast" if supports_shared_beam_search(model) else "vectorised"
+        # FSDP gathers the root module's weights (embeddings, LM head) only inside the root's own forward, which the
+        # fast path does not call: under FSDP decode with stock generate
+        method = "fast" if supports_shared_beam_search(model) and not _fsdp_managed(model) else "vectorised"
+    if synced_gpus is None:
+        synced_gpus = needs_synced_gpus(model)
     start_id = model.generation_config.decoder_start_token_id
     if start_id is None:
         start_id = item_tokenizer.pad_token_id
@@ -89,6 +118,7 @@ def generate_items(
                 eos_token_id=item_tokenizer.eos_token_id,
                 pad_token_id=item_tokenizer.pad_token_id,
                 renormalize=bool(getattr(model.generation_config, "renormalize_logits", False)),
+                synced_gpus=synced_gpus,
             )
         else:
             if method == "vectorised":
@@ -110,6 +140,7 @@ def generate_items(
                 do_sample=False,
                 return_dict_in_generate=True,
                 output_scores=True,
+                synced_gpus=synced_gpus,
                 **constraint,
             )
             sequences, scores = out.sequences, out.sequences_scores

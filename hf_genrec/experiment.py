@@ -19,6 +19,7 @@ from .examples import tokenize_examples, tokenize_sequences
 from .features import DEFAULT_TEXT_MODEL, build_item_features
 from .metrics import ranking_metrics
 from .modeling import build_t5_model
+from .saving import atomic_write_text, check_checkpoint, last_complete_checkpoint
 from .semantic_ids import (
     RQVAE,
     AtomicIDs,
@@ -233,10 +234,18 @@ def run_experiment(
 
     checkpoint = resume_from_checkpoint
     if checkpoint is True:
-        checkpoint = get_last_checkpoint(str(output_dir))
+        checkpoint = last_complete_checkpoint(output_dir)  # skips a checkpoint left half-written by a crash
         if checkpoint is None:
-            raise ValueError(f"resume_from_checkpoint=True, but {output_dir} holds no checkpoint-* folder.")
+            raise ValueError(
+                f"resume_from_checkpoint=True, but {output_dir} holds no complete checkpoint-* folder"
+                + (
+                    " (see the warnings above)."
+                    if Path(output_dir).is_dir() and get_last_checkpoint(str(output_dir))
+                    else "."
+                )
+            )
     if checkpoint:
+        check_checkpoint(checkpoint)
         # the model was trained on these IDs: read them back rather than fitting again
         item_tokenizer = ItemTokenizer.from_pretrained(checkpoint)
         semantic_ids = item_tokenizer.semantic_ids
@@ -359,7 +368,8 @@ def run_experiment(
     }
     trainer.card_data.protocol = results["protocol"]
     trainer.save_model(str(output_dir))  # the bundle, with the test metrics and protocol in its model card
-    (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    if trainer.is_world_process_zero():  # under `accelerate launch` every process holds the same results
+        atomic_write_text(output_dir / "results.json", json.dumps(results, indent=2) + "\n")
     return results
 
 

@@ -16,6 +16,8 @@ from .tokenization import ITEM_MAP_DIR
 
 #: never pushed: Trainer's resumable checkpoints and pickled states, logs, caches
 PUSH_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "_*", "runs/**", "*.pt", "*.pth", "*.bin", "*.pkl"]
+#: nor the hidden folders of a save in progress (or killed) and of replaced subfolders (hf_genrec.saving)
+PUSH_IGNORE_PATTERNS += [".*.saving-*", ".*.saving-*/**", ".*.old-*", ".*.old-*/**"]
 
 
 def resolve_bundle(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from transformers import AutoModelForSeq2SeqLM, PreTrainedModel
@@ -14,11 +14,14 @@ from .data.collator import GenRecCollator
 from .decoding import build_trie_index, generate_items
 from .hub import check_bundle, push_folder, resolve_bundle
 from .model_card import GenRecCardData, build_model_card
+from .saving import staged_directory
 from .semantic_ids import ItemIDScheme, load_quantizer
 from .tokenization import ItemTokenizer
 from .trie_logits import TrieIndex
 
 QUANTIZER_DIR = "quantizer"
+
+logger = logging.getLogger(__name__)
 
 
 class GenerativeRecommender:
@@ -87,6 +90,15 @@ class GenerativeRecommender:
                 "`histories` must be a list of histories (a list of lists of item ids); for one user pass `[history]`."
             )
         k = k or self.config.top_k
+        if num_beams is not None and num_beams < k:
+            raise ValueError(
+                f"num_beams={num_beams} is smaller than k={k}: beam search returns at most num_beams items. Pass "
+                f"num_beams >= {k} (or leave it unset: the bundle's num_beams, raised to k when smaller)."
+            )
+        if num_beams is None and self.config.num_beams < k:
+            logger.info(
+                "k=%d is larger than the bundle's num_beams=%d; searching with %d beams.", k, self.config.num_beams, k
+            )
         num_beams = max(num_beams or self.config.num_beams, k)
         if k > self.item_tokenizer.num_items:
             raise ValueError(f"k={k} is larger than the catalogue ({self.item_tokenizer.num_items} items).")
@@ -121,15 +133,16 @@ class GenerativeRecommender:
 
     def save_pretrained(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> None:
         """Write the bundle: model (safetensors), tokenizer, item map, quantiser, ``genrec_config.json``, model card."""
-        save_directory = Path(save_directory)
-        save_directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(save_directory)
-        self.item_tokenizer.save_pretrained(save_directory)
-        self.config.save_pretrained(save_directory)
-        if self.quantizer is not None:
-            self.quantizer.save_pretrained(save_directory / QUANTIZER_DIR)
-        card = build_model_card(self.item_tokenizer, self.config, self.card_data, repo_id=repo_id)
-        (save_directory / "README.md").write_text(card, encoding="utf-8")
+        # written into a hidden sibling folder and moved into place when complete: a crash while saving leaves the
+        # previous bundle loadable
+        with staged_directory(save_directory) as staging:
+            self.model.save_pretrained(staging)
+            self.item_tokenizer.save_pretrained(staging)
+            self.config.save_pretrained(staging)
+            if self.quantizer is not None:
+                self.quantizer.save_pretrained(staging / QUANTIZER_DIR)
+            card = build_model_card(self.item_tokenizer, self.config, self.card_data, repo_id=repo_id)
+            (staging / "README.md").write_text(card, encoding="utf-8")
 
     def push_to_hub(
         self,

@@ -17,6 +17,7 @@ import numpy as np
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, T5Tokenizer
 
 from .semantic_ids import SemanticIDs
+from .semantic_ids._io import DamagedFileError, read_json
 
 ITEM_MAP_DIR = "semantic_ids"
 TOKENIZER_CONFIG_NAME = "genrec_tokenizer.json"
@@ -244,10 +245,13 @@ class ItemTokenizer:
                 "hf_genrec checkpoint (a plain T5 checkpoint lacks it); train one with `hf-genrec train` or build an "
                 "ItemTokenizer from your own SemanticIDs."
             )
-        tokenizer = AutoTokenizer.from_pretrained(directory)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(directory)
+        except ValueError as err:  # a truncated tokenizer.json / tokenizer_config.json (JSONDecodeError)
+            raise DamagedFileError(directory, f"its tokenizer files do not parse: {err}") from err
         semantic_ids = SemanticIDs.load(directory / ITEM_MAP_DIR)
         settings_file = directory / TOKENIZER_CONFIG_NAME
-        settings = json.loads(settings_file.read_text()) if settings_file.exists() else {}
+        settings = read_json(settings_file) if settings_file.exists() else {}
         n_before = len(tokenizer)
         item_tokenizer = cls(tokenizer, semantic_ids, history_eos=settings.get("history_eos", True))
         if len(tokenizer) != n_before:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Sampler, SequentialSampler
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import get_last_checkpoint
@@ -21,6 +24,7 @@ from .decoding import build_trie_index, generate_items
 from .hub import PUSH_IGNORE_PATTERNS
 from .metrics import make_compute_metrics
 from .model_card import GenRecCardData, ModelCardCallback, build_model_card, non_default_arguments
+from .saving import CheckpointError, check_checkpoint, last_complete_checkpoint, staged_directory
 from .schedules import BUDGET_SCHEDULES, time_budget_schedule
 from .semantic_ids import ItemIDScheme
 from .tokenization import ItemTokenizer
@@ -154,6 +158,11 @@ class GenRecTrainer(Seq2SeqTrainer):
         super().__init__(
             model=model, args=args, data_collator=data_collator, compute_metrics=compute_metrics, **kwargs
         )
+        # T5's loss is a mean over the batch's tokens that ignores `num_items_in_batch`, although its forward takes
+        # **kwargs; Trainer (transformers 5.x) reads that as "sums over num_items_in_batch" and multiplies the loss by
+        # the number of processes (and skips dividing by gradient-accumulation steps): under `accelerate launch` with
+        # 2 processes the training and evaluation losses came out doubled. Treat the loss as the mean it is.
+        self.model_accepts_loss_kwargs = False
         self._trie_index: TrieIndex | None = None
         self.add_callback(ModelCardCallback(self.card_data))
         if getattr(args, "constrained_loss", False) and model is not None:
@@ -192,9 +201,51 @@ class GenRecTrainer(Seq2SeqTrainer):
         minutes spent before the checkpoint too."""
         checkpoint = resume_from_checkpoint
         if checkpoint is True:
-            checkpoint = get_last_checkpoint(self.args.output_dir)
+            # the newest complete one: a run killed while saving leaves a partial checkpoint-N behind
+            checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if checkpoint is None and get_last_checkpoint(self.args.output_dir) is not None:
+                raise CheckpointError(
+                    f"{self.args.output_dir} holds checkpoints, but none is complete and undamaged (see the warnings "
+                    "above). Start the run again without resume_from_checkpoint."
+                )
+            resume_from_checkpoint = checkpoint  # Trainer would pick the newest folder, complete or not
+        if isinstance(checkpoint, str | os.PathLike):
+            check_checkpoint(checkpoint)
         self.clock.spent_seconds = read_spent_seconds(checkpoint) if isinstance(checkpoint, str) else 0.0
         return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def evaluation_loop(self, *args: Any, **kwargs: Any):
+        # Seq2SeqTrainer.evaluate/predict gather with plain `accelerator.gather` (transformers PR #27025: generated
+        # rows there may be num_return_sequences per example), which keeps the padding that even shards add to the
+        # last batch: under `accelerate launch` some users were ranked twice. Our predictions are one row of ranked
+        # items per user, so `gather_for_metrics` drops that padding and every user counts exactly once.
+        self.gather_function = functools.partial(
+            self.accelerator.gather_for_metrics, use_gather_object=self.args.eval_use_gather_object
+        )
+        return super().evaluation_loop(*args, **kwargs)
+
+    def predict(self, *args: Any, **kwargs: Any):
+        """`Seq2SeqTrainer.predict`; its rows follow the dataset's rows (one per user)."""
+        self._keep_eval_order = True
+        try:
+            return super().predict(*args, **kwargs)
+        finally:
+            self._keep_eval_order = False
+
+    def _get_eval_sampler(self, eval_dataset):
+        """A fixed evaluation order, sharded across processes: by length for `evaluate`, as given for `predict`.
+
+        With ``train_sampling_strategy="group_by_length"`` (our default) Trainer groups evaluation batches by length
+        in a shuffled order (transformers 5.x), so ``predict()``'s rows would not line up with the users. Metrics do
+        not depend on the order, so `evaluate` keeps the speed of short padded batches with histories sorted by
+        length (stable, no randomness); `predict` keeps the dataset's order.
+        """
+        if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
+            return None
+        column = self.args.length_column_name
+        if not getattr(self, "_keep_eval_order", False) and column in getattr(eval_dataset, "column_names", ()):
+            return LengthSortedSampler(eval_dataset[column])
+        return SequentialSampler(eval_dataset)
 
     @property
     def trie_index(self) -> TrieIndex:
@@ -233,8 +284,16 @@ class GenRecTrainer(Seq2SeqTrainer):
         return loss, indices.to(inputs["input_ids"].device), labels
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Write the bundle (model, tokenizer, item map, quantiser, config, card) into a hidden folder beside
+        ``output_dir`` and move it into place once complete: a crash while saving leaves the previous bundle."""
+        target = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:  # a rank that writes nothing (it may still join collective gathers)
+            return super()._save(target, state_dict=state_dict)
+        with staged_directory(target) as staging:
+            self._save_bundle(str(staging), state_dict)
+
+    def _save_bundle(self, output_dir: str, state_dict: dict | None) -> None:
         super()._save(output_dir, state_dict=state_dict)
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
         # Trainer pickles its arguments (`training_args.bin`); bundles hold no pickle, so keep them as JSON.
         pickled_args = os.path.join(output_dir, TRAINING_ARGS_NAME)
         if os.path.exists(pickled_args):
@@ -293,3 +352,16 @@ class GenRecTrainer(Seq2SeqTrainer):
             self.push_in_progress = PushInProgress([job])
         else:
             self.push_in_progress.jobs.append(job)
+
+
+class LengthSortedSampler(Sampler[int]):
+    """Indices sorted by length, longest first (a stable sort: equal lengths keep their order); deterministic."""
+
+    def __init__(self, lengths):
+        self.order = np.argsort(-np.asarray(lengths), kind="stable").tolist()
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self):
+        return iter(self.order)

@@ -90,9 +90,9 @@ def test_kcore_filter_is_iterative_and_keeps_order_and_timestamps():
         {"item_id": "b", "title": "B", "brand": None, "categories": [], "price": None, "attributes": [], "rank": 2.0},
     ]
     assert kcore_filter(data, 1).sequences.to_list() == data.sequences.to_list()
-    empty = kcore_filter(data, 4)
-    assert (empty.num_users, empty.num_items, empty.num_interactions) == (0, 0, 0)
-    assert empty.describe().startswith("k: 0 users, 0 items, 0 interactions")
+    # an empty core is an error that says how far the data is from it and what to change (nothing to train on)
+    with pytest.raises(ValueError, match=r"4-core of 'k' is empty.*longest user 3 items.*smaller min_count"):
+        kcore_filter(data, 4)
     with pytest.raises(ValueError, match="min_count"):
         kcore_filter(data, 0)
 

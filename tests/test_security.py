@@ -68,3 +68,39 @@ def test_the_checker_finds_what_it_looks_for():
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_package_never_unpickles_nor_trusts_remote_code(path):
     assert unsafe_loads(path.read_text(encoding="utf-8")) == []
+
+
+# ------------------------------------------------------------------ names from configs, bundles and archives
+def test_names_cannot_escape_their_folder(tmp_path):
+    from hf_genrec.data import download_dataset, load_interactions
+    from hf_genrec.paths import UnsafePathError, join_inside
+    from hf_genrec.semantic_ids import RandomIDs, load_quantizer
+    from hf_genrec.semantic_ids._io import resolve_file
+
+    root = tmp_path / "data"
+    root.mkdir()
+    (tmp_path / "secret.json").write_text("{}")
+    assert join_inside(root, "ml-1m") == root / "ml-1m"
+    with pytest.raises(UnsafePathError, match=r"'\.\./secret\.json' leads outside"):
+        join_inside(root, "../secret.json")
+    with pytest.raises(UnsafePathError):
+        join_inside(root, "/etc/passwd")
+    with pytest.raises(UnsafePathError):
+        join_inside(root, "a/../../secret.json")
+    assert join_inside(root, "a/../b") == root / "a/../b"  # stays inside: allowed
+    # a dataset name from a config: refused before anything is downloaded or created
+    for name in ("amazon-../../../evil", "amazon-x/../../../evil", "ml-1m/../../evil"):
+        with pytest.raises(ValueError):  # UnsafePathError, or not a dataset that can be downloaded
+            download_dataset(name, root, base_url="http://127.0.0.1:9/")
+    with pytest.raises(ValueError, match="Unknown dataset"):
+        load_interactions("../ml-1m", root, download=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "secret.json"]
+    # file names inside a saved folder (a bundle's quantizer, its item map)
+    quantizer = RandomIDs(n_levels=2, codebook_size=4, seed=0)
+    quantizer.fit(None, [f"i{i}" for i in range(8)])
+    quantizer.save_pretrained(root / "bundle" / "quantizer")
+    assert load_quantizer(root / "bundle", subfolder="quantizer").n_levels == 2
+    with pytest.raises(UnsafePathError, match="subfolder"):
+        load_quantizer(root / "bundle", subfolder="../..")
+    with pytest.raises(UnsafePathError, match="file name"):
+        resolve_file(root / "bundle", "../../secret.json")

@@ -129,3 +129,31 @@ def test_bad_configuration_and_encode_errors(data, fitted):
         RQKMeans().encode(x)
     with pytest.raises(ValueError, match="dim"):
         fitted[0].encode(x[:, :4])
+
+
+def test_large_catalogue_path_matches_the_exact_one(monkeypatch):
+    """Above SVD_MAX_VALUES the PCA comes from a chunked covariance and the distinct-row check from projections
+    (bounded memory for 1M x 768 catalogues): same axes (up to sign), same projections, same codes."""
+    from hf_genrec.semantic_ids import _validation, rqkmeans
+
+    x, _ = clustered(n_clusters=16, per_cluster=40, dim=24, noise=0.3)
+    item_ids = [f"i{i}" for i in range(len(x))]
+    mean, axes = rqkmeans.fit_pca(x, 6)
+    exact = RQKMeans(n_levels=2, codebook_size=16, pca_dim=6, seed=0).fit(x, item_ids)
+    monkeypatch.setattr(rqkmeans, "SVD_MAX_VALUES", 0)
+    monkeypatch.setattr(rqkmeans, "CHUNK_ROWS", 100)
+    monkeypatch.setattr(_validation, "CHUNK_ROWS", 100)
+    mean_c, axes_c = rqkmeans.fit_pca(x, 6)
+    np.testing.assert_allclose(mean_c, mean)
+    np.testing.assert_allclose(np.abs((axes_c * axes).sum(axis=1)), 1.0, atol=1e-4)
+    chunked = RQKMeans(n_levels=2, codebook_size=16, pca_dim=6, seed=0).fit(x, item_ids)
+    np.testing.assert_array_equal(chunked.codes, exact.codes)
+    # the distinct-row check still counts exactly when the projection bound is not enough
+    assert rqkmeans.count_distinct_rows(np.repeat(x[:5], 3, axis=0), at_least=10) == 5
+    assert rqkmeans.count_distinct_rows(x, at_least=10) >= 10
+    with pytest.raises(ValueError, match="only 5 distinct rows"):
+        RQKMeans(n_levels=1, codebook_size=8).fit(np.repeat(x[:5], 4, axis=0), [f"d{i}" for i in range(20)])
+    bad = x.copy()
+    bad[250, 3] = np.nan
+    with pytest.raises(ValueError, match=r"1 NaN/inf values in 1 rows \(first rows: \[250\]\)"):
+        RQKMeans(n_levels=1, codebook_size=8).fit(bad, item_ids)

@@ -170,3 +170,38 @@ def test_shared_beam_search_refuses_other_models():
             bart, torch.tensor([[2, EOS]]), None, TrieLogitsProcessor(index), num_beams=2, num_return_sequences=1,
             max_new_tokens=2, decoder_start_token_id=PAD, eos_token_id=EOS, pad_token_id=PAD,
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("variable", [False, True])
+def test_synced_gpus_idle_steps_change_nothing(variable, monkeypatch):
+    """Under ZeRO-3/FSDP a process that finished early keeps stepping the decoder (the weights are gathered inside
+    every forward pass) until all are done. Simulated here: a peer that decodes the full length every time."""
+    from hf_genrec import beam_search
+
+    rng = np.random.default_rng(0)
+    if variable:  # one-code items and two long ones: beam search finishes before the longest spelling's length
+        codes = np.array([[c, -1, -1, -1] for c in range(12)] + [[12, 0, 1, 2], [12, 3, 4, 5]])
+    else:
+        codes = random_codes(rng, 60, 4, 3, variable=False)
+    item_tokenizer, model = _catalogue_model(codes, seed=0)
+    input_ids, attention_mask = _histories(item_tokenizer, rng, batch=1 if variable else 4)
+    expected = generate_items(model, item_tokenizer, input_ids, attention_mask, num_beams=6, k=5, synced_gpus=False)
+
+    steps, rounds = [], []
+    original_step = beam_search._T5Decoder.step
+
+    def counting_step(self, tokens, position):
+        steps.append(position)
+        return original_step(self, tokens, position)
+
+    def slow_peer(done, device):  # the other process decodes every position of the longest spelling
+        rounds.append(done)
+        return done and len(rounds) >= item_tokenizer.id_length
+
+    monkeypatch.setattr(beam_search._T5Decoder, "step", counting_step)
+    monkeypatch.setattr(beam_search, "_all_processes_done", slow_peer)
+    synced = generate_items(model, item_tokenizer, input_ids, attention_mask, num_beams=6, k=5, synced_gpus=True)
+    assert torch.equal(synced[0], expected[0]) and torch.equal(synced[1], expected[1])
+    assert steps == list(range(item_tokenizer.id_length))  # one forward pass per position, none past the end
+    if variable:
+        assert rounds.index(True) < len(rounds) - 1  # this process was done early and kept stepping

@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..paths import join_inside
 from ._io import PathLike
 from .amazon import AMAZON_2014_CATEGORIES, amazon_file_stem, category_slug, parse_meta_record
 
@@ -198,7 +199,7 @@ def download_dataset(name: str, root: PathLike, *, base_url: str | None = None) 
     if name.startswith("amazon-"):
         name = f"amazon-{category_slug(amazon_file_stem(name))}"  # the folder name load_interactions reads
     root = Path(root).expanduser()
-    target = root / name
+    target = join_inside(root, name, what="dataset name")
     if target.is_dir() and any(target.iterdir()):
         logger.info("%s already exists; not downloading.", target)
         return target

@@ -102,7 +102,11 @@ def kcore_filter(data: InteractionData, min_count: int) -> InteractionData:
         int(keep.sum()),
     )
     if result.num_users == 0:
-        logger.warning(
-            "The %d-core of %s is empty: no user and item have %d interactions.", min_count, data.name, min_count
+        raise ValueError(
+            f"The {min_count}-core of {data.name!r} is empty: no set of users and items remains in which every user "
+            f"and every item has {min_count} interactions (before filtering: {data.num_users:,} users, "
+            f"{data.num_items:,} items, longest user {int(lengths.max()) if len(lengths) else 0} items, most popular "
+            f"item {int(np.bincount(codes).max()) if len(codes) else 0} interactions). Use a smaller min_count "
+            "(TIGER's Amazon data is 5-core) or more data."
         )
     return result

@@ -67,6 +67,29 @@ class InteractionData:
                     f"InteractionData.{label} lacks the columns {missing} (has {table.column_names}). "
                     "Build it with `InteractionData.from_sequences` to get every required column."
                 )
+        self._check_item_table()
+
+    def _check_item_table(self) -> None:
+        """One row per item, and a row for every item the sequences name: nothing is silently dropped later."""
+        item_table = arrow_column(self.items, "item_id")
+        counts = pc.value_counts(item_table)
+        repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+        if len(repeated):
+            raise ValueError(
+                f"InteractionData {self.name!r}: the items table has {len(repeated)} item_ids on more than one row "
+                f"(first: {repeated[:5].to_pylist()}). Keep one row per item (e.g. merge or drop the repeated rows) "
+                "before building the data."
+            )
+        if len(self.sequences) == 0:
+            return
+        named = pc.unique(pc.list_flatten(arrow_column(self.sequences, "item_ids")))
+        absent = pc.filter(named, pc.invert(pc.is_in(named, value_set=item_table)))
+        if len(absent):
+            raise ValueError(
+                f"InteractionData {self.name!r}: the sequences name {len(absent)} items that have no row in the items "
+                f"table (first: {absent[:5].to_pylist()}). Add rows for them (empty metadata is fine: "
+                "`InteractionData.from_sequences` does that, with a warning), or remove them from the sequences."
+            )
 
     @property
     def num_users(self) -> int:

@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 
+from ..paths import join_inside
 from ._io import PathLike
 from .amazon import AMAZON_2014_CATEGORIES, amazon_file_stem, category_slug, read_amazon
 from .download import download_dataset
@@ -75,7 +76,7 @@ def load_interactions(
     """
     name = normalize_dataset_name(name)
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-    folder = root / name
+    folder = join_inside(root, name, what="dataset name")
     if not folder.exists():
         if not download:
             raise FileNotFoundError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import csv
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,10 @@ USER_FIELD, ITEM_FIELD, TIME_FIELD = "user_id", "item_id", "timestamp"
 Row = tuple[int, list[str]]
 
 
-def read_atomic_table(path: PathLike) -> tuple[list[str], list[str], list[Row]]:
+def read_atomic_table(path: PathLike) -> tuple[list[str], list[str], Iterator[Row]]:
     """
-    Read one atomic file into `(field_names, field_types, [(line_number, values), ...])`.
+    Open one atomic file: `(field_names, field_types, rows)`, where `rows` yields `(line_number, values)` as the
+    file is read (streamed: a large `.inter` file is never held in memory as text or raw rows).
 
     The files are tab-separated with a `name:type` header. They are read with the csv module (as RecBole itself
     does through pandas) because some writers quote fields that hold tabs, newlines or `"`.
@@ -39,7 +41,14 @@ def read_atomic_table(path: PathLike) -> tuple[list[str], list[str], list[Row]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"RecBole atomic file {path} does not exist.")
-    rows: list[Row] = []
+    rows = _atomic_rows(path)
+    names, types = next(rows)
+    return names, types, rows
+
+
+def _atomic_rows(path: Path) -> Iterator:
+    """Yield `(names, types)` from the header, then `(line_number, values)` for every record."""
+    start = 1
     try:
         with open_text(path, newline="") as f:
             reader = csv.reader(f, delimiter="\t")
@@ -49,6 +58,7 @@ def read_atomic_table(path: PathLike) -> tuple[list[str], list[str], list[Row]]:
                     path, 1, "the file is empty or has no header", "Expected e.g. `user_id:token<TAB>item_id:token`."
                 )
             names, types = _parse_header(path, header)
+            yield names, types
             start = reader.line_num + 1
             for values in reader:
                 if values:  # blank lines carry no record
@@ -59,17 +69,14 @@ def read_atomic_table(path: PathLike) -> tuple[list[str], list[str], list[Row]]:
                             f"expected {len(names)} tab-separated fields ({', '.join(header)}), found {len(values)}",
                             FIX_HINT + ' Fields that contain tabs, newlines or quotes must be quoted with `"`.',
                         )
-                    rows.append((start, values))
+                    yield start, values
                 start = reader.line_num + 1
     except UnicodeDecodeError as e:
         raise DataFormatError(
-            path, len(rows) + 2, f"the text is not valid UTF-8 ({e.reason})", "RecBole files are UTF-8."
+            path, start, f"the text is not valid UTF-8 ({e.reason})", "RecBole files are UTF-8."
         ) from e
     except csv.Error as e:
-        raise DataFormatError(
-            path, len(rows) + 2, f"cannot parse the line as tab-separated values ({e})", FIX_HINT
-        ) from e
-    return names, types, rows
+        raise DataFormatError(path, start, f"cannot parse the line as tab-separated values ({e})", FIX_HINT) from e
 
 
 def _parse_header(path: Path, header: list[str]) -> tuple[list[str], list[str]]:
@@ -174,14 +181,24 @@ def read_recbole_items(path: PathLike) -> tuple[dict[str, dict[str, Any]], dict[
         n: RECBOLE_TYPES[k] for n, k in zip(names, types) if n in targets and targets[n] not in ITEM_COLUMNS
     }
     items: dict[str, dict[str, Any]] = {}
+    first_rows: dict[str, tuple[int, list[str]]] = {}
     duplicates = 0
     for line, values in rows:
         item = values[ii].strip()
         if not item:
             raise DataFormatError(path, line, "empty item_id", FIX_HINT)
         if item in items:
+            first_line, first_values = first_rows[item]
+            if values != first_values:  # two different descriptions of one item: which is right is not ours to guess
+                raise DataFormatError(
+                    path,
+                    line,
+                    f"item_id {item!r} already has a row on line {first_line}, with different fields",
+                    "Keep one row per item_id (merge or delete the other row).",
+                )
             duplicates += 1
             continue
+        first_rows[item] = (line, values)
         row: dict[str, Any] = {}
         for index, (name, kind) in enumerate(zip(names, types)):
             if index == ii:
@@ -198,7 +215,10 @@ def read_recbole_items(path: PathLike) -> tuple[dict[str, dict[str, Any]], dict[
         items[item] = row
     if duplicates:
         logger.warning(
-            "%s: %d repeated item_id rows were ignored (the first row of each item is kept).", path, duplicates
+            "%s: %d item rows repeat an earlier row of the same item word for word; each item keeps one. Remove "
+            "the repeated rows to silence this warning.",
+            path,
+            duplicates,
         )
     return items, extra_types
 

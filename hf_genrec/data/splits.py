@@ -49,7 +49,8 @@ def leave_one_out(
 
     Args:
         data: Interaction data; every user needs at least 3 interactions.
-        max_history: The most recent items kept as history (TIGER uses 20).
+        max_history: The most recent items kept as history (TIGER uses 20). Longer histories are truncated to their
+            last `max_history` items (older items are dropped from that row's input; a log line counts the rows).
         max_train_targets_per_user: Keep only each user's most recent this-many train rows (default: all, as TIGER).
             Like SASRec's `maxlen`, it bounds what long users cost per epoch and favours recent behaviour.
 
@@ -73,6 +74,10 @@ def leave_one_out(
     ):
         raise ValueError(
             f"max_train_targets_per_user must be a positive integer or None, got {max_train_targets_per_user!r}."
+        )
+    if data.num_users == 0:
+        raise ValueError(
+            f"{data.name!r} has no users, so there is nothing to split. Check the data source and any k-core filter."
         )
     offsets, codes = encode_sequences(data)
     lengths = np.diff(offsets)
@@ -99,6 +104,17 @@ def leave_one_out(
         "validation": _examples(last - 1, offsets[:-1], owner, codes, item_ids, user_ids, max_history),
         "test": _examples(last, offsets[:-1], owner, codes, item_ids, user_ids, max_history),
     }
+    # Longer histories keep their most recent `max_history` items (TIGER's cap); say how many were cut.
+    cut = {name: int((targets - offsets[owner[targets]] > max_history).sum()) for name, targets in (
+        ("train", train_targets), ("validation", last - 1), ("test", last))}  # fmt: skip
+    if any(cut.values()):
+        logger.info(
+            "History cap: %s rows had more than %d earlier items; they keep the most recent %d (raise max_history "
+            "to keep more).",
+            ", ".join(f"{n:,} {name}" for name, n in cut.items()),
+            max_history,
+            max_history,
+        )
     logger.info(
         "Leave-one-out split of %s (history <= %d): %s",
         data.name,

@@ -7,6 +7,8 @@ import logging
 import os
 from pathlib import Path
 
+from ..paths import join_inside
+
 logger = logging.getLogger(__name__)
 
 QUANTIZER_CONFIG_NAME = "quantizer_config.json"
@@ -34,11 +36,12 @@ def resolve_file(path_or_repo_id: str | os.PathLike, filename: str, **hub_kwargs
     """
     local = Path(path_or_repo_id)
     subfolder = hub_kwargs.get("subfolder")
-    folder = local / subfolder if subfolder else local
     if local.is_dir():
-        if not (folder / filename).is_file():
+        folder = join_inside(local, subfolder, what="subfolder") if subfolder else local
+        path = join_inside(folder, filename, what="file name")
+        if not path.is_file():
             raise FileNotFoundError(f"{folder} has no {filename}; was it written by save_pretrained()/save()?")
-        return folder / filename
+        return path
     repo_id = check_repo_id(path_or_repo_id)
     from huggingface_hub import hf_hub_download
 
@@ -49,8 +52,31 @@ def write_json(path: Path, payload: dict) -> None:
     path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
+class DamagedFileError(ValueError):
+    """A saved file that cannot be read (truncated, overwritten, not what its name says); the message says what to do."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        super().__init__(
+            f"{path} cannot be read ({problem}): the file is truncated or damaged. Save the bundle again (or delete "
+            "it from the Hugging Face cache and download it again)."
+        )
+
+
 def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+        raise DamagedFileError(path, f"not valid JSON: {err}") from err
+
+
+def read_safetensors(path: str | os.PathLike) -> dict:
+    """The arrays of a safetensors file, or `DamagedFileError` when it cannot be read."""
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own SafetensorError (and OSError for short files)
+        raise DamagedFileError(path, f"not a whole safetensors file: {err}") from err
 
 
 def drop_unknown_keys(config: dict, known: set[str], what: str) -> dict:

@@ -9,17 +9,18 @@ Subclasses name their constructor arguments in ``_config_keys`` and their fitted
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
+from ..saving import staged_directory
 from ._io import (
     QUANTIZER_CONFIG_NAME,
     QUANTIZER_WEIGHTS_NAME,
     drop_unknown_keys,
     library_version,
     read_json,
+    read_safetensors,
     resolve_file,
     write_json,
 )
@@ -91,11 +92,10 @@ class ItemIDScheme:
         from safetensors.numpy import save_file
 
         self._require_fitted()
-        directory = Path(save_directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        write_json(directory / QUANTIZER_CONFIG_NAME, self.get_config())
-        tensors = {key: np.ascontiguousarray(value) for key, value in self._state().items()}
-        save_file(tensors, str(directory / QUANTIZER_WEIGHTS_NAME), metadata={"scheme": self.scheme})
+        with staged_directory(save_directory) as directory:  # a crash while saving leaves the previous files
+            write_json(directory / QUANTIZER_CONFIG_NAME, self.get_config())
+            tensors = {key: np.ascontiguousarray(value) for key, value in self._state().items()}
+            save_file(tensors, str(directory / QUANTIZER_WEIGHTS_NAME), metadata={"scheme": self.scheme})
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id: str | os.PathLike, **hub_kwargs) -> ItemIDScheme:
@@ -103,7 +103,6 @@ class ItemIDScheme:
 
         Called on the base class, it loads whichever scheme the folder holds.
         """
-        from safetensors.numpy import load_file
 
         config_path = resolve_file(path_or_repo_id, QUANTIZER_CONFIG_NAME, **hub_kwargs)
         config = read_json(config_path)
@@ -120,7 +119,7 @@ class ItemIDScheme:
         allowed = known | set(target._extra_keys()) | {"scheme", "hf_genrec_version"}
         config = drop_unknown_keys(config, allowed, str(config_path))
         instance = target(**{key: value for key, value in config.items() if key in known})
-        tensors = load_file(str(resolve_file(path_or_repo_id, QUANTIZER_WEIGHTS_NAME, **hub_kwargs)))
+        tensors = read_safetensors(resolve_file(path_or_repo_id, QUANTIZER_WEIGHTS_NAME, **hub_kwargs))
         instance._load_state(tensors, config)
         instance._after_load(path_or_repo_id, **hub_kwargs)
         return instance

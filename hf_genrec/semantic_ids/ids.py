@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 
-from ._io import drop_unknown_keys, library_version, read_json, resolve_file, write_json
+from ..saving import staged_directory
+from ._io import drop_unknown_keys, library_version, read_json, read_safetensors, resolve_file, write_json
 from ._validation import check_collision_option, check_item_ids
 from .collisions import add_collision_level as _append_collision_level
 from .collisions import check_codes, id_lengths, tuple_groups
@@ -158,30 +158,28 @@ class SemanticIDs:
         """Write ``semantic_ids.json`` (metadata + diagnostics), ``item_ids.json`` and ``codes.safetensors``."""
         from safetensors.numpy import save_file
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        write_json(
-            directory / METADATA_NAME,
-            {
-                "format_version": FORMAT_VERSION,
-                "hf_genrec_version": library_version(),
-                "scheme": self.scheme,
-                "n_items": self.n_items,
-                "n_levels": self.n_levels,
-                "codebook_sizes": self.codebook_sizes,
-                "has_collision_level": self.has_collision_level,
-                "vocabulary": self.vocabulary,
-                "added_tokens": self.added_tokens,
-                "diagnostics": self.diagnostics,
-            },
-        )
-        (directory / ITEM_IDS_NAME).write_text(_dump_ids(self.item_ids), encoding="utf-8")
-        save_file({"codes": self.codes}, str(directory / CODES_NAME), metadata={"format": "np"})
+        with staged_directory(directory) as directory:  # a crash while saving leaves the previous files
+            write_json(
+                directory / METADATA_NAME,
+                {
+                    "format_version": FORMAT_VERSION,
+                    "hf_genrec_version": library_version(),
+                    "scheme": self.scheme,
+                    "n_items": self.n_items,
+                    "n_levels": self.n_levels,
+                    "codebook_sizes": self.codebook_sizes,
+                    "has_collision_level": self.has_collision_level,
+                    "vocabulary": self.vocabulary,
+                    "added_tokens": self.added_tokens,
+                    "diagnostics": self.diagnostics,
+                },
+            )
+            (directory / ITEM_IDS_NAME).write_text(_dump_ids(self.item_ids), encoding="utf-8")
+            save_file({"codes": self.codes}, str(directory / CODES_NAME), metadata={"format": "np"})
 
     @classmethod
     def load(cls, directory: str | os.PathLike, **hub_kwargs) -> SemanticIDs:
         """Read what :meth:`save` wrote (a local folder, or a Hub repo id with ``subfolder=`` etc.)."""
-        from safetensors.numpy import load_file
 
         metadata_path = resolve_file(directory, METADATA_NAME, **hub_kwargs)
         metadata = drop_unknown_keys(read_json(metadata_path), _METADATA_KEYS, str(metadata_path))
@@ -190,7 +188,7 @@ class SemanticIDs:
                 f"{metadata_path} has format_version {metadata['format_version']}, newer than this hf_genrec "
                 f"({library_version()}) reads ({FORMAT_VERSION}). Upgrade hf_genrec."
             )
-        codes = load_file(str(resolve_file(directory, CODES_NAME, **hub_kwargs)))["codes"]
+        codes = read_safetensors(resolve_file(directory, CODES_NAME, **hub_kwargs))["codes"]
         item_ids = read_json(resolve_file(directory, ITEM_IDS_NAME, **hub_kwargs))
         if len(item_ids) != len(codes) or codes.shape[1] != metadata["n_levels"]:
             raise ValueError(
@@ -223,16 +221,24 @@ def build_semantic_ids(
     codebook_sizes: list[int] | None = None,
     add_collision_level: bool | str | None = None,
     extra_diagnostics: dict | None = None,
+    collision_codebook_size: int | None = None,
 ) -> SemanticIDs:
     """Codes (without a collision level) -> :class:`SemanticIDs`, adding the collision level as asked.
 
     ``add_collision_level``: ``True`` always appends it (TIGER: every ID has the same length), ``None``/``"auto"``
     only when some items share a tuple, ``False`` never (and raises if some items share a tuple). Variable-length codes
-    (``-1`` padding) must already be unique: there is no single last level to append to.
+    (``-1`` padding) must already be unique: there is no single last level to append to. ``collision_codebook_size``
+    fixes the collision level's size (default: the largest number of items sharing one tuple); more items on one
+    tuple than it holds raise.
     """
     codes = check_codes(codes, allow_padding=True)
     item_ids = check_item_ids(item_ids, len(codes), what="codes")
     option = check_collision_option(add_collision_level)
+    if collision_codebook_size is not None and (
+        isinstance(collision_codebook_size, bool) or not isinstance(collision_codebook_size, int | np.integer)
+        or collision_codebook_size < 1
+    ):  # fmt: skip
+        raise ValueError(f"collision_codebook_size must be a positive int or None, got {collision_codebook_size!r}.")
     if codebook_sizes is None:
         codebook_sizes = (codes.max(axis=0) + 1).tolist()
     codebook_sizes = [int(size) for size in codebook_sizes]
@@ -253,8 +259,18 @@ def build_semantic_ids(
             "(e.g. append a distinguishing code to the repeated ones, as TitleIDs does)."
         )
     add = (option is True or (option is None and has_collisions)) and not (codes < 0).any()
+    if add and collision_codebook_size is not None and counts.max() > collision_codebook_size:
+        crowded = np.flatnonzero(counts[group] > collision_codebook_size)
+        raise ValueError(
+            f"{int((counts > collision_codebook_size).sum())} code tuples are shared by more items than the collision "
+            f"level holds (collision_codebook_size={collision_codebook_size}; the most crowded tuple has "
+            f"{int(counts.max())} items, e.g. {[item_ids[i] for i in crowded[:5]]}). Raise collision_codebook_size "
+            f"to at least {int(counts.max())}, leave it unset (sized to fit), or spread the items with larger or more "
+            "codebooks (or balanced=True for RQKMeans)."
+        )
     full = _append_collision_level(codes) if add else codes
-    sizes = codebook_sizes + ([int(counts.max())] if add else [])
+    collision_size = int(counts.max()) if collision_codebook_size is None else int(collision_codebook_size)
+    sizes = codebook_sizes + ([collision_size] if add else [])
     diagnostics = compute_diagnostics(full, sizes, add)
     diagnostics["fit_seconds"] = None  # codes made elsewhere; quantisers fill it in
     diagnostics.update(extra_diagnostics or {})
@@ -274,6 +290,7 @@ def from_codes(
     add_collision_level: bool | str | None = None,
     codebook_sizes: list[int] | None = None,
     scheme: str = "custom",
+    collision_codebook_size: int | None = None,
 ) -> SemanticIDs:
     """Wrap your own int ``[n_items, n_levels]`` codes (one row per item, in ``item_ids`` order) as SemanticIDs.
 
@@ -283,6 +300,8 @@ def from_codes(
         add_collision_level: ``None``/``"auto"`` (default) appends TIGER's disambiguation level only when some items
             share a tuple; ``True`` always; ``False`` never (raises when tuples collide).
         codebook_sizes: codes per level (default: max code + 1 per level).
+        collision_codebook_size: size of the collision level (default: the most items sharing one tuple); a fixed
+            size (e.g. TIGER-style 256 codes, so a model's vocabulary stays put) raises when more items share a tuple.
     """
     codes = check_codes(codes, allow_padding=True)
     check_item_ids(item_ids, len(codes), what="codes")
@@ -300,5 +319,10 @@ def from_codes(
                 f"{codebook_sizes[level]}; codes must be < their level's codebook size."
             )
     return build_semantic_ids(
-        codes, item_ids, scheme=scheme, codebook_sizes=codebook_sizes, add_collision_level=add_collision_level
+        codes,
+        item_ids,
+        scheme=scheme,
+        codebook_sizes=codebook_sizes,
+        add_collision_level=add_collision_level,
+        collision_codebook_size=collision_codebook_size,
     )

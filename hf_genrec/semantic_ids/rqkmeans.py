@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from ._validation import (
+    CHUNK_ROWS,
     check_codebook_sizes,
     check_collision_option,
     check_enough_items,
@@ -129,16 +130,47 @@ def balanced_assignment(x: np.ndarray, centroids: np.ndarray, capacity: int | No
     return assignment
 
 
+#: above this many feature values, PCA uses the covariance matrix built in row chunks instead of an SVD of a float64
+#: copy of the whole matrix (1M x 768 items would need 12 GB for that copy and its centred twin)
+SVD_MAX_VALUES = 50_000_000
+
+
 def fit_pca(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean ``[d]`` and the top-``dim`` principal axes ``[dim, d]`` of ``x`` (float32)."""
+    """Mean ``[d]`` and the top-``dim`` principal axes ``[dim, d]`` of ``x`` (float32).
+
+    Small matrices take an exact SVD; large ones the eigenvectors of the covariance, accumulated in float64 over row
+    chunks, so memory stays at one chunk plus ``d x d`` whatever the number of items.
+    """
     mean = x.mean(axis=0, dtype=np.float64)
-    _, _, vt = np.linalg.svd(x.astype(np.float64) - mean, full_matrices=False)
-    return mean.astype(np.float32), np.ascontiguousarray(vt[:dim], dtype=np.float32)
+    if x.size <= SVD_MAX_VALUES:
+        _, _, vt = np.linalg.svd(x.astype(np.float64) - mean, full_matrices=False)
+        return mean.astype(np.float32), np.ascontiguousarray(vt[:dim], dtype=np.float32)
+    scatter = np.zeros((x.shape[1], x.shape[1]), dtype=np.float64)
+    for start in range(0, len(x), CHUNK_ROWS):
+        chunk = x[start : start + CHUNK_ROWS].astype(np.float64) - mean
+        scatter += chunk.T @ chunk
+    _, vectors = np.linalg.eigh(scatter)  # ascending eigenvalues
+    axes = vectors[:, ::-1][:, :dim].T
+    # an eigenvector's sign is arbitrary: fix it as SVD tends to, largest component positive, for stable codes
+    signs = np.sign(axes[np.arange(dim), np.abs(axes).argmax(axis=1)])
+    return mean.astype(np.float32), np.ascontiguousarray(axes * signs[:, None], dtype=np.float32)
+
+
+def count_distinct_rows(x: np.ndarray, at_least: int) -> int:
+    """Distinct rows of ``x``, or a count ``>= at_least`` when there are at least that many.
+
+    Equal rows have equal random projections, so the distinct projections are a lower bound on the distinct rows;
+    when that bound already reaches ``at_least`` the exact count (a sort of the whole matrix) is skipped.
+    """
+    direction = np.random.default_rng(0).standard_normal(x.shape[1])
+    projections = np.concatenate([x[s : s + CHUNK_ROWS] @ direction for s in range(0, len(x), CHUNK_ROWS)])
+    bound = len(np.unique(projections))
+    return bound if bound >= at_least else len(np.unique(x, axis=0))
 
 
 def check_distinct(x: np.ndarray, codebook_sizes: list[int]) -> None:
     """k-means cannot fill more codes than there are distinct feature rows."""
-    distinct = len(np.unique(x, axis=0))
+    distinct = count_distinct_rows(x, max(codebook_sizes))
     if distinct < max(codebook_sizes):
         raise ValueError(
             f"The features have only {distinct} distinct rows, so a codebook of {max(codebook_sizes)} codes cannot be "
@@ -175,7 +207,10 @@ class PCAProjection:
             )
         if self.pca_axes_ is None:
             return x.copy()
-        return np.ascontiguousarray((x - self.pca_mean_) @ self.pca_axes_.T, dtype=np.float32)
+        out = np.empty((len(x), self.pca_axes_.shape[0]), dtype=np.float32)
+        for start in range(0, len(x), CHUNK_ROWS):  # chunks: no centred copy of the whole matrix
+            out[start : start + CHUNK_ROWS] = (x[start : start + CHUNK_ROWS] - self.pca_mean_) @ self.pca_axes_.T
+        return out
 
     def _extra_config(self) -> dict:
         return {"dim": self.dim_}

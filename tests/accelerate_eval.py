@@ -1,0 +1,112 @@
+"""Train a tiny recommender and/or evaluate a saved one with GenRecTrainer, in one process or under
+``accelerate launch`` (the test runs both).
+
+    accelerate launch --multi_gpu --num_processes 2 -m tests.accelerate_eval BUNDLE OUT.json --train
+    python -m tests.accelerate_eval BUNDLE OUT.json
+
+With ``--train``, 2 epochs on a cyclic walk over 30 items, then the bundle is saved to BUNDLE; then (in both modes)
+the test users are ranked with `predict` and `evaluate`. The test split has 23 users, so with 2 processes and
+batches of 4 the last batches are uneven: Trainer pads the shards and ``gather_for_metrics`` must drop the padding,
+or users would be counted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import datasets
+import torch
+
+from hf_genrec.configuration import GenRecConfig
+from hf_genrec.examples import tokenize_examples
+from hf_genrec.modeling import build_t5_model
+from hf_genrec.recommender import GenerativeRecommender
+from hf_genrec.semantic_ids import RandomIDs
+from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
+from hf_genrec.trainer import GenRecTrainer, GenRecTrainingArguments
+
+N_USERS = 23
+TINY_T5 = dict(d_model=32, d_ff=64, d_kv=16, num_heads=2, num_layers=2, num_decoder_layers=2, dropout_rate=0.0)
+
+
+def test_split(item_ids: list[str]) -> datasets.Dataset:
+    """User u's history is 1 to 5 consecutive items starting at u; the target the next one (a walk the model
+    learns). Lengths differ, so `evaluate`'s length-sorted order differs from the dataset's."""
+    n, lengths = len(item_ids), [1 + u % 5 for u in range(N_USERS)]
+    return datasets.Dataset.from_dict(
+        {
+            "user_id": [f"u{u}" for u in range(N_USERS)],
+            "history": [[item_ids[(u + t) % n] for t in range(lengths[u])] for u in range(N_USERS)],
+            "target": [item_ids[(u + lengths[u]) % n] for u in range(N_USERS)],
+        }
+    )
+
+
+def train_split(item_ids: list[str]) -> datasets.Dataset:
+    """Every prefix of 40 walks of 6 items (each next item a target)."""
+    n = len(item_ids)
+    walks = [[item_ids[(s * 7 + t) % n] for t in range(6)] for s in range(40)]
+    pairs = [(walk[:t], walk[t]) for walk in walks for t in range(1, 6)]
+    return datasets.Dataset.from_dict({"history": [h for h, _ in pairs], "target": [t for _, t in pairs]})
+
+
+def arguments(output_dir: str, **overrides) -> GenRecTrainingArguments:
+    settings = dict(
+        per_device_eval_batch_size=4, num_beams=8, eval_ks=[1, 5], use_cpu=True, eval_strategy="no",
+        save_strategy="no", load_best_model_at_end=False, disable_tqdm=True, seed=0,
+    )  # fmt: skip
+    return GenRecTrainingArguments(output_dir=output_dir, **{**settings, **overrides})
+
+
+def train(bundle: str, output: str) -> GenRecTrainer:
+    items = [f"item{i}" for i in range(30)]
+    item_tokenizer = ItemTokenizer(
+        minimal_t5_tokenizer(), RandomIDs(n_levels=2, codebook_size=4, seed=0).fit(None, items)
+    )
+    args = arguments(
+        f"{output}.trainer", num_train_epochs=12, per_device_train_batch_size=16, learning_rate=1e-2, logging_steps=5
+    )
+    trainer = GenRecTrainer(
+        model=build_t5_model(item_tokenizer, seed=0, **TINY_T5),
+        args=args,
+        item_tokenizer=item_tokenizer,
+        train_dataset=tokenize_examples(train_split(items), item_tokenizer),
+        genrec_config=GenRecConfig(num_beams=8, top_k=5),
+    )
+    trainer.train()
+    trainer.save_model(bundle)
+    return trainer
+
+
+def main(bundle: str, output: str, do_train: bool = False) -> None:
+    torch.set_num_threads(1)
+    if do_train:
+        trainer = train(bundle, output)
+        item_tokenizer = trainer.item_tokenizer
+    else:
+        recommender = GenerativeRecommender.from_pretrained(bundle)
+        item_tokenizer = recommender.item_tokenizer
+        trainer = GenRecTrainer(
+            model=recommender.model, args=arguments(f"{output}.trainer"), item_tokenizer=item_tokenizer
+        )
+    test = tokenize_examples(test_split(item_tokenizer.item_ids), item_tokenizer)
+    prediction = trainer.predict(test, metric_key_prefix="test")
+    evaluated = trainer.evaluate(test, metric_key_prefix="test")
+    if trainer.is_world_process_zero():
+        kept = lambda metrics: {k: v for k, v in metrics.items() if k.split("_")[-1] not in ("runtime", "second")}  # noqa: E731
+        result = {
+            "world_size": trainer.args.world_size,
+            "metrics": kept(prediction.metrics),
+            "evaluate_metrics": kept(evaluated),
+            "train_losses": [e["loss"] for e in trainer.state.log_history if "loss" in e],
+            "predictions": prediction.predictions.tolist(),
+            "labels": prediction.label_ids.tolist(),
+            "expected_labels": [item_tokenizer.item_ids.index(t) for t in test["target"]],
+        }
+        with open(output, "w") as f:
+            json.dump(result, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], do_train="--train" in sys.argv[3:])
