@@ -1,0 +1,227 @@
+"""A living catalogue: add items to, and retire items from, a set of semantic IDs without retraining.
+
+New items take codes from the fitted quantiser and, with TIGER's collision level, the smallest collision code not yet
+taken under their prefix, by a live item or a retired one. No token is ever added: the model can only spell codes it
+has embeddings for, so when every collision code of a prefix is taken the item cannot be placed and `add_codes`
+raises (or, with ``if_full="skip"``, leaves it out and says so). Retired code tuples are remembered, in
+``catalog.json`` beside the item map, and never given to another item, so an old log line or cached recommendation
+that names a retired ID can never point at a different item.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .semantic_ids import SemanticIDs
+from .semantic_ids.collisions import check_codes
+
+logger = logging.getLogger(__name__)
+
+CATALOG_NAME = "catalog.json"
+CATALOG_FORMAT_VERSION = 1
+IF_FULL_CHOICES = ("error", "skip")
+
+
+@dataclass
+class CatalogLog:
+    """What changed in the catalogue since training: the items added (cold-start candidates) and the retired IDs.
+
+    Args:
+        new_items: ids of the items added after training, in the order they were added.
+        retired: one ``{"item_id": ..., "codes": [...]}`` entry per removed item; the codes are never reused.
+    """
+
+    new_items: list[str] = field(default_factory=list)
+    retired: list[dict] = field(default_factory=list)
+
+    def retired_codes(self, n_levels: int) -> np.ndarray:
+        """The retired code tuples as an int64 ``[n, n_levels]`` array (``-1`` padded)."""
+        out = np.full((len(self.retired), n_levels), -1, dtype=np.int64)
+        for row, entry in enumerate(self.retired):
+            codes = entry["codes"][:n_levels]
+            out[row, : len(codes)] = codes
+        return out
+
+    def is_empty(self) -> bool:
+        return not self.new_items and not self.retired
+
+    def save(self, directory: str | os.PathLike) -> None:
+        from . import __version__
+
+        payload = {
+            "format_version": CATALOG_FORMAT_VERSION,
+            "hf_genrec_version": __version__,
+            "new_items": self.new_items,
+            "retired": self.retired,
+        }
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / CATALOG_NAME).write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> CatalogLog:
+        """Read ``catalog.json`` (an empty log when the folder has none: a bundle as it came out of training)."""
+        path = Path(directory) / CATALOG_NAME
+        if not path.is_file():
+            return cls()
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}); the bundle is damaged.") from err
+        if payload.get("format_version", 1) > CATALOG_FORMAT_VERSION:
+            raise ValueError(f"{path} has a newer format ({payload['format_version']}); upgrade hf_genrec.")
+        retired = payload.get("retired", [])
+        if not all(isinstance(e, dict) and "item_id" in e and "codes" in e for e in retired):
+            raise ValueError(f"{path}: every `retired` entry needs an `item_id` and its `codes`.")
+        return cls(new_items=[str(i) for i in payload.get("new_items", [])], retired=retired)
+
+
+def _check_new_ids(semantic_ids: SemanticIDs, item_ids: Sequence[str]) -> list[str]:
+    if isinstance(item_ids, str | bytes):
+        raise TypeError("item_ids must be a list of ids, not one string; for one item pass `[item_id]`.")
+    ids = [str(item) for item in item_ids]
+    if not ids:
+        raise ValueError("item_ids is empty: there is nothing to add.")
+    repeated = [item for item, count in Counter(ids).items() if count > 1]
+    if repeated:
+        raise ValueError(f"item_ids repeats {len(repeated)} ids (first: {repeated[:5]}); list each new item once.")
+    lookup = semantic_ids.lookup
+    existing = [item for item in ids if item in lookup]
+    if existing:
+        raise ValueError(
+            f"{len(existing)} of the items to add are already in the catalogue (first: {existing[:5]}). Item ids are "
+            "unique; to give an item new features, remove_items([...]) it first, then add it again."
+        )
+    return ids
+
+
+def _prefix_keys(codes: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+    """One int64 per row naming its code tuple (rows of ``codes`` share a key iff they are equal)."""
+    if not len(codes):
+        return np.zeros(0, dtype=np.int64)
+    if float(np.prod([float(s) + 1 for s in sizes])) < 2**62:  # mixed radix; +1 makes room for -1 padding
+        return np.ravel_multi_index((codes + 1).T, [int(s) + 1 for s in sizes])
+    view = np.ascontiguousarray(codes).view(np.dtype((np.void, codes.dtype.itemsize * codes.shape[1])))
+    return np.unique(view, return_inverse=True)[1].reshape(-1)  # pragma: no cover - huge codebooks only
+
+
+def assign_codes(
+    semantic_ids: SemanticIDs,
+    base_codes: np.ndarray,
+    retired_codes: np.ndarray | None = None,
+    item_ids: Sequence[str] | None = None,
+    if_full: str = "error",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Full code tuples for new items whose quantiser codes are ``base_codes``, none taken by a live or retired item.
+
+    With a collision level, each new item gets the smallest collision code that no live item, retired item or
+    earlier new item holds under its prefix; the collision codes the model has tokens for (``codebook_sizes[-1]``)
+    are the limit. Without one, ``base_codes`` must already be new tuples.
+
+    Returns:
+        `(codes, placed)`: the full codes of the placed items, and a bool mask over the inputs of which were placed
+        (all of them unless ``if_full="skip"``).
+    """
+    if if_full not in IF_FULL_CHOICES:
+        raise ValueError(f"if_full must be one of {IF_FULL_CHOICES}, got {if_full!r}.")
+    names = list(item_ids) if item_ids is not None else [f"row {i}" for i in range(len(base_codes))]
+    base = check_codes(base_codes, name="codes of the new items", allow_padding=True)
+    existing = semantic_ids.codes
+    retired = np.zeros((0, existing.shape[1]), dtype=np.int64) if retired_codes is None else retired_codes
+    sizes = semantic_ids.codebook_sizes
+    levels = existing.shape[1] - int(semantic_ids.has_collision_level)
+    if base.shape[1] != levels:
+        raise ValueError(
+            f"The new items have {base.shape[1]} code levels but this catalogue's IDs have {levels}"
+            f"{' before the collision level' if semantic_ids.has_collision_level else ''}; encode them with the "
+            "recommender's own quantiser."
+        )
+    too_big = base >= np.asarray(sizes[:levels])
+    if too_big.any():
+        row, level = (int(v[0]) for v in np.nonzero(too_big))
+        raise ValueError(
+            f"{names[row]} has code {int(base[row, level])} at level {level}, but the model has tokens for codes "
+            f"0..{sizes[level] - 1} there only; no new tokens can be added without retraining."
+        )
+    taken = np.concatenate([existing, retired])
+    if not semantic_ids.has_collision_level:
+        all_keys = _prefix_keys(np.concatenate([taken, base]), sizes)
+        taken_keys, new_keys = all_keys[: len(taken)], all_keys[len(taken) :]
+        clash = np.isin(new_keys, taken_keys)
+        _, first = np.unique(new_keys, return_index=True)
+        repeated = np.ones(len(base), dtype=bool)
+        repeated[first] = False
+        bad = np.flatnonzero(clash | repeated)
+        if len(bad):
+            raise ValueError(
+                f"{len(bad)} new items would share their ID with a live, retired or other new item (first: "
+                f"{[names[i] for i in bad[:5]]}), and these IDs have no collision level to tell them apart. Give them "
+                "distinct codes."
+            )
+        return base, np.ones(len(base), dtype=bool)
+
+    limit = int(sizes[-1])
+    prefix_sizes = sizes[:levels]
+    taken_keys = _prefix_keys(taken[:, :levels], prefix_sizes)
+    new_keys = _prefix_keys(base, prefix_sizes)
+    relevant = np.flatnonzero(np.isin(taken_keys, new_keys))
+    used: dict[int, set[int]] = {}
+    for key, code in zip(taken_keys[relevant].tolist(), taken[relevant, -1].tolist()):
+        used.setdefault(key, set()).add(code)
+    collision = np.full(len(base), -1, dtype=np.int64)
+    for row, key in enumerate(new_keys.tolist()):
+        codes = used.setdefault(key, set())
+        free = next((c for c in range(limit) if c not in codes), None)
+        if free is not None:
+            codes.add(free)
+            collision[row] = free
+    placed = collision >= 0
+    if not placed.all():
+        full = np.flatnonzero(~placed)
+        message = (
+            f"{len(full)} new items fall on a prefix whose {limit} collision codes are all taken by live or retired "
+            f"items (first: {[(names[i], base[i].tolist()) for i in full[:3]]}). The model has tokens for {limit} "
+            "items per prefix only and new tokens cannot be added without retraining"
+        )
+        if if_full == "error":
+            raise ValueError(message + "; pass if_full='skip' to add the others and leave these out.")
+        logger.warning("%s; left out (if_full='skip'): %s", message, [names[i] for i in full])
+    return np.concatenate([base[placed], collision[placed, None]], axis=1), placed
+
+
+def grow(semantic_ids: SemanticIDs, item_ids: Sequence[str], codes: np.ndarray) -> SemanticIDs:
+    """``semantic_ids`` with rows appended (codes already checked unique by :func:`assign_codes`)."""
+    return _rebuild(
+        semantic_ids,
+        np.concatenate([semantic_ids.codes, codes]),
+        list(semantic_ids.item_ids) + [str(i) for i in item_ids],
+    )
+
+
+def shrink(semantic_ids: SemanticIDs, keep: np.ndarray) -> SemanticIDs:
+    """``semantic_ids`` restricted to the rows where ``keep`` is true."""
+    ids = semantic_ids.item_ids
+    return _rebuild(semantic_ids, semantic_ids.codes[keep], [ids[i] for i in np.flatnonzero(keep)])
+
+
+def _rebuild(semantic_ids: SemanticIDs, codes: np.ndarray, item_ids: list[str]) -> SemanticIDs:
+    # The fit's diagnostics describe the IDs as fitted; recomputing them on every update would cost more than the
+    # update. Only the item count is kept current.
+    diagnostics = {**semantic_ids.diagnostics, "n_items": len(item_ids)}
+    return SemanticIDs(
+        codes=codes,
+        codebook_sizes=list(semantic_ids.codebook_sizes),
+        item_ids=item_ids,
+        scheme=semantic_ids.scheme,
+        has_collision_level=semantic_ids.has_collision_level,
+        diagnostics=diagnostics,
+        vocabulary=semantic_ids.vocabulary,
+        added_tokens=list(semantic_ids.added_tokens),
+    )
