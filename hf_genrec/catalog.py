@@ -10,11 +10,12 @@ that names a retired ID can never point at a different item.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,7 +84,8 @@ class CatalogLog:
         return cls(new_items=[str(i) for i in payload.get("new_items", [])], retired=retired)
 
 
-def _check_new_ids(semantic_ids: SemanticIDs, item_ids: Sequence[str]) -> list[str]:
+def check_new_item_ids(catalogue: Mapping[str, int], item_ids: Sequence[str]) -> list[str]:
+    """``item_ids`` as strings; raises unless they are distinct and none is in ``catalogue`` (item id -> row)."""
     if isinstance(item_ids, str | bytes):
         raise TypeError("item_ids must be a list of ids, not one string; for one item pass `[item_id]`.")
     ids = [str(item) for item in item_ids]
@@ -92,8 +94,7 @@ def _check_new_ids(semantic_ids: SemanticIDs, item_ids: Sequence[str]) -> list[s
     repeated = [item for item, count in Counter(ids).items() if count > 1]
     if repeated:
         raise ValueError(f"item_ids repeats {len(repeated)} ids (first: {repeated[:5]}); list each new item once.")
-    lookup = semantic_ids.lookup
-    existing = [item for item in ids if item in lookup]
+    existing = [item for item in ids if item in catalogue]
     if existing:
         raise ValueError(
             f"{len(existing)} of the items to add are already in the catalogue (first: {existing[:5]}). Item ids are "
@@ -197,31 +198,120 @@ def assign_codes(
 
 
 def grow(semantic_ids: SemanticIDs, item_ids: Sequence[str], codes: np.ndarray) -> SemanticIDs:
-    """``semantic_ids`` with rows appended (codes already checked unique by :func:`assign_codes`)."""
-    return _rebuild(
-        semantic_ids,
-        np.concatenate([semantic_ids.codes, codes]),
-        list(semantic_ids.item_ids) + [str(i) for i in item_ids],
+    """``semantic_ids`` with rows appended; the codes must come from :func:`assign_codes` (unique, in range)."""
+    n_old = semantic_ids.n_items
+    out = _updated(
+        semantic_ids, np.concatenate([semantic_ids.codes, codes]), list(semantic_ids.item_ids) + list(item_ids)
     )
+    out.__dict__["lookup"] = {**semantic_ids.lookup, **{item: n_old + i for i, item in enumerate(item_ids)}}
+    return out
 
 
 def shrink(semantic_ids: SemanticIDs, keep: np.ndarray) -> SemanticIDs:
     """``semantic_ids`` restricted to the rows where ``keep`` is true."""
     ids = semantic_ids.item_ids
-    return _rebuild(semantic_ids, semantic_ids.codes[keep], [ids[i] for i in np.flatnonzero(keep)])
+    return _updated(semantic_ids, semantic_ids.codes[keep], [ids[i] for i in np.flatnonzero(keep).tolist()])
 
 
-def _rebuild(semantic_ids: SemanticIDs, codes: np.ndarray, item_ids: list[str]) -> SemanticIDs:
+def _updated(semantic_ids: SemanticIDs, codes: np.ndarray, item_ids: list[str]) -> SemanticIDs:
+    """A copy with other rows. The checks of ``SemanticIDs(...)`` (a sort of every row) are skipped: the rows
+    were valid, and appended ones were checked against all of them by `assign_codes`, so a change costs what the
+    changed items cost, not what the catalogue costs."""
+    out = copy.copy(semantic_ids)
+    out.__dict__.pop("lookup", None)  # the cached item -> row map belongs to the old rows
+    out.codes = np.ascontiguousarray(codes, dtype=np.int64)
+    out.item_ids = item_ids
     # The fit's diagnostics describe the IDs as fitted; recomputing them on every update would cost more than the
     # update. Only the item count is kept current.
-    diagnostics = {**semantic_ids.diagnostics, "n_items": len(item_ids)}
-    return SemanticIDs(
-        codes=codes,
-        codebook_sizes=list(semantic_ids.codebook_sizes),
-        item_ids=item_ids,
-        scheme=semantic_ids.scheme,
-        has_collision_level=semantic_ids.has_collision_level,
-        diagnostics=diagnostics,
-        vocabulary=semantic_ids.vocabulary,
-        added_tokens=list(semantic_ids.added_tokens),
+    out.diagnostics = {**semantic_ids.diagnostics, "n_items": len(item_ids)}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- items files
+ITEMS_FILE_HELP = """ITEMS_FILE: the items to add or remove, one per row.
+  .jsonl  one JSON object per line with `item_id` and, to add, one of:
+          `features` (a list of numbers, the quantiser's input width), `codes` (a list of ints, the quantiser's
+          codes without the collision level), or the item's fields (`title`, `brand`, `categories`, `price`, ...),
+          embedded with --text-model and the default template, as `hf-genrec train` embeds item text;
+  .csv    an `item_id` column and, to add, either numeric columns only (the feature vector, in column order) or
+          the item's fields (`title`, `brand`, ...);
+  .txt    (remove only) one item id per line."""
+
+
+def read_items_file(path: str | os.PathLike) -> list[dict]:
+    """The rows of an items file (see ``ITEMS_FILE_HELP``) as dicts, each with a string ``item_id``."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Items file {path} not found.")
+    suffix = path.suffix.lower()
+    text = path.read_text(encoding="utf-8")
+    if suffix in (".jsonl", ".json"):
+        rows = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(
+                    f"{path}, line {number}: not a JSON object ({err}). Write one object per line."
+                ) from err
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}.")
+            rows.append(row)
+    elif suffix == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+    elif suffix == ".txt":
+        rows = [{"item_id": line.strip()} for line in text.splitlines() if line.strip()]
+    else:
+        raise ValueError(f"Items file {path} must end in .jsonl, .csv or .txt.\n{ITEMS_FILE_HELP}")
+    if not rows:
+        raise ValueError(f"Items file {path} holds no items.")
+    missing = [n for n, row in enumerate(rows, 1) if row.get("item_id") in (None, "")]
+    if missing:
+        raise ValueError(f"{path}: rows {missing[:5]} have no `item_id`; every row needs one.")
+    for row in rows:
+        row["item_id"] = str(row["item_id"])
+    return rows
+
+
+def items_file_inputs(rows: list[dict], text_model=None) -> tuple[list[str], np.ndarray | None, np.ndarray | None]:
+    """``(item_ids, features, codes)`` of the rows of an items file to add (one of features / codes is None)."""
+    ids = [row["item_id"] for row in rows]
+    fields = [{k: v for k, v in row.items() if k != "item_id"} for row in rows]
+    if all("codes" in f for f in fields):
+        return ids, None, np.asarray([f["codes"] for f in fields], dtype=np.int64)
+    if all("features" in f for f in fields):
+        return ids, _numeric([f["features"] for f in fields]), None
+    if any("codes" in f or "features" in f for f in fields):
+        raise ValueError(
+            "Every row must give the same kind of input: all `features`, all `codes`, or all item fields."
+        )
+    if not any(fields):
+        raise ValueError("The rows hold only `item_id`: give each item `features`, `codes` or its fields to add it.")
+    if all(_is_number(v) for f in fields for v in f.values()):  # CSV of feature columns
+        return ids, _numeric([[float(v) for v in f.values()] for f in fields]), None
+    from .features import DEFAULT_TEXT_MODEL, text_features
+
+    return (
+        ids,
+        text_features(fields, model_name_or_path=text_model or DEFAULT_TEXT_MODEL, show_progress_bar=False),
+        None,
     )
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _numeric(rows: list) -> np.ndarray:
+    widths = {len(r) for r in rows}
+    if len(widths) != 1:
+        raise ValueError(f"Feature vectors must all have the same width; got widths {sorted(widths)}.")
+    return np.asarray(rows, dtype=np.float32)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSeq2SeqLM, PreTrainedModel
 
-from .catalog import IF_FULL_CHOICES, CatalogLog, assign_codes, grow, shrink
+from .catalog import IF_FULL_CHOICES, CatalogLog, assign_codes, check_new_item_ids, grow, shrink
 from .configuration import GenRecConfig
 from .data.collator import GenRecCollator
 from .decoding import build_trie_index, generate_items
@@ -117,9 +117,7 @@ class GenerativeRecommender:
         if if_full not in IF_FULL_CHOICES:
             raise ValueError(f"if_full must be one of {IF_FULL_CHOICES}, got {if_full!r}.")
         semantic_ids = self.item_tokenizer.semantic_ids
-        from .catalog import _check_new_ids
-
-        ids = _check_new_ids(semantic_ids, item_ids)
+        ids = check_new_item_ids(self.item_tokenizer.item_to_index, item_ids)
         if (features is None) == (codes is None):
             raise ValueError("Pass exactly one of `features` (encoded by the quantiser) or `codes`.")
         if codes is None:
@@ -135,7 +133,7 @@ class GenerativeRecommender:
         full, placed = assign_codes(semantic_ids, base, retired, item_ids=ids, if_full=if_full)
         added = [item for item, ok in zip(ids, placed.tolist()) if ok]
         if added:
-            self._set_semantic_ids(grow(semantic_ids, added, full))
+            self._set_item_tokenizer(self.item_tokenizer.with_appended_items(grow(semantic_ids, added, full)))
             self.catalog.new_items.extend(added)
         return {item: tuple(int(c) for c in row if c >= 0) for item, row in zip(added, full.tolist())}
 
@@ -174,7 +172,7 @@ class GenerativeRecommender:
         )
         gone = set(ids)
         self.catalog.new_items = [item for item in self.catalog.new_items if item not in gone]
-        self._set_semantic_ids(shrink(semantic_ids, keep))
+        self._set_item_tokenizer(self.item_tokenizer.with_rows_kept(shrink(semantic_ids, keep), keep))
 
     def _encode(self, features, n_items: int) -> np.ndarray:
         if self.quantizer is None:
@@ -197,13 +195,10 @@ class GenerativeRecommender:
             )
         return np.asarray(self.quantizer.encode(array))
 
-    def _set_semantic_ids(self, semantic_ids) -> None:
-        n_tokens = len(self.item_tokenizer)
-        self.item_tokenizer = ItemTokenizer(
-            self.item_tokenizer.tokenizer, semantic_ids, history_eos=self.item_tokenizer.history_eos
-        )
-        if len(self.item_tokenizer) != n_tokens:  # assign_codes keeps to existing codes; a guard, not a path
-            raise RuntimeError("The catalogue update added tokens to the tokenizer; this is a bug in hf_genrec.")
+    def _set_item_tokenizer(self, item_tokenizer: ItemTokenizer) -> None:
+        if len(item_tokenizer) != len(self.item_tokenizer):  # a guard: updates only use existing tokens
+            raise RuntimeError("The catalogue update changed the tokenizer's vocabulary; this is a bug in hf_genrec.")
+        self.item_tokenizer = item_tokenizer
         self._trie_index = None
         self._new_trie_index = None
 

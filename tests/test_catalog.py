@@ -204,3 +204,38 @@ def test_assign_codes_skips_live_retired_and_batch_codes():
         assign_codes(ids, np.array([[0, 0], [0, 0]]), retired)
     full, placed = assign_codes(ids, np.array([[0, 0], [0, 0]]), retired, if_full="skip")
     assert placed.tolist() == [True, False] and full.tolist() == [[0, 0, 3]]
+
+
+def test_cli_catalog_add_and_remove(trained_bundle, tmp_path, capsys):
+    import shutil
+
+    from hf_genrec.cli import main
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained_bundle, bundle)
+    features = _features(2, seed=9)
+    items = tmp_path / "new.jsonl"
+    items.write_text(
+        "\n".join(json.dumps({"item_id": f"cli{i}", "features": f.tolist()}) for i, f in enumerate(features))
+    )
+    assert main(["catalog", "add", str(bundle), str(items)]) == 0
+    assert "30 -> 32 items" in capsys.readouterr().out
+    csv_file = tmp_path / "more.csv"
+    csv_file.write_text(
+        "item_id," + ",".join(f"f{j}" for j in range(8)) + "\ncli9," + ",".join(map(str, features[0] + 1))
+    )
+    assert main(["catalog", "add", str(bundle), str(csv_file), "--output", str(tmp_path / "grown")]) == 0
+    assert "cli9" in GenerativeRecommender.from_pretrained(tmp_path / "grown").item_ids
+    (tmp_path / "gone.txt").write_text("cli0\nitem4\n")
+    assert main(["catalog", "remove", str(bundle), str(tmp_path / "gone.txt")]) == 0
+    loaded = GenerativeRecommender.from_pretrained(bundle)
+    assert "cli1" in loaded.item_ids and "cli0" not in loaded.item_ids and "item4" not in loaded.item_ids
+    assert loaded.new_item_ids == ["cli1"]
+    capsys.readouterr()
+    assert main(["catalog", "add", str(bundle), str(items)]) == 1  # cli1 is there already
+    assert "already in the catalogue" in capsys.readouterr().err
+    (tmp_path / "narrow.jsonl").write_text(json.dumps({"item_id": "z", "features": [1.0, 2.0]}))
+    assert main(["catalog", "add", str(bundle), str(tmp_path / "narrow.jsonl")]) == 1
+    assert "width 2" in capsys.readouterr().err
+    assert main(["catalog", "remove", str(bundle), str(tmp_path / "gone.txt")]) == 1
+    assert "not in the catalogue" in capsys.readouterr().err
