@@ -173,6 +173,8 @@ def evaluate(args, splits, cold: set[str], item_ids: list[str], features: np.nda
     users = list(range(len(test)))
     targets_all = test["target"][:]
     cold_users = [u for u in users if targets_all[u] in cold]
+    if args.max_cold_users and args.max_cold_users < len(cold_users):  # quick checks only; the record ranks all
+        cold_users = cold_users[: args.max_cold_users]
     sample = users
     if args.max_test_users and args.max_test_users < len(users):
         sample = sorted(np.random.default_rng(args.seed).choice(len(users), args.max_test_users, replace=False))
@@ -296,6 +298,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--new-item-slots", type=int, default=2, help="Slots of the top 10 given to new items.")
     parser.add_argument("--max-test-users", type=int, default=None, help="All-users sample (default: all).")
+    parser.add_argument("--max-cold-users", type=int, default=None, help="Quick checks only (default: all).")
     parser.add_argument("--phase", choices=["all", "train", "eval"], default="all")
     parser.add_argument("--work-dir", default="outputs/cold_start")
     parser.add_argument("--bundle", default=None, help="Evaluate this bundle (default: <work-dir>/bundle).")
