@@ -239,3 +239,28 @@ def test_cli_catalog_add_and_remove(trained_bundle, tmp_path, capsys):
     assert "width 2" in capsys.readouterr().err
     assert main(["catalog", "remove", str(bundle), str(tmp_path / "gone.txt")]) == 1
     assert "not in the catalogue" in capsys.readouterr().err
+
+
+def test_items_file_errors(tmp_path):
+    from hf_genrec.catalog import items_file_inputs, read_items_file
+
+    bad = tmp_path / "items.parquet"
+    bad.write_text("x")
+    with pytest.raises(ValueError, match=r"\.jsonl, \.csv or \.txt"):
+        read_items_file(bad)
+    no_id = tmp_path / "no_id.jsonl"
+    no_id.write_text('{"features": [1]}\n')
+    with pytest.raises(ValueError, match="no `item_id`"):
+        read_items_file(no_id)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"item_id": "a"\n')
+    with pytest.raises(ValueError, match="line 1"):
+        read_items_file(broken)
+    with pytest.raises(ValueError, match="same kind of input"):
+        items_file_inputs([{"item_id": "a", "codes": [1, 2]}, {"item_id": "b", "features": [0.5]}])
+    with pytest.raises(ValueError, match="only `item_id`"):
+        items_file_inputs([{"item_id": "a"}])
+    with pytest.raises(ValueError, match="same width"):
+        items_file_inputs([{"item_id": "a", "features": [1.0]}, {"item_id": "b", "features": [1.0, 2.0]}])
+    ids, features, codes = items_file_inputs([{"item_id": "a", "codes": [1, 2, 3]}])
+    assert ids == ["a"] and features is None and codes.tolist() == [[1, 2, 3]]
