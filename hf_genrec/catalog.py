@@ -315,3 +315,49 @@ def _numeric(rows: list) -> np.ndarray:
     if len(widths) != 1:
         raise ValueError(f"Feature vectors must all have the same width; got widths {sorted(widths)}.")
     return np.asarray(rows, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------- cold start
+class NewItemIndex:
+    """The items added since training, bucketed by every prefix of their semantic codes, to rank them for a history.
+
+    Items never seen in training have no interactions the model could have learnt from, but their IDs say what they
+    are like: items with a common prefix came out of the same clusters of the features. So a new item ranks by how
+    deep a prefix it shares with the history's items (the most recent first), and, among equals, by the model's own
+    ranking of the new items (a beam search over their trie), then catalogue order.
+
+    Args:
+        item_ids: the new items.
+        codes: their codes ``[n, levels]``; only the semantic levels (no collision level) are compared.
+    """
+
+    def __init__(self, item_ids: Sequence[str], codes: np.ndarray):
+        self.item_ids = list(item_ids)
+        self.levels = int(codes.shape[1])
+        self.buckets: list[dict[tuple[int, ...], list[int]]] = []
+        rows = np.asarray(codes).tolist()
+        for depth in range(1, self.levels + 1):
+            bucket: dict[tuple[int, ...], list[int]] = {}
+            for n, row in enumerate(rows):
+                bucket.setdefault(tuple(row[:depth]), []).append(n)
+            self.buckets.append(bucket)
+
+    def rank(self, history_codes: np.ndarray, model_ranked: Sequence[str], n: int, exclude: set[str]) -> list[str]:
+        """The best ``n`` new items for a history (codes of its items ``[h, >= levels]``, oldest first), none of
+        ``exclude`` (pass the history's own items: an item the user has is not a discovery)."""
+        recent = [tuple(row[: self.levels]) for row in np.asarray(history_codes).tolist()[::-1]]
+        model_rank = {item: r for r, item in enumerate(model_ranked)}
+        out: list[str] = []
+        seen = set(exclude)
+        for depth in range(self.levels, 0, -1):
+            for codes in recent:
+                group = [self.item_ids[i] for i in self.buckets[depth - 1].get(codes[:depth], ())]
+                group = sorted((i for i in group if i not in seen), key=lambda i: model_rank.get(i, len(model_rank)))
+                for item in group:
+                    seen.add(item)
+                    out.append(item)
+                    if len(out) >= n:
+                        return out
+        # no shared prefix left: the model's order
+        out += [item for item in model_ranked if item not in seen][: n - len(out)]
+        return out

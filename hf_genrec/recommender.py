@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSeq2SeqLM, PreTrainedModel
 
-from .catalog import IF_FULL_CHOICES, CatalogLog, assign_codes, check_new_item_ids, grow, shrink
+from .catalog import IF_FULL_CHOICES, CatalogLog, NewItemIndex, assign_codes, check_new_item_ids, grow, shrink
 from .configuration import GenRecConfig
 from .data.collator import GenRecCollator
 from .decoding import build_trie_index, generate_items
@@ -60,6 +60,7 @@ class GenerativeRecommender:
         self.catalog = catalog or CatalogLog()
         self._trie_index: TrieIndex | None = None
         self._new_trie_index: TrieIndex | None = None
+        self._new_item_index: NewItemIndex | None = None
         self._collator = GenRecCollator(pad_token_id=item_tokenizer.pad_token_id)
 
     @property
@@ -76,6 +77,16 @@ class GenerativeRecommender:
             rows = self.item_tokenizer.index_of(self.catalog.new_items, context="catalogue log")
             self._new_trie_index = build_trie_index(self.item_tokenizer, rows=rows)
         return self._new_trie_index
+
+    @property
+    def new_item_index(self) -> NewItemIndex | None:
+        """The items added since training, bucketed by code prefix, for the cold-start mode (``None``: none)."""
+        if self._new_item_index is None and self.catalog.new_items:
+            semantic_ids = self.item_tokenizer.semantic_ids
+            levels = semantic_ids.n_levels - int(semantic_ids.has_collision_level)
+            rows = self.item_tokenizer.index_of(self.catalog.new_items, context="catalogue log")
+            self._new_item_index = NewItemIndex(self.catalog.new_items, semantic_ids.codes[rows, :levels])
+        return self._new_item_index
 
     @property
     def item_ids(self) -> list[str]:
@@ -201,6 +212,7 @@ class GenerativeRecommender:
         self.item_tokenizer = item_tokenizer
         self._trie_index = None
         self._new_trie_index = None
+        self._new_item_index = None
 
     def recommend(
         self,
@@ -218,11 +230,13 @@ class GenerativeRecommender:
 
         Every returned item is in the catalogue: decoding is constrained to the item trie.
 
-        ``new_item_slots`` (default ``config.new_item_slots``, 0: off) turns on the cold-start mode: items added
-        since training (`add_items`) are ranked by a second beam search constrained to their trie alone, and the
-        best of them take the last ``new_item_slots`` places of the top ``k`` (when fewer new items made the top
-        ``k`` on their own). Their scores come from that second search, normalised over the new items only when the
-        model decodes with renormalised scores, so they are not comparable with the others.
+        ``new_item_slots`` (default ``config.new_item_slots``, 0: off) turns on the cold-start mode: the items added
+        since training (`add_items`) that share the deepest code prefix with the history's items (the most recent
+        first; ties broken by a second beam search constrained to the new items' trie, the model's own ranking of
+        them) take the last ``new_item_slots`` places of the top ``k``, when fewer new items made the top ``k`` on
+        their own; items of the history itself are not inserted. An inserted item carries its score from that
+        second search (normalised over the new items only when the model decodes with renormalised scores), or NaN
+        when the search did not reach it: these scores are not comparable with the others.
         """
         if isinstance(histories, str) or (len(histories) > 0 and isinstance(histories[0], str)):
             raise TypeError(
@@ -267,19 +281,24 @@ class GenerativeRecommender:
                 for row_idx, row_scores in zip(indices.tolist(), scores.tolist())
             ]
             if new_index is not None:
-                n_new = min(slots, len(new_index))
                 new_indices, new_scores = generate_items(
                     self.model,
                     self.item_tokenizer,
                     batch["input_ids"].to(device),
                     batch["attention_mask"].to(device),
-                    num_beams=max(num_beams, n_new),
-                    k=n_new,
+                    num_beams=num_beams,
+                    k=min(num_beams, len(new_index)),
                     method=method,
                     index=new_index,
                 )
-                for row, row_idx, row_scores in zip(rows, new_indices.tolist(), new_scores.tolist()):
-                    candidates = [(item_ids[i], s) for i, s in zip(row_idx, row_scores) if i >= 0]
+                codes = self.item_tokenizer.semantic_ids.codes
+                for row, history, row_idx, row_scores in zip(rows, chunk, new_indices.tolist(), new_scores.tolist()):
+                    scored = {item_ids[i]: s for i, s in zip(row_idx, row_scores) if i >= 0}
+                    history = [str(x) for x in history][-self.config.max_history :]
+                    ranked = self.new_item_index.rank(
+                        codes[self.item_tokenizer.index_of(history)], list(scored), slots + k, exclude=set(history)
+                    )
+                    candidates = [(item, scored.get(item, float("nan"))) for item in ranked]
                     row[:] = insert_new_items(row, candidates, new_items, k, slots)
             results.extend(rows)
         return results

@@ -7,7 +7,7 @@ import datasets
 import numpy as np
 import pytest
 
-from hf_genrec.catalog import CATALOG_NAME, assign_codes
+from hf_genrec.catalog import CATALOG_NAME, NewItemIndex, assign_codes
 from hf_genrec.configuration import GenRecConfig
 from hf_genrec.examples import tokenize_examples
 from hf_genrec.modeling import build_t5_model
@@ -123,7 +123,9 @@ def test_save_load_keeps_added_and_removed_items(rec, tmp_path):
     loaded = GenerativeRecommender.from_pretrained(tmp_path)
     assert loaded.item_ids == rec.item_ids and gone[0] not in loaded.item_ids and "fresh2" in loaded.item_ids
     assert loaded.new_item_ids == ["fresh1", "fresh2"]
-    assert loaded.recommend(history, k=5, new_item_slots=1) == expected
+    assert [[i for i, _ in row] for row in loaded.recommend(history, k=5, new_item_slots=1)] == [
+        [i for i, _ in row] for row in expected
+    ]
     # the retired IDs stay retired after loading: a twin of a removed item gets another collision code
     retired = {tuple(e["codes"]) for e in saved["retired"]}
     twin = loaded.add_items(["again"], _features()[alone[0] : alone[0] + 1])["again"]
@@ -264,3 +266,15 @@ def test_items_file_errors(tmp_path):
         items_file_inputs([{"item_id": "a", "features": [1.0]}, {"item_id": "b", "features": [1.0, 2.0]}])
     ids, features, codes = items_file_inputs([{"item_id": "a", "codes": [1, 2, 3]}])
     assert ids == ["a"] and features is None and codes.tolist() == [[1, 2, 3]]
+
+
+def test_new_item_index_ranks_by_shared_prefix_then_recency_then_model():
+    index = NewItemIndex(
+        ["n1", "n2", "n3", "n4", "n5"], np.array([[0, 1, 2], [0, 1, 3], [0, 9, 9], [5, 5, 5], [0, 1, 2]])
+    )
+    history = np.array([[5, 5, 7, 0], [0, 1, 2, 0]])  # oldest first; the codes' collision level is ignored
+    # n1 and n5 share all 3 levels with the last item (the model prefers n5), n2 two levels, then n4 two levels with
+    # the older item, n3 one level with the last item
+    assert index.rank(history, ["n5", "n3"], 5, exclude=set()) == ["n5", "n1", "n2", "n4", "n3"]
+    assert index.rank(history, [], 2, exclude={"n1", "n5"}) == ["n2", "n4"]
+    assert index.rank(np.array([[7, 7, 7]]), ["n3", "n1"], 3, exclude=set()) == ["n3", "n1"]  # no prefix: the model
