@@ -169,7 +169,7 @@ def evaluate(args, splits, cold: set[str], item_ids: list[str], features: np.nda
     not_added = [item for item in cold_ids if item not in added]
     logger.info("Added %d cold items in %.2f s (%d could not be placed)", len(added), add_seconds, len(not_added))
 
-    test = splits["test"]
+    test = splits[args.eval_split]
     users = list(range(len(test)))
     targets_all = test["target"][:]
     cold_users = [u for u in users if targets_all[u] in cold]
@@ -252,8 +252,10 @@ def evaluate(args, splits, cold: set[str], item_ids: list[str], features: np.nda
     result["metadata"] = {
         "command": "OMP_NUM_THREADS=1 python benchmarks/cold_start.py --data-dir ../shared/data --budget-minutes "
         f"{args.budget_minutes:g} --new-item-slots {slots}"
-        + (f" --max-test-users {args.max_test_users}" if args.max_test_users else ""),
+        + (f" --max-test-users {args.max_test_users}" if args.max_test_users else "")
+        + (f" --eval-split {args.eval_split}" if args.eval_split != "test" else ""),
         "dataset": args.dataset,
+        "eval_split": args.eval_split,
         "recipe": args.config,
         "budget_minutes": args.budget_minutes,
         "training": facts,
@@ -315,6 +317,12 @@ def main() -> None:
     parser.add_argument("--max-test-users", type=int, default=None, help="All-users sample (default: all).")
     parser.add_argument("--check-users", type=int, default=200, help="Users ranked again by recommend() itself.")
     parser.add_argument("--max-cold-users", type=int, default=None, help="Quick checks only (default: all).")
+    parser.add_argument(
+        "--eval-split",
+        choices=["test", "validation"],
+        default="test",
+        help="validation: the users whose validation target is held out (to choose settings without the test).",
+    )
     parser.add_argument("--phase", choices=["all", "train", "eval"], default="all")
     parser.add_argument("--work-dir", default="outputs/cold_start")
     parser.add_argument("--bundle", default=None, help="Evaluate this bundle (default: <work-dir>/bundle).")
