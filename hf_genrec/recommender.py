@@ -10,7 +10,16 @@ import numpy as np
 import torch
 from transformers import AutoModelForSeq2SeqLM, PreTrainedModel
 
-from .catalog import IF_FULL_CHOICES, CatalogLog, NewItemIndex, assign_codes, check_new_item_ids, grow, shrink
+from .catalog import (
+    CATALOG_NAME,
+    IF_FULL_CHOICES,
+    CatalogLog,
+    NewItemIndex,
+    assign_codes,
+    check_new_item_ids,
+    grow,
+    shrink,
+)
 from .configuration import GenRecConfig
 from .data.collator import GenRecCollator
 from .decoding import build_trie_index, generate_items
@@ -246,7 +255,8 @@ class GenerativeRecommender:
         num_beams = max(num_beams or self.config.num_beams, k)
         if k > self.item_tokenizer.num_items:
             raise ValueError(f"k={k} is larger than the catalogue ({self.item_tokenizer.num_items} items).")
-        slots = self.config.new_item_slots if new_item_slots is None else new_item_slots
+        # the bundle's default gives way to a smaller k; an explicit value must fit
+        slots = min(self.config.new_item_slots, k) if new_item_slots is None else new_item_slots
         if isinstance(slots, bool) or not isinstance(slots, int) or not 0 <= slots <= k:
             raise ValueError(f"new_item_slots must be an int in [0, k={k}], got {slots!r}.")
         new_index = self.new_item_trie_index if slots else None
@@ -314,6 +324,8 @@ class GenerativeRecommender:
             self.quantizer.save_pretrained(save_directory / QUANTIZER_DIR)
         if not self.catalog.is_empty():
             self.catalog.save(save_directory)
+        elif (save_directory / CATALOG_NAME).is_file():  # a stale log from an earlier save there
+            (save_directory / CATALOG_NAME).unlink()
         card = build_model_card(self.item_tokenizer, self.config, self.card_data, repo_id=repo_id)
         (save_directory / "README.md").write_text(card, encoding="utf-8")
 

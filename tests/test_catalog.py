@@ -278,3 +278,19 @@ def test_new_item_index_ranks_by_shared_prefix_then_recency_then_model():
     assert index.rank(history, ["n5", "n3"], 5, exclude=set()) == ["n5", "n1", "n2", "n4", "n3"]
     assert index.rank(history, [], 2, exclude={"n1", "n5"}) == ["n2", "n4"]
     assert index.rank(np.array([[7, 7, 7]]), ["n3", "n1"], 3, exclude=set()) == ["n3", "n1"]  # no prefix: the model
+
+
+def test_grown_catalogue_is_pushed_and_loaded_by_repo_id(rec, monkeypatch, tmp_path):
+    from .hub_server import use_loopback_hub
+
+    rec.add_items(["hub_new"], _features(1, seed=3))
+    rec.remove_items(["item5"])
+    rec.config.new_item_slots = 1  # the cold-start mode as this bundle's default
+    with use_loopback_hub(monkeypatch, cache_dir=str(tmp_path / "hub-cache")) as hub:
+        rec.push_to_hub("someone/living-catalogue")
+        assert CATALOG_NAME in hub.files("someone/living-catalogue")
+        loaded = GenerativeRecommender.from_pretrained("someone/living-catalogue")
+    assert loaded.item_ids == rec.item_ids and loaded.new_item_ids == ["hub_new"] and "item5" not in loaded.item_ids
+    row = loaded.recommend([["item1"]], k=5)[0]
+    assert "hub_new" in [item for item, _ in row]  # the only new item takes the one default place
+    assert len(loaded.recommend([["item1"]], k=1)[0]) == 1  # the default gives way to a smaller k
