@@ -5,6 +5,7 @@ __version__ = "0.1.0"
 from .baselines import MostPopular
 from .beam_search import shared_beam_search
 from .callbacks import TimeBudgetCallback
+from .catalog import CatalogLog
 from .causal_t5 import GenRecT5Config, GenRecT5ForConditionalGeneration
 from .configuration import GenRecConfig
 from .constraints import ItemTrie, prefix_allowed_tokens_fn
@@ -37,6 +38,7 @@ from .trainer import GenRecTrainer, GenRecTrainingArguments
 from .trie_logits import TrieIndex, TrieLogitsProcessor
 
 __all__ = [
+    "CatalogLog",
     "GenRecT5Config",
     "GenRecT5ForConditionalGeneration",
     "tokenize_sequences",

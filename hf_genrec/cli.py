@@ -1,4 +1,4 @@
-"""The ``hf-genrec`` command line: ``build-ids``, ``train``, ``recommend`` and ``push``."""
+"""The ``hf-genrec`` command line: ``build-ids``, ``train``, ``recommend``, ``push`` and ``catalog``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ commands:
   train       read data, build item IDs, train and evaluate a generative recommender, save it
   recommend   print the top-K items for a history with a saved recommender
   push        upload a saved recommender (model, tokenizer, item map, quantiser, card) to the Hugging Face Hub
+  catalog     add items to, or remove items from, a saved recommender without retraining
 
 Run `hf-genrec <command> --help` for the options of a command."""
 
@@ -190,7 +191,48 @@ def _push(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"build-ids": _build_ids, "train": _train, "recommend": _recommend, "push": _push}
+def _catalog(argv: Sequence[str]) -> int:
+    from .catalog import IF_FULL_CHOICES, ITEMS_FILE_HELP
+
+    parser = argparse.ArgumentParser(
+        prog="hf-genrec catalog",
+        description="Add items to, or retire items from, a saved recommender; no retraining, no new tokens.",
+        epilog=ITEMS_FILE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("action", choices=["add", "remove"])
+    parser.add_argument("bundle", help="A folder written by `hf-genrec train` or `save_pretrained`.")
+    parser.add_argument("items_file", help="The items (see below).")
+    parser.add_argument("--output", default=None, help="Write the updated bundle here (default: update BUNDLE).")
+    parser.add_argument("--text-model", default=None, help="Embeds item fields (default: all-MiniLM-L6-v2).")
+    parser.add_argument("--if-full", choices=IF_FULL_CHOICES, default="error", help="A prefix with no free ID.")
+    args = parser.parse_args(argv)
+
+    from .catalog import items_file_inputs, read_items_file
+    from .recommender import GenerativeRecommender
+
+    rows = read_items_file(args.items_file)
+    recommender = GenerativeRecommender.from_pretrained(args.bundle)
+    before = len(recommender.item_ids)
+    if args.action == "add":
+        ids, features, codes = items_file_inputs(rows, args.text_model)
+        added = recommender.add_items(ids, features, codes=codes, if_full=args.if_full)
+        for item, item_codes in added.items():
+            print(f"added    {item:<20} {list(item_codes)}")
+        if len(added) < len(ids):
+            print(f"not added (their prefix has no free ID): {[i for i in ids if i not in added]}")
+    else:
+        ids = [row["item_id"] for row in rows]
+        recommender.remove_items(ids)
+        for item in ids:
+            print(f"retired  {item}")
+    output = args.output or args.bundle
+    recommender.save_pretrained(output)
+    print(f"{output}: {before} -> {len(recommender.item_ids)} items")
+    return 0
+
+
+COMMANDS = {"build-ids": _build_ids, "train": _train, "recommend": _recommend, "push": _push, "catalog": _catalog}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,6 +26,8 @@ class GenRecConfig:
         top_k (`int`): items returned by default.
         max_history (`int`): items of history the model reads (older ones are cut).
         dataset (`str`, *optional*): the dataset it was trained on.
+        new_item_slots (`int`, defaults to 0): places of the top K that `recommend` gives to items added since
+            training (the cold-start mode; 0 turns it off).
     """
 
     id_scheme: str = "rqkmeans"
@@ -33,6 +35,7 @@ class GenRecConfig:
     top_k: int = 10
     max_history: int = 20
     dataset: str | None = None
+    new_item_slots: int = 0
     extra: dict = field(default_factory=dict)
     library_version: str = ""
 

@@ -50,11 +50,14 @@ def build_trie(item_tokenizer: ItemTokenizer) -> ItemTrie:
     return ItemTrie(item_tokenizer.spellings())
 
 
-def build_trie_index(item_tokenizer: ItemTokenizer) -> TrieIndex:
-    """The compact, vectorised trie of every item spelling, for :class:`TrieLogitsProcessor`."""
-    table = item_tokenizer.item_token_ids
+def build_trie_index(item_tokenizer: ItemTokenizer, rows: np.ndarray | None = None) -> TrieIndex:
+    """The compact, vectorised trie of every item spelling (or of the items at ``rows``), for
+    :class:`TrieLogitsProcessor`."""
+    table, lengths = item_tokenizer.item_token_ids, item_tokenizer.item_lengths
+    if rows is not None:
+        table, lengths = table[rows], lengths[rows]
     positions = np.arange(table.shape[1])[None, :]
-    spellings = np.where(positions < item_tokenizer.item_lengths[:, None], table, -1)
+    spellings = np.where(positions < lengths[:, None], table, -1)
     return TrieIndex(spellings, len(item_tokenizer), item_tokenizer.pad_token_id)
 
 

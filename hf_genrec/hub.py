@@ -2,7 +2,8 @@
 
 A bundle is a folder: ``config.json`` + ``model.safetensors`` (a plain ``T5ForConditionalGeneration``), the tokenizer
 files (with the semantic-ID tokens), ``semantic_ids/`` (item ↔ codes), ``quantizer/`` (to encode new items),
-``genrec_config.json`` and ``README.md`` (the model card). No pickle.
+``genrec_config.json``, ``catalog.json`` (items added and retired since training, when there are any) and ``README.md``
+(the model card). No pickle.
 """
 
 from __future__ import annotations

@@ -6,9 +6,20 @@ import logging
 import os
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from transformers import AutoModelForSeq2SeqLM, PreTrainedModel
 
+from .catalog import (
+    CATALOG_NAME,
+    IF_FULL_CHOICES,
+    CatalogLog,
+    NewItemIndex,
+    assign_codes,
+    check_new_item_ids,
+    grow,
+    shrink,
+)
 from .configuration import GenRecConfig
 from .data.collator import GenRecCollator
 from .decoding import build_trie_index, generate_items
@@ -34,6 +45,7 @@ class GenerativeRecommender:
         quantizer (`ItemIDScheme`, *optional*): the fitted ID scheme, saved with the bundle so new items can be
             given IDs the same way.
         card_data (`GenRecCardData`, *optional*): metrics and training facts for the model card.
+        catalog (`CatalogLog`, *optional*): items added and retired since training (``catalog.json``).
 
     Example:
     ```python
@@ -50,13 +62,17 @@ class GenerativeRecommender:
         config: GenRecConfig | None = None,
         quantizer: ItemIDScheme | None = None,
         card_data: GenRecCardData | None = None,
+        catalog: CatalogLog | None = None,
     ):
         self.model = model.eval()
         self.item_tokenizer = item_tokenizer
         self.config = config or GenRecConfig()
         self.quantizer = quantizer
         self.card_data = card_data or GenRecCardData(dataset=self.config.dataset)
+        self.catalog = catalog or CatalogLog()
         self._trie_index: TrieIndex | None = None
+        self._new_trie_index: TrieIndex | None = None
+        self._new_item_index: NewItemIndex | None = None
         self._collator = GenRecCollator(pad_token_id=item_tokenizer.pad_token_id)
 
     @property
@@ -67,8 +83,148 @@ class GenerativeRecommender:
         return self._trie_index
 
     @property
+    def new_item_trie_index(self) -> TrieIndex | None:
+        """The trie of the items added since training only (``None`` when there are none), for the cold-start mode."""
+        if self._new_trie_index is None and self.catalog.new_items:
+            rows = self.item_tokenizer.index_of(self.catalog.new_items, context="catalogue log")
+            self._new_trie_index = build_trie_index(self.item_tokenizer, rows=rows)
+        return self._new_trie_index
+
+    @property
+    def new_item_index(self) -> NewItemIndex | None:
+        """The items added since training, bucketed by code prefix, for the cold-start mode (``None``: none)."""
+        if self._new_item_index is None and self.catalog.new_items:
+            semantic_ids = self.item_tokenizer.semantic_ids
+            levels = semantic_ids.n_levels - int(semantic_ids.has_collision_level)
+            rows = self.item_tokenizer.index_of(self.catalog.new_items, context="catalogue log")
+            self._new_item_index = NewItemIndex(self.catalog.new_items, semantic_ids.codes[rows, :levels])
+        return self._new_item_index
+
+    @property
     def item_ids(self) -> list[str]:
         return self.item_tokenizer.item_ids
+
+    @property
+    def new_item_ids(self) -> list[str]:
+        """Items added with `add_items` since training (the candidates of the cold-start mode), oldest first."""
+        return list(self.catalog.new_items)
+
+    # ------------------------------------------------------------------ the living catalogue
+    def add_items(
+        self,
+        item_ids: Sequence[str],
+        features=None,
+        *,
+        codes=None,
+        if_full: str = "error",
+    ) -> dict[str, tuple[int, ...]]:
+        """Add items to the catalogue without retraining: they can be recommended at once.
+
+        The new items are encoded by the bundle's fitted quantiser (or take the ``codes`` you give), get the smallest
+        free collision code under their prefix (never one of a retired item), and join the item map and the
+        constraint index. No token is added; the model is unchanged. Save the recommender to keep the grown
+        catalogue.
+
+        Args:
+            item_ids: ids of the new items; none may be in the catalogue already.
+            features: float ``[len(item_ids), d]``, the same kind of features the quantiser was fitted on (e.g. the
+                same text model's embeddings of the same text template).
+            codes: instead of ``features``, int ``[len(item_ids), levels]`` quantiser codes (without the collision
+                level).
+            if_full: ``"error"`` (default) raises when an item's prefix has no free collision code left;
+                ``"skip"`` adds the others, warns, and leaves those out (absent from the returned dict).
+
+        Returns:
+            The full semantic ID of each added item, ``{item_id: (c0, c1, ..., collision)}``.
+        """
+        if if_full not in IF_FULL_CHOICES:
+            raise ValueError(f"if_full must be one of {IF_FULL_CHOICES}, got {if_full!r}.")
+        semantic_ids = self.item_tokenizer.semantic_ids
+        ids = check_new_item_ids(self.item_tokenizer.item_to_index, item_ids)
+        if (features is None) == (codes is None):
+            raise ValueError("Pass exactly one of `features` (encoded by the quantiser) or `codes`.")
+        if codes is None:
+            base = self._encode(features, len(ids))
+        else:
+            base = np.asarray(codes)
+            if base.ndim != 2 or base.shape[0] != len(ids):
+                raise ValueError(
+                    f"codes must be int [n_items, levels] with one row per item id ({len(ids)}), got shape "
+                    f"{tuple(base.shape)}."
+                )
+        retired = self.catalog.retired_codes(semantic_ids.n_levels)
+        full, placed = assign_codes(semantic_ids, base, retired, item_ids=ids, if_full=if_full)
+        added = [item for item, ok in zip(ids, placed.tolist()) if ok]
+        if added:
+            self._set_item_tokenizer(self.item_tokenizer.with_appended_items(grow(semantic_ids, added, full)))
+            self.catalog.new_items.extend(added)
+        return {item: tuple(int(c) for c in row if c >= 0) for item, row in zip(added, full.tolist())}
+
+    def remove_items(self, item_ids: Sequence[str]) -> None:
+        """Retire items: they are never generated again, and their semantic IDs are never given to another item.
+
+        Their code tuples are kept in ``catalog.json``; histories that mention a removed item raise as for any
+        unknown id.
+        """
+        if isinstance(item_ids, str | bytes):
+            raise TypeError("item_ids must be a list of ids, not one string; for one item pass `[item_id]`.")
+        ids = [str(item) for item in item_ids]
+        if not ids:
+            raise ValueError("item_ids is empty: there is nothing to remove.")
+        lookup = self.item_tokenizer.item_to_index
+        unknown = [item for item in ids if item not in lookup]
+        if unknown:
+            retired = {entry["item_id"] for entry in self.catalog.retired}
+            was = [item for item in unknown if item in retired]
+            raise ValueError(
+                f"{len(unknown)} of the items to remove are not in the catalogue (first: {unknown[:5]})"
+                + (f"; {was[:5]} were removed before" if was else "")
+                + ". Nothing was removed."
+            )
+        if len(set(ids)) != len(ids):
+            raise ValueError("item_ids repeats ids; list each item to remove once.")
+        rows = np.fromiter((lookup[item] for item in ids), dtype=np.int64, count=len(ids))
+        if len(rows) >= self.item_tokenizer.num_items:
+            raise ValueError("Removing every item would leave an empty catalogue; keep at least one item.")
+        semantic_ids = self.item_tokenizer.semantic_ids
+        keep = np.ones(semantic_ids.n_items, dtype=bool)
+        keep[rows] = False
+        self.catalog.retired.extend(
+            {"item_id": item, "codes": [int(c) for c in semantic_ids.codes[row] if c >= 0]}
+            for item, row in zip(ids, rows.tolist())
+        )
+        gone = set(ids)
+        self.catalog.new_items = [item for item in self.catalog.new_items if item not in gone]
+        self._set_item_tokenizer(self.item_tokenizer.with_rows_kept(shrink(semantic_ids, keep), keep))
+
+    def _encode(self, features, n_items: int) -> np.ndarray:
+        if self.quantizer is None:
+            raise ValueError(
+                "This recommender has no quantiser (no `quantizer/` in its bundle), so it cannot encode features; "
+                "pass `codes=` computed with the scheme the IDs were made with."
+            )
+        array = np.asarray(features)
+        if array.ndim != 2 or array.shape[0] != n_items:
+            raise ValueError(
+                f"features must be [n_items, d] with one row per item id ({n_items}), got shape {tuple(array.shape)}."
+            )
+        config = self.quantizer.get_config()
+        dim = config.get("dim") or config.get("input_dim")
+        if dim is not None and array.shape[1] != dim:
+            raise ValueError(
+                f"features have width {array.shape[1]} but the quantiser ({self.quantizer.scheme}) was fitted on "
+                f"width {dim}: compute them the way the catalogue's features were made (same text model and "
+                "template, or the same feature pipeline)."
+            )
+        return np.asarray(self.quantizer.encode(array))
+
+    def _set_item_tokenizer(self, item_tokenizer: ItemTokenizer) -> None:
+        if len(item_tokenizer) != len(self.item_tokenizer):  # a guard: updates only use existing tokens
+            raise RuntimeError("The catalogue update changed the tokenizer's vocabulary; this is a bug in hf_genrec.")
+        self.item_tokenizer = item_tokenizer
+        self._trie_index = None
+        self._new_trie_index = None
+        self._new_item_index = None
 
     def recommend(
         self,
@@ -77,6 +233,7 @@ class GenerativeRecommender:
         num_beams: int | None = None,
         batch_size: int = 64,
         method: str = "auto",
+        new_item_slots: int | None = None,
     ) -> list[list[tuple[str, float]]]:
         """Top-``k`` items for each history (item ids, oldest first), with their log-probabilities, best first.
 
@@ -84,6 +241,14 @@ class GenerativeRecommender:
         history's cross-attention across beams, several times faster than stock ``generate`` with the same results.
 
         Every returned item is in the catalogue: decoding is constrained to the item trie.
+
+        ``new_item_slots`` (default ``config.new_item_slots``, 0: off) turns on the cold-start mode: the items added
+        since training (`add_items`) that share the deepest code prefix with the history's items (the most recent
+        first; ties broken by a second beam search constrained to the new items' trie, the model's own ranking of
+        them) take the last ``new_item_slots`` places of the top ``k``, when fewer new items made the top ``k`` on
+        their own; items of the history itself are not inserted. An inserted item carries its score from that
+        second search (normalised over the new items only when the model decodes with renormalised scores), or NaN
+        when the search did not reach it: these scores are not comparable with the others.
         """
         if isinstance(histories, str) or (len(histories) > 0 and isinstance(histories[0], str)):
             raise TypeError(
@@ -102,6 +267,12 @@ class GenerativeRecommender:
         num_beams = max(num_beams or self.config.num_beams, k)
         if k > self.item_tokenizer.num_items:
             raise ValueError(f"k={k} is larger than the catalogue ({self.item_tokenizer.num_items} items).")
+        # the bundle's default gives way to a smaller k; an explicit value must fit
+        slots = min(self.config.new_item_slots, k) if new_item_slots is None else new_item_slots
+        if isinstance(slots, bool) or not isinstance(slots, int) or not 0 <= slots <= k:
+            raise ValueError(f"new_item_slots must be an int in [0, k={k}], got {slots!r}.")
+        new_index = self.new_item_trie_index if slots else None
+        new_items = set(self.catalog.new_items) if new_index is not None else set()
         results: list[list[tuple[str, float]]] = []
         for start in range(0, len(histories), batch_size):
             chunk = histories[start : start + batch_size]
@@ -127,8 +298,31 @@ class GenerativeRecommender:
                 index=self.trie_index,
             )
             item_ids = self.item_tokenizer.item_ids
-            for row_idx, row_scores in zip(indices.tolist(), scores.tolist()):
-                results.append([(item_ids[i], s) for i, s in zip(row_idx, row_scores) if i >= 0])
+            rows = [
+                [(item_ids[i], s) for i, s in zip(row_idx, row_scores) if i >= 0]
+                for row_idx, row_scores in zip(indices.tolist(), scores.tolist())
+            ]
+            if new_index is not None:
+                new_indices, new_scores = generate_items(
+                    self.model,
+                    self.item_tokenizer,
+                    batch["input_ids"].to(device),
+                    batch["attention_mask"].to(device),
+                    num_beams=num_beams,
+                    k=min(num_beams, len(new_index)),
+                    method=method,
+                    index=new_index,
+                )
+                codes = self.item_tokenizer.semantic_ids.codes
+                for row, history, row_idx, row_scores in zip(rows, chunk, new_indices.tolist(), new_scores.tolist()):
+                    scored = {item_ids[i]: s for i, s in zip(row_idx, row_scores) if i >= 0}
+                    history = [str(x) for x in history][-self.config.max_history :]
+                    ranked = self.new_item_index.rank(
+                        codes[self.item_tokenizer.index_of(history)], list(scored), slots + k, exclude=set(history)
+                    )
+                    candidates = [(item, scored.get(item, float("nan"))) for item in ranked]
+                    row[:] = insert_new_items(row, candidates, new_items, k, slots)
+            results.extend(rows)
         return results
 
     def save_pretrained(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> None:
@@ -141,8 +335,13 @@ class GenerativeRecommender:
             self.config.save_pretrained(staging)
             if self.quantizer is not None:
                 self.quantizer.save_pretrained(staging / QUANTIZER_DIR)
+            if not self.catalog.is_empty():
+                self.catalog.save(staging)
             card = build_model_card(self.item_tokenizer, self.config, self.card_data, repo_id=repo_id)
             (staging / "README.md").write_text(card, encoding="utf-8")
+        stale_log = os.path.join(save_directory, CATALOG_NAME)
+        if self.catalog.is_empty() and os.path.isfile(stale_log):  # from an earlier save there: the publish keeps it
+            os.remove(stale_log)
 
     def push_to_hub(
         self,
@@ -211,4 +410,25 @@ class GenerativeRecommender:
         quantizer = load_quantizer(folder / QUANTIZER_DIR) if (folder / QUANTIZER_DIR).is_dir() else None
         if device is not None:
             model.to(device)
-        return cls(model, item_tokenizer, config, quantizer=quantizer)
+        return cls(model, item_tokenizer, config, quantizer=quantizer, catalog=CatalogLog.load(folder))
+
+
+def insert_new_items(
+    ranked: list[tuple[str, float]],
+    candidates: list[tuple[str, float]],
+    new_items: set[str],
+    k: int,
+    slots: int,
+) -> list[tuple[str, float]]:
+    """The top ``k`` of ``ranked`` with at least ``slots`` new items: ``candidates`` (new items, best first) fill the
+    last places, replacing the lowest-ranked items that are not new, as far as the candidates go."""
+    ranked = list(ranked[:k])
+    present = {item for item, _ in ranked}
+    missing = slots - sum(item in new_items for item in present)
+    extra = [c for c in candidates if c[0] not in present][: max(missing, 0)]
+    if not extra:
+        return ranked
+    to_drop = max(0, len(ranked) + len(extra) - k)
+    old = [item for item, _ in ranked if item not in new_items]
+    dropped = set(old[len(old) - to_drop :]) if to_drop else set()
+    return [r for r in ranked if r[0] not in dropped] + extra

@@ -7,6 +7,7 @@ concatenated, followed by one EOS.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import string
@@ -82,19 +83,68 @@ class ItemTokenizer:
                 code_to_token[level, : len(tokens)] = tokenizer.convert_tokens_to_ids(tokens)
             level_of = np.arange(codes.shape[1])
         self.code_to_token = code_to_token
-        lengths = (codes >= 0).sum(axis=1)
-        #: ``[n_items, max_id_length + 1]`` token ids of each item's spelling, then EOS, then pad (variable length).
-        pad = tokenizer.pad_token_id
-        self.item_token_ids = np.full((len(codes), codes.shape[1] + 1), pad, dtype=np.int64)
-        self.item_token_ids[:, :-1] = np.where(codes >= 0, code_to_token[level_of, np.maximum(codes, 0)], pad)
-        self.item_token_ids[np.arange(len(codes)), lengths] = tokenizer.eos_token_id
-        #: tokens per item spelling, EOS included
-        self.item_lengths = lengths + 1
-        self.is_variable_length = bool((lengths != lengths[0]).any())
+        self._level_of = level_of
+        #: ``[n_items, max_id_length + 1]`` token ids of each item's spelling, then EOS, then pad (variable length);
+        #: and the tokens per item spelling, EOS included
+        self.item_token_ids, self.item_lengths = self._spell(codes)
+        self.is_variable_length = bool((self.item_lengths != self.item_lengths[0]).any())
         self.item_to_index = {item: i for i, item in enumerate(semantic_ids.item_ids)}
-        self._spelling_to_index = {
-            tuple(row[:n]): i for i, (row, n) in enumerate(zip(self.item_token_ids.tolist(), self.item_lengths))
-        }
+        self._spelling_to_index = self._spelling_map(self.item_token_ids, self.item_lengths, 0)
+
+    def _spell(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids (spelling, EOS, pad) and spelling lengths (EOS included) of code rows."""
+        lengths = (codes >= 0).sum(axis=1)
+        pad = self.tokenizer.pad_token_id
+        table = np.full((len(codes), codes.shape[1] + 1), pad, dtype=np.int64)
+        table[:, :-1] = np.where(codes >= 0, self.code_to_token[self._level_of, np.maximum(codes, 0)], pad)
+        table[np.arange(len(codes)), lengths] = self.tokenizer.eos_token_id
+        return table, lengths + 1
+
+    @staticmethod
+    def _spelling_map(table: np.ndarray, lengths: np.ndarray, first: int) -> dict[tuple[int, ...], int]:
+        return {tuple(row[:n]): first + i for i, (row, n) in enumerate(zip(table.tolist(), lengths.tolist()))}
+
+    def with_appended_items(self, semantic_ids: SemanticIDs) -> ItemTokenizer:
+        """A copy for ``semantic_ids``: this catalogue with rows appended, spelled with tokens that already exist.
+
+        Only the new rows are spelled and indexed, so growing a large catalogue costs what the new items cost.
+        """
+        n_old = self.num_items
+        if semantic_ids.n_items < n_old or semantic_ids.item_ids[:n_old] != self.semantic_ids.item_ids:
+            raise ValueError("with_appended_items needs this catalogue's items first, in order, then the new ones.")
+        codes = np.asarray(semantic_ids.codes[n_old:], dtype=np.int64)
+        if codes.shape[1] != self.item_token_ids.shape[1] - 1:
+            raise ValueError(
+                f"The new rows have {codes.shape[1]} levels; this catalogue's IDs have a different number."
+            )
+        width = self.code_to_token.shape[1]
+        if (codes >= width).any():
+            raise ValueError("A new item uses a code this tokenizer has no token for; new tokens need retraining.")
+        table, lengths = self._spell(codes)
+        out = copy.copy(self)
+        out.semantic_ids = semantic_ids
+        out.item_token_ids = np.concatenate([self.item_token_ids, table])
+        out.item_lengths = np.concatenate([self.item_lengths, lengths])
+        out.is_variable_length = bool((out.item_lengths != out.item_lengths[0]).any())
+        out.item_to_index = {**self.item_to_index, **{item: n_old + i for i, item in enumerate(semantic_ids.item_ids[n_old:])}}  # fmt: skip
+        out._spelling_to_index = {**self._spelling_to_index, **self._spelling_map(table, lengths, n_old)}
+        return out
+
+    def with_rows_kept(self, semantic_ids: SemanticIDs, keep: np.ndarray) -> ItemTokenizer:
+        """A copy for ``semantic_ids``: this catalogue restricted to the rows where ``keep`` is true."""
+        keep = np.asarray(keep, dtype=bool)
+        if len(keep) != self.num_items or int(keep.sum()) != semantic_ids.n_items:
+            raise ValueError("with_rows_kept needs one keep flag per item, and the kept rows' semantic IDs.")
+        out = copy.copy(self)
+        out.semantic_ids = semantic_ids
+        out.item_token_ids = self.item_token_ids[keep]
+        out.item_lengths = self.item_lengths[keep]
+        out.is_variable_length = bool((out.item_lengths != out.item_lengths[0]).any())
+        out.item_to_index = {item: i for i, item in enumerate(semantic_ids.item_ids)}
+        new_row = (np.cumsum(keep) - 1).tolist()
+        kept = keep.tolist()
+        out._spelling_to_index = {key: new_row[row] for key, row in self._spelling_to_index.items() if kept[row]}
+        return out
 
     @staticmethod
     def _vocabulary_token_ids(tokenizer: PreTrainedTokenizerBase, semantic_ids: SemanticIDs) -> np.ndarray:

@@ -1,0 +1,296 @@
+"""The living catalogue: items added after training can be recommended, removed ones never are, and both survive
+save -> load."""
+
+import json
+
+import datasets
+import numpy as np
+import pytest
+
+from hf_genrec.catalog import CATALOG_NAME, NewItemIndex, assign_codes
+from hf_genrec.configuration import GenRecConfig
+from hf_genrec.examples import tokenize_examples
+from hf_genrec.modeling import build_t5_model
+from hf_genrec.recommender import GenerativeRecommender, insert_new_items
+from hf_genrec.semantic_ids import RQKMeans, SemanticIDs, from_codes
+from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
+from hf_genrec.trainer import GenRecTrainer
+
+from .conftest import TINY_T5, cyclic_sequences, tiny_training_args
+
+N_ITEMS = 30
+
+
+def _features(n: int = N_ITEMS, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, 8)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def trained_bundle(tmp_path_factory):
+    """A tiny model that learnt "item i is followed by item i+1", with RQ-KMeans IDs, saved as a bundle."""
+    items = [f"item{i}" for i in range(N_ITEMS)]
+    quantizer = RQKMeans(n_levels=3, codebook_size=4, pca_dim=None, seed=0)
+    item_tokenizer = ItemTokenizer(minimal_t5_tokenizer(), quantizer.fit(_features(), items))
+    sequences = cyclic_sequences(N_ITEMS, 60, 6, seed=1)
+    rows = {"history": [s[:t] for s in sequences for t in range(1, 6)], "target": [s[t] for s in sequences for t in range(1, 6)]}  # fmt: skip
+    out = tmp_path_factory.mktemp("catalog_bundle")
+    trainer = GenRecTrainer(
+        model=build_t5_model(item_tokenizer, seed=0, **TINY_T5),
+        # the trie-normalised loss and renormalised decoding: a prefix holding one item spells it with certainty
+        args=tiny_training_args(out, num_train_epochs=12, per_device_train_batch_size=32, constrained_loss=True),
+        item_tokenizer=item_tokenizer,
+        train_dataset=tokenize_examples(datasets.Dataset.from_dict(rows), item_tokenizer),
+        genrec_config=GenRecConfig(num_beams=10, top_k=5, id_scheme="rqkmeans"),
+        quantizer=quantizer,
+    )
+    trainer.train()
+    trainer.save_model(str(out))
+    return out
+
+
+@pytest.fixture
+def rec(trained_bundle):
+    return GenerativeRecommender.from_pretrained(trained_bundle)
+
+
+def _alone_under_prefix(rec) -> int:
+    """An item the model predicts well whose code prefix no other item shares."""
+    codes = rec.item_tokenizer.semantic_ids.codes
+    for j in range(1, N_ITEMS):
+        same = (codes[:, :-1] == codes[j, :-1]).all(axis=1).sum()
+        top = rec.recommend([[f"item{j - 1}"]], k=1)[0][0][0]
+        if same == 1 and top == f"item{j}":
+            return j
+    pytest.skip("the tiny model learnt no item with a prefix of its own")
+
+
+def test_added_item_is_generated_for_a_history_that_points_to_it(rec):
+    j = _alone_under_prefix(rec)
+    history = [[f"item{j - 1}"]]
+    old_codes = rec.item_tokenizer.semantic_ids.codes_of(f"item{j}")
+    # a new edition of item j: same features, so the same prefix; the old one is retired
+    rec.remove_items([f"item{j}"])
+    added = rec.add_items(["item_new"], _features()[j : j + 1])
+    assert added["item_new"][:-1] == old_codes[:-1]
+    assert added["item_new"] != old_codes  # the retired ID is not reused: a new collision code
+    top = rec.recommend(history, k=5)[0]
+    assert top[0][0] == "item_new"
+    assert all(item != f"item{j}" for item, _ in top)
+    # every decoding path agrees on the grown catalogue
+    for method in ("vectorised", "reference"):
+        assert rec.recommend(history, k=5, method=method)[0][0][0] == "item_new"
+
+
+def test_cold_start_mode_gives_new_items_their_slots(rec):
+    j = _alone_under_prefix(rec)
+    history = [[f"item{j - 1}"]]
+    before = rec.recommend(history, k=5)[0]
+    codes = rec.item_tokenizer.semantic_ids.codes
+    alone = [i for i in range(N_ITEMS) if (codes[:, :-1] == codes[i, :-1]).all(axis=1).sum() == 1]
+    far = [i for i in alone if i not in (j, j - 1)][:3]  # prefixes with a free collision code
+    features = _features()[[j, *far]] + 1e-4
+    rec.add_items(["twin", "new_a", "new_b", "new_c"], features)
+    assert rec.new_item_ids == ["twin", "new_a", "new_b", "new_c"]
+    on = rec.recommend(history, k=5, new_item_slots=2)[0]
+    assert len(on) == 5
+    new = [item for item, _ in on if item in rec.new_item_ids]
+    assert len(new) >= 2 and "twin" in new  # the new item under the predicted prefix ranks first among new ones
+    assert on[0][0] == before[0][0]  # the model's own top item keeps its place
+    assert rec.recommend(history, k=5, new_item_slots=0)[0][0] == rec.recommend(history, k=5)[0][0]  # off by default
+    with pytest.raises(ValueError, match="new_item_slots"):
+        rec.recommend(history, k=5, new_item_slots=6)
+
+
+def test_insert_new_items_keeps_k_and_order():
+    ranked = [("a", -1.0), ("n1", -2.0), ("b", -3.0), ("c", -4.0)]
+    out = insert_new_items(ranked, [("n1", -0.1), ("n2", -0.2), ("n3", -0.3)], {"n1", "n2", "n3"}, k=4, slots=2)
+    assert [item for item, _ in out] == ["a", "n1", "b", "n2"]  # n1 already counts; n2 takes the last place
+    assert insert_new_items(ranked, [], {"n1"}, k=4, slots=3) == ranked
+
+
+def test_save_load_keeps_added_and_removed_items(rec, tmp_path):
+    codes = rec.item_tokenizer.semantic_ids.codes
+    alone = [i for i in range(N_ITEMS) if (codes[:, :-1] == codes[i, :-1]).all(axis=1).sum() == 1]
+    gone = [f"item{i}" for i in alone[:2]]
+    rec.remove_items(gone)
+    rec.add_items(["fresh1", "fresh2"], _features(2, seed=5))
+    history = [[item for item in rec.item_ids[:4]], ["fresh1"]]
+    expected = rec.recommend(history, k=5, new_item_slots=1)
+    rec.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / CATALOG_NAME).read_text())
+    assert saved["new_items"] == ["fresh1", "fresh2"]
+    assert [e["item_id"] for e in saved["retired"]] == gone
+    loaded = GenerativeRecommender.from_pretrained(tmp_path)
+    assert loaded.item_ids == rec.item_ids and gone[0] not in loaded.item_ids and "fresh2" in loaded.item_ids
+    assert loaded.new_item_ids == ["fresh1", "fresh2"]
+    assert [[i for i, _ in row] for row in loaded.recommend(history, k=5, new_item_slots=1)] == [
+        [i for i, _ in row] for row in expected
+    ]
+    # the retired IDs stay retired after loading: a twin of a removed item gets another collision code
+    retired = {tuple(e["codes"]) for e in saved["retired"]}
+    twin = loaded.add_items(["again"], _features()[alone[0] : alone[0] + 1])["again"]
+    assert twin not in retired and twin[:-1] == tuple(saved["retired"][0]["codes"][:-1])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_removed_items_are_never_generated(rec, seed):
+    """Property: whatever is removed, no decoding path, with or without the cold-start mode, ever returns it."""
+    rng = np.random.default_rng(seed)
+    removed = [f"item{i}" for i in rng.choice(N_ITEMS, size=int(rng.integers(1, 12)), replace=False)]
+    if seed % 2:  # removing some added items too
+        used = {tuple(row[:-1]) for row in rec.item_tokenizer.semantic_ids.codes.tolist()}
+        free = [p for p in np.ndindex(4, 4, 4) if p not in used]
+        picks = [free[i] for i in rng.choice(len(free), size=3, replace=False)]
+        rec.add_items(["x1", "x2", "x3"], codes=np.array(picks))
+        removed += ["x2"]
+    rec.remove_items(removed)
+    alive = rec.item_ids
+    histories = [list(rng.choice(alive, size=int(rng.integers(1, 5)))) for _ in range(8)]
+    method = ("fast", "vectorised", "reference")[seed % 3]
+    for slots in (0, 2):
+        for row in rec.recommend(histories, k=8, num_beams=10, method=method, new_item_slots=slots):
+            assert len(row) == 8
+            assert not {item for item, _ in row} & set(removed)
+    with pytest.raises(ValueError, match="Unknown item id"):
+        rec.recommend([[removed[0]]])
+
+
+def test_bad_input_gets_clear_errors(rec):
+    with pytest.raises(ValueError, match="already in the catalogue"):
+        rec.add_items(["item1"], _features(1))
+    with pytest.raises(ValueError, match="repeats"):
+        rec.add_items(["n", "n"], _features(2))
+    with pytest.raises(ValueError, match="width 5 but the quantiser"):
+        rec.add_items(["n"], np.zeros((1, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match="one row per item id"):
+        rec.add_items(["n", "m"], _features(1))
+    with pytest.raises(ValueError, match="exactly one of"):
+        rec.add_items(["n"])
+    with pytest.raises(TypeError, match="not one string"):
+        rec.add_items("n", _features(1))
+    with pytest.raises(ValueError, match="not in the catalogue"):
+        rec.remove_items(["nope"])
+    rec.remove_items(["item1"])
+    with pytest.raises(ValueError, match="removed before"):
+        rec.remove_items(["item1"])
+    with pytest.raises(ValueError, match="codes 0..3"):
+        rec.add_items(["n"], codes=[[9, 0, 0]])
+    assert "n" not in rec.item_ids  # failed calls change nothing
+    rec.quantizer = None
+    with pytest.raises(ValueError, match="no quantiser"):
+        rec.add_items(["n"], _features(1))
+
+
+def test_full_prefix_raises_or_skips(rec):
+    codes = rec.item_tokenizer.semantic_ids.codes
+    limit = rec.item_tokenizer.semantic_ids.codebook_sizes[-1]
+    prefix = codes[0, :-1]
+    used = int((codes[:, :-1] == prefix).all(axis=1).sum())
+    batch = [f"fill{i}" for i in range(limit - used + 1)]  # one more than the free collision codes
+    with pytest.raises(ValueError, match="collision codes are all taken"):
+        rec.add_items(batch, codes=np.tile(prefix, (len(batch), 1)))
+    assert not set(batch) & set(rec.item_ids)
+    added = rec.add_items(batch, codes=np.tile(prefix, (len(batch), 1)), if_full="skip")
+    assert list(added) == batch[:-1] and batch[-1] not in rec.item_ids
+
+
+def test_assign_codes_skips_live_retired_and_batch_codes():
+    ids = from_codes(np.array([[0, 0], [0, 0], [1, 1]]), ["a", "b", "c"], add_collision_level=True)
+    # room for 4 items per prefix
+    ids = SemanticIDs(codes=ids.codes, codebook_sizes=[2, 2, 4], item_ids=ids.item_ids, has_collision_level=True)
+    retired = np.array([[0, 0, 2]])
+    full, placed = assign_codes(ids, np.array([[0, 0], [1, 0], [1, 1]]), retired)
+    assert placed.all()
+    assert full.tolist() == [[0, 0, 3], [1, 0, 0], [1, 1, 1]]
+    with pytest.raises(ValueError, match="all taken"):
+        assign_codes(ids, np.array([[0, 0], [0, 0]]), retired)
+    full, placed = assign_codes(ids, np.array([[0, 0], [0, 0]]), retired, if_full="skip")
+    assert placed.tolist() == [True, False] and full.tolist() == [[0, 0, 3]]
+
+
+def test_cli_catalog_add_and_remove(trained_bundle, tmp_path, capsys):
+    import shutil
+
+    from hf_genrec.cli import main
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained_bundle, bundle)
+    features = _features(2, seed=9)
+    items = tmp_path / "new.jsonl"
+    items.write_text(
+        "\n".join(json.dumps({"item_id": f"cli{i}", "features": f.tolist()}) for i, f in enumerate(features))
+    )
+    assert main(["catalog", "add", str(bundle), str(items)]) == 0
+    assert "30 -> 32 items" in capsys.readouterr().out
+    csv_file = tmp_path / "more.csv"
+    csv_file.write_text(
+        "item_id," + ",".join(f"f{j}" for j in range(8)) + "\ncli9," + ",".join(map(str, features[0] + 1))
+    )
+    assert main(["catalog", "add", str(bundle), str(csv_file), "--output", str(tmp_path / "grown")]) == 0
+    assert "cli9" in GenerativeRecommender.from_pretrained(tmp_path / "grown").item_ids
+    (tmp_path / "gone.txt").write_text("cli0\nitem4\n")
+    assert main(["catalog", "remove", str(bundle), str(tmp_path / "gone.txt")]) == 0
+    loaded = GenerativeRecommender.from_pretrained(bundle)
+    assert "cli1" in loaded.item_ids and "cli0" not in loaded.item_ids and "item4" not in loaded.item_ids
+    assert loaded.new_item_ids == ["cli1"]
+    capsys.readouterr()
+    assert main(["catalog", "add", str(bundle), str(items)]) == 1  # cli1 is there already
+    assert "already in the catalogue" in capsys.readouterr().err
+    (tmp_path / "narrow.jsonl").write_text(json.dumps({"item_id": "z", "features": [1.0, 2.0]}))
+    assert main(["catalog", "add", str(bundle), str(tmp_path / "narrow.jsonl")]) == 1
+    assert "width 2" in capsys.readouterr().err
+    assert main(["catalog", "remove", str(bundle), str(tmp_path / "gone.txt")]) == 1
+    assert "not in the catalogue" in capsys.readouterr().err
+
+
+def test_items_file_errors(tmp_path):
+    from hf_genrec.catalog import items_file_inputs, read_items_file
+
+    bad = tmp_path / "items.parquet"
+    bad.write_text("x")
+    with pytest.raises(ValueError, match=r"\.jsonl, \.csv or \.txt"):
+        read_items_file(bad)
+    no_id = tmp_path / "no_id.jsonl"
+    no_id.write_text('{"features": [1]}\n')
+    with pytest.raises(ValueError, match="no `item_id`"):
+        read_items_file(no_id)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"item_id": "a"\n')
+    with pytest.raises(ValueError, match="line 1"):
+        read_items_file(broken)
+    with pytest.raises(ValueError, match="same kind of input"):
+        items_file_inputs([{"item_id": "a", "codes": [1, 2]}, {"item_id": "b", "features": [0.5]}])
+    with pytest.raises(ValueError, match="only `item_id`"):
+        items_file_inputs([{"item_id": "a"}])
+    with pytest.raises(ValueError, match="same width"):
+        items_file_inputs([{"item_id": "a", "features": [1.0]}, {"item_id": "b", "features": [1.0, 2.0]}])
+    ids, features, codes = items_file_inputs([{"item_id": "a", "codes": [1, 2, 3]}])
+    assert ids == ["a"] and features is None and codes.tolist() == [[1, 2, 3]]
+
+
+def test_new_item_index_ranks_by_shared_prefix_then_recency_then_model():
+    index = NewItemIndex(
+        ["n1", "n2", "n3", "n4", "n5"], np.array([[0, 1, 2], [0, 1, 3], [0, 9, 9], [5, 5, 5], [0, 1, 2]])
+    )
+    history = np.array([[5, 5, 7, 0], [0, 1, 2, 0]])  # oldest first; the codes' collision level is ignored
+    # n1 and n5 share all 3 levels with the last item (the model prefers n5), n2 two levels, then n4 two levels with
+    # the older item, n3 one level with the last item
+    assert index.rank(history, ["n5", "n3"], 5, exclude=set()) == ["n5", "n1", "n2", "n4", "n3"]
+    assert index.rank(history, [], 2, exclude={"n1", "n5"}) == ["n2", "n4"]
+    assert index.rank(np.array([[7, 7, 7]]), ["n3", "n1"], 3, exclude=set()) == ["n3", "n1"]  # no prefix: the model
+
+
+def test_grown_catalogue_is_pushed_and_loaded_by_repo_id(rec, monkeypatch, tmp_path):
+    from .hub_server import use_loopback_hub
+
+    rec.add_items(["hub_new"], _features(1, seed=3))
+    rec.remove_items(["item5"])
+    rec.config.new_item_slots = 1  # the cold-start mode as this bundle's default
+    with use_loopback_hub(monkeypatch, cache_dir=str(tmp_path / "hub-cache")) as hub:
+        rec.push_to_hub("someone/living-catalogue")
+        assert CATALOG_NAME in hub.files("someone/living-catalogue")
+        loaded = GenerativeRecommender.from_pretrained("someone/living-catalogue")
+    assert loaded.item_ids == rec.item_ids and loaded.new_item_ids == ["hub_new"] and "item5" not in loaded.item_ids
+    row = loaded.recommend([["item1"]], k=5)[0]
+    assert "hub_new" in [item for item, _ in row]  # the only new item takes the one default place
+    assert len(loaded.recommend([["item1"]], k=1)[0]) == 1  # the default gives way to a smaller k
