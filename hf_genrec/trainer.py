@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from .callbacks import TimeBudgetCallback, read_spent_seconds
@@ -21,6 +22,7 @@ from .decoding import build_trie_index, generate_items
 from .hub import PUSH_IGNORE_PATTERNS
 from .metrics import make_compute_metrics
 from .model_card import GenRecCardData, ModelCardCallback, build_model_card, non_default_arguments
+from .progress import are_progress_bars_disabled
 from .schedules import BUDGET_SCHEDULES, time_budget_schedule
 from .semantic_ids import ItemIDScheme
 from .tokenization import ItemTokenizer
@@ -151,9 +153,14 @@ class GenRecTrainer(Seq2SeqTrainer):
                 f"with a causal encoder, but {type(model).__name__} reads histories bidirectionally. Build the model "
                 "with build_t5_model(..., causal_encoder=True), or train on tokenize_examples rows."
             )
+        quiet = are_progress_bars_disabled()
+        if quiet:  # hf_genrec's one switch (``--quiet``) silences Trainer's bars too
+            args.disable_tqdm = True
         super().__init__(
             model=model, args=args, data_collator=data_collator, compute_metrics=compute_metrics, **kwargs
         )
+        if quiet:  # without bars Trainer prints every log dict instead; quiet means neither
+            self.remove_callback(PrinterCallback)
         self._trie_index: TrieIndex | None = None
         self.add_callback(ModelCardCallback(self.card_data))
         if getattr(args, "constrained_loss", False) and model is not None:

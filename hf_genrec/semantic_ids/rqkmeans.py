@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from ..progress import progress_bar
 from ._validation import (
     check_codebook_sizes,
     check_collision_option,
@@ -279,7 +280,8 @@ class RQKMeans(PCAProjection, ItemIDScheme):
         residual = self._fit_projection(x)
         energy = float((residual.astype(np.float64) ** 2).sum(axis=1).mean())
         centroids, codes, residual_mse = [], [], []
-        for level, size in enumerate(self.codebook_sizes):
+        levels = progress_bar(self.codebook_sizes, desc="RQ-KMeans", unit="level")
+        for level, size in enumerate(levels):
             level_centroids = train_kmeans(
                 residual,
                 size,
