@@ -74,7 +74,15 @@ def invalid_rate(predictions, k: int | None = None) -> float:
 
 
 def ranking_metrics(predictions, targets, ks: Sequence[int] = (5, 10)) -> dict[str, float]:
-    """Recall@K, NDCG@K for every K, MRR@max(K) and the invalid-ID rate over the top max(K)."""
+    """Recall@K, NDCG@K for every K, MRR@max(K) and the invalid-ID rate over the top max(K).
+
+    Example:
+
+    ```python
+    >>> ranking_metrics([[1, -1], [2, 1]], [1, 0], ks=[1, 2])  # -1: a generated sequence that is no item
+    {'recall@1': 0.5, 'ndcg@1': 0.5, 'recall@2': 0.5, 'ndcg@2': 0.5, 'mrr@2': 0.5, 'invalid_rate': 0.25}
+    ```
+    """
     predictions, targets = _as_arrays(predictions, targets)
     if max(ks) > predictions.shape[1]:
         raise ValueError(

@@ -216,6 +216,17 @@ class RQKMeans(PCAProjection, ItemIDScheme):
         n_redo: k-means runs per level from different k-means++ starts (the best is kept).
         max_points_per_centroid: faiss subsamples to this many points per centroid when training.
         verbose: print faiss's progress.
+
+    Example:
+
+    ```python
+    >>> import numpy as np
+    >>> from hf_genrec import RQKMeans
+    >>> features = np.random.default_rng(0).normal(size=(100, 16)).astype("float32")
+    >>> ids = RQKMeans(n_levels=2, codebook_size=4, pca_dim=None).fit(features, [str(i) for i in range(100)])
+    >>> ids.codes.shape, ids.has_collision_level  # 2 levels of 4 codes, then one numbering shared tuples
+    ((100, 3), True)
+    ```
     """
 
     scheme = "rqkmeans"
