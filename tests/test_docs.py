@@ -86,3 +86,63 @@ def test_docstring_examples_on_benchmark_data_run(monkeypatch):
         pytest.skip("set HF_GENREC_DATA_DIR to the benchmark data root to run the data examples")
     ran = _run([t for t in _docstring_examples() if _reads_data(t)], data_dir, monkeypatch)
     assert "hf_genrec.data.loading.load_interactions" in ran
+
+
+#: the README quick start on a setting that runs in seconds: (text in the README, what the test runs instead)
+QUICKSTART_SMALLER = [
+    ("max_train_targets_per_user=50", "max_train_targets_per_user=2"),
+    ("build_item_features(data.items)", 'build_item_features(data.items, method="attributes")'),
+    ("RQKMeans(n_levels=3, codebook_size=64)", "RQKMeans(n_levels=3, codebook_size=16)"),
+    ("num_layers=2, num_decoder_layers=2, d_ff=512, num_heads=4, d_kv=32",
+     ", ".join(f"{k}={v}" for k, v in TINY_T5.items())),
+    ("num_train_epochs=3,", "num_train_epochs=1, max_steps=3, use_cpu=True,"),
+    ('eval_dataset=examples["validation"]', 'eval_dataset=examples["validation"].select(range(40))'),
+    ('trainer.evaluate(examples["test"]', 'trainer.evaluate(examples["test"].select(range(40))'),
+]  # fmt: skip
+
+
+def _readme_python_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"^```python\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def test_every_readme_python_block_compiles():
+    blocks = _readme_python_blocks()
+    assert len(blocks) >= 5
+    for block in blocks:
+        compile(block, "README.md", "exec")
+
+
+def test_readme_quick_start_runs(tmp_path, monkeypatch, capsys):
+    """The README's Python quick start, as a new user would paste it (smaller settings), then its sharing block
+    against a loopback Hub."""
+    data_dir = os.environ.get("HF_GENREC_DATA_DIR")
+    if not (data_dir and (Path(data_dir) / "ml-100k").is_dir()):
+        pytest.skip("the quick start reads ml-100k; set HF_GENREC_DATA_DIR to a folder holding it")
+    blocks = _readme_python_blocks()
+    quickstart = next(b for b in blocks if "trainer.train()" in b and "TrieLogitsProcessor(" in b)
+    share = next(b for b in blocks if b.startswith('recommender.push_to_hub("your-name/genrec-ml-100k")'))
+    for readme_text, smaller in QUICKSTART_SMALLER:
+        assert quickstart.count(readme_text) == 1, f"the README quick start no longer has {readme_text!r}"
+        quickstart = quickstart.replace(readme_text, smaller)
+    from hf_genrec.progress import disable_progress_bars, enable_progress_bars
+
+    from .hub_server import use_loopback_hub
+
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    disable_progress_bars()
+    try:
+        exec(compile(quickstart, "README.md (quick start)", "exec"), namespace)
+        with use_loopback_hub(monkeypatch, cache_dir=str(tmp_path / "hub-cache")):
+            exec(compile(share, "README.md (sharing)", "exec"), namespace)
+    finally:
+        enable_progress_bars()
+    printed = capsys.readouterr().out
+    assert "'test_recall@10'" in printed and "'test_ndcg@10'" in printed
+    catalogue = set(namespace["data"].items["item_id"][:])
+    assert len(namespace["top10"]) == 10 and set(namespace["top10"]) <= catalogue  # constrained: real items only
+    local, remote = namespace["recommender"], namespace["same"]
+    history = [["50", "181", "100"]]
+    assert remote.recommend(history, k=10) == local.recommend(history, k=10)
+    assert (tmp_path / "outputs" / "quickstart" / "model.safetensors").is_file()
