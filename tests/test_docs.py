@@ -146,3 +146,23 @@ def test_readme_quick_start_runs(tmp_path, monkeypatch, capsys):
     history = [["50", "181", "100"]]
     assert remote.recommend(history, k=10) == local.recommend(history, k=10)
     assert (tmp_path / "outputs" / "quickstart" / "model.safetensors").is_file()
+
+
+def test_readme_commands_use_real_options(capsys):
+    """Every ``hf-genrec`` line in the README names a real command and only options that command has."""
+    from hf_genrec.cli import COMMANDS, main
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    lines = re.findall(r"^hf-genrec (\S+)(.*)$", text, flags=re.MULTILINE)
+    assert len(lines) >= 5
+    helps = {}
+    for command, rest in lines:
+        assert command in COMMANDS, f"README runs an unknown command: hf-genrec {command}"
+        if command not in helps:
+            with pytest.raises(SystemExit):
+                main([command, "--help"])
+            helps[command] = capsys.readouterr().out
+        for flag in re.findall(r"(?<!\S)(--?[A-Za-z][\w-]*)", rest.split("#")[0]):
+            assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", helps[command]), (
+                f"README: `hf-genrec {command}` has no option {flag}"
+            )
