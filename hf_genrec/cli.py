@@ -64,7 +64,9 @@ class TrainOutputArguments:
             "per level) and recall_at_k.png (test Recall@K against K, beside popularity) next to results.json."
         },
     )
-    quiet: bool = field(default=False, metadata={"help": "No progress bars and no log lines; the results only."})
+    quiet: bool = field(
+        default=False, metadata={"help": "No progress bars and no info log lines (warnings still show); the results."}
+    )
 
 
 def _silence() -> None:
@@ -124,7 +126,9 @@ class BuildIDsArguments:
         metadata={"help": "Folder for semantic_ids/ and quantizer/ (default: outputs/<dataset>/ids)."},
     )
     plot: bool = field(default=False, metadata={"help": "Also draw codebook usage per level to codebook_usage.png."})
-    quiet: bool = field(default=False, metadata={"help": "No progress bars and no log lines; the summary only."})
+    quiet: bool = field(
+        default=False, metadata={"help": "No progress bars and no info log lines (warnings still show); the summary."}
+    )
     base_tokenizer: str | None = field(
         default=None, metadata={"help": "title IDs: the T5 tokenizer to spell titles with (default: learn one)."}
     )
