@@ -79,6 +79,19 @@ def test_docstring_examples_run(bundle_dir, monkeypatch):
     assert len(ran) >= 10, ran
 
 
+def test_every_public_name_is_documented():
+    """``help()`` on anything ``hf_genrec`` exports shows a docstring of its own (the API reference)."""
+    import inspect
+
+    undocumented = []
+    for name in hf_genrec.__all__:
+        obj = getattr(hf_genrec, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            if not (obj.__doc__ or "").strip():
+                undocumented.append(name)
+    assert not undocumented, f"public names without a docstring: {undocumented}"
+
+
 def test_docstring_examples_on_benchmark_data_run(monkeypatch):
     """The examples that read the benchmark data, from the data root (so relative paths in them resolve)."""
     data_dir = os.environ.get("HF_GENREC_DATA_DIR")
