@@ -289,9 +289,10 @@ def run_experiment(
     if data_args.max_test_users and data_args.max_test_users < len(test):
         test = test.shuffle(seed=training_args.seed).select(range(data_args.max_test_users))
     start = time.perf_counter()
+    evaluated.clear()  # validation ranks are not the test's
     test_metrics = trainer.evaluate(test, metric_key_prefix="test")
     timings["test_eval_s"] = time.perf_counter() - start
-    test_ranks = evaluated["ranks"]
+    test_ranks = evaluated.pop("ranks", None)  # None when evaluation ranked nothing (predict_with_generate=False)
 
     ks = training_args.eval_ks
     popular = MostPopular(item_tokenizer.item_to_index).fit(training_part(data.sequences["item_ids"][:]))
@@ -332,7 +333,9 @@ def run_experiment(
             for e in trainer.state.log_history
             if any(k.startswith("eval_") and "@" in k for k in e)
         ],  # fmt: skip
-        "recall_curve": {
+        "recall_curve": None
+        if test_ranks is None
+        else {
             "k": list(range(1, max(ks) + 1)),
             f"hf_genrec ({id_args.id_scheme})": [float(np.mean(test_ranks < k)) for k in range(1, max(ks) + 1)],
             "most popular": recall_curve(popular_ranking, test_targets, max(ks)),
