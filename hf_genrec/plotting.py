@@ -128,15 +128,21 @@ def training_curves_figure(log_history: Sequence[Mapping[str, Any]], x: str = "s
     loss_ax.set_ylabel("cross-entropy per ID token")
     loss_ax.legend()
     ranked = [e for e in log_history if x in e and any(k.startswith("eval_") and "@" in k for k in e)]
-    names = sorted({k[len("eval_") :] for e in ranked for k in e if k.startswith("eval_") and "@" in k})
-    names = [n for n in names if n.startswith(("recall@", "ndcg@"))]
-    for name in names:
+    names = {k[len("eval_") :] for e in ranked for k in e if k.startswith("eval_") and "@" in k}
+    names = [n for n in names if n.startswith(("recall@", "ndcg@")) and n.split("@")[1].isdigit()]
+    names.sort(key=lambda n: (not n.startswith("recall"), int(n.split("@")[1])))
+    ks = sorted({int(n.split("@")[1]) for n in names})
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for name in names:  # one colour per K; Recall solid, NDCG dashed
         points = [(e[x], e[f"eval_{name}"]) for e in ranked if f"eval_{name}" in e]
-        rank_ax.plot(*zip(*points), "o-", label=name.replace("recall", "Recall").replace("ndcg", "NDCG"))
+        color = colors[ks.index(int(name.split("@")[1])) % len(colors)]
+        style = "o-" if name.startswith("recall") else "s--"
+        label = name.replace("recall", "Recall").replace("ndcg", "NDCG")
+        rank_ax.plot(*zip(*points), style, color=color, label=label, markersize=4)
     rank_ax.set_title("Validation ranking metrics" if names else "Validation ranking metrics (none logged)")
     rank_ax.set_xlabel(x)
     if names:
-        rank_ax.legend()
+        rank_ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     return fig
 
@@ -163,6 +169,9 @@ def recall_at_k_figure(recall_curve: Mapping[str, Sequence[float]], title: str =
         if len(values) != len(ks):
             raise ValueError(f"recall_curve[{label!r}] has {len(values)} values for {len(ks)} K values.")
         ax.plot(ks, values, "o-" if len(ks) <= 20 else "-", label=label, markersize=3)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title)
     ax.set_xlabel("K (items recommended)")
     ax.set_ylabel("Recall@K (test)")

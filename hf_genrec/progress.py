@@ -1,8 +1,10 @@
 """Progress bars for the long stages (feature embedding, ID fitting, training, evaluation) and one switch for all.
 
-Like ``datasets.disable_progress_bars()``: call :func:`disable_progress_bars` (what ``hf-genrec ... --quiet`` does)
-or set ``HF_GENREC_DISABLE_PROGRESS_BARS=1`` to silence every bar hf_genrec draws or asks a library to draw.
-`Trainer`'s own bars follow ``TrainingArguments.disable_tqdm``; the CLI sets it from ``--quiet``.
+Like ``datasets.disable_progress_bars()``: :func:`disable_progress_bars` (what ``hf-genrec ... --quiet`` does)
+silences every bar of hf_genrec (feature embedding, ID fitting), `GenRecTrainer`'s (training, evaluation) and
+those of `datasets`, `huggingface_hub` and `transformers`. ``HF_GENREC_DISABLE_PROGRESS_BARS=1`` starts with
+hf_genrec's and `GenRecTrainer`'s off; importing hf_genrec changes no other library's settings, so add their own
+variables (``HF_DATASETS_DISABLE_PROGRESS_BARS=1``, ``HF_HUB_DISABLE_PROGRESS_BARS=1``) for theirs.
 
 Example:
 
