@@ -22,7 +22,7 @@ TINY_T5 = dict(num_layers=1, num_decoder_layers=1, d_model=32, d_ff=64, num_head
 CI = {
     "quickstart_ml-100k.ipynb": (
         dict(feature_method="attributes", codebook_size=16, model_size=TINY_T5, max_train_targets_per_user=3,
-             num_train_epochs=1, max_steps=6, max_eval_users=40),
+             num_train_epochs=1, max_steps=6, max_eval_users=40, push_to_repo="someone/genrec-ml-100k"),
         "ml-100k",
     ),
     "semantic_ids.ipynb": (
@@ -71,6 +71,13 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("HF_GENREC_DISABLE_PROGRESS_BARS", "1")
+    hub = None
+    if "push_to_repo" in parameters:  # the sharing cell pushes to (and loads from) a loopback Hub
+        from .hub_server import LoopbackHub
+
+        hub = LoopbackHub().start()
+        for name, value in hub.env(str(tmp_path / "hf-home")).items():
+            monkeypatch.setenv(name, value)
     client = nbclient.NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
@@ -78,5 +85,11 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
         client.execute()
     except nbclient.exceptions.CellExecutionError as err:
         pytest.fail(f"{path.name}: a cell failed\n{err}")
+    finally:
+        if hub is not None:
+            hub.stop()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+    if hub is not None:
+        files = hub.files(parameters["push_to_repo"])
+        assert "model.safetensors" in files and "genrec_config.json" in files
