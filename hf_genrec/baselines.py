@@ -13,6 +13,15 @@ class MostPopular:
 
     Args:
         item_to_index (`Mapping[str, int]`): the catalogue; rankings are returned as its row indices.
+
+    Example:
+
+    ```python
+    >>> from hf_genrec import MostPopular
+    >>> popular = MostPopular({"a": 0, "b": 1, "c": 2}).fit([["a", "b"], ["b", "c"], ["b"]])
+    >>> popular.predict(num_users=2, k=2).tolist()  # "b" (3 times), then "a" (first of the ties)
+    [[1, 0], [1, 0]]
+    ```
     """
 
     def __init__(self, item_to_index: Mapping[str, int]):

@@ -18,7 +18,7 @@ USAGE = """hf-genrec <command> [options]
 
 commands:
   build-ids   read data, build item IDs with one scheme, print and save their diagnostics (--plot: a PNG)
-  train       read data, build item IDs, train and evaluate a generative recommender, save it
+  train       read data, build item IDs, train and evaluate a generative recommender, save it (--plot: PNGs)
   recommend   print the top-K items for a history with a saved recommender
   push        upload a saved recommender (model, tokenizer, item map, quantiser, card) to the Hugging Face Hub
   catalog     add items to, or remove items from, a saved recommender without retraining
@@ -54,20 +54,49 @@ def _parse_with_config(
     return argv, defaults
 
 
+@dataclass
+class TrainOutputArguments:
+    """What ``train`` draws, and how much it says."""
+
+    plot: bool = field(
+        default=False,
+        metadata={
+            "help": "Also draw training_curves.png (loss, validation metrics), codebook_usage.png (items per code, "
+            "per level) and recall_at_k.png (test Recall@K against K, beside popularity) next to results.json."
+        },
+    )
+    quiet: bool = field(
+        default=False, metadata={"help": "No progress bars and no info log lines (warnings still show); the results."}
+    )
+
+
+def _silence() -> None:
+    """``--quiet``: no progress bars anywhere (embedding, IDs, training, evaluation) and warnings only."""
+    from .progress import disable_progress_bars
+
+    disable_progress_bars()
+    logging.getLogger().setLevel(logging.WARNING)
+    import transformers
+
+    transformers.logging.set_verbosity_warning()
+
+
 def _train(argv: Sequence[str]) -> int:
     from .experiment import DataArguments, ItemIDArguments, ModelArguments, format_results_table, run_experiment
     from .trainer import GenRecTrainingArguments
 
     parser = HfArgumentParser(
-        (DataArguments, ItemIDArguments, ModelArguments, GenRecTrainingArguments),
+        (DataArguments, ItemIDArguments, ModelArguments, GenRecTrainingArguments, TrainOutputArguments),
         prog="hf-genrec train",
         description="Train and evaluate a generative recommender (TIGER recipe).",
     )
     argv, _ = _parse_with_config(parser, argv)
     # The trailing namespace holds `--config`, already consumed above.
-    data_args, id_args, model_args, training_args, *_ = parser.parse_args_into_dataclasses(
+    data_args, id_args, model_args, training_args, out_args, *_ = parser.parse_args_into_dataclasses(
         args=argv, look_for_args_file=False
     )
+    if out_args.quiet:
+        _silence()
     resume = training_args.resume_from_checkpoint  # a checkpoint folder, or "last" for the output dir's newest
     resume = True if resume in ("last", "true", "True") else resume
     results = run_experiment(data_args, id_args, model_args, training_args, resume_from_checkpoint=resume)
@@ -79,6 +108,15 @@ def _train(argv: Sequence[str]) -> int:
     print(
         f"\nTraining: {results['train_seconds']:.0f} s, {results['train_steps']} steps. Saved to {training_args.output_dir}"
     )
+    if out_args.plot:
+        from .plotting import plot_results
+        from .semantic_ids import SemanticIDs
+        from .tokenization import ITEM_MAP_DIR
+
+        output_dir = Path(training_args.output_dir)
+        semantic_ids = SemanticIDs.load(output_dir / ITEM_MAP_DIR)
+        for path in plot_results(results, output_dir, semantic_ids):
+            print(f"Plot: {path}")
     return 0
 
 
@@ -91,6 +129,9 @@ class BuildIDsArguments:
         metadata={"help": "Folder for semantic_ids/ and quantizer/ (default: outputs/<dataset>/ids)."},
     )
     plot: bool = field(default=False, metadata={"help": "Also draw codebook usage per level to codebook_usage.png."})
+    quiet: bool = field(
+        default=False, metadata={"help": "No progress bars and no info log lines (warnings still show); the summary."}
+    )
     base_tokenizer: str | None = field(
         default=None, metadata={"help": "title IDs: the T5 tokenizer to spell titles with (default: learn one)."}
     )
@@ -107,6 +148,8 @@ def _build_ids(argv: Sequence[str]) -> int:
     )
     argv, _ = _parse_with_config(parser, argv, default_output="outputs/{dataset}/ids")
     data_args, id_args, out_args, *_ = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    if out_args.quiet:
+        _silence()
     data = load_interactions(data_args.dataset, data_args.data_dir, min_count=data_args.min_count)
     base_tokenizer = None
     if out_args.base_tokenizer:

@@ -17,7 +17,7 @@ from .configuration import GenRecConfig
 from .data import leave_one_out, load_interactions
 from .examples import tokenize_examples, tokenize_sequences
 from .features import DEFAULT_TEXT_MODEL, build_item_features
-from .metrics import ranking_metrics
+from .metrics import make_compute_metrics, ranking_metrics, recall_curve
 from .modeling import build_t5_model
 from .saving import atomic_write_text, check_checkpoint, last_complete_checkpoint
 from .semantic_ids import (
@@ -293,12 +293,14 @@ def run_experiment(
         max_history=data_args.max_history,
         dataset=data_args.dataset,
     )
+    evaluated: dict = {}  # the last evaluation's target ranks, for Recall@K at every K
     trainer = GenRecTrainer(
         model=model,
         args=training_args,
         item_tokenizer=item_tokenizer,
         train_dataset=examples["train"],
         eval_dataset=validation,
+        compute_metrics=make_compute_metrics(training_args.eval_ks, record=evaluated),
         genrec_config=genrec_config,
         quantizer=quantizer,
     )
@@ -310,13 +312,16 @@ def run_experiment(
     if data_args.max_test_users and data_args.max_test_users < len(test):
         test = test.shuffle(seed=training_args.seed).select(range(data_args.max_test_users))
     start = time.perf_counter()
+    evaluated.clear()  # validation ranks are not the test's
     test_metrics = trainer.evaluate(test, metric_key_prefix="test")
     timings["test_eval_s"] = time.perf_counter() - start
+    test_ranks = evaluated.pop("ranks", None)  # None when evaluation ranked nothing (predict_with_generate=False)
 
     ks = training_args.eval_ks
     popular = MostPopular(item_tokenizer.item_to_index).fit(training_part(data.sequences["item_ids"][:]))
     test_targets = item_tokenizer.index_of(test["target"][:], context="test targets")
-    popular_metrics = ranking_metrics(popular.predict(len(test_targets), max(ks)), test_targets, ks)
+    popular_ranking = popular.predict(len(test_targets), max(ks))
+    popular_metrics = ranking_metrics(popular_ranking, test_targets, ks)
 
     metric_names = [f"{m}@{k}" for m in ("recall", "ndcg") for k in ks] + [f"mrr@{max(ks)}", "invalid_rate"]
     results = {
@@ -351,6 +356,14 @@ def run_experiment(
             for e in trainer.state.log_history
             if any(k.startswith("eval_") and "@" in k for k in e)
         ],  # fmt: skip
+        "recall_curve": None
+        if test_ranks is None
+        else {
+            "k": list(range(1, max(ks) + 1)),
+            f"hf_genrec ({id_args.id_scheme})": [float(np.mean(test_ranks < k)) for k in range(1, max(ks) + 1)],
+            "most popular": recall_curve(popular_ranking, test_targets, max(ks)),
+        },
+        "log_history": trainer.state.log_history,
         "timings": timings,
         "train_steps": train_output.global_step,
         "train_examples": len(examples["train"]),

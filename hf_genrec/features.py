@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .progress import are_progress_bars_disabled
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -186,13 +188,15 @@ def text_features(
     template: str | None = None,
     batch_size: int = 64,
     device: str | None = None,
-    show_progress_bar: bool = True,
+    show_progress_bar: bool | None = None,
     precision: str = "auto",
 ) -> np.ndarray:
     """Sentence-transformers embeddings of :func:`item_text` of every item: float32 ``[n_items, d]``, L2-normalised.
 
     Args:
         model_name_or_path: a Hub id, a local folder, or a loaded ``SentenceTransformer``.
+        show_progress_bar: draw a bar over the batches; default: unless `hf_genrec.progress.disable_progress_bars`
+            was called.
         precision: ``"float32"``; ``"bfloat16"`` (autocast, about 2x faster on CPUs with native bf16; cosine to the
             float32 embedding > 0.9999 for all-MiniLM-L6-v2 on Amazon Beauty); ``"auto"``: bfloat16 on CPUs with
             native bf16 instructions (AVX512-BF16 / AMX), float32 elsewhere. Output is float32 either way.
@@ -212,6 +216,8 @@ def text_features(
         )
     import torch
 
+    if show_progress_bar is None:
+        show_progress_bar = not are_progress_bars_disabled()
     model = load_text_model(model_name_or_path, device=device)
     on_cpu = torch.device(model.device).type == "cpu"
     bf16 = precision == "bfloat16" or (precision == "auto" and on_cpu and _cpu_has_native_bf16())

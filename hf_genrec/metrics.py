@@ -30,7 +30,15 @@ def target_ranks(predictions, targets) -> np.ndarray:
 
 
 def recall_at_k(predictions, targets, k: int) -> float:
-    """Share of users whose target is in their top ``k`` (= Hit@K for one target per user)."""
+    """Share of users whose target is in their top ``k`` (= Hit@K for one target per user).
+
+    Example:
+
+    ```python
+    >>> recall_at_k([[3, 1, 2], [0, 2, 1]], [1, 4], k=2)  # user 0's target is 2nd, user 1's is not ranked
+    0.5
+    ```
+    """
     return float(np.mean(target_ranks(predictions, targets) < k))
 
 
@@ -38,6 +46,15 @@ hit_at_k = recall_at_k
 
 
 def ndcg_at_k(predictions, targets, k: int) -> float:
+    """Mean of ``1 / log2(rank + 2)`` over users whose target is at 0-based ``rank < k`` (0 for the others).
+
+    Example:
+
+    ```python
+    >>> round(ndcg_at_k([[3, 1, 2], [0, 2, 1]], [1, 0], k=3), 4)  # ranks 1 and 0: (1/log2(3) + 1) / 2
+    0.8155
+    ```
+    """
     ranks = target_ranks(predictions, targets)
     gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
     return float(np.mean(gains))
@@ -57,7 +74,15 @@ def invalid_rate(predictions, k: int | None = None) -> float:
 
 
 def ranking_metrics(predictions, targets, ks: Sequence[int] = (5, 10)) -> dict[str, float]:
-    """Recall@K, NDCG@K for every K, MRR@max(K) and the invalid-ID rate over the top max(K)."""
+    """Recall@K, NDCG@K for every K, MRR@max(K) and the invalid-ID rate over the top max(K).
+
+    Example:
+
+    ```python
+    >>> ranking_metrics([[1, -1], [2, 1]], [1, 0], ks=[1, 2])  # -1: a generated sequence that is no item
+    {'recall@1': 0.5, 'ndcg@1': 0.5, 'recall@2': 0.5, 'ndcg@2': 0.5, 'mrr@2': 0.5, 'invalid_rate': 0.25}
+    ```
+    """
     predictions, targets = _as_arrays(predictions, targets)
     if max(ks) > predictions.shape[1]:
         raise ValueError(
@@ -73,13 +98,34 @@ def ranking_metrics(predictions, targets, ks: Sequence[int] = (5, 10)) -> dict[s
     return out
 
 
-def make_compute_metrics(ks: Sequence[int] = (5, 10)) -> Callable:
-    """A ``compute_metrics`` for `GenRecTrainer`: its predictions are ranked item indices, its labels item indices."""
+def recall_curve(predictions, targets, max_k: int | None = None) -> list[float]:
+    """Recall@K for every K from 1 to ``max_k`` (default: all ranked columns), from one pass over the ranks.
+
+    Example:
+
+    ```python
+    >>> recall_curve([[3, 1, 2], [0, 2, 1]], [1, 4])
+    [0.0, 0.5, 0.5]
+    ```
+    """
+    ranks = target_ranks(predictions, targets)
+    max_k = np.asarray(predictions).shape[1] if max_k is None else max_k
+    return [float(np.mean(ranks < k)) for k in range(1, max_k + 1)]
+
+
+def make_compute_metrics(ks: Sequence[int] = (5, 10), record: dict | None = None) -> Callable:
+    """A ``compute_metrics`` for `GenRecTrainer`: its predictions are ranked item indices, its labels item indices.
+
+    With a ``record`` dict, each call also stores the target ranks of that evaluation under ``record["ranks"]``
+    (0-based, ``max(ks)`` where absent), e.g. to draw Recall@K against K after ``trainer.evaluate``.
+    """
 
     def compute_metrics(eval_prediction) -> dict[str, float]:
         predictions = eval_prediction.predictions
         if isinstance(predictions, tuple):
             predictions = predictions[0]
+        if record is not None:
+            record["ranks"] = target_ranks(predictions, eval_prediction.label_ids)
         return ranking_metrics(predictions, eval_prediction.label_ids, ks)
 
     return compute_metrics

@@ -26,6 +26,16 @@ def build_t5_model(
     one encoder pass (packed rows from `tokenize_sequences`); with ``item_positions=True`` its encoder reads one
     position per history item (see `GenRecT5Config`). ``config_overrides`` replace entries of `TIGER_T5_CONFIG`
     (e.g. ``num_layers=2``).
+
+    Example:
+
+    ```python
+    >>> from hf_genrec import ItemTokenizer, build_t5_model, from_codes, minimal_t5_tokenizer
+    >>> item_tokenizer = ItemTokenizer(minimal_t5_tokenizer(), from_codes([[0, 1], [0, 2], [1, 1]], ["a", "b", "c"]))
+    >>> model = build_t5_model(item_tokenizer, num_layers=1, num_decoder_layers=1, d_model=32, d_ff=64, num_heads=2)
+    >>> type(model).__name__, model.config.vocab_size == len(item_tokenizer)
+    ('T5ForConditionalGeneration', True)
+    ```
     """
     import torch
 

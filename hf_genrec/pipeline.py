@@ -29,9 +29,11 @@ class GenerativeRecommendationPipeline(Pipeline):
     >>> import hf_genrec
     >>> from transformers import pipeline
     >>> recommend = pipeline("generative-recommendation", model="outputs/ml-100k")
-    >>> recommend(["50", "181", "100"], top_k=3)  # one history
-    [{"item_id": "258", "score": -1.93}, ...]
-    >>> recommend([["50", "181"], ["1", "2"]], top_k=3)  # a batch: one list per history
+    >>> recommend(["50", "181", "100"], top_k=3)  # one history; scores are log-probabilities
+    [{'item_id': '...', 'score': -...}, {'item_id': '...', 'score': -...}, {'item_id': '...', 'score': -...}]
+    >>> batch = recommend([["50", "181"], ["1", "2"]], top_k=3)  # a batch: one list per history
+    >>> len(batch), len(batch[0])
+    (2, 3)
     ```
 
     Call arguments: ``top_k`` (default: the bundle's), ``num_beams``, ``batch_size`` (histories per beam search),

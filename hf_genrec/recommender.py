@@ -50,8 +50,8 @@ class GenerativeRecommender:
     Example:
     ```python
     >>> rec = GenerativeRecommender.from_pretrained("outputs/ml-100k")
-    >>> rec.recommend([["50", "181", "100"]], k=5)
-    [[("258", -1.93), ("286", -2.11), ...]]
+    >>> rec.recommend([["50", "181", "100"]], k=3)  # per history: (item id, log-probability), best first
+    [[('...', -...), ('...', -...), ('...', -...)]]
     ```
     """
 

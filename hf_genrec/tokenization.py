@@ -53,6 +53,17 @@ class ItemTokenizer:
             (`GenRecT5ForConditionalGeneration`) train on every prefix of a history at once, and a prefix has no
             EOS after it, so their histories are spelled without one (`False`). Variable-length IDs always end each
             item with EOS.
+
+    Example:
+
+    ```python
+    >>> from hf_genrec import ItemTokenizer, from_codes, minimal_t5_tokenizer
+    >>> item_tokenizer = ItemTokenizer(minimal_t5_tokenizer(), from_codes([[0, 1], [0, 2], [1, 1]], ["a", "b", "c"]))
+    >>> item_tokenizer.item_spelling("b")
+    '<a_0><b_2>'
+    >>> item_tokenizer.index_of(["c", "a"]).tolist()  # rows of the catalogue
+    [2, 0]
+    ```
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, semantic_ids: SemanticIDs, history_eos: bool = True):

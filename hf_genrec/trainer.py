@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import Sampler, SequentialSampler
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from .callbacks import TimeBudgetCallback, read_spent_seconds
@@ -24,6 +25,7 @@ from .decoding import build_trie_index, generate_items
 from .hub import PUSH_IGNORE_PATTERNS
 from .metrics import make_compute_metrics
 from .model_card import GenRecCardData, ModelCardCallback, build_model_card, non_default_arguments
+from .progress import are_progress_bars_disabled
 from .saving import CheckpointError, check_checkpoint, last_complete_checkpoint, staged_directory
 from .schedules import BUDGET_SCHEDULES, time_budget_schedule
 from .semantic_ids import ItemIDScheme
@@ -155,6 +157,9 @@ class GenRecTrainer(Seq2SeqTrainer):
                 f"with a causal encoder, but {type(model).__name__} reads histories bidirectionally. Build the model "
                 "with build_t5_model(..., causal_encoder=True), or train on tokenize_examples rows."
             )
+        quiet = are_progress_bars_disabled()
+        if quiet:  # hf_genrec's one switch (``--quiet``) silences Trainer's bars too
+            args.disable_tqdm = True
         super().__init__(
             model=model, args=args, data_collator=data_collator, compute_metrics=compute_metrics, **kwargs
         )
@@ -163,6 +168,8 @@ class GenRecTrainer(Seq2SeqTrainer):
         # the number of processes (and skips dividing by gradient-accumulation steps): under `accelerate launch` with
         # 2 processes the training and evaluation losses came out doubled. Treat the loss as the mean it is.
         self.model_accepts_loss_kwargs = False
+        if quiet:  # without bars Trainer prints every log dict instead; quiet means neither
+            self.remove_callback(PrinterCallback)
         self._trie_index: TrieIndex | None = None
         self.add_callback(ModelCardCallback(self.card_data))
         if getattr(args, "constrained_loss", False) and model is not None:

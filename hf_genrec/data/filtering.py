@@ -45,6 +45,7 @@ def kcore_filter(data: InteractionData, min_count: int) -> InteractionData:
 
     Example:
         ```python
+        >>> from hf_genrec.data import kcore_filter, load_interactions
         >>> kcore_filter(load_interactions("ml-1m"), 5).num_items
         3416
         ```

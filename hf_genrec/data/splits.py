@@ -60,6 +60,7 @@ def leave_one_out(
 
     Example:
         ```python
+        >>> from hf_genrec.data import leave_one_out, load_interactions
         >>> splits = leave_one_out(load_interactions("amazon-beauty"))
         >>> splits["test"].num_rows
         22363

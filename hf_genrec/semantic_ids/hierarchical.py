@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from ..progress import progress_bar
 from ._validation import check_codebook_sizes, check_enough_items, check_features, check_item_ids
 from .base import ItemIDScheme
 from .ids import SemanticIDs, build_semantic_ids
@@ -65,7 +66,7 @@ class HierarchicalKMeans(PCAProjection, ItemIDScheme):
         codes = np.zeros((len(z), self.n_levels), dtype=np.int64)
         nodes: dict[tuple[int, ...], np.ndarray] = {}
         groups = {(): np.arange(len(z))}
-        for level, size in enumerate(self.codebook_sizes):
+        for level, size in enumerate(progress_bar(self.codebook_sizes, desc="hierarchical k-means", unit="level")):
             next_groups = {}
             for prefix, rows in groups.items():
                 k = min(size, len(np.unique(z[rows], axis=0)))

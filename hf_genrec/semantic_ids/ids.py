@@ -302,6 +302,17 @@ def from_codes(
         codebook_sizes: codes per level (default: max code + 1 per level).
         collision_codebook_size: size of the collision level (default: the most items sharing one tuple); a fixed
             size (e.g. TIGER-style 256 codes, so a model's vocabulary stays put) raises when more items share a tuple.
+
+    Example:
+
+    ```python
+    >>> from hf_genrec import from_codes
+    >>> ids = from_codes([[0, 1], [0, 2], [1, 1], [0, 1]], ["a", "b", "c", "d"])  # "a" and "d" share (0, 1)
+    >>> ids.codes.tolist()  # so a collision level numbers them
+    [[0, 1, 0], [0, 2, 0], [1, 1, 0], [0, 1, 1]]
+    >>> ids.codes_of("d")
+    (0, 1, 1)
+    ```
     """
     codes = check_codes(codes, allow_padding=True)
     check_item_ids(item_ids, len(codes), what="codes")

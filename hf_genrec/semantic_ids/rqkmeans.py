@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from ..progress import progress_bar
 from ._validation import (
     CHUNK_ROWS,
     check_codebook_sizes,
@@ -250,6 +251,17 @@ class RQKMeans(PCAProjection, ItemIDScheme):
         n_redo: k-means runs per level from different k-means++ starts (the best is kept).
         max_points_per_centroid: faiss subsamples to this many points per centroid when training.
         verbose: print faiss's progress.
+
+    Example:
+
+    ```python
+    >>> import numpy as np
+    >>> from hf_genrec import RQKMeans
+    >>> features = np.random.default_rng(0).normal(size=(100, 16)).astype("float32")
+    >>> ids = RQKMeans(n_levels=2, codebook_size=4, pca_dim=None).fit(features, [str(i) for i in range(100)])
+    >>> ids.codes.shape, ids.has_collision_level  # 2 levels of 4 codes, then one numbering shared tuples
+    ((100, 3), True)
+    ```
     """
 
     scheme = "rqkmeans"
@@ -314,7 +326,8 @@ class RQKMeans(PCAProjection, ItemIDScheme):
         residual = self._fit_projection(x)
         energy = float((residual.astype(np.float64) ** 2).sum(axis=1).mean())
         centroids, codes, residual_mse = [], [], []
-        for level, size in enumerate(self.codebook_sizes):
+        levels = progress_bar(self.codebook_sizes, desc="RQ-KMeans", unit="level")
+        for level, size in enumerate(levels):
             level_centroids = train_kmeans(
                 residual,
                 size,

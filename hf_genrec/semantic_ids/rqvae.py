@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..progress import progress_bar
 from ._validation import (
     check_codebook_sizes,
     check_collision_option,
@@ -271,7 +272,8 @@ class RQVAE(ItemIDScheme):
         step = 0
         history = []
         model.train()
-        for epoch in range(self.epochs):
+        bar = progress_bar(range(self.epochs), desc="RQ-VAE", unit="epoch")
+        for epoch in bar:
             order = torch.randperm(n_items, generator=generator).to(device)
             sums = torch.zeros(3, dtype=torch.float64)
             for batch in order.split(batch_size):
@@ -293,6 +295,7 @@ class RQVAE(ItemIDScheme):
                         level_counts.zero_()
             loss, recon, quant = (sums / n_items).tolist()
             history.append({"epoch": epoch + 1, "loss": loss, "recon_loss": recon, "quant_loss": quant})
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             if (epoch + 1) % max(1, self.epochs // 10) == 0 or epoch + 1 == self.epochs:
                 message = "RQ-VAE epoch %d/%d: loss %.4f (reconstruction %.4f, quantisation %.4f)"
                 logger.info(message, epoch + 1, self.epochs, loss, recon, quant)
