@@ -17,9 +17,16 @@ def join_inside(base: str | os.PathLike, *parts: str | os.PathLike, what: str = 
     Face cache links every file of a snapshot to a blob outside the snapshot's folder.
 
     Example:
-        >>> join_inside("data", "ml-1m")
-        PosixPath('data/ml-1m')
-        >>> join_inside("data", "../etc")  # raises UnsafePathError
+
+    ```python
+    >>> from hf_genrec.paths import join_inside
+    >>> join_inside("data", "ml-1m").as_posix()
+    'data/ml-1m'
+    >>> join_inside("data", "../etc")
+    Traceback (most recent call last):
+    ...
+    hf_genrec.paths.UnsafePathError: The path '../etc' leads outside data ...
+    ```
     """
     base = Path(base)
     path = base.joinpath(*parts)
