@@ -104,6 +104,7 @@ def pool_items(
     """
     batch, length = input_ids.shape
     real = attention_mask.bool()
+    rank = real.long().cumsum(dim=1) - 1  # of each real token among its row's real tokens (padding on either side)
     if item_width is not None:
         counts = real.sum(dim=1)
         if bool((counts % item_width).any()):
@@ -112,8 +113,6 @@ def pool_items(
                 f"A history has {bad} tokens, not a multiple of item_width={item_width}: item_positions with "
                 "fixed-length IDs needs histories spelled without EOS (ItemTokenizer(history_eos=False))."
             )
-        # Histories may be padded on either side: count items from each row's first real token.
-        rank = real.long().cumsum(dim=1) - 1
         item_index = rank.clamp(min=0) // item_width
         ends = real & (rank % item_width == item_width - 1)
     else:
@@ -135,7 +134,6 @@ def pool_items(
     pooled = pooled[:, :width]
     if item_embeddings is not None:
         # Position of each token inside its item's spelling: its rank minus the rank of the item's first token.
-        rank = real.long().cumsum(dim=1) - 1
         first = torch.full((batch, width + 1), length, dtype=torch.long, device=input_ids.device)
         first.scatter_reduce_(1, item_index, rank, reduce="amin")
         offset = (rank - first.gather(1, item_index)).clamp(0, len(_HASH_MULTIPLIERS) - 1)
