@@ -76,12 +76,8 @@ def parse_recipe(args, work_dir: Path):
 
 def train(args, data, splits, cold: set[str], features: np.ndarray, work_dir: Path) -> dict:
     """Fit the IDs on the warm items and train on interactions with warm items only; save the bundle."""
-    from dataclasses import asdict
-
-    from hf_genrec.configuration import GenRecConfig
     from hf_genrec.examples import tokenize_examples, tokenize_sequences
-    from hf_genrec.experiment import build_id_scheme
-    from hf_genrec.modeling import build_t5_model
+    from hf_genrec.experiment import build_id_scheme, build_model_and_config
     from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
     from hf_genrec.trainer import GenRecTrainer
 
@@ -107,16 +103,7 @@ def train(args, data, splits, cold: set[str], features: np.ndarray, work_dir: Pa
         validation = validation.shuffle(seed=training_args.seed).select(range(data_args.max_eval_users))
     validation = tokenize_examples(validation, item_tokenizer, data_args.max_history)
 
-    model_config = {k: v for k, v in asdict(model_args).items() if k != "base_tokenizer"}
-    model = build_t5_model(item_tokenizer, seed=training_args.seed, **model_config)
-    model.generation_config.num_beams = training_args.num_beams
-    genrec_config = GenRecConfig(
-        id_scheme=id_args.id_scheme,
-        num_beams=training_args.num_beams,
-        top_k=max(training_args.eval_ks),
-        max_history=data_args.max_history,
-        dataset=data_args.dataset,
-    )
+    model, genrec_config = build_model_and_config(item_tokenizer, data_args, id_args, model_args, training_args)
     trainer = GenRecTrainer(
         model=model,
         args=training_args,

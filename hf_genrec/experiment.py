@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from transformers import PreTrainedModel
 from transformers.trainer_utils import get_last_checkpoint
 
 from . import __version__
@@ -207,6 +208,27 @@ def load_feature_array(path: str) -> np.ndarray:
     raise ValueError(f"Item features file {path!r} must end in .npy or .safetensors (pickle is not accepted).")
 
 
+def build_model_and_config(
+    item_tokenizer: ItemTokenizer,
+    data_args: DataArguments,
+    id_args: ItemIDArguments,
+    model_args: ModelArguments,
+    training_args: GenRecTrainingArguments,
+) -> tuple[PreTrainedModel, GenRecConfig]:
+    """The freshly initialised T5 of ``model_args`` and the bundle's `GenRecConfig`, as `run_experiment` trains them."""
+    model_config = {k: v for k, v in asdict(model_args).items() if k != "base_tokenizer"}
+    model = build_t5_model(item_tokenizer, seed=training_args.seed, **model_config)
+    model.generation_config.num_beams = training_args.num_beams
+    genrec_config = GenRecConfig(
+        id_scheme=id_args.id_scheme,
+        num_beams=training_args.num_beams,
+        top_k=max(training_args.eval_ks),
+        max_history=data_args.max_history,
+        dataset=data_args.dataset,
+    )
+    return model, genrec_config
+
+
 def run_experiment(
     data_args: DataArguments,
     id_args: ItemIDArguments,
@@ -283,16 +305,7 @@ def run_experiment(
     if data_args.max_eval_users and data_args.max_eval_users < len(validation):
         validation = validation.shuffle(seed=training_args.seed).select(range(data_args.max_eval_users))
 
-    model_config = {k: v for k, v in asdict(model_args).items() if k != "base_tokenizer"}
-    model = build_t5_model(item_tokenizer, seed=training_args.seed, **model_config)
-    model.generation_config.num_beams = training_args.num_beams
-    genrec_config = GenRecConfig(
-        id_scheme=id_args.id_scheme,
-        num_beams=training_args.num_beams,
-        top_k=max(training_args.eval_ks),
-        max_history=data_args.max_history,
-        dataset=data_args.dataset,
-    )
+    model, genrec_config = build_model_and_config(item_tokenizer, data_args, id_args, model_args, training_args)
     evaluated: dict = {}  # the last evaluation's target ranks, for Recall@K at every K
     trainer = GenRecTrainer(
         model=model,
