@@ -286,12 +286,13 @@ class GenerativeRecommender:
                     raise ValueError(f"History {start + i}: {err}") from err
                 features.append({"input_ids": ids})
             batch = self._collator(features)
-            device = self.model.device
+            input_ids = batch["input_ids"].to(self.model.device)
+            attention_mask = batch["attention_mask"].to(self.model.device)
             indices, scores = generate_items(
                 self.model,
                 self.item_tokenizer,
-                batch["input_ids"].to(device),
-                batch["attention_mask"].to(device),
+                input_ids,
+                attention_mask,
                 num_beams=num_beams,
                 k=k,
                 method=method,
@@ -306,8 +307,8 @@ class GenerativeRecommender:
                 new_indices, new_scores = generate_items(
                     self.model,
                     self.item_tokenizer,
-                    batch["input_ids"].to(device),
-                    batch["attention_mask"].to(device),
+                    input_ids,
+                    attention_mask,
                     num_beams=num_beams,
                     k=min(num_beams, len(new_index)),
                     method=method,
