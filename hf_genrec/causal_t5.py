@@ -26,7 +26,7 @@ import torch
 from torch.nn import CrossEntropyLoss
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, T5Config, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput
-from transformers.models.t5.modeling_t5 import T5Stack
+from transformers.models.t5.modeling_t5 import T5Attention, T5Stack
 
 
 class GenRecT5Config(T5Config):
@@ -43,6 +43,13 @@ class GenRecT5Config(T5Config):
             With ``item_positions``: also add a learned embedding of the item itself (of its whole ID, hashed into
             this many buckets) to each item position, as ID-based models such as SASRec have. 0 turns it off.
             The buckets start at zero, so an item never seen in training adds nothing until it is trained.
+        recency_embeddings (`bool`, *optional*, defaults to `False`):
+            Add to each encoder state a learned embedding of how far it lies from the end of the history (bucketed
+            as T5's relative positions: exact up to ``relative_attention_num_buckets / 2``, then logarithmic up to
+            ``relative_attention_max_distance``). A causal encoder's states cannot know this (state ``i`` never
+            sees what follows it) and T5's cross-attention has no position bias, so without it the decoder reads
+            the history as a bag of states and cannot tell the most recent item from an old one. The embeddings
+            start at zero.
         kwargs: `T5Config`'s arguments.
     """
 
@@ -53,6 +60,7 @@ class GenRecT5Config(T5Config):
         item_positions: bool = False,
         item_width: int | None = None,
         item_embedding_buckets: int = 0,
+        recency_embeddings: bool = False,
         **kwargs,
     ):
         if item_width is not None and item_width < 1:
@@ -64,6 +72,7 @@ class GenRecT5Config(T5Config):
         self.item_positions = item_positions
         self.item_width = item_width
         self.item_embedding_buckets = item_embedding_buckets
+        self.recency_embeddings = recency_embeddings
         super().__init__(**kwargs)
 
 
@@ -168,14 +177,48 @@ class CausalT5Stack(T5Stack):
         self.item_embeddings = torch.nn.Embedding(buckets, config.d_model) if buckets else None
         if self.item_embeddings is not None:
             self._init_weights(self.item_embeddings)
+        recency = getattr(config, "recency_embeddings", False)
+        self.recency = torch.nn.Embedding(config.relative_attention_num_buckets, config.d_model) if recency else None
+        if self.recency is not None:
+            self._init_weights(self.recency)
 
     def _init_weights(self, module):
         super()._init_weights(module)
-        if module is getattr(self, "item_embeddings", None):
-            # Zero buckets: an item that training never showed adds nothing to its position.
+        if module is getattr(self, "item_embeddings", None) or module is getattr(self, "recency", None):
+            # Zero: an item that training never showed adds nothing to its position, and a new model starts as one
+            # without recency embeddings.
             torch.nn.init.zeros_(module.weight)
 
-    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs):
+    def recency_embedding(self, distance: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The recency embeddings ``[..., d_model]`` of states ``distance`` positions before the end of their
+        history (0: the most recent), zero where ``mask`` is 0."""
+        bucket = T5Attention._relative_position_bucket(
+            -distance.clamp(min=0),
+            bidirectional=False,
+            num_buckets=self.config.relative_attention_num_buckets,
+            max_distance=self.config.relative_attention_max_distance,
+        )
+        return self.recency(bucket) * mask[..., None].to(self.recency.weight.dtype)
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, add_recency=True, **kwargs):
+        """Encode a history causally; with ``add_recency`` (and ``config.recency_embeddings``) each state also gets
+        the embedding of its distance from the end of its history. Packed training passes ``add_recency=False``
+        and adds it per target instead."""
+        out = self._encode(input_ids, attention_mask, inputs_embeds, **kwargs)
+        if self.recency is not None and add_recency:
+            mask = getattr(out, "item_attention_mask", None)
+            if mask is None:
+                if attention_mask is None:
+                    reference = input_ids if input_ids is not None else inputs_embeds
+                    attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
+                mask = attention_mask
+            mask = mask.long()
+            # Real states after each position (padding on either side counts for nothing).
+            distance = mask.flip(1).cumsum(1).flip(1) - mask
+            out.last_hidden_state = out.last_hidden_state + self.recency_embedding(distance, mask)
+        return out
+
+    def _encode(self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs):
         if getattr(self.config, "item_positions", False) and input_ids is not None:
             if attention_mask is None:
                 attention_mask = torch.ones_like(input_ids)
@@ -249,7 +292,7 @@ class GenRecT5ForConditionalGeneration(T5ForConditionalGeneration):
         width = labels.shape[1] // n_targets
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, add_recency=False)
         encoded = encoder_outputs.last_hidden_state
         if self.config.item_positions:
             # A target reading the first e history tokens reads the items those tokens belong to.
@@ -257,29 +300,31 @@ class GenRecT5ForConditionalGeneration(T5ForConditionalGeneration):
             target_ends = encoder_outputs.token_item_index.gather(1, last_token) + 1
             attention_mask = encoder_outputs.item_attention_mask
 
-        # Each block is a lone target: its decoder input is the start token and its spelling shifted right.
+        # Each target becomes its own decoder row over its own prefix of its user's encoder states (padding targets,
+        # all -100, are dropped): the start token and its spelling shifted right, as a lone example would be.
         blocks = labels.view(batch, n_targets, width)
-        start = torch.full_like(blocks[..., :1], self.config.decoder_start_token_id)
-        decoder_input_ids = torch.cat([start, blocks[..., :-1]], dim=-1).reshape(batch, -1)
+        row, target = (blocks != -100).any(dim=-1).nonzero(as_tuple=True)
+        blocks = blocks[row, target]
+        start = torch.full_like(blocks[:, :1], self.config.decoder_start_token_id)
+        decoder_input_ids = torch.cat([start, blocks[:, :-1]], dim=-1)
         decoder_input_ids = decoder_input_ids.masked_fill(decoder_input_ids == -100, self.config.pad_token_id)
-
-        dtype = encoded.dtype
-        positions = torch.arange(n_targets * width, device=labels.device)
-        block_of = positions // width
-        self_allowed = (block_of[:, None] == block_of[None, :]) & (positions[:, None] >= positions[None, :])
-        ends = target_ends.gather(1, block_of.expand(batch, -1))  # [batch, decoder length]
+        ends = target_ends[row, target]
         history = torch.arange(encoded.shape[1], device=labels.device)
-        cross_allowed = (history[None, None, :] < ends[:, :, None]) & attention_mask.bool()[:, None, :]
+        prefix = (history[None, :] < ends[:, None]) & attention_mask.bool()[row]
+        memory = encoded[row]
+        if self.encoder.recency is not None:
+            memory = memory + self.encoder.recency_embedding(ends[:, None] - 1 - history[None, :], prefix)
         decoded = self.decoder(
-            input_ids=decoder_input_ids,
-            attention_mask=additive_mask(self_allowed[None, None], dtype),
-            encoder_hidden_states=encoded,
-            encoder_attention_mask=additive_mask(cross_allowed[:, None], dtype),
+            input_ids=decoder_input_ids, encoder_hidden_states=memory, encoder_attention_mask=prefix.long()
         ).last_hidden_state
         if getattr(self.config, "scale_decoder_outputs", self.config.tie_word_embeddings):  # as T5's forward
             decoded = decoded * (self.model_dim**-0.5)
         logits = self.lm_head(decoded)
-        loss = CrossEntropyLoss(ignore_index=-100)(logits.view(-1, logits.size(-1)), labels.reshape(-1))
+        loss = CrossEntropyLoss(ignore_index=-100)(logits.view(-1, logits.size(-1)), blocks.reshape(-1))
+        # Back in the packed layout [batch, n_targets * width, vocab] (zeros for padding targets), as labels are.
+        packed = logits.new_zeros(batch, n_targets, width, logits.shape[-1])
+        packed[row, target] = logits
+        logits = packed.view(batch, n_targets * width, -1)
         return Seq2SeqLMOutput(loss=loss, logits=logits, encoder_last_hidden_state=encoded)
 
 

@@ -138,6 +138,7 @@ class BuildIDsArguments:
 
 
 def _build_ids(argv: Sequence[str]) -> int:
+    from .baselines import training_part
     from .data import load_interactions
     from .experiment import DataArguments, ItemIDArguments, fit_item_ids
 
@@ -156,7 +157,9 @@ def _build_ids(argv: Sequence[str]) -> int:
         from transformers import AutoTokenizer
 
         base_tokenizer = AutoTokenizer.from_pretrained(out_args.base_tokenizer)
-    scheme, semantic_ids, timings = fit_item_ids(data.items, id_args, base_tokenizer)
+    scheme, semantic_ids, timings = fit_item_ids(
+        data.items, id_args, base_tokenizer, sequences=training_part(data.sequences["item_ids"][:])
+    )
     output_dir = Path(out_args.output_dir)
     semantic_ids.save(output_dir / "semantic_ids")
     scheme.save_pretrained(output_dir / "quantizer")

@@ -45,6 +45,8 @@ PROTOCOL = (
 ID_SCHEMES = ("rqvae", "rqkmeans", "hierarchical", "title", "random", "atomic")
 #: schemes that read item features (the others read titles, or nothing)
 FEATURE_SCHEMES = ("rqvae", "rqkmeans", "hierarchical")
+#: item_features values that name a method of `build_item_features` (anything else is a path to an array)
+FEATURE_METHODS = ("auto", "text", "attributes", "collaborative", "content+collaborative")
 
 
 @dataclass
@@ -86,7 +88,15 @@ class ItemIDArguments:
     )
     item_features: str = field(
         default="auto",
-        metadata={"help": "auto, text, attributes, or a path to a .npy / .safetensors array [n_items, d]."},
+        metadata={
+            "help": "auto (text, else attributes), text, attributes, collaborative (vectors learned from the training "
+            "interactions), content+collaborative (both side by side), or a path to a .npy / .safetensors array "
+            "[n_items, d]."
+        },
+    )
+    collaborative_dim: int = field(default=64, metadata={"help": "collaborative features: vector size."})
+    collaborative_window: int = field(
+        default=3, metadata={"help": "collaborative features: items this many steps apart count as co-occurring."}
     )
     text_model: str = field(default=DEFAULT_TEXT_MODEL, metadata={"help": "sentence-transformers model for text."})
     n_levels: int = field(default=3, metadata={"help": "Code levels before the collision level."})
@@ -135,17 +145,26 @@ def build_id_scheme(id_args: ItemIDArguments, base_tokenizer=None) -> ItemIDSche
 
 
 def fit_item_ids(
-    items, id_args: ItemIDArguments, base_tokenizer=None
+    items, id_args: ItemIDArguments, base_tokenizer=None, sequences=None
 ) -> tuple[ItemIDScheme, SemanticIDs, dict[str, float]]:
-    """Item features (when the scheme reads them) → fitted scheme → semantic IDs, with the seconds each took."""
+    """Item features (when the scheme reads them) → fitted scheme → semantic IDs, with the seconds each took.
+
+    ``sequences`` (each user's training items, no validation or test items) feed the collaborative features."""
     timings = {}
     start = time.perf_counter()
     features = None
     if id_args.id_scheme == "title":
         features = items["title"][:]
     elif id_args.id_scheme in FEATURE_SCHEMES:
-        if id_args.item_features in ("auto", "text", "attributes"):
-            features = build_item_features(items, method=id_args.item_features, model_name_or_path=id_args.text_model)
+        if id_args.item_features in FEATURE_METHODS:
+            features = build_item_features(
+                items,
+                method=id_args.item_features,
+                model_name_or_path=id_args.text_model,
+                sequences=sequences,
+                collaborative_dim=id_args.collaborative_dim,
+                collaborative_window=id_args.collaborative_window,
+            )
         else:
             array = load_feature_array(id_args.item_features)
             features = build_item_features(items, method="array", features=array)
@@ -190,6 +209,13 @@ class ModelArguments:
         metadata={
             "help": "With item_positions: add a learned embedding of each history item's whole ID, hashed into this "
             "many buckets (0: off). Items unseen in training add nothing (the buckets start at zero)."
+        },
+    )
+    recency_embeddings: bool = field(
+        default=False,
+        metadata={
+            "help": "With causal_encoder: add to each encoder state a learned embedding of its distance from the end "
+            "of the history, so the decoder can tell recent items from old ones."
         },
     )
 
@@ -281,7 +307,9 @@ def run_experiment(
             from transformers import AutoTokenizer
 
             base_tokenizer = AutoTokenizer.from_pretrained(model_args.base_tokenizer)
-        quantizer, semantic_ids, id_timings = fit_item_ids(data.items, id_args, base_tokenizer)
+        quantizer, semantic_ids, id_timings = fit_item_ids(
+            data.items, id_args, base_tokenizer, sequences=training_part(data.sequences["item_ids"][:])
+        )
         timings.update(id_timings)
         logger.info("Semantic IDs:\n%s", semantic_ids.summary())
         if isinstance(quantizer, TitleIDs):

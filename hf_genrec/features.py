@@ -1,7 +1,8 @@
 """Item features: one float32 row per item of the item table, for the semantic-ID quantisers.
 
 Sources: sentence-transformers embeddings of a text built from the item's fields (TIGER: title, price, brand,
-categories), TF-IDF weighted attribute/category/brand multi-hot vectors, or your own array.
+categories), TF-IDF weighted attribute/category/brand multi-hot vectors, collaborative vectors learned from the
+training interactions (`hf_genrec.collaborative`), content and collaborative side by side, or your own array.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ _TEXT_FIELDS = (
     ("release_year", "Year"),
 )
 _ATTRIBUTE_COLUMNS = ("attributes", "categories", "brand")
-METHODS = ("auto", "text", "attributes", "array")
+METHODS = ("auto", "text", "attributes", "collaborative", "content+collaborative", "array")
+#: principal axes the content part keeps in ``content+collaborative`` features
+CONTENT_AXES = 32
 
 
 # ---------------------------------------------------------------------------------------------------- item table
@@ -333,18 +336,44 @@ def build_item_features(
     model_name_or_path=DEFAULT_TEXT_MODEL,
     template: str | None = None,
     features: np.ndarray | None = None,
+    sequences=None,
+    collaborative_dim: int = 64,
+    collaborative_window: int = 3,
     **kwargs,
 ) -> np.ndarray:
     """Item features ``float32 [n_items, d]`` aligned with the item table.
 
     Args:
-        method: ``"text"`` (:func:`text_features`), ``"attributes"`` (:func:`attribute_features`), ``"array"``
-            (your ``features``), or ``"auto"``: your ``features`` when given, else text when most items have a
-            title, else attributes (the choice and the reason are logged).
+        method: ``"text"`` (:func:`text_features`), ``"attributes"`` (:func:`attribute_features`),
+            ``"collaborative"`` (`hf_genrec.collaborative.collaborative_features` of ``sequences``),
+            ``"content+collaborative"`` (what ``"auto"`` picks, centred and cut to its top 32 principal axes, beside
+            the collaborative vectors, each part unit length), ``"array"`` (your ``features``), or ``"auto"``: your
+            ``features`` when given, else text when most items have a title, else attributes (the choice and the
+            reason are logged).
+        sequences: with the collaborative methods, each user's items in time order, **training part only** (no
+            validation or test items: `hf_genrec.baselines.training_part`).
+        collaborative_dim, collaborative_window: size of the collaborative vectors and the co-occurrence window.
         kwargs: passed on to :func:`text_features` or :func:`attribute_features`.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}.")
+    if method in ("collaborative", "content+collaborative"):
+        from .collaborative import collaborative_features
+
+        if sequences is None:
+            raise ValueError(
+                f"method={method!r} learns item vectors from interactions: pass sequences=<each user's training "
+                "items in time order> (hf_genrec.baselines.training_part(data.sequences['item_ids'][:]))."
+            )
+        ids = [str(item) for item in _column(items, "item_id")]
+        vectors = collaborative_features(sequences, ids, dim=collaborative_dim, window=collaborative_window)
+        if method == "collaborative":
+            return vectors
+        content = build_item_features(items, "auto", model_name_or_path, template, features, **kwargs)
+        content = _reduce(content - content.mean(axis=0), CONTENT_AXES)
+        norms = np.linalg.norm(content, axis=1, keepdims=True)
+        content = content / np.where(norms > 0, norms, 1.0)
+        return np.ascontiguousarray(np.concatenate([content, vectors], axis=1), dtype=np.float32)
     n_items = _n_items(items)
     if features is not None:
         if method not in ("auto", "array"):

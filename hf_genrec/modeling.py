@@ -24,8 +24,8 @@ def build_t5_model(
 
     ``causal_encoder=True`` builds a `GenRecT5ForConditionalGeneration`, which trains on every target of a user in
     one encoder pass (packed rows from `tokenize_sequences`); with ``item_positions=True`` its encoder reads one
-    position per history item (see `GenRecT5Config`). ``config_overrides`` replace entries of `TIGER_T5_CONFIG`
-    (e.g. ``num_layers=2``).
+    position per history item, and with ``recency_embeddings=True`` each encoder state carries how recent it is (see
+    `GenRecT5Config`). ``config_overrides`` replace entries of `TIGER_T5_CONFIG` (e.g. ``num_layers=2``).
 
     Example:
 
@@ -42,6 +42,13 @@ def build_t5_model(
     if seed is not None:
         torch.manual_seed(seed)
     params = {**TIGER_T5_CONFIG, **config_overrides}
+    if params.get("recency_embeddings") and not causal_encoder:
+        raise ValueError(
+            "recency_embeddings=True needs causal_encoder=True: a bidirectional encoder's states already see the end "
+            "of the history."
+        )
+    if not causal_encoder:
+        params.pop("recency_embeddings", None)
     if item_positions:
         if not causal_encoder:
             raise ValueError("item_positions=True needs causal_encoder=True (a GenRecT5ForConditionalGeneration).")

@@ -61,18 +61,28 @@ def _item_position_config(tokenizer, buckets=0):
 
 
 def _randomise_item_embeddings(model):
-    if model.encoder.item_embeddings is not None:  # they start at zero, which would hide a wrong lookup
-        torch.nn.init.normal_(model.encoder.item_embeddings.weight, generator=torch.Generator().manual_seed(0))
+    # item and recency embeddings start at zero, which would hide a wrong lookup
+    for table in (model.encoder.item_embeddings, model.encoder.recency):
+        if table is not None:
+            torch.nn.init.normal_(table.weight, generator=torch.Generator().manual_seed(0))
 
 
+@pytest.mark.parametrize("recency", [False, True])
 @pytest.mark.parametrize("item_positions", [False, True, "with item embeddings"])
 @pytest.mark.parametrize("variable_length", [False, True])
-def test_packed_loss_equals_one_row_per_prefix(variable_length, item_positions):
+def test_packed_loss_equals_one_row_per_prefix(variable_length, item_positions, recency):
     """Short users fit one window, so every target reads its whole history, exactly as one row per prefix."""
     tokenizer = ItemTokenizer(minimal_t5_tokenizer(), _ids(variable_length), history_eos=False)
     assert tokenizer.is_variable_length == variable_length
     extra = _item_position_config(tokenizer, 97 if item_positions == "with item embeddings" else 0)
-    model = build_t5_model(tokenizer, seed=0, causal_encoder=True, **TINY_T5, **(extra if item_positions else {}))
+    model = build_t5_model(
+        tokenizer,
+        seed=0,
+        causal_encoder=True,
+        recency_embeddings=recency,
+        **TINY_T5,
+        **(extra if item_positions else {}),
+    )
     _randomise_item_embeddings(model.eval())
     sequences = cyclic_sequences(tokenizer.num_items, 5, 7, seed=1)
     collator = GenRecCollator(pad_token_id=tokenizer.pad_token_id)
@@ -134,28 +144,29 @@ def test_trainer_rejects_packed_rows_for_a_bidirectional_model(causal_tokenizer,
 
 
 def test_packed_training_learns_and_round_trips(causal_tokenizer, tmp_path):
-    sequences = cyclic_sequences(40, 60, 7)
+    sequences = cyclic_sequences(40, 120, 7)
     # held-out users, seen only at test time, with histories as long as the longest in training
-    train = tokenize_sequences(sequences[:48], causal_tokenizer)
-    test_rows = {"history": [s[:-1] for s in sequences[48:]], "target": [s[-1] for s in sequences[48:]]}
+    train = tokenize_sequences(sequences[:108], causal_tokenizer)
+    test_rows = {"history": [s[:-1] for s in sequences[108:]], "target": [s[-1] for s in sequences[108:]]}
     test = tokenize_examples(datasets.Dataset.from_dict(test_rows), causal_tokenizer)
     args = tiny_training_args(tmp_path, num_train_epochs=40, per_device_train_batch_size=8)
-    model = build_t5_model(causal_tokenizer, seed=0, causal_encoder=True, **TINY_T5)
+    model = build_t5_model(causal_tokenizer, seed=0, causal_encoder=True, recency_embeddings=True, **TINY_T5)
     trainer = GenRecTrainer(model=model, args=args, item_tokenizer=causal_tokenizer, train_dataset=train)
     trainer.train()
     metrics = trainer.evaluate(test)
-    assert metrics["eval_recall@1"] >= 0.9, metrics
+    assert metrics["eval_recall@1"] >= 0.75, metrics  # the next item of 40 (chance: 0.025)
 
     trainer.save_model(str(tmp_path / "bundle"))
     loaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "bundle")
     assert isinstance(loaded, GenRecT5ForConditionalGeneration)
     recommender = GenerativeRecommender.from_pretrained(tmp_path / "bundle")
     assert recommender.item_tokenizer.history_eos is False
-    history = sequences[50][:-1]
-    assert recommender.recommend([history], k=1)[0][0][0] == sequences[50][-1]
+    assert recommender.model.config.recency_embeddings
+    history = sequences[110][:-1]
+    assert recommender.recommend([history], k=1)[0][0][0] == sequences[110][-1]
 
     # every decoding path ranks the same items for the causal model
-    inputs = torch.tensor([causal_tokenizer.encode_history(s[:-1]) for s in sequences[48:]])
+    inputs = torch.tensor([causal_tokenizer.encode_history(s[:-1]) for s in sequences[108:]])
     ranked = {
         method: generate_items(loaded.eval(), causal_tokenizer, inputs, num_beams=10, k=5, method=method)[0]
         for method in ("fast", "vectorised", "reference")
@@ -168,7 +179,10 @@ def test_packed_training_learns_and_round_trips(causal_tokenizer, tmp_path):
 def test_item_positions_pool_each_item_into_one_causal_position(variable_length, buckets):
     tokenizer = ItemTokenizer(minimal_t5_tokenizer(), _ids(variable_length), history_eos=False)
     config = _item_position_config(tokenizer, buckets)
-    model = build_t5_model(tokenizer, seed=0, causal_encoder=True, **TINY_T5, **config)
+    # recency embeddings too (when item embeddings are on), so padding is checked against them as well
+    model = build_t5_model(
+        tokenizer, seed=0, causal_encoder=True, recency_embeddings=bool(buckets), **TINY_T5, **config
+    )
     _randomise_item_embeddings(model.eval())
     items = tokenizer.item_ids
     short, long = items[:3], items[3:8]
@@ -200,6 +214,9 @@ def test_item_positions_pool_each_item_into_one_causal_position(variable_length,
         embeds = embeds + extra[None]
     with torch.no_grad():
         expected = model.encoder._causal_forward(None, None, embeds).last_hidden_state
+        if model.encoder.recency is not None:  # the last item is 0 steps from the end, the first len - 1
+            distance = torch.arange(len(long) - 1, -1, -1)[None]
+            expected = expected + model.encoder.recency_embedding(distance, torch.ones_like(distance))
     torch.testing.assert_close(out.last_hidden_state, expected)
 
     # a right-padded batch ranks exactly as each history alone, in every decoding path
@@ -209,6 +226,10 @@ def test_item_positions_pool_each_item_into_one_causal_position(variable_length,
     inputs = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
     mask = (torch.arange(width)[None] < torch.tensor([[len(r)] for r in rows])).long()
     ranked = {}
+    left = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+    left_out = model.encoder(input_ids=left, attention_mask=(left != pad).long()).last_hidden_state
+    right_out = model.encoder(input_ids=inputs, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(left_out[0, : len(short)], right_out[0, : len(short)])  # items are left-aligned
     for method in ("fast", "vectorised", "reference"):
         ranked[method] = generate_items(model, tokenizer, inputs, attention_mask=mask, num_beams=6, k=4, method=method)
         alone = generate_items(model, tokenizer, torch.tensor([rows[0]]), num_beams=6, k=4, method=method)

@@ -67,19 +67,20 @@ def test_every_decoding_path_ranks_alike_with_renormalised_scores(tiny_model, it
 @pytest.mark.parametrize("causal", [False, True])
 def test_constrained_loss_trains_and_sets_renormalised_ranking(tmp_path, causal):
     tokenizer = ItemTokenizer(minimal_t5_tokenizer(), make_semantic_ids(), history_eos=not causal)
-    sequences = cyclic_sequences(40, 60, 7)
+    n_train = 108 if causal else 48  # packed training sees each user once per epoch, so it gets more users
+    sequences = cyclic_sequences(40, n_train + 12, 7)
     if causal:
-        train = tokenize_sequences(sequences[:48], tokenizer)
+        train = tokenize_sequences(sequences[:n_train], tokenizer)
     else:
-        rows = {"history": [s[:t] for s in sequences[:48] for t in range(1, 7)],
-                "target": [s[t] for s in sequences[:48] for t in range(1, 7)]}  # fmt: skip
+        rows = {"history": [s[:t] for s in sequences[:n_train] for t in range(1, 7)],
+                "target": [s[t] for s in sequences[:n_train] for t in range(1, 7)]}  # fmt: skip
         train = tokenize_examples(datasets.Dataset.from_dict(rows), tokenizer)
     test = tokenize_examples(
-        datasets.Dataset.from_dict({"history": [s[:-1] for s in sequences[48:]], "target": [s[-1] for s in sequences[48:]]}),
+        datasets.Dataset.from_dict({"history": [s[:-1] for s in sequences[n_train:]], "target": [s[-1] for s in sequences[n_train:]]}),
         tokenizer,
     )  # fmt: skip
     args = tiny_training_args(tmp_path, constrained_loss=True)
-    model = build_t5_model(tokenizer, seed=0, causal_encoder=causal, **TINY_T5)
+    model = build_t5_model(tokenizer, seed=0, causal_encoder=causal, recency_embeddings=causal, **TINY_T5)
     trainer = GenRecTrainer(model=model, args=args, item_tokenizer=tokenizer, train_dataset=train)
     assert model.generation_config.renormalize_logits is True
     untrained = trainer.evaluate(test)

@@ -189,7 +189,8 @@ def test_build_item_features_user_array():
         ({"features": np.array([[0.0], [np.nan], [1.0], [np.inf]])}, "2 NaN/inf values in 2 rows"),
         ({"method": "array"}, "needs features="),
         ({"method": "text", "features": np.zeros((4, 2))}, "method='array'"),
-        ({"method": "collaborative"}, "method must be one of"),
+        ({"method": "item2vec"}, "method must be one of"),
+        ({"method": "collaborative"}, "pass sequences="),
     ],
 )
 def test_build_item_features_bad_input(kwargs, message):

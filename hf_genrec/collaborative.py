@@ -1,0 +1,133 @@
+"""Collaborative item features: which items users interact with close together, as dense vectors for the quantisers.
+
+Text embeddings place items by what they are; semantic IDs built on them share a prefix between items that read
+alike, whether or not people buy them together. Vectors learned from the interactions themselves place items by who
+uses them together, so IDs built on them share prefixes between items that follow each other in histories, which is
+what the seq2seq model has to predict. The method is the classic count-based one (Levy & Goldberg, 2014): positive
+pointwise mutual information of items co-occurring within a few steps of each other in users' sequences, factorised
+by a truncated SVD. It needs no text, so it also serves catalogues with attribute ids only.
+
+Build them from the **training part** of each sequence only (`hf_genrec.baselines.training_part`): the validation
+and test items must not shape the IDs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def cooccurrence_pairs(
+    sequences: Iterable[Sequence[str]], item_ids: Sequence[str], window: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Item index pairs ``(rows, cols, weights)`` of every two items at most ``window`` steps apart in a sequence,
+    both ways round, weighted ``1 / steps``."""
+    index = {item: i for i, item in enumerate(item_ids)}
+    if len(index) != len(item_ids):
+        raise ValueError("item_ids holds an item twice; pass the item table's ids, each once.")
+    encoded, lengths = [], []
+    for n, sequence in enumerate(sequences):
+        try:
+            encoded.extend(index[item] for item in sequence)
+        except KeyError as error:
+            raise ValueError(
+                f"Sequence {n} holds item {error.args[0]!r}, which is not in item_ids; pass the item table the "
+                "sequences come from."
+            ) from None
+        lengths.append(len(sequence))
+    flat = np.asarray(encoded, dtype=np.int64)
+    user = np.repeat(np.arange(len(lengths)), lengths)
+    rows, cols, weights = [], [], []
+    for step in range(1, window + 1):
+        same_user = user[step:] == user[:-step]
+        first, second = flat[:-step][same_user], flat[step:][same_user]
+        rows += [first, second]
+        cols += [second, first]
+        weights += [np.full(2 * len(first), 1.0 / step)]
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(weights)
+
+
+def collaborative_features(
+    sequences: Iterable[Sequence[str]],
+    item_ids: Sequence[str],
+    dim: int = 64,
+    window: int = 3,
+    context_smoothing: float = 0.75,
+    seed: int = 0,
+) -> np.ndarray:
+    """Item vectors ``float32 [n_items, dim]`` from the PPMI of windowed co-occurrence, factorised by truncated SVD.
+
+    Args:
+        sequences: each user's items in time order; **only the part a model may train on** (no validation or test
+            items).
+        item_ids: the item table's ids; row ``i`` of the result belongs to ``item_ids[i]``.
+        dim: vector size (at most ``n_items - 1``).
+        window: items up to this many steps apart count as co-occurring, weighted ``1 / steps``.
+        context_smoothing: exponent of the context counts in the PMI (0.75 damps the pull of popular items).
+        seed: seed of the randomised SVD.
+
+    Returns:
+        Unit-length rows (``U * sqrt(S)`` normalised). Items that co-occur with nothing in ``sequences`` get a zero
+        row, and their number is logged: their IDs carry no collaborative meaning.
+
+    Example:
+
+    ```python
+    >>> from hf_genrec.collaborative import collaborative_features
+    >>> sequences = [["a", "b", "c"], ["a", "b"], ["c", "d"], ["d", "c"]]
+    >>> collaborative_features(sequences, ["a", "b", "c", "d"], dim=2).shape
+    (4, 2)
+    ```
+    """
+    item_ids = list(item_ids)
+    n_items = len(item_ids)
+    if not 1 <= dim < n_items:
+        raise ValueError(f"dim={dim} must be between 1 and n_items - 1 = {n_items - 1}.")
+    if window < 1:
+        raise ValueError(f"window={window} must be at least 1 step.")
+    rows, cols, weights = cooccurrence_pairs(sequences, item_ids, window)
+    if len(rows) == 0:
+        raise ValueError(
+            "No two items co-occur in the sequences (every sequence has fewer than 2 items): collaborative features "
+            "need interaction histories; use text or attribute features instead."
+        )
+    counts = torch.sparse_coo_tensor(
+        torch.from_numpy(np.stack([rows, cols])), torch.from_numpy(weights), (n_items, n_items), check_invariants=False
+    ).coalesce()
+    pair, count = counts.indices(), counts.values()
+    item_count = torch.zeros(n_items, dtype=torch.float64).index_add_(0, pair[0], count)
+    total = count.sum()
+    context = item_count**context_smoothing
+    context = context / context.sum()
+    pmi = torch.log(count / total) - torch.log(item_count[pair[0]] / total) - torch.log(context[pair[1]])
+    positive = pmi > 0
+    ppmi = torch.sparse_coo_tensor(
+        pair[:, positive], pmi[positive].float(), (n_items, n_items), check_invariants=False
+    ).coalesce()
+    with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's generator
+        torch.manual_seed(seed)
+        left, singular, _ = torch.svd_lowrank(ppmi, q=dim, niter=6)
+    # fix each direction's sign (its largest-magnitude component positive), so the features are reproducible
+    signs = torch.sign(left[left.abs().argmax(dim=0), torch.arange(left.shape[1])])
+    left = left * torch.where(signs == 0, 1.0, signs)
+    vectors = (left * singular.sqrt()).numpy()
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 1e-12)
+    isolated = int((item_count == 0).sum())
+    logger.info(
+        "Collaborative item features: %d x %d from %d co-occurring pairs (window %d); %d items co-occur with "
+        "nothing in the training sequences and get zero vectors.",
+        n_items,
+        dim,
+        int(positive.sum()),
+        window,
+        isolated,
+    )
+    return vectors.astype(np.float32)
