@@ -1,8 +1,8 @@
 """Training throughput on real histories: GenRecTrainer (dynamic padding, length-grouped batches) against a plain
 Seq2SeqTrainer fed inputs padded to the history cap, same model, same examples, same number of steps; and the
 causal-encoder T5 trained on packed rows (every next-item target of a user in one encoder pass), at TIGER's size
-and at the default recipe's size, the latter also with one encoder position per item (with and without item
-embeddings).
+and at the default recipe's size, the latter also with one encoder position per item (with recency embeddings, as
+the default recipe, without them, and with item embeddings).
 
     python benchmarks/training_throughput.py --data_dir ../shared/data
 
@@ -81,7 +81,9 @@ def main() -> None:
     train = train.shuffle(seed=0).select(range(min(len(train), args.steps * args.batch_size * 2)))
     cap = 20 * (item_tokenizer.id_length - 1) + 1
     runs = {}
-    variants = {  # the recipe's model with one encoder position per item, without and with item embeddings
+    variants = {  # the recipe's model with one encoder position per item, with recency embeddings (the default
+        # recipe), without them, and with item embeddings
+        "causal_packed_recipe_items_recency": dict(item_positions=True, recency_embeddings=True),
         "causal_packed_recipe_items": dict(item_positions=True),
         "causal_packed_recipe_items_embedded": dict(item_positions=True, item_embedding_buckets=65536),
     }
@@ -132,7 +134,7 @@ def main() -> None:
         if name.startswith("causal"):  # targets, on average, of the sampled windows
             sequences = (args.steps - args.warmup) * args.packed_batch_size * targets_per_row
         runs[name] = {"seconds": timer.seconds, "sequences_per_second": sequences / timer.seconds}
-        print(f"{name:<22} {runs[name]['sequences_per_second']:.1f} sequences/s", flush=True)
+        print(f"{name:<36} {runs[name]['sequences_per_second']:.1f} sequences/s", flush=True)
     lengths = np.asarray(train["length"][:])
     payload = {
         "dataset": args.dataset,
@@ -152,6 +154,8 @@ def main() -> None:
         / runs["plain_padded_to_cap"]["sequences_per_second"],
         "speedup_recipe_items_over_recipe": runs["causal_packed_recipe_items"]["sequences_per_second"]
         / runs["causal_packed_recipe"]["sequences_per_second"],
+        "speedup_recipe_items_recency_over_plain": runs["causal_packed_recipe_items_recency"]["sequences_per_second"]
+        / runs["plain_padded_to_cap"]["sequences_per_second"],
         "speedup_recipe_items_embedded_over_recipe": runs["causal_packed_recipe_items_embedded"][
             "sequences_per_second"
         ]

@@ -243,3 +243,25 @@ def test_item_positions_reject_histories_that_do_not_split_into_items(causal_tok
     model = build_t5_model(causal_tokenizer, seed=0, causal_encoder=True, item_positions=True, item_width=4, **TINY_T5)
     with pytest.raises(ValueError, match="not a multiple of item_width=4"):
         model.encoder(input_ids=torch.tensor([causal_tokenizer.encode_history(["item0"]) + [1]]))
+
+
+def test_recency_embeddings_need_a_causal_encoder(causal_tokenizer):
+    with pytest.raises(ValueError, match="recency_embeddings=True needs causal_encoder=True"):
+        build_t5_model(causal_tokenizer, recency_embeddings=True, **TINY_T5)
+
+
+def test_recency_embeddings_start_at_zero_and_mark_the_most_recent_state(causal_tokenizer):
+    model = build_t5_model(causal_tokenizer, seed=0, causal_encoder=True, recency_embeddings=True, **TINY_T5).eval()
+    plain = build_t5_model(causal_tokenizer, seed=0, causal_encoder=True, **TINY_T5).eval()
+    assert not model.encoder.recency.weight.any()  # a new model encodes as one without them
+    tokens = torch.tensor([causal_tokenizer.encode_history(["item1", "item2", "item3"])])
+    torch.testing.assert_close(
+        model.encoder(input_ids=tokens).last_hidden_state, plain.encoder(input_ids=tokens).last_hidden_state
+    )
+    _randomise_item_embeddings(model)
+    states = model.encoder(input_ids=tokens).last_hidden_state
+    raw = model.encoder(input_ids=tokens, add_recency=False).last_hidden_state
+    # token positions: the last token is 0 steps from the end, the first len - 1
+    n = tokens.shape[1]
+    expected = model.encoder.recency.weight[torch.arange(n - 1, -1, -1)]  # distances below 16 have their own bucket
+    torch.testing.assert_close(states - raw, expected[None])
