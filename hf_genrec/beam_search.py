@@ -48,6 +48,8 @@ class _T5Decoder:
         self.cross_mask = torch.zeros(batch, 1, 1, length, dtype=dtype, device=encoder_states.device)
         self.cross_mask.masked_fill_(attention_mask[:, None, None, :] == 0, torch.finfo(dtype).min)
         self.self_cache: list[tuple[torch.Tensor, torch.Tensor]] = []
+        #: ``[batch, d_model]`` added to the start token's embedding (one row per history), or `None`
+        self.start_state: torch.Tensor | None = None
         scale = getattr(model.config, "scale_decoder_outputs", model.config.tie_word_embeddings)
         self.output_scale = model.config.d_model**-0.5 if scale else 1.0
 
@@ -62,6 +64,8 @@ class _T5Decoder:
         rows = tokens.shape[0]
         beams = rows // self.batch
         hidden = self.decoder.embed_tokens(tokens)[:, None, :]
+        if position == 0 and self.start_state is not None:
+            hidden = hidden + self.start_state.repeat_interleave(beams, dim=0)[:, None, :]
         bias = self.bias_module.compute_bias(1, position + 1, device=hidden.device, past_seen_tokens=position)
         first_step = not self.self_cache
         new_cache = []
@@ -151,7 +155,10 @@ def shared_beam_search(
     encoded = model.encoder(input_ids=input_ids, attention_mask=attention_mask)
     # An item-position encoder (GenRecT5Config.item_positions) returns states per item, with their own mask.
     item_mask = getattr(encoded, "item_attention_mask", None)
-    decoder = _T5Decoder(model, encoded.last_hidden_state, attention_mask if item_mask is None else item_mask)
+    cross_mask = attention_mask if item_mask is None else item_mask
+    decoder = _T5Decoder(model, encoded.last_hidden_state, cross_mask)
+    if hasattr(model, "decoder_start_state"):  # GenRecT5Config.start_from_last_state
+        decoder.start_state = model.decoder_start_state(encoded.last_hidden_state, cross_mask)
     max_length = 1 + max_new_tokens
     beams_to_keep = 2 * num_beams
     top_num_beam_mask = torch.arange(beams_to_keep, device=device) < num_beams

@@ -49,6 +49,10 @@ class GenRecT5Config(T5Config):
             sees what follows it) and T5's cross-attention has no position bias, so without it the decoder reads
             the history as a bag of states and cannot tell the most recent item from an old one. The embeddings
             start at zero.
+        start_from_last_state (`bool`, *optional*, defaults to `False`):
+            Add the encoder's state of the most recent history position to the decoder's start-token embedding, so
+            the decoder starts from the causal encoder's summary of the whole history (the vector SASRec scores
+            items with) rather than finding it by cross-attention among all the states.
         kwargs: `T5Config`'s arguments.
     """
 
@@ -60,6 +64,7 @@ class GenRecT5Config(T5Config):
         item_width: int | None = None,
         item_embedding_buckets: int = 0,
         recency_embeddings: bool = False,
+        start_from_last_state: bool = False,
         **kwargs,
     ):
         if item_width is not None and item_width < 1:
@@ -72,6 +77,7 @@ class GenRecT5Config(T5Config):
         self.item_width = item_width
         self.item_embedding_buckets = item_embedding_buckets
         self.recency_embeddings = recency_embeddings
+        self.start_from_last_state = start_from_last_state
         super().__init__(**kwargs)
 
 
@@ -151,6 +157,13 @@ def pool_items(
         buckets = hashed[:, :width] % item_embeddings.num_embeddings
         pooled = pooled + item_embeddings(buckets) * item_mask[..., None]
     return pooled, item_mask, item_index
+
+
+def last_state(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``states[b, i]`` at the last position ``i`` where ``mask[b]`` is 1 (padding on either side): ``[batch, d]``."""
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    last = torch.where(mask.bool(), positions, -1).amax(dim=1).clamp(min=0)
+    return states[torch.arange(states.shape[0], device=states.device), last]
 
 
 def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -271,16 +284,38 @@ class GenRecT5ForConditionalGeneration(T5ForConditionalGeneration):
         self.encoder.set_input_embeddings(self.shared)
         self.post_init()
 
+    def decoder_start_state(self, encoder_states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
+        """What the decoder's start token gets added (``config.start_from_last_state``): the encoder state of each
+        history's most recent position ``[batch, d_model]``; `None` when the option is off."""
+        if not getattr(self.config, "start_from_last_state", False):
+            return None
+        if mask is None:
+            mask = torch.ones(encoder_states.shape[:2], dtype=torch.long, device=encoder_states.device)
+        return last_state(encoder_states, mask)
+
     def forward(self, input_ids=None, attention_mask=None, labels=None, target_ends=None, **kwargs):
         if target_ends is None:
-            if self.config.item_positions:
-                # Cross-attention reads item states, so it needs the item mask, not the token mask.
+            start_state = getattr(self.config, "start_from_last_state", False)
+            if self.config.item_positions or start_state:
                 if kwargs.get("encoder_outputs") is None and input_ids is not None:
                     kwargs["encoder_outputs"] = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
                     input_ids = None
+                # Cross-attention reads item states, so it needs the item mask, not the token mask.
                 item_mask = getattr(kwargs.get("encoder_outputs"), "item_attention_mask", None)
                 if item_mask is not None:
                     attention_mask = item_mask
+            if start_state and kwargs.get("decoder_inputs_embeds") is None:
+                decoder_input_ids = kwargs.pop("decoder_input_ids", None)
+                if decoder_input_ids is None and labels is not None:
+                    decoder_input_ids = self._shift_right(labels)
+                cache = kwargs.get("cache", kwargs.get("past_key_values"))
+                embeds = None if decoder_input_ids is None else self.decoder.embed_tokens(decoder_input_ids)
+                if embeds is not None and (cache is None or cache.get_seq_length() == 0):
+                    # the first decoder position is the start token: it also gets the history's summary
+                    states = kwargs["encoder_outputs"][0]
+                    summary = self.decoder_start_state(states, attention_mask)
+                    embeds = torch.cat([embeds[:, :1] + summary[:, None], embeds[:, 1:]], dim=1)
+                kwargs["decoder_inputs_embeds"] = embeds
             return super().forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
         if labels is None or input_ids is None:
             raise ValueError("Packed training (target_ends=...) needs input_ids and labels.")
@@ -314,8 +349,12 @@ class GenRecT5ForConditionalGeneration(T5ForConditionalGeneration):
         memory = encoded[row]
         if self.encoder.recency is not None:
             memory = memory + self.encoder.recency_embedding(ends[:, None] - 1 - history[None, :], prefix)
+        embeds = self.decoder.embed_tokens(decoder_input_ids)
+        summary = self.decoder_start_state(memory, prefix)
+        if summary is not None:
+            embeds = torch.cat([embeds[:, :1] + summary[:, None], embeds[:, 1:]], dim=1)
         decoded = self.decoder(
-            input_ids=decoder_input_ids, encoder_hidden_states=memory, encoder_attention_mask=prefix.long()
+            inputs_embeds=embeds, encoder_hidden_states=memory, encoder_attention_mask=prefix.long()
         ).last_hidden_state
         if getattr(self.config, "scale_decoder_outputs", self.config.tie_word_embeddings):  # as T5's forward
             decoded = decoded * (self.model_dim**-0.5)

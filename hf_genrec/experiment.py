@@ -218,6 +218,13 @@ class ModelArguments:
             "of the history, so the decoder can tell recent items from old ones."
         },
     )
+    start_from_last_state: bool = field(
+        default=False,
+        metadata={
+            "help": "With causal_encoder: the decoder's start token also gets the encoder state of the most recent "
+            "history item (the causal encoder's summary of the history)."
+        },
+    )
 
 
 def load_feature_array(path: str) -> np.ndarray:

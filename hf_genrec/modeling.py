@@ -42,13 +42,11 @@ def build_t5_model(
     if seed is not None:
         torch.manual_seed(seed)
     params = {**TIGER_T5_CONFIG, **config_overrides}
-    if params.get("recency_embeddings") and not causal_encoder:
-        raise ValueError(
-            "recency_embeddings=True needs causal_encoder=True: a bidirectional encoder's states already see the end "
-            "of the history."
-        )
-    if not causal_encoder:
-        params.pop("recency_embeddings", None)
+    for option in ("recency_embeddings", "start_from_last_state"):
+        if params.get(option) and not causal_encoder:
+            raise ValueError(f"{option}=True needs causal_encoder=True (a GenRecT5ForConditionalGeneration).")
+        if not causal_encoder:
+            params.pop(option, None)
     if item_positions:
         if not causal_encoder:
             raise ValueError("item_positions=True needs causal_encoder=True (a GenRecT5ForConditionalGeneration).")
