@@ -4,8 +4,8 @@ TIGER trains one (history prefix → next item) example per position, so a user 
 passes over ever longer prefixes: the cost grows with the square of the history length. With a causal encoder (each
 history token attends only to itself and earlier tokens) the encoder state of a prefix does not depend on what
 follows it, so the encoder runs once over the user's whole sequence, and each target is decoded as its own short
-row that cross-attends to its own prefix of those states (one row of all a user's targets under a block-diagonal
-mask computed the same thing, about 1.8x slower on Beauty). The loss is the same as training each prefix as its own
+row that cross-attends to its own prefix of those states, so each target can see its own distances from the end
+of its prefix (`recency_embeddings`). The loss is the same as training each prefix as its own
 example with this model (a test checks it), at the cost of one encoder pass per user instead of one per target.
 
 Generation is unchanged: `generate` (and hf_genrec's fast beam search) encode a history causally and let the
