@@ -17,7 +17,7 @@ from .baselines import MostPopular, training_part
 from .configuration import GenRecConfig
 from .data import leave_one_out, load_interactions
 from .examples import tokenize_examples, tokenize_sequences
-from .features import DEFAULT_TEXT_MODEL, build_item_features
+from .features import DEFAULT_TEXT_MODEL, METHODS, build_item_features
 from .metrics import make_compute_metrics, ranking_metrics, recall_curve
 from .modeling import build_t5_model
 from .saving import atomic_write_text, check_checkpoint, last_complete_checkpoint
@@ -46,7 +46,7 @@ ID_SCHEMES = ("rqvae", "rqkmeans", "hierarchical", "title", "random", "atomic")
 #: schemes that read item features (the others read titles, or nothing)
 FEATURE_SCHEMES = ("rqvae", "rqkmeans", "hierarchical")
 #: item_features values that name a method of `build_item_features` (anything else is a path to an array)
-FEATURE_METHODS = ("auto", "text", "attributes", "collaborative", "content+collaborative")
+FEATURE_METHODS = tuple(method for method in METHODS if method != "array")
 
 
 @dataclass
