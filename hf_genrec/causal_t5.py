@@ -166,6 +166,11 @@ def last_state(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return states[torch.arange(states.shape[0], device=states.device), last]
 
 
+def add_to_start(embeds: torch.Tensor, summary: torch.Tensor) -> torch.Tensor:
+    """Decoder input embeddings ``[rows, length, d]`` with ``summary`` ``[rows, d]`` added at the start position."""
+    return torch.cat([embeds[:, :1] + summary[:, None], embeds[:, 1:]], dim=1)
+
+
 def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``allowed`` (bool, ``[..., q, k]``) as the additive float mask T5 attention takes (eager and SDPA alike).
 
@@ -313,8 +318,7 @@ class GenRecT5ForConditionalGeneration(T5ForConditionalGeneration):
                 if embeds is not None and (cache is None or cache.get_seq_length() == 0):
                     # the first decoder position is the start token: it also gets the history's summary
                     states = kwargs["encoder_outputs"][0]
-                    summary = self.decoder_start_state(states, attention_mask)
-                    embeds = torch.cat([embeds[:, :1] + summary[:, None], embeds[:, 1:]], dim=1)
+                    embeds = add_to_start(embeds, self.decoder_start_state(states, attention_mask))
                 kwargs["decoder_inputs_embeds"] = embeds
             return super().forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
         if labels is None or input_ids is None:
@@ -352,7 +356,7 @@ class GenRecT5ForConditionalGeneration(T5ForConditionalGeneration):
         embeds = self.decoder.embed_tokens(decoder_input_ids)
         summary = self.decoder_start_state(memory, prefix)
         if summary is not None:
-            embeds = torch.cat([embeds[:, :1] + summary[:, None], embeds[:, 1:]], dim=1)
+            embeds = add_to_start(embeds, summary)
         decoded = self.decoder(
             inputs_embeds=embeds, encoder_hidden_states=memory, encoder_attention_mask=prefix.long()
         ).last_hidden_state
