@@ -92,17 +92,25 @@ def test_packed_loss_equals_one_row_per_prefix(variable_length, item_positions, 
     packed = tokenize_sequences(sequences, tokenizer, max_history=20)
     assert len(packed) == len(sequences)  # one window each
     batch = collator([packed[i] for i in range(len(packed))])
-    with torch.no_grad():
-        packed_loss = model(**batch).loss
+    packed_loss = model(**batch).loss
+    packed_loss.backward()
+    packed_grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
 
     single = tokenize_examples(_prefix_rows(sequences, 20), tokenizer, max_history=20)
     per_row = []
-    with torch.no_grad():
-        for row in single:
-            out = model(input_ids=torch.tensor([row["input_ids"]]), labels=torch.tensor([row["labels"]]))
-            per_row.append((out.loss * len(row["labels"]), len(row["labels"])))
+    for row in single:
+        out = model(input_ids=torch.tensor([row["input_ids"]]), labels=torch.tensor([row["labels"]]))
+        per_row.append((out.loss * len(row["labels"]), len(row["labels"])))
     expected = sum(loss for loss, _ in per_row) / sum(n for _, n in per_row)  # mean over all label tokens
     torch.testing.assert_close(packed_loss, expected, rtol=1e-5, atol=1e-5)
+    # the same gradients too: the shared cross-attention projections must train like per-row ones
+    expected.backward()
+    grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    assert grads.keys() == packed_grads.keys()
+    for name, grad in grads.items():
+        scale = grad.abs().max().item()  # float order differs: compare against the gradient's own size
+        torch.testing.assert_close(packed_grads[name], grad, rtol=1e-3, atol=1e-4 * scale + 1e-9, msg=name)
 
 
 def test_long_users_get_overlapping_windows_that_cover_every_target_once(causal_tokenizer):
