@@ -277,6 +277,27 @@ def read_items_file(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
+def read_histories_file(path: str | os.PathLike) -> list[list[str]]:
+    """Histories from a .jsonl file: one JSON list of item ids per line, oldest first."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Histories file {path} not found.")
+    histories = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            history = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}, line {number}: not JSON ({err}). Write one JSON list per line.") from err
+        if not isinstance(history, list) or not all(isinstance(item, str | int) for item in history):
+            raise ValueError(f"{path}, line {number}: expected a JSON list of item ids, got {line.strip()[:80]!r}.")
+        histories.append([str(item) for item in history])
+    if not histories:
+        raise ValueError(f"Histories file {path} holds no histories.")
+    return histories
+
+
 def items_file_inputs(rows: list[dict], text_model=None) -> tuple[list[str], np.ndarray | None, np.ndarray | None]:
     """``(item_ids, features, codes)`` of the rows of an items file to add (one of features / codes is None)."""
     ids = [row["item_id"] for row in rows]

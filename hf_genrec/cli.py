@@ -252,16 +252,30 @@ def _catalog(argv: Sequence[str]) -> int:
     parser.add_argument("--output", default=None, help="Write the updated bundle here (default: update BUNDLE).")
     parser.add_argument("--text-model", default=None, help="Embeds item fields (default: all-MiniLM-L6-v2).")
     parser.add_argument("--if-full", choices=IF_FULL_CHOICES, default="error", help="A prefix with no free ID.")
+    parser.add_argument(
+        "--histories",
+        default=None,
+        help="add only: a .jsonl of interaction histories (one JSON list of item ids per line, oldest first) that "
+        "mention the new items; each new item is placed beside the catalogue items it sits next to there "
+        "(GenerativeRecommender.features_from_sequences), so ITEMS_FILE needs only `item_id`. This is how items "
+        "join a catalogue whose IDs came from collaborative features (the default recipe).",
+    )
     args = parser.parse_args(argv)
 
-    from .catalog import items_file_inputs, read_items_file
+    from .catalog import items_file_inputs, read_histories_file, read_items_file
     from .recommender import GenerativeRecommender
 
     rows = read_items_file(args.items_file)
     recommender = GenerativeRecommender.from_pretrained(args.bundle)
     before = len(recommender.item_ids)
     if args.action == "add":
-        ids, features, codes = items_file_inputs(rows, args.text_model)
+        if args.histories:
+            ids, codes = [row["item_id"] for row in rows], None
+            if any(len(row) > 1 for row in rows):
+                raise ValueError("With --histories, the items file gives only `item_id`: features come from them.")
+            features = recommender.features_from_sequences(ids, read_histories_file(args.histories))
+        else:
+            ids, features, codes = items_file_inputs(rows, args.text_model)
         added = recommender.add_items(ids, features, codes=codes, if_full=args.if_full)
         for item, item_codes in added.items():
             print(f"added    {item:<20} {list(item_codes)}")

@@ -131,3 +131,61 @@ def collaborative_features(
         isolated,
     )
     return vectors.astype(np.float32)
+
+
+def fold_in_features(
+    item_ids: Sequence[str],
+    sequences: Iterable[Sequence[str]],
+    known_item_ids: Sequence[str],
+    known_features: np.ndarray,
+    window: int = 3,
+) -> np.ndarray:
+    """Features of new items ``float32 [len(item_ids), d]`` from the known items they co-occur with.
+
+    A new item has no row in the factorised co-occurrence matrix, but its first interactions show which known items
+    people use it with. Its vector is the mean of those items' vectors, weighted as `cooccurrence_pairs` weighs them
+    (``1 / steps`` within ``window``), and scaled to their mean length, so the fitted quantiser places it beside
+    them. It works for any feature space (collaborative or text) whose known vectors you pass.
+
+    Args:
+        item_ids: the new items, each once, none of them known.
+        sequences: interaction histories in time order that mention the new items (other items must be known).
+        known_item_ids: the catalogue's ids; row ``i`` of ``known_features`` belongs to ``known_item_ids[i]``.
+        known_features: float ``[len(known_item_ids), d]``.
+        window: items up to this many steps apart count as co-occurring.
+
+    Raises:
+        ValueError: if a new item co-occurs with no known item in ``sequences`` (it cannot be placed from them:
+            give it text features or codes), or a sequence holds an item that is neither known nor new.
+    """
+    new = [str(item) for item in item_ids]
+    known = [str(item) for item in known_item_ids]
+    features = np.asarray(known_features, dtype=np.float64)
+    if features.ndim != 2 or len(features) != len(known):
+        raise ValueError(
+            f"known_features must be [len(known_item_ids)={len(known)}, d], got shape {tuple(features.shape)}."
+        )
+    overlap = set(new) & set(known)
+    if overlap:
+        raise ValueError(f"{len(overlap)} new items are already known (first: {sorted(overlap)[:5]}).")
+    if window < 1:
+        raise ValueError(f"window={window} must be at least 1 step.")
+    rows, cols, weights = cooccurrence_pairs(sequences, new + known, window)
+    n_new = len(new)
+    into_new = (rows < n_new) & (cols >= n_new)  # a new item beside a known one
+    rows, cols, weights = rows[into_new], cols[into_new] - n_new, weights[into_new]
+    total = np.bincount(rows, weights=weights, minlength=n_new)
+    lonely = [item for item, weight in zip(new, total.tolist()) if weight == 0]
+    if lonely:
+        raise ValueError(
+            f"{len(lonely)} new items co-occur with no catalogue item within {window} steps in the sequences "
+            f"(first: {lonely[:5]}), so nothing places them; pass histories that mention them beside known items, or "
+            "add them with text features or codes= instead."
+        )
+    summed = np.zeros((n_new, features.shape[1]))
+    np.add.at(summed, rows, weights[:, None] * features[cols])
+    neighbour_norm = np.bincount(rows, weights=weights * np.linalg.norm(features[cols], axis=1), minlength=n_new)
+    neighbour_norm /= total  # their weighted mean length
+    lengths = np.linalg.norm(summed, axis=1)
+    scale = np.divide(neighbour_norm, lengths, out=np.zeros_like(lengths), where=lengths > 1e-12)
+    return (summed * scale[:, None]).astype(np.float32)

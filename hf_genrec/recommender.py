@@ -20,6 +20,7 @@ from .catalog import (
     grow,
     shrink,
 )
+from .collaborative import fold_in_features
 from .configuration import GenRecConfig
 from .data.collator import GenRecCollator
 from .decoding import build_trie_index, generate_items
@@ -159,6 +160,46 @@ class GenerativeRecommender:
             self._set_item_tokenizer(self.item_tokenizer.with_appended_items(grow(semantic_ids, added, full)))
             self.catalog.new_items.extend(added)
         return {item: tuple(int(c) for c in row if c >= 0) for item, row in zip(added, full.tolist())}
+
+    def features_from_sequences(
+        self, item_ids: Sequence[str], sequences: Sequence[Sequence[str]], window: int = 3
+    ) -> np.ndarray:
+        """Features for new items that have interactions but no features of their own, to pass to `add_items`.
+
+        Each new item gets the weighted mean of the features its catalogue neighbours in ``sequences`` stand for
+        (their codes decoded by the bundle's quantiser; see `hf_genrec.collaborative.fold_in_features`). This is
+        how new items join a catalogue whose IDs were built from collaborative features (the default recipe),
+        which no feature pipeline can compute for an item outside the training data.
+
+        Example:
+
+        ```python
+        ids = ["new-lipstick"]
+        features = recommender.features_from_sequences(ids, [["old-1", "new-lipstick", "old-7"]])
+        recommender.add_items(ids, features)
+        ```
+        """
+        if self.quantizer is None:
+            raise ValueError(
+                "This recommender has no quantiser (no `quantizer/` in its bundle), so it cannot decode its items' "
+                "codes into features; pass `codes=` to add_items instead."
+            )
+        ids = check_new_item_ids(self.item_tokenizer.item_to_index, item_ids)
+        if isinstance(sequences, str) or (len(sequences) > 0 and isinstance(sequences[0], str)):
+            raise TypeError("`sequences` must be a list of histories (lists of item ids); for one pass `[history]`.")
+        semantic_ids = self.item_tokenizer.semantic_ids
+        levels = semantic_ids.n_levels - int(semantic_ids.has_collision_level)
+        lookup = self.item_tokenizer.item_to_index
+        neighbours = sorted({str(item) for sequence in sequences for item in sequence} - set(ids))
+        unknown = [item for item in neighbours if item not in lookup]
+        if unknown:
+            raise ValueError(
+                f"{len(unknown)} items in `sequences` are neither in the catalogue nor among the new items (first: "
+                f"{unknown[:5]}); add them in the same call, or leave them out."
+            )
+        rows = np.fromiter((lookup[item] for item in neighbours), dtype=np.int64, count=len(neighbours))
+        decoded = self.quantizer.decode(semantic_ids.codes[rows, :levels])
+        return fold_in_features(ids, sequences, neighbours, decoded, window=window)
 
     def remove_items(self, item_ids: Sequence[str]) -> None:
         """Retire items: they are never generated again, and their semantic IDs are never given to another item.

@@ -181,6 +181,33 @@ def test_bad_input_gets_clear_errors(rec):
         rec.add_items(["n"], _features(1))
 
 
+def test_items_without_features_join_beside_the_items_they_are_used_with(rec):
+    """The default recipe's IDs come from collaborative vectors, which no pipeline computes for a new item: its
+    features come from its catalogue neighbours in a few histories, decoded by the quantiser."""
+    codes = rec.item_tokenizer.semantic_ids.codes
+    features = rec.features_from_sequences(["n"], [["item3", "n"], ["n", "item3", "item9"]])
+    assert features.shape == (1, _features().shape[1])
+    # item3 is next to "n" twice (weight 2), item9 two steps away once (weight 1/2): the features sit nearer item3
+    decoded = rec.quantizer.decode(codes[[3, 9], :-1])
+    distance = np.linalg.norm(decoded - features, axis=1)
+    assert distance[0] < distance[1]
+    # with a single neighbour, the new item gets its neighbour's code prefix and its own collision code
+    j = _alone_under_prefix(rec)  # a prefix with a free collision code
+    added = rec.add_items(["m"], rec.features_from_sequences(["m"], [[f"item{j}", "m"]]))
+    assert added["m"][:-1] == tuple(codes[j, :-1]) and added["m"] != tuple(codes[j])
+    with pytest.raises(ValueError, match="co-occur with no catalogue item"):
+        rec.features_from_sequences(["x"], [["x"]])
+    with pytest.raises(ValueError, match="neither in the catalogue nor among the new items"):
+        rec.features_from_sequences(["x"], [["x", "ghost"]])
+    with pytest.raises(ValueError, match="already in the catalogue"):
+        rec.features_from_sequences(["m"], [["m", "item1"]])
+    with pytest.raises(TypeError, match="list of histories"):
+        rec.features_from_sequences(["x"], ["x", "item1"])
+    rec.quantizer = None
+    with pytest.raises(ValueError, match="no quantiser"):
+        rec.features_from_sequences(["x"], [["x", "item1"]])
+
+
 def test_full_prefix_raises_or_skips(rec):
     codes = rec.item_tokenizer.semantic_ids.codes
     limit = rec.item_tokenizer.semantic_ids.codebook_sizes[-1]
@@ -241,6 +268,23 @@ def test_cli_catalog_add_and_remove(trained_bundle, tmp_path, capsys):
     assert "width 2" in capsys.readouterr().err
     assert main(["catalog", "remove", str(bundle), str(tmp_path / "gone.txt")]) == 1
     assert "not in the catalogue" in capsys.readouterr().err
+    # items with histories instead of features (the default, collaborative recipe)
+    (tmp_path / "ids.txt.jsonl").write_text('{"item_id": "h1"}\n')
+    loaded = GenerativeRecommender.from_pretrained(bundle)
+    ids = loaded.item_tokenizer.semantic_ids
+    taken = np.concatenate([ids.codes[:, :-1], loaded.catalog.retired_codes(ids.n_levels)[:, :-1]])
+    # an item whose prefix has a free collision code (no other live or retired item on it)
+    free = next(i for i, row in zip(ids.item_ids, ids.codes[:, :-1]) if (taken == row).all(axis=1).sum() == 1)
+    (tmp_path / "histories.jsonl").write_text(f'["{free}", "h1"]\n\n["h1", "{free}"]\n')
+    argv = ["catalog", "add", str(bundle), str(tmp_path / "ids.txt.jsonl"), "--histories"]
+    assert main([*argv, str(tmp_path / "histories.jsonl")]) == 0
+    assert "h1" in GenerativeRecommender.from_pretrained(bundle).item_ids
+    (tmp_path / "bad_histories.jsonl").write_text('{"history": ["item2"]}\n')
+    assert main(["catalog", "add", str(bundle), str(tmp_path / "new.jsonl"), "--histories", str(items)]) == 1
+    assert "gives only `item_id`" in capsys.readouterr().err
+    (tmp_path / "ids2.jsonl").write_text('{"item_id": "h2"}\n')
+    assert main([*argv[:3], str(tmp_path / "ids2.jsonl"), "--histories", str(tmp_path / "bad_histories.jsonl")]) == 1
+    assert "expected a JSON list of item ids" in capsys.readouterr().err
 
 
 def test_items_file_errors(tmp_path):

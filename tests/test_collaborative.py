@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
-from hf_genrec.collaborative import collaborative_features, cooccurrence_pairs
+from hf_genrec.collaborative import collaborative_features, cooccurrence_pairs, fold_in_features
 from hf_genrec.features import CONTENT_AXES, build_item_features
 
 
@@ -72,3 +72,34 @@ def test_build_item_features_collaborative_and_content_beside_it():
     np.testing.assert_array_equal(both[:, content_axes:], alone)
     # the content part is centred and unit length, so an unused item still has a usable vector
     np.testing.assert_allclose(np.linalg.norm(both[:, :content_axes], axis=1), 1.0, atol=1e-5)
+
+
+def test_fold_in_places_a_new_item_at_the_weighted_mean_of_its_neighbours():
+    known = ["a", "b", "c"]
+    features = np.array([[2.0, 0.0], [0.0, 2.0], [-2.0, 0.0]], dtype=np.float32)
+    # "n" sits 1 step from "a" and 2 steps from "b" (weights 1 and 1/2); "c" is 3 steps away, outside window 2
+    out = fold_in_features(["n"], [["c", "b", "a", "n"]], known, features, window=2)
+    mean = (1.0 * features[0] + 0.5 * features[1]) / 1.5
+    np.testing.assert_allclose(out[0] / np.linalg.norm(out[0]), mean / np.linalg.norm(mean), rtol=1e-6)
+    # scaled to its neighbours' mean length, not shrunk by averaging two directions
+    np.testing.assert_allclose(np.linalg.norm(out[0]), 2.0, rtol=1e-6)
+    # a new item beside another new one only takes the known neighbours
+    out = fold_in_features(["n", "m"], [["a", "n", "m", "b"]], known, features, window=1)
+    np.testing.assert_allclose(out, features[:2])
+    with pytest.raises(ValueError, match="co-occur with no catalogue item.*'m'"):
+        fold_in_features(["n", "m"], [["a", "n"], ["m"]], known, features, window=1)
+
+
+@pytest.mark.parametrize(
+    "new, sequences, message",
+    [
+        (["a"], [["a", "b"]], "already known"),
+        (["n"], [["n", "z"]], "not in item_ids"),
+        (["n"], [["n"]], "co-occur with no catalogue item"),
+    ],
+)
+def test_fold_in_bad_input(new, sequences, message):
+    with pytest.raises(ValueError, match=message):
+        fold_in_features(new, sequences, ["a", "b"], np.eye(2, dtype=np.float32))
+    with pytest.raises(ValueError, match="known_features must be"):
+        fold_in_features(["n"], [["n", "a"]], ["a", "b"], np.eye(3, dtype=np.float32))

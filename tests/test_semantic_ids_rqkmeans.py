@@ -66,6 +66,26 @@ def test_encode_reproduces_fit_codes(data, fitted):
     np.testing.assert_array_equal(quantizer.encode(x[10:20]), ids.codes[10:20, :3])
 
 
+@pytest.mark.parametrize("pca_dim", [None, 4])
+def test_decode_returns_what_the_codes_stand_for(data, pca_dim):
+    x, _, item_ids = data
+    quantizer = RQKMeans(n_levels=3, codebook_size=8, seed=0, pca_dim=pca_dim)
+    ids = quantizer.fit(x, item_ids)
+    decoded = quantizer.decode(ids.codes[:, :3])
+    assert decoded.shape == x.shape and decoded.dtype == np.float32
+    # what the last level left over is exactly the distance from the (projected) features to the decoded ones
+    error = ((quantizer._project(x) - quantizer._project(decoded)).astype(np.float64) ** 2).sum(axis=1).mean()
+    left = ids.diagnostics["quantizer"]["residual_energy_per_level"][-1]
+    np.testing.assert_allclose(error, left, rtol=1e-3)
+    # re-encoded, the decoded features land in their items' first-level clusters (deeper levels are greedy: a sum
+    # of centroids can sit nearer another path)
+    np.testing.assert_array_equal(quantizer.encode(decoded)[:, 0], ids.codes[:, 0])
+    with pytest.raises(ValueError, match="outside its codebook"):
+        quantizer.decode([[8, 0, 0]])
+    with pytest.raises(ValueError, match="n_levels=3"):
+        quantizer.decode([[0, 0]])
+
+
 def test_fit_is_deterministic(data, fitted):
     x, _, item_ids = data
     _, ids = fitted

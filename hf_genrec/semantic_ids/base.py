@@ -55,6 +55,14 @@ class ItemIDScheme:
         """Codes of new items (without the collision level), from the fitted scheme."""
         raise NotImplementedError
 
+    def decode(self, codes) -> np.ndarray:
+        """Features ``float32 [n, dim]`` that ``codes`` (without the collision level) stand for, in the space the
+        scheme was fitted on; schemes that cannot map codes back raise."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot map codes back to features; place new items with text features or "
+            "codes= instead."
+        )
+
     @property
     def is_fitted(self) -> bool:
         return bool(self._state())

@@ -383,6 +383,21 @@ class RQKMeans(PCAProjection, ItemIDScheme):
             codes.append(level_codes)
         return np.stack(codes, axis=1)
 
+    def decode(self, codes) -> np.ndarray:
+        """The features ``float32 [n, dim]`` that ``codes`` (int ``[n, n_levels]``, no collision level) stand for:
+        the sum of their centroids, mapped back from the PCA space when there is one."""
+        self._require_fitted()
+        codes = np.asarray(codes)
+        if codes.ndim != 2 or codes.shape[1] != self.n_levels:
+            raise ValueError(f"codes must be int [n, n_levels={self.n_levels}], got shape {tuple(codes.shape)}.")
+        for level, centroids in enumerate(self.centroids_):
+            if len(codes) and not (codes[:, level].min() >= 0 and codes[:, level].max() < len(centroids)):
+                raise ValueError(f"codes at level {level} fall outside its codebook of {len(centroids)} codes.")
+        out = sum(c[codes[:, level]] for level, c in enumerate(self.centroids_)).astype(np.float32)
+        if self.pca_axes_ is not None:  # the axes are orthonormal rows: back-projection is their transpose
+            out = out @ self.pca_axes_ + self.pca_mean_
+        return np.ascontiguousarray(out, dtype=np.float32)
+
     # ------------------------------------------------------------------ files
     def _state(self) -> dict[str, np.ndarray]:
         if self.centroids_ is None:
