@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import torch
 from torch.nn import CrossEntropyLoss
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, T5Config, T5ForConditionalGeneration
-from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput
 from transformers.models.t5.modeling_t5 import T5Attention, T5Stack
 
@@ -160,15 +159,11 @@ def pool_items(
     return pooled, item_mask, item_index
 
 
-def last_position(mask: torch.Tensor) -> torch.Tensor:
-    """The last position ``i`` where ``mask[b]`` is 1, per row (padding on either side; 0 for an empty row)."""
-    positions = torch.arange(mask.shape[1], device=mask.device)
-    return torch.where(mask.bool(), positions, -1).amax(dim=1).clamp(min=0)
-
-
 def last_state(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``states[b, i]`` at the last position ``i`` where ``mask[b]`` is 1 (padding on either side): ``[batch, d]``."""
-    return states[torch.arange(states.shape[0], device=states.device), last_position(mask)]
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    last = torch.where(mask.bool(), positions, -1).amax(dim=1).clamp(min=0)
+    return states[torch.arange(states.shape[0], device=states.device), last]
 
 
 def add_to_start(embeds: torch.Tensor, summary: torch.Tensor) -> torch.Tensor:
@@ -211,20 +206,16 @@ class CausalT5Stack(T5Stack):
             # without recency embeddings.
             torch.nn.init.zeros_(module.weight)
 
-    def recency_bucket(self, distance: torch.Tensor) -> torch.Tensor:
-        """The recency-embedding row of states ``distance`` positions before the end of their history (0: the
-        most recent), bucketed as T5's relative positions."""
-        return T5Attention._relative_position_bucket(
+    def recency_embedding(self, distance: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The recency embeddings ``[..., d_model]`` of states ``distance`` positions before the end of their
+        history (0: the most recent), zero where ``mask`` is 0."""
+        bucket = T5Attention._relative_position_bucket(
             -distance.clamp(min=0),
             bidirectional=False,
             num_buckets=self.config.relative_attention_num_buckets,
             max_distance=self.config.relative_attention_max_distance,
         )
-
-    def recency_embedding(self, distance: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The recency embeddings ``[..., d_model]`` of states ``distance`` positions before the end of their
-        history (0: the most recent), zero where ``mask`` is 0."""
-        return self.recency(self.recency_bucket(distance)) * mask[..., None].to(self.recency.weight.dtype)
+        return self.recency(bucket) * mask[..., None].to(self.recency.weight.dtype)
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, add_recency=True, **kwargs):
         """Encode a history causally; with ``add_recency`` (and ``config.recency_embeddings``) each state also gets
@@ -307,33 +298,6 @@ class GenRecT5ForConditionalGeneration(T5ForConditionalGeneration):
             mask = torch.ones(encoder_states.shape[:2], dtype=torch.long, device=encoder_states.device)
         return last_state(encoder_states, mask)
 
-    def _shared_cross_attention(
-        self, encoded: torch.Tensor, row: torch.Tensor, distance: torch.Tensor, prefix: torch.Tensor
-    ) -> EncoderDecoderCache:
-        """Each decoder row's cross-attention keys and values, projected once per user and gathered per target.
-
-        Target rows of one user read the same encoder states, so projecting ``encoded[row]`` would repeat the
-        same matmul for every target (most of a step's cost on long windows). The projections are linear and
-        bias-free, so a target's recency-shifted memory ``states + recency[bucket]`` projects to
-        ``k(states)[row] + k(recency)[bucket]``: exact, with the recency table projected once too.
-        """
-        rows, length = distance.shape
-        if self.encoder.recency is not None:
-            bucket = self.encoder.recency_bucket(distance)
-            mask = prefix[..., None].to(encoded.dtype)
-        layers = []
-        for block in self.decoder.block:
-            attention = block.layer[1].EncDecAttention
-            projected = []
-            for project in (attention.k, attention.v):
-                states = project(encoded)[row]
-                if self.encoder.recency is not None:
-                    states = states + project(self.encoder.recency.weight)[bucket] * mask
-                projected.append(states.view(rows, length, attention.n_heads, -1).transpose(1, 2))
-            layers.append(tuple(projected))
-        # Filled cross-attention layers count as "updated": T5Attention reads them instead of projecting.
-        return EncoderDecoderCache(DynamicCache(), DynamicCache(layers))
-
     def forward(self, input_ids=None, attention_mask=None, labels=None, target_ends=None, **kwargs):
         if target_ends is None:
             start_state = getattr(self.config, "start_from_last_state", False)
@@ -386,18 +350,15 @@ class GenRecT5ForConditionalGeneration(T5ForConditionalGeneration):
         ends = target_ends[row, target]
         history = torch.arange(encoded.shape[1], device=labels.device)
         prefix = (history[None, :] < ends[:, None]) & attention_mask.bool()[row]
+        memory = encoded[row]
+        if self.encoder.recency is not None:
+            memory = memory + self.encoder.recency_embedding(ends[:, None] - 1 - history[None, :], prefix)
         embeds = self.decoder.embed_tokens(decoder_input_ids)
-        if getattr(self.config, "start_from_last_state", False):
-            last = last_position(prefix)
-            summary = encoded[row, last]  # the last prefix state, recency bucket 0 (as decoder_start_state reads)
-            if self.encoder.recency is not None:
-                summary = summary + self.encoder.recency_embedding(torch.zeros_like(last), torch.ones_like(last))
+        summary = self.decoder_start_state(memory, prefix)
+        if summary is not None:
             embeds = add_to_start(embeds, summary)
-        cache = self._shared_cross_attention(encoded, row, ends[:, None] - 1 - history[None, :], prefix)
-        # The keys and values come from the cache; the states only give cross-attention its shape (a view, no copy).
-        memory = encoded.new_zeros(1, 1, 1).expand(len(row), *encoded.shape[1:])
         decoded = self.decoder(
-            inputs_embeds=embeds, encoder_hidden_states=memory, encoder_attention_mask=prefix.long(), cache=cache
+            inputs_embeds=embeds, encoder_hidden_states=memory, encoder_attention_mask=prefix.long()
         ).last_hidden_state
         if getattr(self.config, "scale_decoder_outputs", self.config.tie_word_embeddings):  # as T5's forward
             decoded = decoded * (self.model_dim**-0.5)
