@@ -187,10 +187,11 @@ class GenerativeRecommender:
         ids = check_new_item_ids(self.item_tokenizer.item_to_index, item_ids)
         if isinstance(sequences, str) or (len(sequences) > 0 and isinstance(sequences[0], str)):
             raise TypeError("`sequences` must be a list of histories (lists of item ids); for one pass `[history]`.")
+        sequences = [[str(item) for item in sequence] for sequence in sequences]  # ids are strings, as elsewhere
         semantic_ids = self.item_tokenizer.semantic_ids
         levels = semantic_ids.n_levels - int(semantic_ids.has_collision_level)
         lookup = self.item_tokenizer.item_to_index
-        neighbours = sorted({str(item) for sequence in sequences for item in sequence} - set(ids))
+        neighbours = sorted({item for sequence in sequences for item in sequence} - set(ids))
         unknown = [item for item in neighbours if item not in lookup]
         if unknown:
             raise ValueError(
