@@ -1,0 +1,86 @@
+"""One saved recommender ranked on both leave-one-out splits (all users), and how the two splits' targets differ.
+
+The reproduce harness validates on 2,000 users and tests on all of them; this script ranks every user on both, so
+the gap between validation and test is measured, not guessed, and it says how much of it the data explains: how
+often a split's (last history item -> target) transition occurs in the training sequences, and how often its
+target was trained on.
+
+    python benchmarks/validation_vs_test.py outputs/reproduce/amazon-beauty_genrec --data-dir ../shared/data
+
+Writes ``benchmarks/results/<dataset>_validation_vs_test.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
+
+from hf_genrec import GenerativeRecommender
+from hf_genrec.baselines import training_part
+from hf_genrec.data import load_interactions
+from hf_genrec.metrics import ranking_metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bundle", help="A folder written by reproduce.py or `hf-genrec train`.")
+    parser.add_argument("--dataset", default="amazon-beauty")
+    parser.add_argument("--data-dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
+    parser.add_argument("--num-beams", type=int, default=20)
+    parser.add_argument("--output-dir", default="benchmarks/results")
+    args = parser.parse_args()
+
+    data = load_interactions(args.dataset, args.data_dir)
+    sequences = data.sequences["item_ids"][:]
+    recommender = GenerativeRecommender.from_pretrained(args.bundle)
+    max_history = recommender.config.max_history
+    index = {item: i for i, item in enumerate(recommender.item_ids)}
+    train = training_part(sequences)
+    transitions = Counter((a, b) for sequence in train for a, b in zip(sequence, sequence[1:]))
+    trained = Counter(item for sequence in train for item in sequence)
+
+    splits = {}
+    for split, cut in (("validation", 2), ("test", 1)):
+        histories = [sequence[:-cut][-max_history:] for sequence in sequences]
+        targets = np.array([index[sequence[-cut]] for sequence in sequences])
+        start = time.perf_counter()
+        ranked = recommender.recommend(histories, k=10, num_beams=args.num_beams, batch_size=256)
+        seconds = time.perf_counter() - start
+        predictions = np.array([[index[item] for item, _ in row] for row in ranked])
+        counts = [trained[sequence[-cut]] for sequence in sequences]
+        splits[split] = {
+            "metrics": ranking_metrics(predictions, targets, (5, 10)),
+            "users": len(sequences),
+            "transition_in_training": float(np.mean([transitions[(s[-cut - 1], s[-cut])] > 0 for s in sequences])),
+            "target_training_count_median": float(np.median(counts)),
+            "target_training_count_mean": float(np.mean(counts)),
+            "rank_seconds": seconds,
+        }
+        print(split, {k: round(v, 4) for k, v in splits[split]["metrics"].items()}, flush=True)
+        print(f"  transition seen in training {splits[split]['transition_in_training']:.4f}; target trained on "
+              f"{splits[split]['target_training_count_median']:.0f} times (median)")  # fmt: skip
+
+    record = {
+        "dataset": args.dataset,
+        "bundle": str(args.bundle),
+        "num_beams": args.num_beams,
+        "max_history": max_history,
+        "splits": splits,
+        "command": "python benchmarks/validation_vs_test.py " + str(args.bundle) + f" --dataset {args.dataset}",
+        "machine": describe_machine(),
+    }
+    out = Path(args.output_dir) / f"{args.dataset}_validation_vs_test.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
