@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -238,6 +239,19 @@ ITEMS_FILE_HELP = """ITEMS_FILE: the items to add or remove, one per row.
   .txt    (remove only) one item id per line."""
 
 
+def _json_lines(path: Path, text: str, kind: str) -> list[tuple[int, Any]]:
+    """``(line number, value)`` of each non-blank line of a JSON-lines file, or a ValueError naming the bad line."""
+    values = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            values.append((number, json.loads(line)))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}, line {number}: not a JSON {kind} ({err}). Write one {kind} per line.") from err
+    return values
+
+
 def read_items_file(path: str | os.PathLike) -> list[dict]:
     """The rows of an items file (see ``ITEMS_FILE_HELP``) as dicts, each with a string ``item_id``."""
     import csv
@@ -249,15 +263,7 @@ def read_items_file(path: str | os.PathLike) -> list[dict]:
     text = path.read_text(encoding="utf-8")
     if suffix in (".jsonl", ".json"):
         rows = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(
-                    f"{path}, line {number}: not a JSON object ({err}). Write one object per line."
-                ) from err
+        for number, row in _json_lines(path, text, "object"):
             if not isinstance(row, dict):
                 raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}.")
             rows.append(row)
@@ -283,15 +289,9 @@ def read_histories_file(path: str | os.PathLike) -> list[list[str]]:
     if not path.is_file():
         raise FileNotFoundError(f"Histories file {path} not found.")
     histories = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            history = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}, line {number}: not JSON ({err}). Write one JSON list per line.") from err
+    for number, history in _json_lines(path, path.read_text(encoding="utf-8"), "list"):
         if not isinstance(history, list) or not all(isinstance(item, str | int) for item in history):
-            raise ValueError(f"{path}, line {number}: expected a JSON list of item ids, got {line.strip()[:80]!r}.")
+            raise ValueError(f"{path}, line {number}: expected a JSON list of item ids, got {history!r:.80}.")
         histories.append([str(item) for item in history])
     if not histories:
         raise ValueError(f"Histories file {path} holds no histories.")
