@@ -24,7 +24,7 @@ from machine import describe_machine  # benchmarks/machine.py (scripts run from 
 
 from hf_genrec import GenerativeRecommender
 from hf_genrec.baselines import training_part
-from hf_genrec.data import load_interactions
+from hf_genrec.data import leave_one_out, load_interactions
 from hf_genrec.metrics import ranking_metrics
 
 
@@ -47,18 +47,22 @@ def main() -> None:
     trained = Counter(item for sequence in train for item in sequence)
 
     splits = {}
-    for split, cut in (("validation", 2), ("test", 1)):
-        histories = [sequence[:-cut][-max_history:] for sequence in sequences]
-        targets = np.array([index[sequence[-cut]] for sequence in sequences])
+    # the library's own leave-one-out split, so the protocol is the harness's by construction
+    examples = leave_one_out(data, max_history=max_history)
+    for split in ("validation", "test"):
+        histories, target_ids = examples[split]["history"][:], examples[split]["target"][:]
+        targets = np.array([index[item] for item in target_ids])
         start = time.perf_counter()
         ranked = recommender.recommend(histories, k=10, num_beams=args.num_beams, batch_size=256)
         seconds = time.perf_counter() - start
         predictions = np.array([[index[item] for item, _ in row] for row in ranked])
-        counts = [trained[sequence[-cut]] for sequence in sequences]
+        counts = [trained[item] for item in target_ids]
         splits[split] = {
             "metrics": ranking_metrics(predictions, targets, (5, 10)),
-            "users": len(sequences),
-            "transition_in_training": float(np.mean([transitions[(s[-cut - 1], s[-cut])] > 0 for s in sequences])),
+            "users": len(target_ids),
+            "transition_in_training": float(
+                np.mean([transitions[(history[-1], item)] > 0 for history, item in zip(histories, target_ids)])
+            ),
             "target_training_count_median": float(np.median(counts)),
             "target_training_count_mean": float(np.mean(counts)),
             "rank_seconds": seconds,
