@@ -91,3 +91,43 @@ def test_constrained_loss_trains_and_sets_renormalised_ranking(tmp_path, causal)
     from transformers import GenerationConfig
 
     assert GenerationConfig.from_pretrained(tmp_path / "bundle").renormalize_logits is True
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_skipping_the_forced_eos_position_keeps_loss_and_gradients(tmp_path, causal):
+    """Fixed-length IDs: the decoder skips the EOS step, whose trie-normalised loss is exactly zero; the loss and
+    every gradient equal those of the full spelling."""
+    tokenizer = ItemTokenizer(minimal_t5_tokenizer(), make_semantic_ids(), history_eos=not causal)
+    sequences = cyclic_sequences(40, 6, 9)
+    if causal:
+        rows = tokenize_sequences(sequences, tokenizer, max_history=5)
+    else:
+        histories = {"history": [s[:-1] for s in sequences], "target": [s[-1] for s in sequences]}
+        rows = tokenize_examples(datasets.Dataset.from_dict(histories), tokenizer)
+    model = build_t5_model(
+        tokenizer, seed=0, causal_encoder=causal, item_positions=causal, recency_embeddings=causal, **TINY_T5
+    )
+    trainer = GenRecTrainer(
+        model=model, args=tiny_training_args(tmp_path, constrained_loss=True), item_tokenizer=tokenizer
+    )
+    batch = trainer.data_collator([rows[i] for i in range(len(rows))])
+    width = tokenizer.id_length
+    assert trainer._eos_is_forced(batch["labels"].reshape(-1, width))
+
+    def gradients(loss):
+        model.zero_grad()
+        loss.backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    skipped = trainer.compute_loss(model, batch)
+    skipped_grads = gradients(skipped)
+    full = trie_cross_entropy(
+        model(**batch).logits.reshape(-1, width, len(tokenizer)), batch["labels"].reshape(-1, width), trainer.trie_index
+    )
+    full_grads = gradients(full)
+    torch.testing.assert_close(skipped, full)
+    assert skipped_grads.keys() == full_grads.keys() and len(full_grads) > 10
+    for name, grad in full_grads.items():
+        torch.testing.assert_close(skipped_grads[name], grad, msg=name)
+    # a column that is not all EOS is kept, as are variable-length spellings
+    assert not trainer._eos_is_forced(batch["labels"].reshape(-1, width)[:, :-1])
