@@ -25,7 +25,7 @@ import torch
 from torch.nn import CrossEntropyLoss
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, T5Config, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput
-from transformers.models.t5.modeling_t5 import T5Attention, T5Stack
+from transformers.models.t5.modeling_t5 import T5Attention, T5LayerCrossAttention, T5Stack
 
 
 class GenRecT5Config(T5Config):
@@ -181,6 +181,76 @@ def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     )
 
 
+@dataclass
+class PackedMemory:
+    """What packed training's cross-attention reads: each window's encoder states once, and which of them each
+    target may read.
+
+    Decoder rows are targets; target ``n`` belongs to window ``row[n]`` and sits in slot ``target[n]`` of it.
+    ``allowed[b, j]`` marks the states target ``j`` of window ``b`` reads (its prefix), and ``bucket[b, j]`` their
+    recency buckets (`None` without recency embeddings).
+    """
+
+    states: torch.Tensor
+    row: torch.Tensor
+    target: torch.Tensor
+    allowed: torch.Tensor
+    bucket: torch.Tensor | None = None
+    recency: torch.nn.Embedding | None = None
+
+
+class PackedCrossAttention(T5LayerCrossAttention):
+    """T5's cross-attention layer (same weights and names); with ``packed_memory`` it projects each window's states
+    once for all of its targets instead of once per target.
+
+    Each target's memory is its window's states plus the recency embedding of each state's distance from the end
+    of that target's prefix. Keys and values are linear in the memory, so both split into the window's projected
+    states (shared by its targets) and the projected recency table (a few dozen rows): a query's score for a state
+    is ``q · k(state) + q · k(recency[bucket])``, and its output is ``Σ p v(state) + Σ_bucket p_bucket
+    v(recency[bucket])``. This is the same attention as on per-target memories, without the per-target copies.
+    """
+
+    def forward(self, hidden_states, key_value_states=None, attention_mask=None, position_bias=None, cache=None,
+                packed_memory: PackedMemory | None = None, **kwargs):  # fmt: skip
+        if packed_memory is None:
+            return super().forward(
+                hidden_states, key_value_states, attention_mask=attention_mask, position_bias=position_bias,
+                cache=cache, **kwargs,
+            )  # fmt: skip
+        memory, attention = packed_memory, self.EncDecAttention
+        heads, head_dim = attention.n_heads, attention.key_value_proj_dim
+        rows, length = hidden_states.shape[:2]
+        batch, n_targets, n_states = memory.allowed.shape
+        query = attention.q(self.layer_norm(hidden_states)).view(rows, length, heads, head_dim)
+        # Queries in window layout [batch, heads, n_targets * length, head_dim]; padding targets stay zero.
+        blocked = query.new_zeros(batch, n_targets, length, heads, head_dim)
+        blocked = blocked.index_put((memory.row, memory.target), query)
+        blocked = blocked.view(batch, n_targets * length, heads, head_dim).transpose(1, 2)
+        key = attention.k(memory.states).view(batch, n_states, heads, head_dim).transpose(1, 2)
+        value = attention.v(memory.states).view(batch, n_states, heads, head_dim).transpose(1, 2)
+        scores = blocked @ key.transpose(-1, -2)  # [batch, heads, n_targets * length, n_states]
+        if memory.bucket is not None:
+            bucket = memory.bucket[:, None, :, None, :].expand(batch, heads, n_targets, length, n_states)
+            bucket = bucket.reshape(batch, heads, n_targets * length, n_states)
+            recency_key = attention.k(memory.recency.weight).view(-1, heads, head_dim)
+            scores = scores + torch.einsum("bhqd,nhd->bhqn", blocked, recency_key).gather(-1, bucket)
+        allowed = memory.allowed[:, :, None, :].expand(batch, n_targets, length, n_states)
+        mask = additive_mask(allowed.reshape(batch, 1, n_targets * length, n_states), scores.dtype)
+        scores = scores * attention.scaling + mask
+        # in float32 at least, as T5's attention does for half-precision models
+        weights = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(query.dtype)
+        weights = torch.nn.functional.dropout(weights, p=attention.dropout, training=attention.training)
+        output = weights @ value
+        if memory.bucket is not None:
+            per_bucket = weights.new_zeros(*weights.shape[:-1], memory.recency.num_embeddings)
+            per_bucket = per_bucket.scatter_add(-1, bucket, weights)
+            recency_value = attention.v(memory.recency.weight).view(-1, heads, head_dim)
+            output = output + torch.einsum("bhqn,nhd->bhqd", per_bucket, recency_value)
+        output = output.transpose(1, 2).reshape(batch, n_targets, length, heads * head_dim)
+        output = attention.o(output[memory.row, memory.target])
+        return hidden_states + self.dropout(output), None, None
+
+
 class CausalT5Stack(T5Stack):
     """A T5 encoder stack in which token ``i`` attends to tokens ``<= i`` (and never to padding).
 
@@ -206,16 +276,20 @@ class CausalT5Stack(T5Stack):
             # without recency embeddings.
             torch.nn.init.zeros_(module.weight)
 
-    def recency_embedding(self, distance: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The recency embeddings ``[..., d_model]`` of states ``distance`` positions before the end of their
-        history (0: the most recent), zero where ``mask`` is 0."""
-        bucket = T5Attention._relative_position_bucket(
+    def recency_bucket(self, distance: torch.Tensor) -> torch.Tensor:
+        """The recency bucket of states ``distance`` positions before the end of their history (0: the most
+        recent): T5's relative-position buckets, fine for recent states and logarithmic for old ones."""
+        return T5Attention._relative_position_bucket(
             -distance.clamp(min=0),
             bidirectional=False,
             num_buckets=self.config.relative_attention_num_buckets,
             max_distance=self.config.relative_attention_max_distance,
         )
-        return self.recency(bucket) * mask[..., None].to(self.recency.weight.dtype)
+
+    def recency_embedding(self, distance: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The recency embeddings ``[..., d_model]`` of states ``distance`` positions before the end of their
+        history (0: the most recent), zero where ``mask`` is 0."""
+        return self.recency(self.recency_bucket(distance)) * mask[..., None].to(self.recency.weight.dtype)
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, add_recency=True, **kwargs):
         """Encode a history causally; with ``add_recency`` (and ``config.recency_embeddings``) each state also gets
@@ -287,6 +361,11 @@ class GenRecT5ForConditionalGeneration(T5ForConditionalGeneration):
         # Same weights and names as T5's encoder (checkpoints stay plain T5 weights); only the mask differs.
         self.encoder = CausalT5Stack(self.encoder.config)
         self.encoder.set_input_embeddings(self.shared)
+        for block in self.decoder.block:
+            # Same module, weights and names; packed training passes it each window's states once (PackedMemory).
+            # Only the class changes: building new layers would draw from the random generator and change every
+            # seeded initialisation after it.
+            block.layer[1].__class__ = PackedCrossAttention
         self.post_init()
 
     def decoder_start_state(self, encoder_states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -347,18 +426,31 @@ class GenRecT5ForConditionalGeneration(T5ForConditionalGeneration):
         start = torch.full_like(blocks[:, :1], self.config.decoder_start_token_id)
         decoder_input_ids = torch.cat([start, blocks[:, :-1]], dim=-1)
         decoder_input_ids = decoder_input_ids.masked_fill(decoder_input_ids == -100, self.config.pad_token_id)
-        ends = target_ends[row, target]
         history = torch.arange(encoded.shape[1], device=labels.device)
-        prefix = (history[None, :] < ends[:, None]) & attention_mask.bool()[row]
-        memory = encoded[row]
-        if self.encoder.recency is not None:
-            memory = memory + self.encoder.recency_embedding(ends[:, None] - 1 - history[None, :], prefix)
+        allowed = (history[None, None, :] < target_ends[..., None]) & attention_mask.bool()[:, None, :]
+        # Target j of window b reads its own prefix, with each state's distance from that prefix's end.
+        distance = target_ends[..., None] - 1 - history[None, None, :]
+        recency = self.encoder.recency
+        memory = PackedMemory(
+            states=encoded,
+            row=row,
+            target=target,
+            allowed=allowed,
+            bucket=None if recency is None else self.encoder.recency_bucket(distance),
+            recency=recency,
+        )
         embeds = self.decoder.embed_tokens(decoder_input_ids)
-        summary = self.decoder_start_state(memory, prefix)
-        if summary is not None:
+        if getattr(self.config, "start_from_last_state", False):
+            # the state of each prefix's last item, with its recency embedding, as decoder_start_state reads it
+            last = torch.where(allowed, history, -1).amax(dim=-1).clamp(min=0)[row, target]
+            summary = encoded[row, last]
+            if recency is not None:
+                summary = summary + self.encoder.recency_embedding(
+                    distance[row, target, last], allowed[row, target, last]
+                )
             embeds = add_to_start(embeds, summary)
         decoded = self.decoder(
-            inputs_embeds=embeds, encoder_hidden_states=memory, encoder_attention_mask=prefix.long()
+            inputs_embeds=embeds, encoder_hidden_states=encoded, packed_memory=memory
         ).last_hidden_state
         if getattr(self.config, "scale_decoder_outputs", self.config.tie_word_embeddings):  # as T5's forward
             decoded = decoded * (self.model_dim**-0.5)

@@ -1,0 +1,164 @@
+"""What the packed training step of the default recipe costs, and what three changes save: forward + backward of
+the causal-encoder T5 (configs/amazon-default.yaml's size, one encoder position per item, recency embeddings) on
+real packed, length-grouped batches, with the trie-normalised loss.
+
+    python benchmarks/training_step.py --data_dir ../shared/data --dataset amazon-beauty
+    python benchmarks/training_step.py --data_dir ../shared/data --dataset ml-1m
+
+Variants, interleaved batch by batch in one process (a machine that slows down slows all of them alike):
+
+- ``per_target_memory``: the previous step. Every target gets its own copy of its window's encoder states plus its
+  recency embeddings, which each cross-attention layer projects to keys and values again; the decoder spells the
+  4 code tokens and EOS.
+- ``per_target_memory_skip_eos``: the same, without the EOS step (forced by the trie after a fixed-length ID, so its
+  loss and gradient are exactly zero).
+- ``shared_memory``: what `GenRecTrainer` runs now. Each window's states are projected once for all its targets,
+  and recency enters through the projected recency table (`hf_genrec.causal_t5.PackedCrossAttention`); no EOS step.
+- ``shared_memory_no_dropout``: the same with dropout 0.
+
+Writes ``benchmarks/results/training_step_<dataset>.json``: seconds per variant, targets per second, speed-ups.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
+
+from hf_genrec import GenRecTrainer, GenRecTrainingArguments, ItemTokenizer, minimal_t5_tokenizer
+from hf_genrec.baselines import training_part
+from hf_genrec.data import load_interactions
+from hf_genrec.data.collator import GenRecCollator
+from hf_genrec.examples import tokenize_sequences
+from hf_genrec.modeling import build_t5_model
+from hf_genrec.semantic_ids import RQKMeans
+from hf_genrec.trie_logits import trie_cross_entropy
+
+#: the T5 of configs/amazon-default.yaml and configs/ml-1m.yaml
+RECIPE = dict(d_model=128, d_ff=512, d_kv=32, num_heads=4, num_layers=4, num_decoder_layers=2)
+#: (history cap, users per batch, codes per level) of each dataset's config
+DATASETS = {"amazon-beauty": (20, 32, 256), "ml-1m": (50, 16, 64)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="amazon-beauty", choices=sorted(DATASETS))
+    parser.add_argument("--data_dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
+    parser.add_argument("--batches", type=int, default=40, help="Timed batches per variant (after 5 warm-up ones).")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    max_history, batch_size, codebook = DATASETS[args.dataset]
+
+    data = load_interactions(args.dataset, args.data_dir)
+    item_ids = data.items["item_id"][:]
+    # Random features: the IDs' values do not change the cost of a step, only their shape does.
+    features = np.random.default_rng(0).normal(size=(len(item_ids), 32)).astype(np.float32)
+    tokenizer = ItemTokenizer(minimal_t5_tokenizer(), RQKMeans(3, codebook).fit(features, item_ids), history_eos=False)
+    packed = tokenize_sequences(training_part(data.sequences["item_ids"][:]), tokenizer, max_history=max_history)
+    packed = packed.shuffle(seed=0).select(range(min(len(packed), 50 * batch_size)))
+    # Length-grouped batches, as GenRecTrainer's sampler makes them.
+    order = np.argsort(-np.asarray(packed["length"]), kind="stable")
+    collate = GenRecCollator(tokenizer.tokenizer.pad_token_id)
+    batches = [collate([packed[int(i)] for i in order[k : k + batch_size]]) for k in range(0, len(order), batch_size)]
+    rng = np.random.default_rng(0)
+    batches = [
+        batches[int(i)] for i in rng.choice(len(batches), size=min(len(batches), args.batches + 5), replace=False)
+    ]
+
+    models = {
+        dropout: build_t5_model(
+            tokenizer, seed=0, causal_encoder=True, item_positions=True, recency_embeddings=True,
+            dropout_rate=dropout, **RECIPE,
+        ).train()
+        for dropout in (0.1, 0.0)
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = GenRecTrainer(
+            model=models[0.1],
+            args=GenRecTrainingArguments(
+                output_dir=tmp,
+                constrained_loss=True,
+                use_cpu=True,
+                report_to="none",
+                eval_strategy="no",
+                save_strategy="no",
+                load_best_model_at_end=False,
+            ),
+            item_tokenizer=tokenizer,
+        )
+    index = trainer.trie_index
+
+    def per_target_memory(model, batch, skip_eos):
+        """The packed forward as it was: one copy of the window's states (plus recency) per target."""
+        target_ends, labels = batch["target_ends"], batch["labels"]
+        blocks = labels.view(*target_ends.shape, -1)
+        if skip_eos:
+            blocks = blocks[..., :-1]
+        encoded = model.encoder(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], add_recency=False
+        )
+        ends = encoded.token_item_index.gather(1, (target_ends - 1).clamp(min=0)) + 1
+        row, target = (blocks != -100).any(dim=-1).nonzero(as_tuple=True)
+        blocks, ends = blocks[row, target], ends[row, target]
+        start = torch.full_like(blocks[:, :1], model.config.decoder_start_token_id)
+        decoder_input_ids = torch.cat([start, blocks[:, :-1]], dim=-1).clamp(min=0)
+        history = torch.arange(encoded.last_hidden_state.shape[1])
+        prefix = (history[None] < ends[:, None]) & encoded.item_attention_mask.bool()[row]
+        memory = encoded.last_hidden_state[row]
+        memory = memory + model.encoder.recency_embedding(ends[:, None] - 1 - history[None], prefix)
+        decoded = model.decoder(
+            inputs_embeds=model.decoder.embed_tokens(decoder_input_ids),
+            encoder_hidden_states=memory,
+            encoder_attention_mask=prefix.long(),
+        ).last_hidden_state
+        logits = model.lm_head(decoded * model.model_dim**-0.5)
+        return model, trie_cross_entropy(logits, blocks, index)
+
+    variants = {
+        "per_target_memory": lambda batch: per_target_memory(models[0.1], batch, skip_eos=False),
+        "per_target_memory_skip_eos": lambda batch: per_target_memory(models[0.1], batch, skip_eos=True),
+        "shared_memory": lambda batch: (models[0.1], trainer.compute_loss(models[0.1], batch)),
+        "shared_memory_no_dropout": lambda batch: (models[0.0], trainer.compute_loss(models[0.0], batch)),
+    }
+    seconds = dict.fromkeys(variants, 0.0)
+    for step, batch in enumerate(batches):
+        names = list(variants) if step % 2 else list(reversed(variants))  # neither order always goes first
+        for name in names:
+            start = time.perf_counter()
+            model, loss = variants[name](batch)
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+            if step >= 5:
+                seconds[name] += time.perf_counter() - start
+    targets = sum(int((b["labels"].view(*b["target_ends"].shape, -1) != -100).any(-1).sum()) for b in batches[5:])
+    payload = {
+        "dataset": args.dataset,
+        "timed_batches": len(batches) - 5,
+        "users_per_batch": batch_size,
+        "targets": targets,
+        "seconds": seconds,
+        "targets_per_second": {name: targets / s for name, s in seconds.items()},
+        "speedup_over_per_target_memory": {name: seconds["per_target_memory"] / s for name, s in seconds.items()},
+        "model": RECIPE,
+        "threads": args.threads,
+        "machine": describe_machine(),
+        "command": "python benchmarks/training_step.py " + " ".join(sys.argv[1:]),
+    }
+    output = Path(args.output or f"benchmarks/results/training_step_{args.dataset}.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(payload, indent=2) + "\n")
+    print(json.dumps({k: payload[k] for k in ("targets_per_second", "speedup_over_per_target_memory")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
