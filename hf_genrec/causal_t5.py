@@ -232,8 +232,10 @@ class PackedCrossAttention(T5LayerCrossAttention):
         if memory.bucket is not None:
             bucket = memory.bucket[:, None, :, None, :].expand(batch, heads, n_targets, length, n_states)
             bucket = bucket.reshape(batch, heads, n_targets * length, n_states)
-            recency_key = attention.k(memory.recency.weight).view(-1, heads, head_dim)
-            scores = scores + torch.einsum("bhqd,nhd->bhqn", blocked, recency_key).gather(-1, bucket)
+            # only the buckets these windows reach (short windows use few of them)
+            table = memory.recency.weight[: int(memory.bucket.max()) + 1]
+            recency_key = attention.k(table).view(-1, heads, head_dim).permute(1, 2, 0)  # [heads, head_dim, n]
+            scores = scores + (blocked @ recency_key).gather(-1, bucket)
         allowed = memory.allowed[:, :, None, :].expand(batch, n_targets, length, n_states)
         mask = additive_mask(allowed.reshape(batch, 1, n_targets * length, n_states), scores.dtype)
         scores = scores * attention.scaling + mask
@@ -242,10 +244,9 @@ class PackedCrossAttention(T5LayerCrossAttention):
         weights = torch.nn.functional.dropout(weights, p=attention.dropout, training=attention.training)
         output = weights @ value
         if memory.bucket is not None:
-            per_bucket = weights.new_zeros(*weights.shape[:-1], memory.recency.num_embeddings)
-            per_bucket = per_bucket.scatter_add(-1, bucket, weights)
-            recency_value = attention.v(memory.recency.weight).view(-1, heads, head_dim)
-            output = output + torch.einsum("bhqn,nhd->bhqd", per_bucket, recency_value)
+            per_bucket = weights.new_zeros(*weights.shape[:-1], len(table)).scatter_add(-1, bucket, weights)
+            recency_value = attention.v(table).view(-1, heads, head_dim).transpose(0, 1)  # [heads, n, head_dim]
+            output = output + per_bucket @ recency_value
         output = output.transpose(1, 2).reshape(batch, n_targets, length, heads * head_dim)
         output = attention.o(output[memory.row, memory.target])
         return hidden_states + self.dropout(output), None, None

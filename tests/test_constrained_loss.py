@@ -122,7 +122,9 @@ def test_skipping_the_forced_eos_position_keeps_loss_and_gradients(tmp_path, cau
     skipped = trainer.compute_loss(model, batch)
     skipped_grads = gradients(skipped)
     full = trie_cross_entropy(
-        model(**batch).logits.reshape(-1, width, len(tokenizer)), batch["labels"].reshape(-1, width), trainer.trie_index
+        model(**batch).logits.reshape(-1, width, len(tokenizer)),
+        batch["labels"].reshape(-1, width),
+        trainer.trie_index,
     )
     full_grads = gradients(full)
     torch.testing.assert_close(skipped, full)
