@@ -103,9 +103,11 @@ def main() -> None:
             )  # fmt: skip
             if name.startswith("causal"):
                 common["per_device_train_batch_size"] = args.packed_batch_size
+                # the recipe's rows train as the recipe does: with the trie-normalised loss
+                recipe = name.startswith("causal_packed_recipe")
                 trainer = GenRecTrainer(
                     model=model,
-                    args=GenRecTrainingArguments(load_best_model_at_end=False, **common),
+                    args=GenRecTrainingArguments(load_best_model_at_end=False, constrained_loss=recipe, **common),
                     item_tokenizer=causal_tokenizer,
                     train_dataset=packed,
                 )
