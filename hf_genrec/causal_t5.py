@@ -5,8 +5,9 @@ passes over ever longer prefixes: the cost grows with the square of the history 
 history token attends only to itself and earlier tokens) the encoder state of a prefix does not depend on what
 follows it, so the encoder runs once over the user's whole sequence, and each target is decoded as its own short
 row that cross-attends to its own prefix of those states, so each target can see its own distances from the end
-of its prefix (`recency_embeddings`). The loss is the same as training each prefix as its own
-example with this model (a test checks it), at the cost of one encoder pass per user instead of one per target.
+of its prefix (`recency_embeddings`). The cross-attention projects each user's states once for all of that user's
+targets (`PackedCrossAttention`). The loss and its gradients are the same as training each prefix as its own
+example with this model (a test checks both), at the cost of one encoder pass per user instead of one per target.
 
 Generation is unchanged: `generate` (and hf_genrec's fast beam search) encode a history causally and let the
 decoder read all of it.
