@@ -188,8 +188,9 @@ class PackedMemory:
     target may read.
 
     Decoder rows are targets; target ``n`` belongs to window ``row[n]`` and sits in slot ``target[n]`` of it.
-    ``allowed[b, j]`` marks the states target ``j`` of window ``b`` reads (its prefix), and ``bucket[b, j]`` their
-    recency buckets (`None` without recency embeddings).
+    ``allowed[b, j]`` marks the states target ``j`` of window ``b`` reads (its prefix), ``bucket[b, j]`` their
+    recency buckets, and ``recency_table`` the recency embeddings of buckets ``0 .. bucket.max()`` (both `None`
+    without recency embeddings).
     """
 
     states: torch.Tensor
@@ -197,7 +198,7 @@ class PackedMemory:
     target: torch.Tensor
     allowed: torch.Tensor
     bucket: torch.Tensor | None = None
-    recency: torch.nn.Embedding | None = None
+    recency_table: torch.Tensor | None = None
 
 
 class PackedCrossAttention(T5LayerCrossAttention):
@@ -233,8 +234,7 @@ class PackedCrossAttention(T5LayerCrossAttention):
         if memory.bucket is not None:
             bucket = memory.bucket[:, None, :, None, :].expand(batch, heads, n_targets, length, n_states)
             bucket = bucket.reshape(batch, heads, n_targets * length, n_states)
-            # only the buckets these windows reach (short windows use few of them)
-            table = memory.recency.weight[: int(memory.bucket.max()) + 1]
+            table = memory.recency_table
             recency_key = attention.k(table).view(-1, heads, head_dim).permute(1, 2, 0)  # [heads, head_dim, n]
             scores = scores + (blocked @ recency_key).gather(-1, bucket)
         allowed = memory.allowed[:, :, None, :].expand(batch, n_targets, length, n_states)
@@ -433,13 +433,15 @@ class GenRecT5ForConditionalGeneration(T5ForConditionalGeneration):
         # Target j of window b reads its own prefix, with each state's distance from that prefix's end.
         distance = target_ends[..., None] - 1 - history[None, None, :]
         recency = self.encoder.recency
+        bucket = None if recency is None else self.encoder.recency_bucket(distance)
         memory = PackedMemory(
             states=encoded,
             row=row,
             target=target,
             allowed=allowed,
-            bucket=None if recency is None else self.encoder.recency_bucket(distance),
-            recency=recency,
+            bucket=bucket,
+            # only the buckets these windows reach (short windows use few of them), cut once for every layer
+            recency_table=None if recency is None else recency.weight[: int(bucket.max()) + 1],
         )
         embeds = self.decoder.embed_tokens(decoder_input_ids)
         if getattr(self.config, "start_from_last_state", False):
