@@ -1,6 +1,6 @@
-"""What the packed training step of the default recipe costs, and what three changes save: forward + backward of
-the causal-encoder T5 (configs/amazon-default.yaml's size, one encoder position per item, recency embeddings) on
-real packed, length-grouped batches, with the trie-normalised loss.
+"""What the packed training step of the default recipe costs, and what four changes save: forward + backward of
+the causal-encoder T5 (width 128, one encoder position per item, recency embeddings) on real packed, length-grouped
+batches, with the trie-normalised loss.
 
     python benchmarks/training_step.py --data_dir ../shared/data --dataset amazon-beauty
     python benchmarks/training_step.py --data_dir ../shared/data --dataset ml-1m
@@ -15,6 +15,8 @@ Variants, interleaved batch by batch in one process (a machine that slows down s
 - ``shared_memory``: what `GenRecTrainer` runs now. Each window's states are projected once for all its targets,
   and recency enters through the projected recency table (`hf_genrec.causal_t5.PackedCrossAttention`); no EOS step.
 - ``shared_memory_no_dropout``: the same with dropout 0.
+- ``shared_memory_<E>+<D>_layers``: the same step (dropout 0.1) with E encoder layers and D decoder layers instead of
+  4 and 2, for each depth of ``--depths`` (default ``2+1``: the depth of configs/amazon-default.yaml).
 
 Writes ``benchmarks/results/training_step_<dataset>.json``: seconds per variant, targets per second, speed-ups.
 """
@@ -42,7 +44,7 @@ from hf_genrec.modeling import build_t5_model
 from hf_genrec.semantic_ids import RQKMeans
 from hf_genrec.trie_logits import trie_cross_entropy
 
-#: the T5 of configs/amazon-default.yaml and configs/ml-1m.yaml
+#: the T5 the step was first measured on (4 encoder layers, 2 decoder layers); the default recipe's depth is 2+1
 RECIPE = dict(d_model=128, d_ff=512, d_kv=32, num_heads=4, num_layers=4, num_decoder_layers=2)
 #: (history cap, users per batch, codes per level) of each dataset's config
 DATASETS = {"amazon-beauty": (20, 32, 256), "ml-1m": (50, 16, 64)}
@@ -54,6 +56,7 @@ def main() -> None:
     parser.add_argument("--data_dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
     parser.add_argument("--batches", type=int, default=40, help="Timed batches per variant (after 5 warm-up ones).")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--depths", default="2+1", help="Comma-separated encoder+decoder depths to time as well.")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -75,12 +78,19 @@ def main() -> None:
         batches[int(i)] for i in rng.choice(len(batches), size=min(len(batches), args.batches + 5), replace=False)
     ]
 
+    depths = {}
+    for depth in filter(None, args.depths.split(",")):
+        encoder, _, decoder = depth.partition("+")
+        if not (encoder.isdigit() and decoder.isdigit()):
+            parser.error(f"--depths takes encoder+decoder layer counts such as 2+1, got {depth!r}")
+        depths[depth] = dict(num_layers=int(encoder), num_decoder_layers=int(decoder))
+    shapes = {0.1: RECIPE, 0.0: RECIPE, **{depth: {**RECIPE, **layers} for depth, layers in depths.items()}}
     models = {
-        dropout: build_t5_model(
+        key: build_t5_model(
             tokenizer, seed=0, causal_encoder=True, item_positions=True, recency_embeddings=True,
-            dropout_rate=dropout, **RECIPE,
+            dropout_rate=0.0 if key == 0.0 else 0.1, **shape,
         ).train()
-        for dropout in (0.1, 0.0)
+        for key, shape in shapes.items()
     }  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         trainer = GenRecTrainer(
@@ -129,6 +139,13 @@ def main() -> None:
         "per_target_memory_skip_eos": lambda batch: per_target_memory(models[0.1], batch, skip_eos=True),
         "shared_memory": lambda batch: (models[0.1], trainer.compute_loss(models[0.1], batch)),
         "shared_memory_no_dropout": lambda batch: (models[0.0], trainer.compute_loss(models[0.0], batch)),
+        **{
+            f"shared_memory_{depth}_layers": lambda batch, model=models[depth]: (
+                model,
+                trainer.compute_loss(model, batch),
+            )
+            for depth in depths
+        },
     }
     seconds = dict.fromkeys(variants, 0.0)
     for step, batch in enumerate(batches):
@@ -150,6 +167,7 @@ def main() -> None:
         "targets_per_second": {name: targets / s for name, s in seconds.items()},
         "speedup_over_per_target_memory": {name: seconds["per_target_memory"] / s for name, s in seconds.items()},
         "model": RECIPE,
+        "depths": depths,
         "threads": args.threads,
         "machine": describe_machine(),
         "command": "python benchmarks/training_step.py " + " ".join(sys.argv[1:]),
