@@ -1,8 +1,8 @@
 """Training throughput on real histories: GenRecTrainer (dynamic padding, length-grouped batches) against a plain
 Seq2SeqTrainer fed inputs padded to the history cap, same model, same examples, same number of steps; and the
 causal-encoder T5 trained on packed rows (every next-item target of a user in one encoder pass), at TIGER's size
-and at the default recipe's size, the latter also with one encoder position per item (with recency embeddings, as
-the default recipe, without them, and with item embeddings).
+and at width 128 with 4+2 layers, the latter also with one encoder position per item (with recency embeddings,
+without them, and with item embeddings), and at the default recipe's depth of 2+1 layers.
 
     python benchmarks/training_throughput.py --data_dir ../shared/data
 
@@ -31,10 +31,12 @@ from hf_genrec.examples import tokenize_examples, tokenize_sequences
 from hf_genrec.modeling import TIGER_T5_CONFIG, build_t5_model
 from hf_genrec.semantic_ids import RQKMeans
 
-#: the T5 of configs/amazon-beauty.yaml (4+2 layers, MLP 512), the default recipe's size
+#: width 128, MLP 512, 4+2 layers: the default recipe's T5 until its depth went to 2+1 (``DEFAULT_DEPTH``)
 RECIPE_T5_CONFIG = dict(
     d_model=128, d_ff=512, d_kv=32, num_heads=4, num_layers=4, num_decoder_layers=2, dropout_rate=0.1
 )
+#: configs/amazon-default.yaml's depth
+DEFAULT_DEPTH = dict(num_layers=2, num_decoder_layers=1)
 
 
 class StepTimer(TrainerCallback):
@@ -81,8 +83,9 @@ def main() -> None:
     train = train.shuffle(seed=0).select(range(min(len(train), args.steps * args.batch_size * 2)))
     cap = 20 * (item_tokenizer.id_length - 1) + 1
     runs = {}
-    variants = {  # the recipe's model with one encoder position per item, with recency embeddings (the default
-        # recipe), without them, and with item embeddings
+    variants = {  # the 4+2 model with one encoder position per item, with recency embeddings, without them, and
+        # with item embeddings; and the default recipe (recency embeddings at 2+1 layers)
+        "causal_packed_recipe_items_recency_2x1": dict(item_positions=True, recency_embeddings=True, **DEFAULT_DEPTH),
         "causal_packed_recipe_items_recency": dict(item_positions=True, recency_embeddings=True),
         "causal_packed_recipe_items": dict(item_positions=True),
         "causal_packed_recipe_items_embedded": dict(item_positions=True, item_embedding_buckets=65536),
@@ -92,7 +95,7 @@ def main() -> None:
         size = RECIPE_T5_CONFIG if name.startswith("causal_packed_recipe") else TIGER_T5_CONFIG
         tokenizer = causal_tokenizer if name.startswith("causal") else item_tokenizer
         model = build_t5_model(
-            tokenizer, seed=0, causal_encoder=name.startswith("causal"), **size, **variants.get(name, {})
+            tokenizer, seed=0, causal_encoder=name.startswith("causal"), **{**size, **variants.get(name, {})}
         )
         timer = StepTimer(args.warmup)
         with tempfile.TemporaryDirectory() as tmp:
@@ -158,11 +161,14 @@ def main() -> None:
         / runs["causal_packed_recipe"]["sequences_per_second"],
         "speedup_recipe_items_recency_over_plain": runs["causal_packed_recipe_items_recency"]["sequences_per_second"]
         / runs["plain_padded_to_cap"]["sequences_per_second"],
+        "speedup_default_recipe_over_plain": runs["causal_packed_recipe_items_recency_2x1"]["sequences_per_second"]
+        / runs["plain_padded_to_cap"]["sequences_per_second"],
         "speedup_recipe_items_embedded_over_recipe": runs["causal_packed_recipe_items_embedded"][
             "sequences_per_second"
         ]
         / runs["causal_packed_recipe"]["sequences_per_second"],
         "recipe_model": RECIPE_T5_CONFIG,
+        "default_depth": DEFAULT_DEPTH,
         "machine": describe_machine(),
         "command": "python benchmarks/training_throughput.py",
     }
