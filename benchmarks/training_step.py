@@ -59,6 +59,13 @@ def main() -> None:
     parser.add_argument("--depths", default="2+1", help="Comma-separated encoder+decoder depths to time as well.")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
+    # checked before the data is read, so a typo fails at once
+    depths = {}
+    for depth in filter(None, args.depths.split(",")):
+        encoder, _, decoder = depth.partition("+")
+        if not (encoder.isdigit() and decoder.isdigit()):
+            parser.error(f"--depths takes encoder+decoder layer counts such as 2+1, got {depth!r}")
+        depths[depth] = dict(num_layers=int(encoder), num_decoder_layers=int(decoder))
     torch.set_num_threads(args.threads)
     max_history, batch_size, codebook = DATASETS[args.dataset]
 
@@ -78,19 +85,15 @@ def main() -> None:
         batches[int(i)] for i in rng.choice(len(batches), size=min(len(batches), args.batches + 5), replace=False)
     ]
 
-    depths = {}
-    for depth in filter(None, args.depths.split(",")):
-        encoder, _, decoder = depth.partition("+")
-        if not (encoder.isdigit() and decoder.isdigit()):
-            parser.error(f"--depths takes encoder+decoder layer counts such as 2+1, got {depth!r}")
-        depths[depth] = dict(num_layers=int(encoder), num_decoder_layers=int(decoder))
-    shapes = {0.1: RECIPE, 0.0: RECIPE, **{depth: {**RECIPE, **layers} for depth, layers in depths.items()}}
+    # model key -> (T5 size, dropout): the 4+2 recipe with and without dropout, then each extra depth
+    shapes = {0.1: (RECIPE, 0.1), 0.0: (RECIPE, 0.0)}
+    shapes.update({depth: ({**RECIPE, **layers}, 0.1) for depth, layers in depths.items()})
     models = {
         key: build_t5_model(
             tokenizer, seed=0, causal_encoder=True, item_positions=True, recency_embeddings=True,
-            dropout_rate=0.0 if key == 0.0 else 0.1, **shape,
+            dropout_rate=dropout, **shape,
         ).train()
-        for key, shape in shapes.items()
+        for key, (shape, dropout) in shapes.items()
     }  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         trainer = GenRecTrainer(
