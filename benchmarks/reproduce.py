@@ -53,12 +53,33 @@ class ValidationCurve(TrainerCallback):
             logger.info("epoch %.0f, %.1f min: validation %s", state.epoch, minutes, metrics)
 
 
-def sasrec_rank(model: SASRecModel, histories: list[list[int]], k: int, batch_size: int = 1024) -> np.ndarray:
+def sasrec_rank(
+    model: SASRecModel, histories: list[list[int]], k: int, exclude_history: bool, batch_size: int = 1024
+) -> np.ndarray:
     out = []
     for start in range(0, len(histories), batch_size):
         tokens = left_pad(histories[start : start + batch_size], model.config.max_positions).to(model.device)
-        out.append(model.recommend(tokens, k=k)[0].cpu().numpy())
+        out.append(model.recommend(tokens, k=k, exclude_history=exclude_history)[0].cpu().numpy())
     return np.concatenate(out)
+
+
+def recipe(args) -> tuple[str, dict]:
+    """The generative recipe's path and settings: ``--config``, else ``configs/<dataset>.yaml`` (the general Amazon
+    recipe for Amazon categories without one of their own)."""
+    import yaml
+
+    config_path = args.config or f"configs/{args.dataset}.yaml"
+    if not Path(config_path).exists() and args.config is None and args.dataset.startswith("amazon-"):
+        config_path = "configs/amazon-default.yaml"  # the general recipe, unchanged for every category
+    if not Path(config_path).exists():
+        raise FileNotFoundError(f"No generative recipe at {config_path}; pass --config.")
+    return config_path, yaml.safe_load(Path(config_path).read_text())
+
+
+def excludes_history(args) -> bool:
+    """``--exclude-history`` / ``--no-exclude-history``, else the recipe's ``exclude_history``: every model of one
+    dataset is ranked under the same protocol."""
+    return args.exclude_history if args.exclude_history is not None else bool(recipe(args)[1].get("exclude_history"))
 
 
 def run_sasrec(args, data, splits, work_dir: Path) -> dict:
@@ -75,9 +96,10 @@ def run_sasrec(args, data, splits, work_dir: Path) -> dict:
         return histories, np.asarray([index[t] for t in split["target"][:]])
 
     val_histories, val_targets = split_rows("validation", args.max_eval_users)
+    exclude = excludes_history(args)
 
     def evaluate(model):
-        ranked = sasrec_rank(model, val_histories, max(KS))
+        ranked = sasrec_rank(model, val_histories, max(KS), exclude)
         metrics = ranking_metrics(ranked, val_targets, KS)
         model.train()
         return {"ndcg@10": metrics["ndcg@10"], "recall@10": metrics["recall@10"]}
@@ -133,10 +155,11 @@ def run_sasrec(args, data, splits, work_dir: Path) -> dict:
 
     test_histories, test_targets = split_rows("test")
     start = time.perf_counter()
-    test = ranking_metrics(sasrec_rank(model, test_histories, max(KS)), test_targets, KS)
+    test = ranking_metrics(sasrec_rank(model, test_histories, max(KS), exclude), test_targets, KS)
     return {
         "model": "sasrec",
         "config": config.to_diff_dict(),
+        "exclude_history": exclude,
         "test": test,
         "train_minutes": train_minutes,
         "test_eval_seconds": time.perf_counter() - start,
@@ -152,18 +175,13 @@ def run_sasrec(args, data, splits, work_dir: Path) -> dict:
 
 
 def run_genrec(args, work_dir: Path) -> dict:
-    import yaml
     from transformers import HfArgumentParser
 
     from hf_genrec.experiment import DataArguments, ItemIDArguments, ModelArguments, run_experiment
     from hf_genrec.trainer import GenRecTrainingArguments
 
-    config_path = args.config or f"configs/{args.dataset}.yaml"
-    if not Path(config_path).exists() and args.config is None and args.dataset.startswith("amazon-"):
-        config_path = "configs/amazon-default.yaml"  # the general recipe, unchanged for every category
-    if not Path(config_path).exists():
-        raise FileNotFoundError(f"No generative recipe at {config_path}; pass --config.")
-    settings = yaml.safe_load(Path(config_path).read_text())
+    config_path, settings = recipe(args)
+    settings["exclude_history"] = excludes_history(args)
     settings.update(
         dataset=args.dataset, data_dir=args.data_dir, output_dir=str(work_dir), max_train_minutes=args.budget_minutes
     )
@@ -176,7 +194,7 @@ def run_genrec(args, work_dir: Path) -> dict:
     resume = get_last_checkpoint(str(work_dir)) is not None  # a stopped run continues, budget and curve included
     results = run_experiment(data_args, id_args, model_args, training_args, resume_from_checkpoint=resume or None)
     return {"model": "genrec", "config_file": config_path, "resumed": resume, "curve": results["validation_curve"],
-            **results}  # fmt: skip
+            "exclude_history": settings["exclude_history"], **results}  # fmt: skip
 
 
 def main() -> None:
@@ -188,6 +206,13 @@ def main() -> None:
     parser.add_argument("--output-dir", default="benchmarks/results")
     parser.add_argument("--work-dir", default=None, help="Checkpoints (default: outputs/reproduce/<dataset>_<model>).")
     parser.add_argument("--config", default=None, help="Generative recipe (default: configs/<dataset>.yaml).")
+    parser.add_argument(
+        "--exclude-history",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Rank only items outside each user's history (every model and baseline alike; default: the recipe's "
+        "exclude_history).",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--max-eval-users", type=int, default=2000, help="Validation users for the curve.")
@@ -211,7 +236,9 @@ def main() -> None:
         index = {item: i for i, item in enumerate(data.items["item_id"][:])}
         popular = MostPopular(index).fit(training_part(data.sequences["item_ids"][:]))
         targets = np.asarray([index[t] for t in splits["test"]["target"][:]])
-        result["baselines"] = {"most_popular": ranking_metrics(popular.predict(len(targets), max(KS)), targets, KS)}
+        seen = [[index[i] for i in h] for h in splits["test"]["history"][:]] if result["exclude_history"] else None
+        ranked = popular.predict(len(targets), max(KS), exclude=seen)
+        result["baselines"] = {"most_popular": ranking_metrics(ranked, targets, KS)}
     else:
         result = run_genrec(args, work_dir)
     result.update(

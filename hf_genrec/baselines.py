@@ -42,11 +42,22 @@ class MostPopular:
         self.ranking = np.argsort(-scores, kind="stable")
         return self
 
-    def predict(self, num_users: int, k: int) -> np.ndarray:
-        """``[num_users, k]`` item indices, best first."""
+    def predict(self, num_users: int, k: int, exclude: Sequence[Iterable[int]] | None = None) -> np.ndarray:
+        """``[num_users, k]`` item indices, best first; ``exclude`` (one collection of item indices per user, e.g.
+        the user's history) keeps those items out of that user's list (``-1`` fills a list the catalogue cannot)."""
         if self.ranking is None:
             raise RuntimeError("Call MostPopular.fit(...) before predict(...).")
-        return np.tile(self.ranking[:k], (num_users, 1))
+        if exclude is None:
+            return np.tile(self.ranking[:k], (num_users, 1))
+        if len(exclude) != num_users:
+            raise ValueError(f"exclude has {len(exclude)} entries for {num_users} users; give one per user.")
+        out = np.full((num_users, k), -1, dtype=np.int64)
+        for user, items in enumerate(exclude):
+            banned = set(items)
+            # the top k + |banned| of the ranking always hold k items that are not banned (when there are k)
+            kept = [i for i in self.ranking[: k + len(banned)].tolist() if i not in banned][:k]
+            out[user, : len(kept)] = kept
+        return out
 
 
 def training_part(sequences: Iterable[Sequence[str]]) -> list[list[str]]:

@@ -28,6 +28,8 @@ class GenRecConfig:
         dataset (`str`, *optional*): the dataset it was trained on.
         new_item_slots (`int`, defaults to 0): places of the top K that `recommend` gives to items added since
             training (the cold-start mode; 0 turns it off).
+        exclude_history (`bool`, defaults to `False`): `recommend` never returns an item of the history it is
+            given (for data where a user meets an item once, such as reviews or ratings).
     """
 
     id_scheme: str = "rqkmeans"
@@ -36,6 +38,7 @@ class GenRecConfig:
     max_history: int = 20
     dataset: str | None = None
     new_item_slots: int = 0
+    exclude_history: bool = False
     extra: dict = field(default_factory=dict)
     library_version: str = ""
 

@@ -10,12 +10,15 @@ Three interchangeable ways to keep beam search on the catalogue, all with the sa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
-from transformers import PreTrainedModel
+from transformers import LogitsProcessorList, PreTrainedModel
 
 from .beam_search import shared_beam_search, supports_shared_beam_search
 from .constraints import ItemTrie, prefix_allowed_tokens_fn
+from .exclude_items import ExcludeItemsLogitsProcessor
 from .tokenization import ItemTokenizer
 from .trie_logits import TrieIndex, TrieLogitsProcessor
 
@@ -53,12 +56,16 @@ def build_trie(item_tokenizer: ItemTokenizer) -> ItemTrie:
 def build_trie_index(item_tokenizer: ItemTokenizer, rows: np.ndarray | None = None) -> TrieIndex:
     """The compact, vectorised trie of every item spelling (or of the items at ``rows``), for
     :class:`TrieLogitsProcessor`."""
-    table, lengths = item_tokenizer.item_token_ids, item_tokenizer.item_lengths
+    spellings = item_spellings(item_tokenizer)
     if rows is not None:
-        table, lengths = table[rows], lengths[rows]
-    positions = np.arange(table.shape[1])[None, :]
-    spellings = np.where(positions < lengths[:, None], table, -1)
+        spellings = spellings[rows]
     return TrieIndex(spellings, len(item_tokenizer), item_tokenizer.pad_token_id)
+
+
+def item_spellings(item_tokenizer: ItemTokenizer) -> np.ndarray:
+    """``[n_items, max_length]`` token ids of every item's spelling (EOS included), ``-1`` after it."""
+    table, lengths = item_tokenizer.item_token_ids, item_tokenizer.item_lengths
+    return np.where(np.arange(table.shape[1])[None, :] < lengths[:, None], table, -1)
 
 
 @torch.no_grad()
@@ -74,6 +81,7 @@ def generate_items(
     index: TrieIndex | None = None,
     trie: ItemTrie | None = None,
     synced_gpus: bool | None = None,
+    exclude_items: Sequence[Sequence[int]] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` items for each encoded history by trie-constrained beam search.
 
@@ -85,6 +93,9 @@ def generate_items(
         synced_gpus: keep every process decoding until all are done, as DeepSpeed ZeRO-3 and FSDP need (each forward
             pass gathers weights from all processes). Default: on when either is active with more than one process,
             as in ``generate``.
+        exclude_items: for each history, item rows the search must not return (e.g. the history's own items, see
+            `ItemTokenizer.decode_history`), banned inside the search (`ExcludeItemsLogitsProcessor`), so each history still
+            gets ``k`` items while the catalogue has that many left.
 
     Returns:
         `(indices, scores)`, both ``[batch, k]``: item row indices best first (``-1`` where beam search ran out of
@@ -103,11 +114,22 @@ def generate_items(
     start_id = model.generation_config.decoder_start_token_id
     if start_id is None:
         start_id = item_tokenizer.pad_token_id
+    if index is None and (method != "reference" or exclude_items is not None):
+        index = build_trie_index(item_tokenizer)
+    extra = []
+    if exclude_items is not None:
+        if len(exclude_items) != input_ids.shape[0]:
+            raise ValueError(
+                f"exclude_items has {len(exclude_items)} lists for {input_ids.shape[0]} histories; give one list of "
+                "item rows per history (an empty one to exclude nothing)."
+            )
+        spellings = torch.from_numpy(item_spellings(item_tokenizer))
+        extra.append(ExcludeItemsLogitsProcessor(index, spellings, exclude_items))
     was_training = model.training
     model.eval()
     try:
         if method != "reference":
-            processor = TrieLogitsProcessor(index if index is not None else build_trie_index(item_tokenizer))
+            processor = LogitsProcessorList([TrieLogitsProcessor(index), *extra])
         if method == "fast":
             sequences, scores = shared_beam_search(
                 model,
@@ -125,11 +147,11 @@ def generate_items(
             )
         else:
             if method == "vectorised":
-                constraint = {"logits_processor": [processor]}
+                constraint = {"logits_processor": processor}
             else:
                 trie = trie if trie is not None else build_trie(item_tokenizer)
                 allowed = prefix_allowed_tokens_fn(trie, item_tokenizer.pad_token_id, start_id)
-                constraint = {"prefix_allowed_tokens_fn": allowed}
+                constraint = {"prefix_allowed_tokens_fn": allowed, "logits_processor": LogitsProcessorList(extra)}
             out = model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,

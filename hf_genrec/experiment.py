@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 PROTOCOL = (
     "leave-one-out per user (last item = test, second-to-last = validation); training on {train_prefixes}; "
     "history capped at {max_history} items; full ranking over all {n_items} items by trie-constrained beam search "
-    "({num_beams} beams); metrics averaged over {test_users}"
+    "({num_beams} beams){excluded}; metrics averaged over {test_users}"
 )
 ID_SCHEMES = ("rqvae", "rqkmeans", "hierarchical", "title", "random", "atomic")
 #: schemes that read item features (the others read titles, or nothing)
@@ -258,8 +258,23 @@ def build_model_and_config(
         top_k=max(training_args.eval_ks),
         max_history=data_args.max_history,
         dataset=data_args.dataset,
+        exclude_history=training_args.exclude_history,
     )
     return model, genrec_config
+
+
+def warn_if_items_repeat(sequences: list[list[str]]) -> None:
+    """Warn when users meet an item again: ``exclude_history`` can never recommend such a next item."""
+    repeats = sum(len(sequence) - len(set(sequence)) for sequence in sequences)
+    if repeats:
+        total = sum(len(sequence) for sequence in sequences)
+        logger.warning(
+            "exclude_history is on, but %d of %d interactions (%.1f%%) repeat an item the user met before: those "
+            "next items can never be recommended. Turn exclude_history off for data with repeat consumption.",
+            repeats,
+            total,
+            100 * repeats / max(total, 1),
+        )
 
 
 def run_experiment(
@@ -286,6 +301,8 @@ def run_experiment(
     )
     timings["data_s"] = time.perf_counter() - start
     logger.info("Loaded %s", data.describe())
+    if training_args.exclude_history:
+        warn_if_items_repeat(data.sequences["item_ids"][:])
 
     checkpoint = resume_from_checkpoint
     if checkpoint is True:
@@ -368,7 +385,10 @@ def run_experiment(
     ks = training_args.eval_ks
     popular = MostPopular(item_tokenizer.item_to_index).fit(training_part(data.sequences["item_ids"][:]))
     test_targets = item_tokenizer.index_of(test["target"][:], context="test targets")
-    popular_ranking = popular.predict(len(test_targets), max(ks))
+    seen = None
+    if training_args.exclude_history:  # the same protocol as the model's: none of the history it reads
+        seen = [item_tokenizer.index_of(history).tolist() for history in test["history"][:]]
+    popular_ranking = popular.predict(len(test_targets), max(ks), exclude=seen)
     popular_metrics = ranking_metrics(popular_ranking, test_targets, ks)
 
     metric_names = [f"{m}@{k}" for m in ("recall", "ndcg") for k in ks] + [f"mrr@{max(ks)}", "invalid_rate"]
@@ -383,6 +403,7 @@ def run_experiment(
             max_history=data_args.max_history,
             n_items=data.num_items,
             num_beams=training_args.num_beams,
+            excluded=", never an item of the history read (exclude_history)" if training_args.exclude_history else "",
             test_users=(
                 f"all {len(test_targets)} test users"
                 if len(test_targets) == len(examples["test"])

@@ -276,6 +276,7 @@ class GenerativeRecommender:
         batch_size: int = 64,
         method: str = "auto",
         new_item_slots: int | None = None,
+        exclude_history: bool | None = None,
     ) -> list[list[tuple[str, float]]]:
         """Top-``k`` items for each history (item ids, oldest first), with their log-probabilities, best first.
 
@@ -288,7 +289,11 @@ class GenerativeRecommender:
         since training (`add_items`) that share the deepest code prefix with the history's items (the most recent
         first; ties broken by a second beam search constrained to the new items' trie, the model's own ranking of
         them) take the last ``new_item_slots`` places of the top ``k``, when fewer new items made the top ``k`` on
-        their own; items of the history itself are not inserted. An inserted item carries its score from that
+        their own; items of the history itself are not inserted.
+
+        ``exclude_history`` (default ``config.exclude_history``) keeps every item of each given history (all of
+        it, not only the ``max_history`` items the model reads) out of the results: they are banned inside the
+        beam search, so each history still gets ``k`` items. An inserted item carries its score from that
         second search (normalised over the new items only when the model decodes with renormalised scores), or NaN
         when the search did not reach it: these scores are not comparable with the others.
         """
@@ -330,6 +335,9 @@ class GenerativeRecommender:
             batch = self._collator(features)
             input_ids = batch["input_ids"].to(self.model.device)
             attention_mask = batch["attention_mask"].to(self.model.device)
+            exclude = None
+            if self.config.exclude_history if exclude_history is None else exclude_history:
+                exclude = [self.item_tokenizer.index_of([str(x) for x in history]).tolist() for history in chunk]
             indices, scores = generate_items(
                 self.model,
                 self.item_tokenizer,
@@ -339,6 +347,7 @@ class GenerativeRecommender:
                 k=k,
                 method=method,
                 index=self.trie_index,
+                exclude_items=exclude,
             )
             item_ids = self.item_tokenizer.item_ids
             rows = [
@@ -355,6 +364,7 @@ class GenerativeRecommender:
                     k=min(num_beams, len(new_index)),
                     method=method,
                     index=new_index,
+                    exclude_items=exclude,
                 )
                 codes = self.item_tokenizer.semantic_ids.codes
                 for row, history, row_idx, row_scores in zip(rows, chunk, new_indices.tolist(), new_scores.tolist()):

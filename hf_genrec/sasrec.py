@@ -127,11 +127,17 @@ class SASRecModel(PreTrainedModel):
         return MaskedLMOutput(loss=loss, logits=logits)
 
     @torch.no_grad()
-    def recommend(self, histories: torch.Tensor, k: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-``k`` 0-based item rows and their log-probabilities for left-padded token histories."""
+    def recommend(
+        self, histories: torch.Tensor, k: int = 10, exclude_history: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-``k`` 0-based item rows and their log-probabilities for left-padded token histories; with
+        ``exclude_history``, never an item of the history the model reads (its last ``max_positions`` items)."""
         was_training = self.training
         self.eval()
-        logits = self(input_ids=histories[:, -self.config.max_positions :]).logits
+        window = histories[:, -self.config.max_positions :]
+        logits = self(input_ids=window).logits
+        if exclude_history:
+            logits = logits.scatter(1, window, float("-inf"))
         logits[:, 0] = float("-inf")  # padding is not an item
         scores, tokens = torch.log_softmax(logits, dim=-1).topk(k, dim=-1)
         self.train(was_training)

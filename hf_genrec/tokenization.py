@@ -239,6 +239,32 @@ class ItemTokenizer:
         rows = self.item_token_ids[indices, :-1]
         return rows.reshape(-1).tolist() + ([self.eos_token_id] if self.history_eos else [])
 
+    def decode_history(self, token_ids: Sequence[int]) -> list[int]:
+        """Item rows of a history encoded by `encode_history` (padding and -100 skipped), oldest first."""
+        eos = self.eos_token_id
+        tokens = [t for t in token_ids if t != self.pad_token_id and t >= 0]
+        if self.is_variable_length:
+            spellings, current = [], []
+            for token in tokens:
+                current.append(token)
+                if token == eos:
+                    spellings.append(tuple(current))
+                    current = []
+            complete = not current
+        else:
+            if tokens and tokens[-1] == eos:
+                tokens = tokens[:-1]
+            width = self.id_length - 1
+            complete = len(tokens) % width == 0
+            spellings = [(*tokens[i : i + width], eos) for i in range(0, len(tokens) - width + 1, width)]
+        rows = [self._spelling_to_index.get(spelling, -1) for spelling in spellings]
+        if not complete or -1 in rows:
+            raise ValueError(
+                f"These history tokens do not spell items of this catalogue one after another: {list(token_ids)[:12]}"
+                "... Pass token ids as encode_history writes them, with the ItemTokenizer that wrote them."
+            )
+        return rows
+
     def history_token_lengths(self, history: Sequence[str]) -> np.ndarray:
         """Tokens each item of ``history`` takes in `encode_history` (the trailing EOS not counted)."""
         indices = self.index_of(history)

@@ -90,6 +90,13 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
             "capacity on IDs that do not exist."
         },
     )
+    exclude_history: bool = field(
+        default=False,
+        metadata={
+            "help": "Rank only items that are not in the history the model reads (banned inside the beam search), "
+            "for data where a user meets an item once (reviews, ratings); saved bundles' recommend does the same."
+        },
+    )
     predict_with_generate: bool = field(
         default=True, metadata={"help": "Rank items with constrained beam search at evaluation (else loss only)."}
     )
@@ -303,12 +310,17 @@ class GenRecTrainer(Seq2SeqTrainer):
             k=k,
             method=self.args.decoding_method,
             index=self.trie_index,
+            exclude_items=self._history_items(inputs["input_ids"]) if self.args.exclude_history else None,
         )
         labels = None
         if "labels" in inputs:
             labels = torch.tensor(self.item_tokenizer.decode_index(inputs["labels"].tolist()), dtype=torch.long)
             labels = labels.to(inputs["input_ids"].device)
         return loss, indices.to(inputs["input_ids"].device), labels
+
+    def _history_items(self, input_ids: torch.Tensor) -> list[list[int]]:
+        """The item rows of each encoded history in the batch (what ``exclude_history`` keeps out)."""
+        return [self.item_tokenizer.decode_history(row) for row in input_ids.tolist()]
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Write the bundle (model, tokenizer, item map, quantiser, config, card) into a hidden folder beside

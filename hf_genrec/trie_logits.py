@@ -67,10 +67,13 @@ class TrieIndex:
             keys.append(unique)
             node[active] = next_node + inverse.reshape(-1)
             next_node += len(unique)
+        # first node id of each depth, then the end: the nodes of depth d are ``offsets[d] .. offsets[d + 1] - 1``
+        self._depth_offsets = np.cumsum([1] + [len(k) for k in keys]).tolist()
         keys = np.concatenate(keys)
         if len(np.unique(node)) != len(node):  # two items ended on the same leaf
             raise ValueError("Two items share a spelling; item spellings must be unique (each ends with EOS).")
         self.num_nodes = next_node
+        self._items_under: torch.Tensor | None = None
         dtype = torch.int32 if (next_node + 1) * self.alphabet < 2**31 else torch.int64
         self.keys = torch.from_numpy(keys).to(dtype)
         self.token_to_local = torch.from_numpy(token_to_local)
@@ -92,7 +95,25 @@ class TrieIndex:
     def to(self, device: torch.device | str) -> TrieIndex:
         for name in ("keys", "token_to_local", "local_to_token", "root_allowed"):
             setattr(self, name, getattr(self, name).to(device))
+        if self._items_under is not None:
+            self._items_under = self._items_under.to(device)
         return self
+
+    @property
+    def items_under(self) -> torch.Tensor:
+        """``[num_nodes]`` how many items' spellings pass through each node (node 0 is the root). Built on first
+        use (excluding items needs it; plain constrained search does not), from the keys, deepest nodes first."""
+        if self._items_under is None:
+            keys = self.keys.cpu().numpy().astype(np.int64)
+            parent = keys // self.alphabet  # of node i + 1
+            count = np.zeros(self.num_nodes, dtype=np.int64)
+            count[1:][np.bincount(parent, minlength=self.num_nodes)[1:] == 0] = 1  # leaves: one item ends at each
+            offsets = self._depth_offsets
+            for d in reversed(range(len(offsets) - 1)):
+                nodes = np.arange(offsets[d], offsets[d + 1])
+                np.add.at(count, parent[nodes - 1], count[nodes])
+            self._items_under = torch.from_numpy(count).to(self.keys.device)
+        return self._items_under
 
     # ------------------------------------------------------------------ vectorised walks
     def walk(self, prefixes: torch.Tensor) -> torch.Tensor:

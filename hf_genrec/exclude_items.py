@@ -1,0 +1,107 @@
+"""Keep given items (a user's history) out of constrained beam search, for ``exclude_history``.
+
+In data where a user meets an item once (a review, a rating, a purchase of a durable good), the next item is never
+one of the history's, yet a sequential model often ranks history items high: they are what the history looks
+like. Dropping them after the search leaves fewer than ``k`` results and wastes beams; this processor bans them
+inside the search instead. A prefix is closed when every item below it in the trie is banned, and the token leading
+into a closed prefix is masked, so beams turn to other items as early as possible and never reach a dead end: each
+search still returns ``k`` items while the catalogue has ``k`` that are not banned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import LogitsProcessor
+
+from .trie_logits import TrieIndex
+
+
+class ExcludeItemsLogitsProcessor(LogitsProcessor):
+    """Masks (``-inf``) every token that would lead a beam into a prefix whose items are all excluded.
+
+    Use it after the trie constraint (`TrieLogitsProcessor`), e.g. ``LogitsProcessorList([trie, exclude])``. The
+    rows of ``input_ids`` are ``batch * beams``, the beams of each history together, as ``generate`` lays them out.
+
+    Args:
+        index (`TrieIndex`): the item trie the search is constrained to.
+        spellings (`torch.Tensor`): ``[n_items, max_length]`` token ids of every item's spelling, ``-1`` after its
+            EOS (the table `build_trie_index` indexes).
+        excluded (`Sequence[Sequence[int]]`): for each history of the batch, the item rows to keep out.
+        decoder_start_length (`int`, defaults to 1): tokens at the front of ``input_ids`` that are not part of the
+            spelling (T5's decoder start token).
+    """
+
+    def __init__(
+        self,
+        index: TrieIndex,
+        spellings: torch.Tensor,
+        excluded: Sequence[Sequence[int]],
+        decoder_start_length: int = 1,
+    ):
+        self.index = index
+        self.decoder_start_length = int(decoder_start_length)
+        self.batch = len(excluded)
+        rows = [sorted(set(int(i) for i in items)) for items in excluded]
+        bad = [i for items in rows for i in items if not 0 <= i < len(spellings)]
+        if bad:
+            raise ValueError(f"Excluded item rows must lie in [0, {len(spellings)}), got {bad[:3]}.")
+        width = max((len(items) for items in rows), default=0)
+        items = torch.full((self.batch, max(width, 1)), -1, dtype=torch.long)
+        for b, row in enumerate(rows):
+            items[b, : len(row)] = torch.tensor(row, dtype=torch.long)
+        device = index.keys.device  # where the trie is, which is where the search runs
+        items = items.to(device)
+        valid = items >= 0
+        spelled = spellings.to(device=device, dtype=torch.long)[items.clamp(min=0)]  # [batch, H, depth]
+        depth = spelled.shape[-1]
+        flat = spelled.view(-1, depth)
+        # path[b, h, d]: the trie node after the first d + 1 tokens of excluded item h (-1 past its EOS)
+        path = torch.stack(
+            [torch.where(flat[:, d] >= 0, index.walk(flat[:, : d + 1]), -1) for d in range(depth)], dim=-1
+        ).view(spelled.shape)
+        # an item this trie does not hold (e.g. one outside a sub-catalogue's trie) closes nothing
+        last = ((spelled >= 0).sum(dim=-1, keepdim=True) - 1).clamp(min=0)
+        valid &= path.gather(-1, last)[..., 0] >= 0
+        path = torch.where(valid[..., None], path, -1)
+        # a node is closed when the excluded items passing through it are all the items below it
+        # (counted per history and node by sorting, not by comparing every pair: histories can be long)
+        history = torch.arange(self.batch, device=device)[:, None, None].expand_as(path)
+        _, inverse, counts = torch.unique(
+            history * index.num_nodes + path.clamp(min=0), return_inverse=True, return_counts=True
+        )
+        below = index.items_under.to(device=device, dtype=torch.long)[path.clamp(min=0)]
+        closed = (path >= 0) & (counts[inverse] == below)
+        root = torch.zeros_like(path[..., :1])
+        #: for each step d: the node a beam must be at (parent), the token to mask, and whether the edge is closed
+        self.parent = torch.cat([root, path[..., :-1]], dim=-1)
+        self.token = spelled
+        self.closed = closed
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        step = input_ids.shape[1] - self.decoder_start_length
+        if step >= self.token.shape[-1] or self.batch == 0:
+            return scores
+        rows = input_ids.shape[0]
+        if rows % self.batch:
+            raise ValueError(
+                f"{rows} beam rows do not split into the {self.batch} histories whose excluded items were given: build "
+                "the processor with one list of excluded items per history of the batch."
+            )
+        device = scores.device
+        if self.index.keys.device != device:
+            self.index.to(device)
+        beams = rows // self.batch
+        if step == 0:
+            node = torch.zeros(rows, dtype=torch.long, device=device)
+        else:
+            node = self.index.walk(input_ids[:, self.decoder_start_length :])
+        parent = self.parent[..., step].to(device)  # [batch, H]
+        closed = self.closed[..., step].to(device)
+        match = (node.view(self.batch, beams, 1) == parent[:, None, :]) & closed[:, None, :]  # [batch, beams, H]
+        vocab = scores.shape[-1]
+        token = torch.where(match, self.token[..., step].to(device)[:, None, :], vocab)
+        banned = torch.zeros(self.batch, beams, vocab + 1, dtype=torch.bool, device=device)
+        banned.scatter_(2, token, True)
+        return scores.masked_fill(banned[..., :vocab].reshape(rows, vocab), float("-inf"))
