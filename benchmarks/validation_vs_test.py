@@ -34,6 +34,12 @@ def main() -> None:
     parser.add_argument("--dataset", default="amazon-beauty")
     parser.add_argument("--data-dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
     parser.add_argument("--num-beams", type=int, default=20)
+    parser.add_argument(
+        "--exclude-history",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Rank only items outside each history (default: the bundle's exclude_history).",
+    )
     parser.add_argument("--output-dir", default="benchmarks/results")
     args = parser.parse_args()
 
@@ -53,7 +59,9 @@ def main() -> None:
         histories, target_ids = examples[split]["history"][:], examples[split]["target"][:]
         targets = np.array([index[item] for item in target_ids])
         start = time.perf_counter()
-        ranked = recommender.recommend(histories, k=10, num_beams=args.num_beams, batch_size=256)
+        ranked = recommender.recommend(
+            histories, k=10, num_beams=args.num_beams, batch_size=256, exclude_history=args.exclude_history
+        )
         seconds = time.perf_counter() - start
         predictions = np.array([[index[item] for item, _ in row] for row in ranked])
         counts = [trained[item] for item in target_ids]
@@ -71,16 +79,22 @@ def main() -> None:
         print(f"  transition seen in training {splits[split]['transition_in_training']:.4f}; target trained on "
               f"{splits[split]['target_training_count_median']:.0f} times (median)")  # fmt: skip
 
+    excluded = recommender.config.exclude_history if args.exclude_history is None else args.exclude_history
     record = {
         "dataset": args.dataset,
         "bundle": str(args.bundle),
         "num_beams": args.num_beams,
+        "exclude_history": excluded,
         "max_history": max_history,
         "splits": splits,
-        "command": "python benchmarks/validation_vs_test.py " + str(args.bundle) + f" --dataset {args.dataset}",
+        "command": "python benchmarks/validation_vs_test.py "
+        + str(args.bundle)
+        + f" --dataset {args.dataset}"
+        + {None: "", True: " --exclude-history", False: " --no-exclude-history"}[args.exclude_history],
         "machine": describe_machine(),
     }
-    out = Path(args.output_dir) / f"{args.dataset}_validation_vs_test.json"
+    suffix = "_history-excluded" if excluded else ""
+    out = Path(args.output_dir) / f"{args.dataset}_validation_vs_test{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {out}")

@@ -13,6 +13,7 @@ from .data import InteractionData, kcore_filter, leave_one_out, load_interaction
 from .data.collator import GenRecCollator
 from .decoding import build_trie, build_trie_index, generate_items
 from .examples import tokenize_examples, tokenize_sequences
+from .exclude_items import ExcludeItemsLogitsProcessor
 from .features import attribute_features, build_item_features, text_features
 from .hub import push_folder, resolve_bundle
 from .metrics import make_compute_metrics, ndcg_at_k, ranking_metrics, recall_at_k
@@ -56,6 +57,7 @@ __all__ = [
     "TitleIDs",
     "TrieIndex",
     "TrieLogitsProcessor",
+    "ExcludeItemsLogitsProcessor",
     "build_trie_index",
     "load_quantizer",
     "shared_beam_search",
