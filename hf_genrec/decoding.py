@@ -94,8 +94,8 @@ def generate_items(
             pass gathers weights from all processes). Default: on when either is active with more than one process,
             as in ``generate``.
         exclude_items: for each history, item rows the search must not return (e.g. the history's own items, see
-            `ItemTokenizer.decode_history`), banned inside the search (`ExcludeItemsLogitsProcessor`), so each history still
-            gets ``k`` items while the catalogue has that many left.
+            `ItemTokenizer.decode_history`), banned inside the search (`ExcludeItemsLogitsProcessor`), so each
+            history still gets ``k`` items while the catalogue has that many left.
 
     Returns:
         `(indices, scores)`, both ``[batch, k]``: item row indices best first (``-1`` where beam search ran out of

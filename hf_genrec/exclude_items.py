@@ -65,6 +65,12 @@ class ExcludeItemsLogitsProcessor(LogitsProcessor):
         last = ((spelled >= 0).sum(dim=-1, keepdim=True) - 1).clamp(min=0)
         valid &= path.gather(-1, last)[..., 0] >= 0
         path = torch.where(valid[..., None], path, -1)
+        full = (valid.sum(dim=1) >= index.num_items).nonzero()
+        if len(full):
+            raise ValueError(
+                f"History {int(full[0, 0])} excludes every item of the catalogue: nothing is left to recommend. "
+                "Rank it without excluding its items."
+            )
         # a node is closed when the excluded items passing through it are all the items below it
         # (counted per history and node by sorting, not by comparing every pair: histories can be long)
         history = torch.arange(self.batch, device=device)[:, None, None].expand_as(path)

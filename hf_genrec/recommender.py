@@ -289,13 +289,13 @@ class GenerativeRecommender:
         since training (`add_items`) that share the deepest code prefix with the history's items (the most recent
         first; ties broken by a second beam search constrained to the new items' trie, the model's own ranking of
         them) take the last ``new_item_slots`` places of the top ``k``, when fewer new items made the top ``k`` on
-        their own; items of the history itself are not inserted.
+        their own; items of the history itself are not inserted. An inserted item carries its score from that
+        second search (normalised over the new items only when the model decodes with renormalised scores), or NaN
+        when the search did not reach it: these scores are not comparable with the others.
 
         ``exclude_history`` (default ``config.exclude_history``) keeps every item of each given history (all of
         it, not only the ``max_history`` items the model reads) out of the results: they are banned inside the
-        beam search, so each history still gets ``k`` items. An inserted item carries its score from that
-        second search (normalised over the new items only when the model decodes with renormalised scores), or NaN
-        when the search did not reach it: these scores are not comparable with the others.
+        beam search, so each history still gets ``k`` items.
         """
         if isinstance(histories, str) or (len(histories) > 0 and isinstance(histories[0], str)):
             raise TypeError(
@@ -369,9 +369,12 @@ class GenerativeRecommender:
                 codes = self.item_tokenizer.semantic_ids.codes
                 for row, history, row_idx, row_scores in zip(rows, chunk, new_indices.tolist(), new_scores.tolist()):
                     scored = {item_ids[i]: s for i, s in zip(row_idx, row_scores) if i >= 0}
-                    history = [str(x) for x in history][-self.config.max_history :]
+                    history = [str(x) for x in history]
+                    window = history[-self.config.max_history :]
+                    # with exclude_history none of the history is inserted, else none of what the model read of it
+                    banned = set(history) if exclude is not None else set(window)
                     ranked = self.new_item_index.rank(
-                        codes[self.item_tokenizer.index_of(history)], list(scored), slots + k, exclude=set(history)
+                        codes[self.item_tokenizer.index_of(window)], list(scored), slots + k, exclude=banned
                     )
                     candidates = [(item, scored.get(item, float("nan"))) for item in ranked]
                     row[:] = insert_new_items(row, candidates, new_items, k, slots)

@@ -85,6 +85,9 @@ def test_bad_exclusions_fail_clearly(tiny_model, item_tokenizer):
     input_ids, mask = _batch(item_tokenizer, [["item1"], ["item2"]])
     with pytest.raises(ValueError, match="one list of item rows per history"):
         generate_items(tiny_model, item_tokenizer, input_ids, mask, num_beams=5, k=5, exclude_items=[[1]])
+    with pytest.raises(ValueError, match="excludes every item"):
+        every = list(range(item_tokenizer.num_items))
+        generate_items(tiny_model, item_tokenizer, input_ids, mask, num_beams=5, k=5, exclude_items=[[1], every])
     with pytest.raises(ValueError, match="must lie in"):
         generate_items(tiny_model, item_tokenizer, input_ids, mask, num_beams=5, k=5, exclude_items=[[1], [99]])
 
