@@ -364,7 +364,7 @@ class GenerativeRecommender:
                     k=min(num_beams, len(new_index)),
                     method=method,
                     index=new_index,
-                    exclude_items=exclude,
+                    exclude_items=self._new_item_exclusions(exclude),
                 )
                 codes = self.item_tokenizer.semantic_ids.codes
                 for row, history, row_idx, row_scores in zip(rows, chunk, new_indices.tolist(), new_scores.tolist()):
@@ -380,6 +380,14 @@ class GenerativeRecommender:
                     row[:] = insert_new_items(row, candidates, new_items, k, slots)
             results.extend(rows)
         return results
+
+    def _new_item_exclusions(self, exclude: list[list[int]] | None) -> list[list[int]] | None:
+        """``exclude`` for the search over the new items alone: a history holding every new item excludes nothing
+        there (that search would have nothing left); none of its items is inserted anyway."""
+        if exclude is None:
+            return None
+        new_rows = set(self.item_tokenizer.index_of(self.catalog.new_items).tolist())
+        return [[] if new_rows <= set(rows) else rows for rows in exclude]
 
     def save_pretrained(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> None:
         """Write the bundle: model (safetensors), tokenizer, item map, quantiser, ``genrec_config.json``, model card."""

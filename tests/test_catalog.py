@@ -148,11 +148,20 @@ def test_removed_items_are_never_generated(rec, seed):
     rec.remove_items(removed)
     alive = rec.item_ids
     histories = [list(rng.choice(alive, size=int(rng.integers(1, 5)))) for _ in range(8)]
+    # one history longer than the model reads: exclude_history keeps out its oldest items too
+    first = list(rng.choice(alive, size=4, replace=False))
+    histories.append(first[:3] + [first[3]] * rec.config.max_history)
     method = ("fast", "vectorised", "reference")[seed % 3]
     for slots in (0, 2):
-        for row in rec.recommend(histories, k=8, num_beams=10, method=method, new_item_slots=slots):
-            assert len(row) == 8
-            assert not {item for item, _ in row} & set(removed)
+        for exclude in (False, True):
+            ranked = rec.recommend(
+                histories, k=8, num_beams=10, method=method, new_item_slots=slots, exclude_history=exclude
+            )
+            for row, history in zip(ranked, histories):
+                assert len(row) == 8
+                assert not {item for item, _ in row} & set(removed)
+                if exclude:  # neither the search nor the cold-start insertion returns a history item
+                    assert not {item for item, _ in row} & set(history)
     with pytest.raises(ValueError, match="Unknown item id"):
         rec.recommend([[removed[0]]])
 
