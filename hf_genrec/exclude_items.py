@@ -86,16 +86,25 @@ class ExcludeItemsLogitsProcessor(LogitsProcessor):
         self.closed = closed
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        banned = self.banned_mask(input_ids, scores.shape[-1])
+        if banned is None:
+            return scores
+        return scores.masked_fill(banned.to(scores.device), float("-inf"))
+
+    def banned_mask(self, input_ids: torch.LongTensor, vocab_size: int) -> torch.Tensor | None:
+        """Bool ``[rows, vocab_size]``: the tokens each row of ``input_ids`` (a prefix, decoder start included) may
+        not take next; `None` once past the longest spelling. Also what a training loss masks (see
+        `trie_cross_entropy`)."""
         step = input_ids.shape[1] - self.decoder_start_length
         if step >= self.token.shape[-1] or self.batch == 0:
-            return scores
+            return None
         rows = input_ids.shape[0]
         if rows % self.batch:
             raise ValueError(
                 f"{rows} beam rows do not split into the {self.batch} histories whose excluded items were given: build "
                 "the processor with one list of excluded items per history of the batch."
             )
-        device = scores.device
+        device = input_ids.device
         if self.index.keys.device != device:
             self.index.to(device)
         beams = rows // self.batch
@@ -106,8 +115,37 @@ class ExcludeItemsLogitsProcessor(LogitsProcessor):
         parent = self.parent[..., step].to(device)  # [batch, H]
         closed = self.closed[..., step].to(device)
         match = (node.view(self.batch, beams, 1) == parent[:, None, :]) & closed[:, None, :]  # [batch, beams, H]
-        vocab = scores.shape[-1]
-        token = torch.where(match, self.token[..., step].to(device)[:, None, :], vocab)
-        banned = torch.zeros(self.batch, beams, vocab + 1, dtype=torch.bool, device=device)
-        banned.scatter_(2, token, True)
-        return scores.masked_fill(banned[..., :vocab].reshape(rows, vocab), float("-inf"))
+        token = torch.where(match, self.token[..., step].to(device)[:, None, :], vocab_size)
+        banned = torch.zeros(self.batch, beams, vocab_size + 1, dtype=torch.bool, device=device)
+        banned.scatter_(2, token.clamp(max=vocab_size), True)
+        return banned[..., :vocab_size].reshape(rows, vocab_size)
+
+
+def history_excluded_tokens(
+    index: TrieIndex, spellings: torch.Tensor, excluded: Sequence[Sequence[int]], labels: torch.Tensor
+) -> torch.Tensor:
+    """Bool ``[N, width, vocab_size]``: at each step of each label spelling (teacher forcing), the tokens that lead
+    only into items of that target's ``excluded`` list, the tokens `ExcludeItemsLogitsProcessor` masks at ranking.
+
+    A training loss that masks them too (``exclude_history_in_loss``) trains the distribution the search ranks
+    with, as `trie_cross_entropy` does for the trie. The label's own token is never masked (a target repeated from
+    its history keeps a finite loss).
+
+    Args:
+        index (`TrieIndex`): the item trie.
+        spellings (`torch.Tensor`): ``[n_items, max_length]`` every item's spelling, ``-1`` after its EOS.
+        excluded (`Sequence[Sequence[int]]`): for each label row, the item rows to keep out.
+        labels (`torch.Tensor`): ``[N, width]`` the target spellings, ``-100`` after them.
+    """
+    if len(excluded) != labels.shape[0]:
+        raise ValueError(
+            f"{len(excluded)} lists of excluded items for {labels.shape[0]} label rows; give one per row."
+        )
+    processor = ExcludeItemsLogitsProcessor(index, spellings, excluded, decoder_start_length=0)
+    mask = torch.zeros(*labels.shape, index.vocab_size, dtype=torch.bool, device=labels.device)
+    for step in range(min(labels.shape[1], processor.token.shape[-1])):
+        banned = processor.banned_mask(labels[:, :step], index.vocab_size)
+        if banned is not None:
+            mask[:, step] = banned
+    mask.scatter_(-1, labels.clamp(min=0)[..., None], False)
+    return mask

@@ -21,7 +21,8 @@ from transformers.trainer_utils import get_last_checkpoint
 from .callbacks import TimeBudgetCallback, read_spent_seconds
 from .configuration import GenRecConfig
 from .data.collator import GenRecCollator
-from .decoding import build_trie_index, generate_items
+from .decoding import build_trie_index, generate_items, item_spellings
+from .exclude_items import history_excluded_tokens
 from .hub import PUSH_IGNORE_PATTERNS
 from .metrics import make_compute_metrics
 from .model_card import GenRecCardData, ModelCardCallback, build_model_card, non_default_arguments
@@ -97,6 +98,14 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
             "for data where a user meets an item once (reviews, ratings); saved bundles' recommend does the same."
         },
     )
+    exclude_history_in_loss: bool = field(
+        default=False,
+        metadata={
+            "help": "With constrained_loss: leave the items of each target's history out of its training softmax too, "
+            "as exclude_history leaves them out of the ranking, so the model is trained on the distribution it is "
+            "ranked with."
+        },
+    )
     predict_with_generate: bool = field(
         default=True, metadata={"help": "Rank items with constrained beam search at evaluation (else loss only)."}
     )
@@ -106,6 +115,10 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
         if self.decoding_method not in ("auto", "fast", "vectorised", "reference"):
             raise ValueError(
                 f"decoding_method must be auto, fast, vectorised or reference, got {self.decoding_method!r}."
+            )
+        if self.exclude_history_in_loss and not self.constrained_loss:
+            raise ValueError(
+                "exclude_history_in_loss masks history items in the trie-normalised loss: it needs constrained_loss=True."
             )
         if self.num_beams < max(self.eval_ks):
             raise ValueError(
@@ -205,8 +218,36 @@ class GenRecTrainer(Seq2SeqTrainer):
             inputs = {**inputs, "labels": blocks.reshape(labels.shape[0], -1)}
         outputs = model(**inputs)
         logits = outputs.logits.reshape(-1, width, outputs.logits.shape[-1])
-        loss = trie_cross_entropy(logits, blocks, self.trie_index) * scale
+        banned = None
+        if getattr(self.args, "exclude_history_in_loss", False):
+            excluded = self._target_histories(inputs["input_ids"], inputs.get("target_ends"), len(blocks))
+            banned = history_excluded_tokens(self.trie_index, self._spellings, excluded, blocks)
+        loss = trie_cross_entropy(logits, blocks, self.trie_index, banned=banned) * scale
         return (loss, outputs) if return_outputs else loss
+
+    @functools.cached_property
+    def _spellings(self) -> torch.Tensor:
+        return torch.from_numpy(item_spellings(self.item_tokenizer))
+
+    def _target_histories(
+        self, input_ids: torch.Tensor, target_ends: torch.Tensor | None, n_targets: int
+    ) -> list[list[int]]:
+        """The item rows each training target reads, one list per label spelling: for packed rows the items of its
+        row's window up to its ``target_ends`` (padding targets read one token, and have no loss)."""
+        histories = self._history_items(input_ids)
+        if target_ends is None:
+            return histories
+        tokenizer = self.item_tokenizer
+        out = []
+        for rows, ends in zip(histories, target_ends.tolist()):
+            if tokenizer.is_variable_length:
+                item_ends = np.cumsum(tokenizer.item_lengths[rows]) if rows else np.zeros(0, dtype=np.int64)
+            else:
+                item_ends = (tokenizer.id_length - 1) * np.arange(1, len(rows) + 1)
+            out.extend(rows[: int(np.searchsorted(item_ends, end, side="right"))] for end in ends)
+        if len(out) != n_targets:
+            raise ValueError(f"{len(out)} target histories for {n_targets} label spellings.")
+        return out
 
     def _eos_is_forced(self, blocks: torch.Tensor) -> bool:
         """Whether the last column of these label spellings ``[N, width]`` holds only EOS (or -100) that follows a

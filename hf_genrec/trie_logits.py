@@ -193,7 +193,9 @@ class TrieLogitsProcessor(LogitsProcessor):
         return scores.masked_fill(~allowed, float("-inf"))
 
 
-def trie_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, index: TrieIndex) -> torch.Tensor:
+def trie_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, index: TrieIndex, banned: torch.Tensor | None = None
+) -> torch.Tensor:
     """Cross-entropy of item spellings with the softmax of each step taken over the tokens the trie allows there.
 
     The constrained beam search only ever compares tokens that continue a real item, so a model trained this way
@@ -204,6 +206,8 @@ def trie_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, index: TrieIn
         logits: ``[N, width, vocab]`` decoder logits, one row per target spelling.
         labels: ``[N, width]`` the spellings (EOS included), ``-100`` after them.
         index: the item trie.
+        banned: optional bool ``[N, width, index.vocab_size]``, tokens to leave out of each step's softmax as well
+            (e.g. `hf_genrec.exclude_items.history_excluded_tokens`, the items ``exclude_history`` keeps out).
 
     Returns:
         The mean over the non-ignored label tokens.
@@ -213,6 +217,10 @@ def trie_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, index: TrieIn
     if index.keys.device != labels.device:
         index.to(labels.device)
     allowed = torch.stack([index.allowed_mask(labels[:, :step]) for step in range(labels.shape[1])], dim=1)
+    if banned is not None:
+        if banned.shape != allowed.shape:
+            raise ValueError(f"banned {tuple(banned.shape)} must be [N, width, vocab] like {tuple(allowed.shape)}.")
+        allowed &= ~banned
     extra = logits.shape[-1] - allowed.shape[-1]
     if extra < 0:
         raise ValueError(f"The model scores {logits.shape[-1]} tokens but the trie indexes {allowed.shape[-1]}.")

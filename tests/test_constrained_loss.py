@@ -1,6 +1,7 @@
 """The trie-normalised loss and the renormalised ranking that goes with it."""
 
 import datasets
+import numpy as np
 import pytest
 import torch
 
@@ -133,3 +134,109 @@ def test_skipping_the_forced_eos_position_keeps_loss_and_gradients(tmp_path, cau
         torch.testing.assert_close(skipped_grads[name], grad, msg=name)
     # a column that is not all EOS is kept, as are variable-length spellings
     assert not trainer._eos_is_forced(batch["labels"].reshape(-1, width)[:, :-1])
+
+
+def _brute_force_loss(logits, spellings, histories, catalogue):
+    """Trie-normalised cross-entropy where each step's softmax also leaves out every token all of whose items are
+    in the target's history (the label's own token excepted), computed item by item."""
+    losses = []
+    for row, spelling, history in zip(logits, spellings, histories):
+        banned_items = {tuple(catalogue[i]) for i in history}
+        for step, token in enumerate(spelling):
+            if token == -100:
+                continue
+            prefix = spelling[:step]
+            below = [s for s in catalogue if s[:step] == prefix]
+            allowed = sorted(
+                t
+                for t in {s[step] for s in below}
+                if t == token or any(tuple(s) not in banned_items for s in below if s[step] == t)
+            )
+            allowed = torch.tensor(allowed)
+            log_probs = torch.log_softmax(row[step, allowed], dim=-1)
+            losses.append(-log_probs[(allowed == token).nonzero()[0, 0]])
+    return torch.stack(losses).mean()
+
+
+@pytest.mark.parametrize("variable", [False, True])
+def test_history_excluded_loss_leaves_each_targets_history_items_out(variable):
+    from hf_genrec.decoding import item_spellings
+    from hf_genrec.exclude_items import history_excluded_tokens
+    from hf_genrec.semantic_ids import from_codes
+
+    from .conftest import random_codes
+
+    # a small code space, so that histories close whole prefixes and not only leaves
+    codes = random_codes(np.random.default_rng(1), 30, 4, 3, variable=variable)
+    tokenizer = ItemTokenizer(
+        minimal_t5_tokenizer(), from_codes(codes, [str(i) for i in range(len(codes))], codebook_sizes=[3] * 4)
+    )
+    catalogue = tokenizer.spellings()
+    index = build_trie_index(tokenizer)
+    width = max(map(len, catalogue))
+    targets = [0, 5, 9, 14, 21]
+
+    # the other items under the target's first code or first two codes (closing whole prefixes), none, a few
+    def sharing(item, depth):
+        return [i for i, s in enumerate(catalogue) if i != item and s[:depth] == catalogue[item][:depth]]
+
+    histories = [sharing(0, 1), [], sharing(9, 2) + [1, 2], [9, 14, 3], list(range(22, 30))]
+    labels = torch.full((len(targets), width), -100)
+    for row, item in enumerate(targets):
+        labels[row, : len(catalogue[item])] = torch.tensor(catalogue[item])
+    torch.manual_seed(0)
+    logits = torch.randn(len(targets), width, len(tokenizer))
+    banned = history_excluded_tokens(index, torch.from_numpy(item_spellings(tokenizer)), histories, labels)
+    assert banned.any()  # the histories do close some prefixes
+    loss = trie_cross_entropy(logits, labels, index, banned=banned)
+    expected = _brute_force_loss(logits, labels.tolist(), histories, catalogue)
+    torch.testing.assert_close(loss, expected)
+    assert loss < trie_cross_entropy(logits, labels, index)
+    # a target that is in its own history keeps its token (and a finite loss)
+    repeated = history_excluded_tokens(index, torch.from_numpy(item_spellings(tokenizer)), [[0]], labels[:1])
+    assert torch.isfinite(trie_cross_entropy(logits[:1], labels[:1], index, banned=repeated))
+    with pytest.raises(ValueError, match="one per row"):
+        history_excluded_tokens(index, torch.from_numpy(item_spellings(tokenizer)), histories[:2], labels)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_trainer_masks_the_history_each_target_reads(tmp_path, causal):
+    """The trainer's loss with ``exclude_history_in_loss`` equals the brute-force loss over each target's own
+    history: for packed rows, the window items before that target."""
+    tokenizer = ItemTokenizer(minimal_t5_tokenizer(), make_semantic_ids(codebook_size=2), history_eos=not causal)
+    sequences = cyclic_sequences(40, 6, 9)
+    if causal:
+        rows = tokenize_sequences(sequences, tokenizer, max_history=5)
+    else:
+        examples = {"history": [s[:-1] for s in sequences], "target": [s[-1] for s in sequences]}
+        rows = tokenize_examples(datasets.Dataset.from_dict(examples), tokenizer)
+    model = build_t5_model(
+        tokenizer, seed=0, causal_encoder=causal, item_positions=causal, recency_embeddings=causal, **TINY_T5
+    )
+    args = tiny_training_args(tmp_path, constrained_loss=True, exclude_history_in_loss=True)
+    trainer = GenRecTrainer(model=model, args=args, item_tokenizer=tokenizer)
+    batch = trainer.data_collator([rows[i] for i in range(len(rows))])
+    width = tokenizer.id_length
+    labels = batch["labels"].reshape(-1, width)
+    expected_histories = trainer._target_histories(batch["input_ids"], batch.get("target_ends"), len(labels))
+    # each target's history, worked out from the rows themselves
+    if causal:
+        manual = []
+        for row in rows:
+            items = tokenizer.decode_history(row["input_ids"])
+            manual += [items[: end // (width - 1)] for end in row["target_ends"]]
+            manual += [None] * (batch["target_ends"].shape[1] - len(row["target_ends"]))
+    else:
+        manual = [tokenizer.index_of(s[:-1]).tolist() for s in sequences]
+    assert [h for h, m in zip(expected_histories, manual) if m is not None] == [m for m in manual if m is not None]
+    loss = trainer.compute_loss(model, batch)
+    logits = model(**batch).logits.reshape(-1, width, len(tokenizer))
+    real = (labels != -100).any(-1)
+    expected = _brute_force_loss(
+        logits[real], labels[real].tolist(), [h for h, r in zip(expected_histories, real) if r],
+        tokenizer.spellings(),
+    )  # fmt: skip
+    torch.testing.assert_close(loss, expected)
+    assert loss < trie_cross_entropy(logits, labels, trainer.trie_index)  # some history items were left out
+    with pytest.raises(ValueError, match="needs constrained_loss"):
+        tiny_training_args(tmp_path, exclude_history_in_loss=True)
