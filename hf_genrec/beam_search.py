@@ -133,6 +133,7 @@ def shared_beam_search(
     early_stopping: bool | str = "never",
     renormalize: bool = False,
     synced_gpus: bool = False,
+    score_processor: LogitsProcessor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Beam search with cross-attention shared by the beams of each history.
 
@@ -141,6 +142,9 @@ def shared_beam_search(
 
     ``renormalize=True`` takes the log-softmax again after the logits processor, as ``generate`` does with
     ``renormalize_logits=True`` (for models trained with the trie-normalised loss).
+
+    ``score_processor`` runs after that, on the normalised log-probabilities: for bonuses that must not be
+    normalised away (`hf_genrec.transitions.TransitionFusionLogitsProcessor`).
 
     Returns:
         `(sequences, scores)`: ``[batch * num_return_sequences, 1 + steps]`` token ids (decoder start first) and
@@ -189,6 +193,8 @@ def shared_beam_search(
             log_probs = logits_processor(start, F.log_softmax(logits.float(), dim=-1))
             if renormalize:
                 log_probs = F.log_softmax(log_probs, dim=-1)
+            if score_processor is not None:
+                log_probs = score_processor(start, log_probs)
             log_probs = log_probs[:, None, :].expand(batch, num_beams, -1)
         else:
             flat = running[:, :, :cur_len].reshape(batch * num_beams, cur_len)
@@ -196,6 +202,8 @@ def shared_beam_search(
             log_probs = logits_processor(flat, F.log_softmax(logits.float(), dim=-1))
             if renormalize:
                 log_probs = F.log_softmax(log_probs, dim=-1)
+            if score_processor is not None:
+                log_probs = score_processor(flat, log_probs)
             log_probs = log_probs.view(batch, num_beams, -1)
         vocab = log_probs.shape[-1]
         accumulated = (log_probs + running_scores[:, :, None]).reshape(batch, -1)

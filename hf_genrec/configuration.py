@@ -30,6 +30,11 @@ class GenRecConfig:
             training (the cold-start mode; 0 turns it off).
         exclude_history (`bool`, defaults to `False`): `recommend` never returns an item of the history it is
             given (for data where a user meets an item once, such as reviews or ratings).
+        transition_weight (`float`, defaults to 0.0): weight of the successor prior fused into the beam search
+            (`hf_genrec.transitions`): each item gains ``transition_weight * log(1 + P(item | last item) /
+            transition_smoothing)``. 0 turns it off; it needs the bundle's ``transitions.safetensors``.
+        transition_smoothing (`float`, defaults to 0.01): the successor probability at which the bonus is
+            ``transition_weight * log 2``.
     """
 
     id_scheme: str = "rqkmeans"
@@ -39,6 +44,8 @@ class GenRecConfig:
     dataset: str | None = None
     new_item_slots: int = 0
     exclude_history: bool = False
+    transition_weight: float = 0.0
+    transition_smoothing: float = 0.01
     extra: dict = field(default_factory=dict)
     library_version: str = ""
 

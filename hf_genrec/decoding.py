@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from transformers import LogitsProcessorList, PreTrainedModel
+from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
 
 from .beam_search import shared_beam_search, supports_shared_beam_search
 from .constraints import ItemTrie, prefix_allowed_tokens_fn
@@ -68,6 +68,13 @@ def item_spellings(item_tokenizer: ItemTokenizer) -> np.ndarray:
     return np.where(np.arange(table.shape[1])[None, :] < lengths[:, None], table, -1)
 
 
+class _LogSoftmax(LogitsProcessor):
+    """Normalise scores over the tokens left, as ``renormalize_logits=True`` does at the end of ``generate``."""
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        return torch.log_softmax(scores, dim=-1)
+
+
 @torch.no_grad()
 def generate_items(
     model: PreTrainedModel,
@@ -82,6 +89,7 @@ def generate_items(
     trie: ItemTrie | None = None,
     synced_gpus: bool | None = None,
     exclude_items: Sequence[Sequence[int]] | None = None,
+    fusion: LogitsProcessor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` items for each encoded history by trie-constrained beam search.
 
@@ -96,6 +104,9 @@ def generate_items(
         exclude_items: for each history, item rows the search must not return (e.g. the history's own items, see
             `ItemTokenizer.decode_history`), banned inside the search (`ExcludeItemsLogitsProcessor`), so each
             history still gets ``k`` items while the catalogue has that many left.
+        fusion: a processor that adds a bonus to the normalised, constrained log-probabilities, applied after
+            everything else on every path (e.g. `hf_genrec.transitions.TransitionFusionLogitsProcessor`); the
+            returned scores then include it.
 
     Returns:
         `(indices, scores)`, both ``[batch, k]``: item row indices best first (``-1`` where beam search ran out of
@@ -125,6 +136,13 @@ def generate_items(
             )
         spellings = torch.from_numpy(item_spellings(item_tokenizer))
         extra.append(ExcludeItemsLogitsProcessor(index, spellings, exclude_items))
+    renormalize = bool(getattr(model.generation_config, "renormalize_logits", False))
+    overrides = {}
+    if fusion is not None and method != "fast":
+        # generate normalises after every custom processor, which would undo the bonus: normalise before it here
+        extra += [_LogSoftmax()] if renormalize else []
+        extra.append(fusion)
+        overrides["renormalize_logits"] = False
     was_training = model.training
     model.eval()
     try:
@@ -142,8 +160,9 @@ def generate_items(
                 decoder_start_token_id=start_id,
                 eos_token_id=item_tokenizer.eos_token_id,
                 pad_token_id=item_tokenizer.pad_token_id,
-                renormalize=bool(getattr(model.generation_config, "renormalize_logits", False)),
+                renormalize=renormalize,
                 synced_gpus=synced_gpus,
+                score_processor=fusion,
             )
         else:
             if method == "vectorised":
@@ -167,6 +186,7 @@ def generate_items(
                 output_scores=True,
                 synced_gpus=synced_gpus,
                 **constraint,
+                **overrides,
             )
             sequences, scores = out.sequences, out.sequences_scores
     finally:

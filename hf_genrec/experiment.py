@@ -34,13 +34,14 @@ from .semantic_ids import (
 )
 from .tokenization import ItemTokenizer, minimal_t5_tokenizer
 from .trainer import GenRecTrainer, GenRecTrainingArguments
+from .transitions import ItemTransitions
 
 logger = logging.getLogger(__name__)
 
 PROTOCOL = (
     "leave-one-out per user (last item = test, second-to-last = validation); training on {train_prefixes}; "
     "history capped at {max_history} items; full ranking over all {n_items} items by trie-constrained beam search "
-    "({num_beams} beams){excluded}; metrics averaged over {test_users}"
+    "({num_beams} beams){excluded}{fused}; metrics averaged over {test_users}"
 )
 ID_SCHEMES = ("rqvae", "rqkmeans", "hierarchical", "title", "random", "atomic")
 #: schemes that read item features (the others read titles, or nothing)
@@ -259,6 +260,8 @@ def build_model_and_config(
         max_history=data_args.max_history,
         dataset=data_args.dataset,
         exclude_history=training_args.exclude_history,
+        transition_weight=training_args.transition_weight,
+        transition_smoothing=training_args.transition_smoothing,
     )
     return model, genrec_config
 
@@ -358,6 +361,11 @@ def run_experiment(
         validation = validation.shuffle(seed=training_args.seed).select(range(data_args.max_eval_users))
 
     model, genrec_config = build_model_and_config(item_tokenizer, data_args, id_args, model_args, training_args)
+    # successor counts of the training part only, saved in every bundle (ranking fuses them with transition_weight)
+    transitions = ItemTransitions.fit(
+        [item_tokenizer.index_of(s).tolist() for s in training_part(data.sequences["item_ids"][:])],
+        item_tokenizer.num_items,
+    )
     evaluated: dict = {}  # the last evaluation's target ranks, for Recall@K at every K
     trainer = GenRecTrainer(
         model=model,
@@ -368,6 +376,7 @@ def run_experiment(
         compute_metrics=make_compute_metrics(training_args.eval_ks, record=evaluated),
         genrec_config=genrec_config,
         quantizer=quantizer,
+        transitions=transitions,
     )
     start = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=checkpoint or None)
@@ -404,6 +413,12 @@ def run_experiment(
             n_items=data.num_items,
             num_beams=training_args.num_beams,
             excluded=", never an item of the history read (exclude_history)" if training_args.exclude_history else "",
+            fused=(
+                f", with the training sequences' successor prior fused in (transition_weight "
+                f"{training_args.transition_weight}, transition_smoothing {training_args.transition_smoothing})"
+                if training_args.transition_weight
+                else ""
+            ),
             test_users=(
                 f"all {len(test_targets)} test users"
                 if len(test_targets) == len(examples["test"])

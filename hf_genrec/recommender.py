@@ -23,12 +23,13 @@ from .catalog import (
 from .collaborative import fold_in_features
 from .configuration import GenRecConfig
 from .data.collator import GenRecCollator
-from .decoding import build_trie_index, generate_items
+from .decoding import build_trie_index, generate_items, item_spellings
 from .hub import check_bundle, push_folder, resolve_bundle
 from .model_card import GenRecCardData, build_model_card
 from .saving import staged_directory
 from .semantic_ids import ItemIDScheme, load_quantizer
 from .tokenization import ItemTokenizer
+from .transitions import TRANSITIONS_NAME, ItemTransitions, TransitionFusionLogitsProcessor
 from .trie_logits import TrieIndex
 
 QUANTIZER_DIR = "quantizer"
@@ -47,6 +48,8 @@ class GenerativeRecommender:
             given IDs the same way.
         card_data (`GenRecCardData`, *optional*): metrics and training facts for the model card.
         catalog (`CatalogLog`, *optional*): items added and retired since training (``catalog.json``).
+        transitions (`ItemTransitions`, *optional*): successor counts of the training sequences, for the fused
+            prior of ``config.transition_weight`` (``transitions.safetensors``).
 
     Example:
     ```python
@@ -64,8 +67,10 @@ class GenerativeRecommender:
         quantizer: ItemIDScheme | None = None,
         card_data: GenRecCardData | None = None,
         catalog: CatalogLog | None = None,
+        transitions: ItemTransitions | None = None,
     ):
         self.model = model.eval()
+        self.transitions = transitions
         self.item_tokenizer = item_tokenizer
         self.config = config or GenRecConfig()
         self.quantizer = quantizer
@@ -277,6 +282,7 @@ class GenerativeRecommender:
         method: str = "auto",
         new_item_slots: int | None = None,
         exclude_history: bool | None = None,
+        transition_weight: float | None = None,
     ) -> list[list[tuple[str, float]]]:
         """Top-``k`` items for each history (item ids, oldest first), with their log-probabilities, best first.
 
@@ -296,6 +302,11 @@ class GenerativeRecommender:
         ``exclude_history`` (default ``config.exclude_history``) keeps every item of each given history (all of
         it, not only the ``max_history`` items the model reads) out of the results: they are banned inside the
         beam search, so each history still gets ``k`` items.
+
+        ``transition_weight`` (default ``config.transition_weight``, 0: off) fuses the successor prior of the
+        training sequences into the search (`hf_genrec.transitions`): items that followed the history's last item
+        gain ``transition_weight * log(1 + P(item | last item) / config.transition_smoothing)``, which the returned
+        scores then include.
         """
         if isinstance(histories, str) or (len(histories) > 0 and isinstance(histories[0], str)):
             raise TypeError(
@@ -318,6 +329,15 @@ class GenerativeRecommender:
         slots = min(self.config.new_item_slots, k) if new_item_slots is None else new_item_slots
         if isinstance(slots, bool) or not isinstance(slots, int) or not 0 <= slots <= k:
             raise ValueError(f"new_item_slots must be an int in [0, k={k}], got {slots!r}.")
+        weight = self.config.transition_weight if transition_weight is None else float(transition_weight)
+        if weight < 0:
+            raise ValueError(f"transition_weight must be >= 0, got {weight}.")
+        if weight and self.transitions is None:
+            raise ValueError(
+                "transition_weight needs the item transitions of the training sequences, and this recommender has "
+                "none: fit them with ItemTransitions.fit(training sequences as item rows, num_items) and set "
+                "`recommender.transitions`, or pass transition_weight=0."
+            )
         new_index = self.new_item_trie_index if slots else None
         new_items = set(self.catalog.new_items) if new_index is not None else set()
         results: list[list[tuple[str, float]]] = []
@@ -348,6 +368,7 @@ class GenerativeRecommender:
                 method=method,
                 index=self.trie_index,
                 exclude_items=exclude,
+                fusion=self._fusion(chunk, weight),
             )
             item_ids = self.item_tokenizer.item_ids
             rows = [
@@ -381,6 +402,20 @@ class GenerativeRecommender:
             results.extend(rows)
         return results
 
+    def _fusion(self, histories: Sequence[Sequence[str]], weight: float) -> TransitionFusionLogitsProcessor | None:
+        """The successor prior of each history's last item, for ``transition_weight``."""
+        if not weight:
+            return None
+        last = [self.item_tokenizer.index_of([str(h[-1])])[0] if len(h) else -1 for h in histories]
+        return TransitionFusionLogitsProcessor(
+            self.trie_index,
+            torch.from_numpy(item_spellings(self.item_tokenizer)),
+            self.transitions,
+            last,
+            weight=weight,
+            smoothing=self.config.transition_smoothing,
+        )
+
     def _new_item_exclusions(self, exclude: list[list[int]] | None) -> list[list[int]] | None:
         """``exclude`` for the search over the new items alone: a history holding every new item excludes nothing
         there (that search would have nothing left); none of its items is inserted anyway."""
@@ -399,6 +434,8 @@ class GenerativeRecommender:
             self.config.save_pretrained(staging)
             if self.quantizer is not None:
                 self.quantizer.save_pretrained(staging / QUANTIZER_DIR)
+            if self.transitions is not None:
+                self.transitions.save_pretrained(staging)
             if not self.catalog.is_empty():
                 self.catalog.save(staging)
             card = build_model_card(self.item_tokenizer, self.config, self.card_data, repo_id=repo_id)
@@ -472,9 +509,17 @@ class GenerativeRecommender:
                 "runs."
             )
         quantizer = load_quantizer(folder / QUANTIZER_DIR) if (folder / QUANTIZER_DIR).is_dir() else None
+        transitions = ItemTransitions.from_pretrained(folder) if (folder / TRANSITIONS_NAME).is_file() else None
         if device is not None:
             model.to(device)
-        return cls(model, item_tokenizer, config, quantizer=quantizer, catalog=CatalogLog.load(folder))
+        return cls(
+            model,
+            item_tokenizer,
+            config,
+            quantizer=quantizer,
+            catalog=CatalogLog.load(folder),
+            transitions=transitions,
+        )
 
 
 def insert_new_items(

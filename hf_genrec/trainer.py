@@ -31,6 +31,7 @@ from .saving import CheckpointError, check_checkpoint, last_complete_checkpoint,
 from .schedules import BUDGET_SCHEDULES, time_budget_schedule
 from .semantic_ids import ItemIDScheme
 from .tokenization import ItemTokenizer
+from .transitions import ItemTransitions, TransitionFusionLogitsProcessor
 from .trie_logits import TrieIndex, trie_cross_entropy
 
 
@@ -106,6 +107,17 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
             "ranked with."
         },
     )
+    transition_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Fuse the successor prior of the training sequences into the ranking's beam search "
+            "(hf_genrec.transitions): an item gains transition_weight * log(1 + P(item | last item) / "
+            "transition_smoothing). 0 turns it off."
+        },
+    )
+    transition_smoothing: float = field(
+        default=0.01, metadata={"help": "Successor probability at which the fused bonus is transition_weight * log 2."}
+    )
     predict_with_generate: bool = field(
         default=True, metadata={"help": "Rank items with constrained beam search at evaluation (else loss only)."}
     )
@@ -119,6 +131,11 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
         if self.exclude_history_in_loss and not self.constrained_loss:
             raise ValueError(
                 "exclude_history_in_loss masks history items in the trie-normalised loss: it needs constrained_loss=True."
+            )
+        if self.transition_weight < 0 or self.transition_smoothing <= 0:
+            raise ValueError(
+                f"transition_weight must be >= 0 and transition_smoothing > 0, got {self.transition_weight} and "
+                f"{self.transition_smoothing}."
             )
         if self.num_beams < max(self.eval_ks):
             raise ValueError(
@@ -140,6 +157,8 @@ class GenRecTrainer(Seq2SeqTrainer):
         quantizer (`ItemIDScheme`, *optional*): the fitted ID scheme, saved as ``quantizer/`` in every bundle so new
             items can be encoded later.
         card_data (`GenRecCardData`, *optional*): model-card facts; test metrics and the log are added as they come.
+        transitions (`ItemTransitions`, *optional*): successor counts of the training sequences, fused into the
+            ranking with ``args.transition_weight`` and saved in every bundle (``transitions.safetensors``).
         Other arguments are those of `Seq2SeqTrainer`. Every saved folder (checkpoints included) is a complete
         bundle with a model card; ``push_to_hub=True`` pushes it, never Trainer's pickled states.
     """
@@ -154,13 +173,20 @@ class GenRecTrainer(Seq2SeqTrainer):
         genrec_config: GenRecConfig | None = None,
         quantizer: ItemIDScheme | None = None,
         card_data: GenRecCardData | None = None,
+        transitions: ItemTransitions | None = None,
         **kwargs: Any,
     ):
         if item_tokenizer is None:
             raise ValueError("GenRecTrainer needs `item_tokenizer=` (an ItemTokenizer) to decode and rank items.")
         if args is None:
             raise ValueError("GenRecTrainer needs `args=GenRecTrainingArguments(output_dir=...)`.")
+        if getattr(args, "transition_weight", 0.0) and transitions is None:
+            raise ValueError(
+                "transition_weight > 0 fuses the successor prior into the ranking: pass `transitions=` (an "
+                "ItemTransitions fitted on the training part of the sequences, as run_experiment does)."
+            )
         self.item_tokenizer = item_tokenizer
+        self.transitions = transitions
         self.genrec_config = genrec_config or GenRecConfig(num_beams=getattr(args, "num_beams", 20))
         self.quantizer = quantizer
         self.card_data = card_data or GenRecCardData(dataset=self.genrec_config.dataset)
@@ -352,12 +378,28 @@ class GenRecTrainer(Seq2SeqTrainer):
             method=self.args.decoding_method,
             index=self.trie_index,
             exclude_items=self._history_items(inputs["input_ids"]) if self.args.exclude_history else None,
+            fusion=self._fusion(inputs["input_ids"]),
         )
         labels = None
         if "labels" in inputs:
             labels = torch.tensor(self.item_tokenizer.decode_index(inputs["labels"].tolist()), dtype=torch.long)
             labels = labels.to(inputs["input_ids"].device)
         return loss, indices.to(inputs["input_ids"].device), labels
+
+    def _fusion(self, input_ids: torch.Tensor) -> TransitionFusionLogitsProcessor | None:
+        """The successor prior of each history's last item, when ``transition_weight`` is on."""
+        weight = getattr(self.args, "transition_weight", 0.0)
+        if not weight:
+            return None
+        last = [items[-1] if items else -1 for items in self._history_items(input_ids)]
+        return TransitionFusionLogitsProcessor(
+            self.trie_index,
+            self._spellings,
+            self.transitions,
+            last,
+            weight=weight,
+            smoothing=self.args.transition_smoothing,
+        )
 
     def _history_items(self, input_ids: torch.Tensor) -> list[list[int]]:
         """The item rows of each encoded history in the batch (what ``exclude_history`` keeps out)."""
@@ -384,6 +426,8 @@ class GenRecTrainer(Seq2SeqTrainer):
         self.genrec_config.save_pretrained(output_dir)
         if self.quantizer is not None:
             self.quantizer.save_pretrained(os.path.join(output_dir, "quantizer"))
+        if self.transitions is not None:
+            self.transitions.save_pretrained(output_dir)
         self._write_model_card(output_dir)
 
     def _write_model_card(self, output_dir: str) -> None:

@@ -1,0 +1,109 @@
+"""The successor prior fused into a trained recommender's beam search: a grid of weights on validation users, the
+best one on the test users.
+
+The prior counts which item followed which in the training part of users' sequences (`ItemTransitions`), so it
+adds what a generative model recalls worst: that item B followed item A in someone else's history. This script
+ranks validation users with every (weight, smoothing) pair of the grid, picks the pair with the best validation
+NDCG@10, and ranks all test users with it and without it (weight 0), splitting the test figures by whether the
+user's (last item -> target) transition occurs in the training sequences:
+
+    python benchmarks/transition_fusion.py outputs/reproduce/amazon-beauty_genrec --data-dir ../shared/data
+
+Writes ``benchmarks/results/<dataset>_transition_fusion.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
+
+from hf_genrec import GenerativeRecommender
+from hf_genrec.baselines import training_part
+from hf_genrec.data import leave_one_out, load_interactions
+from hf_genrec.metrics import ranking_metrics
+from hf_genrec.transitions import ItemTransitions
+
+
+def floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bundle", help="A folder written by reproduce.py or `hf-genrec train`.")
+    parser.add_argument("--dataset", default="amazon-beauty")
+    parser.add_argument("--data-dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
+    parser.add_argument("--weights", type=floats, default=[0.0, 0.25, 0.5, 1.0, 2.0])
+    parser.add_argument("--smoothings", type=floats, default=[0.01, 0.1])
+    parser.add_argument("--validation-users", type=int, default=4000, help="Random validation users for the grid.")
+    parser.add_argument("--output-dir", default="benchmarks/results")
+    args = parser.parse_args()
+
+    data = load_interactions(args.dataset, args.data_dir)
+    sequences = data.sequences["item_ids"][:]
+    recommender = GenerativeRecommender.from_pretrained(args.bundle)
+    index = {item: i for i, item in enumerate(recommender.item_ids)}
+    train = training_part(sequences)
+    if recommender.transitions is None:  # a bundle from before transitions were saved: count them the same way
+        recommender.transitions = ItemTransitions.fit([[index[i] for i in s] for s in train], len(index))
+    seen = Counter((a, b) for s in train for a, b in zip(s, s[1:]))
+    examples = leave_one_out(data, max_history=recommender.config.max_history)
+
+    def rank(split, weight, smoothing, users=None):
+        histories, targets = examples[split]["history"][:], examples[split]["target"][:]
+        if users is not None:
+            histories, targets = [histories[u] for u in users], [targets[u] for u in users]
+        recommender.config.transition_smoothing = smoothing
+        start = time.perf_counter()
+        ranked = recommender.recommend(histories, k=10, batch_size=256, transition_weight=weight)
+        seconds = time.perf_counter() - start
+        predictions = np.array([[index[item] for item, _ in row] for row in ranked])
+        target_rows = np.array([index[t] for t in targets])
+        transition = np.array([seen[(h[-1], t)] > 0 for h, t in zip(histories, targets)])
+        out = {"metrics": ranking_metrics(predictions, target_rows, (5, 10)), "seconds": round(seconds, 1)}
+        for name, mask in (("transition_seen", transition), ("transition_unseen", ~transition)):
+            out[name] = {"users": int(mask.sum()), **ranking_metrics(predictions[mask], target_rows[mask], (10,))}
+        return out
+
+    n_val = len(examples["validation"])
+    users = np.random.default_rng(0).choice(n_val, size=min(args.validation_users, n_val), replace=False).tolist()
+    grid = []
+    for smoothing in args.smoothings:
+        for weight in args.weights:
+            if weight == 0 and smoothing != args.smoothings[0]:
+                continue  # weight 0 is the model alone, whatever the smoothing
+            result = rank("validation", weight, smoothing, users)
+            grid.append({"weight": weight, "smoothing": smoothing, **result})
+            print(f"validation weight {weight} smoothing {smoothing}: "
+                  f"{ {k: round(v, 4) for k, v in result['metrics'].items()} }", flush=True)  # fmt: skip
+    best = max(grid, key=lambda row: row["metrics"]["ndcg@10"])
+    test = {}
+    for weight in sorted({0.0, best["weight"]}):
+        test[str(weight)] = rank("test", weight, best["smoothing"])
+        print(f"test weight {weight} smoothing {best['smoothing']}: "
+              f"{ {k: round(v, 4) for k, v in test[str(weight)]['metrics'].items()} }", flush=True)  # fmt: skip
+    record = {
+        "dataset": args.dataset,
+        "bundle": str(args.bundle),
+        "validation_users": len(users),
+        "grid": grid,
+        "best": {"weight": best["weight"], "smoothing": best["smoothing"]},
+        "test": test,
+        "command": f"python benchmarks/transition_fusion.py {args.bundle} --dataset {args.dataset}",
+        "machine": describe_machine(),
+    }
+    out = Path(args.output_dir) / f"{args.dataset}_transition_fusion.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Which item followed which in the training sequences, and shallow fusion of that prior into the beam search.
+
+A generative recommender spells the next item's ID from what the history looks like; it is poor at recalling that
+item B followed item A in some other user's sequence. On Amazon Beauty that case holds for 8.6% of test users, and
+it is where the whole gap to SASRec lies: on those users SASRec ranks the target in its top 10 for 68% of them and
+the generative model for 37%, while on the other 91% the two are level (NDCG@10 0.0177 against 0.0174).
+
+`ItemTransitions` counts successor items (the first-order Markov chain of the training sequences) and
+`TransitionFusionLogitsProcessor` adds its log-prior to the beam search's scores, as speech recognisers fuse an
+external language model into a seq2seq decoder ("shallow fusion"): an item ``B`` after a history ending in ``A``
+scores
+
+    log p_model(B | history) + weight * log(1 + P(B | A) / smoothing)
+
+and the prior is spread over the ID's tokens through the trie (a prefix carries the successor mass of the items
+below it), so beams are steered towards the successors from the first token while each finished item's score is
+exactly the sum above. Items that never followed ``A`` get no bonus, and a history whose last item was never
+followed by anything is ranked by the model alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save_file
+from transformers import LogitsProcessor
+
+from .trie_logits import TrieIndex
+
+TRANSITIONS_NAME = "transitions.safetensors"
+
+
+class ItemTransitions:
+    """Successor counts of every item in training sequences, stored sparse (CSR): ``successors[indptr[a]:
+    indptr[a + 1]]`` are the items that directly followed item ``a``, ``counts`` how often.
+
+    Build it from the training part of each sequence only (`hf_genrec.baselines.training_part`), never from
+    validation or test items.
+
+    Args:
+        indptr (`np.ndarray`): ``[num_items + 1]`` row offsets.
+        successors (`np.ndarray`): item rows of the successors, grouped by predecessor.
+        counts (`np.ndarray`): how often each (predecessor, successor) pair occurred.
+    """
+
+    def __init__(self, indptr: np.ndarray, successors: np.ndarray, counts: np.ndarray):
+        self.indptr = np.asarray(indptr, dtype=np.int64)
+        self.successors = np.asarray(successors, dtype=np.int64)
+        self.counts = np.asarray(counts, dtype=np.float32)
+        if (
+            self.indptr.ndim != 1
+            or len(self.indptr) < 1
+            or self.indptr[0] != 0
+            or self.indptr[-1] != len(self.successors)
+        ):
+            raise ValueError("indptr must start at 0 and end at len(successors): these are not CSR transition arrays.")
+        if len(self.counts) != len(self.successors) or (np.diff(self.indptr) < 0).any():
+            raise ValueError("successors and counts must have one entry per pair, and indptr must not decrease.")
+        if len(self.successors) and (self.successors.min() < 0 or self.successors.max() >= self.num_items):
+            raise ValueError(f"Successor rows must lie in [0, {self.num_items}).")
+
+    @property
+    def num_items(self) -> int:
+        return len(self.indptr) - 1
+
+    @classmethod
+    def fit(cls, sequences: Sequence[Sequence[int]], num_items: int) -> ItemTransitions:
+        """Count every (item, next item) pair of ``sequences`` (item rows, oldest first)."""
+        pairs = [
+            np.stack([np.asarray(s[:-1], dtype=np.int64), np.asarray(s[1:], dtype=np.int64)], axis=1)
+            for s in sequences
+            if len(s) > 1
+        ]
+        pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
+        if len(pairs) and (pairs.min() < 0 or pairs.max() >= num_items):
+            raise ValueError(f"Sequences hold item rows outside [0, {num_items}); pass rows of the item table.")
+        keys, counts = np.unique(pairs[:, 0] * num_items + pairs[:, 1], return_counts=True)
+        first, second = keys // num_items, keys % num_items
+        indptr = np.zeros(num_items + 1, dtype=np.int64)
+        np.add.at(indptr, first + 1, 1)
+        return cls(np.cumsum(indptr), second, counts)
+
+    def probabilities(self, item: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(successors, P(successor | item))`` of one item row (both empty when nothing ever followed it)."""
+        if not 0 <= item < self.num_items:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        lo, hi = self.indptr[item], self.indptr[item + 1]
+        counts = self.counts[lo:hi]
+        return self.successors[lo:hi], counts / max(float(counts.sum()), 1.0)
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        Path(save_directory).mkdir(parents=True, exist_ok=True)
+        tensors = {"indptr": self.indptr, "successors": self.successors, "counts": self.counts}
+        save_file(tensors, str(Path(save_directory) / TRANSITIONS_NAME))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> ItemTransitions:
+        path = Path(directory) / TRANSITIONS_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: this bundle holds no item transitions.")
+        tensors = load_file(str(path))
+        missing = {"indptr", "successors", "counts"} - set(tensors)
+        if missing:
+            raise ValueError(f"{path} lacks {sorted(missing)}: it was not written by ItemTransitions.")
+        return cls(tensors["indptr"], tensors["successors"], tensors["counts"])
+
+
+class TransitionFusionLogitsProcessor(LogitsProcessor):
+    """Adds ``weight * log(1 + P(B | last item) / smoothing)`` to the score of every item ``B``, spread over its
+    tokens through the trie (see the module docstring).
+
+    Apply it last, to log-probabilities that are already constrained and normalised: the bonus is not a
+    probability, and normalising after it would undo it. ``generate_items(..., fusion=...)`` does this on every
+    decoding path. Rows of ``input_ids`` are ``batch * beams``, the beams of each history together.
+
+    Args:
+        index (`TrieIndex`): the item trie the search is constrained to.
+        spellings (`torch.Tensor`): ``[n_items, max_length]`` every item's spelling, ``-1`` after its EOS.
+        transitions (`ItemTransitions`): the successor counts.
+        last_items (`Sequence[int]`): the item row each history ends with (``-1``: none, no bonus).
+        weight (`float`): how much the prior counts against the model's log-probability (0 turns it off).
+        smoothing (`float`): the successor probability at which the bonus is ``weight * log 2``; smaller values
+            make rare successors count more.
+        decoder_start_length (`int`, defaults to 1): tokens at the front of ``input_ids`` that are not part of the
+            spelling (T5's decoder start token).
+    """
+
+    def __init__(
+        self,
+        index: TrieIndex,
+        spellings: torch.Tensor,
+        transitions: ItemTransitions,
+        last_items: Sequence[int],
+        weight: float,
+        smoothing: float,
+        decoder_start_length: int = 1,
+    ):
+        if weight < 0 or smoothing <= 0:
+            raise ValueError(f"weight must be >= 0 and smoothing > 0, got weight={weight}, smoothing={smoothing}.")
+        self.index = index
+        self.decoder_start_length = int(decoder_start_length)
+        self.batch = len(last_items)
+        found = [transitions.probabilities(int(item)) for item in last_items]
+        width = max((len(items) for items, _ in found), default=0)
+        items = torch.full((self.batch, max(width, 1)), -1, dtype=torch.long)
+        probs = torch.zeros((self.batch, max(width, 1)), dtype=torch.float32)
+        for b, (rows, p) in enumerate(found):
+            items[b, : len(rows)] = torch.from_numpy(rows)
+            probs[b, : len(rows)] = torch.from_numpy(np.asarray(p, dtype=np.float32))
+        device = index.keys.device
+        items, probs = items.to(device), probs.to(device)
+        valid = (items >= 0) & (items < len(spellings))
+        spelled = spellings.to(device=device, dtype=torch.long)[items.clamp(min=0, max=len(spellings) - 1)]
+        depth = spelled.shape[-1]
+        flat = spelled.view(-1, depth)
+        path = torch.stack(
+            [torch.where(flat[:, d] >= 0, index.walk(flat[:, : d + 1]), -1) for d in range(depth)], dim=-1
+        ).view(spelled.shape)
+        # a successor the trie does not hold (a removed item, one outside a sub-catalogue's trie) carries no mass
+        last = ((spelled >= 0).sum(dim=-1, keepdim=True) - 1).clamp(min=0)
+        valid &= path.gather(-1, last)[..., 0] >= 0
+        path = torch.where(valid[..., None], path, -1)
+        probs = torch.where(valid, probs, 0.0)
+        # mass[b, s, d]: the successor probability below the node successor s passes at depth d
+        history = torch.arange(self.batch, device=device)[:, None, None].expand_as(path)
+        keys = history * index.num_nodes + path.clamp(min=0)
+        _, inverse = torch.unique(keys, return_inverse=True)
+        weights = probs[..., None].expand_as(path) * (path >= 0)
+        totals = torch.zeros(int(inverse.max()) + 1 if inverse.numel() else 1, device=device)
+        totals.index_add_(0, inverse.reshape(-1), weights.reshape(-1).float())
+        mass = totals[inverse]
+        #: bonus of a node: weight * log(1 + mass / smoothing) (the root's counts as 0: a shift every item shares)
+        self.node_bonus = torch.where(path >= 0, weight * torch.log1p(mass / smoothing), 0.0)
+        self.path = path
+        self.token = spelled
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        step = input_ids.shape[1] - self.decoder_start_length
+        if step >= self.token.shape[-1] or self.batch == 0:
+            return scores
+        rows, vocab = scores.shape
+        if rows % self.batch:
+            raise ValueError(
+                f"{rows} beam rows do not split into the {self.batch} histories whose last items were given: build "
+                "the processor with one last item per history of the batch."
+            )
+        device = scores.device
+        if self.index.keys.device != device:
+            self.index.to(device)
+        beams = rows // self.batch
+        path, node_bonus = self.path.to(device), self.node_bonus.to(device)
+        if step == 0:
+            parent_bonus = torch.zeros(self.batch, beams, device=device)
+            # every successor lies below the root
+            match = (path[..., 0] >= 0)[:, None, :].expand(self.batch, beams, -1)
+        else:
+            node = self.index.walk(input_ids[:, self.decoder_start_length :]).view(self.batch, beams)
+            match = (node[..., None] == path[:, None, :, step - 1]) & (node[..., None] >= 0)  # [batch, beams, S]
+            below = torch.where(match, node_bonus[:, None, :, step - 1], 0.0)
+            parent_bonus = below.max(dim=-1).values  # every successor through this node carries the same bonus
+        # a token leading to a node without successors loses the parent's bonus; one leading to successors keeps
+        # that of its child
+        bonus = (-parent_bonus)[..., None].expand(self.batch, beams, vocab + 1).clone()
+        token = torch.where(match, self.token[..., step].to(device)[:, None, :], vocab).clamp(max=vocab)
+        child = node_bonus[:, None, :, step].expand_as(token) - parent_bonus[..., None]
+        bonus.scatter_(2, token, torch.where(match, child, bonus.gather(2, token)))
+        return scores + bonus[..., :vocab].reshape(rows, vocab)

@@ -1,0 +1,135 @@
+"""Successor counts of the training sequences and their shallow fusion into the constrained beam search."""
+
+import numpy as np
+import pytest
+import torch
+
+from hf_genrec.decoding import build_trie_index, generate_items, item_spellings
+from hf_genrec.transitions import ItemTransitions, TransitionFusionLogitsProcessor
+
+
+def _batch(item_tokenizer, histories):
+    rows = [item_tokenizer.encode_history(h) for h in histories]
+    width = max(map(len, rows))
+    input_ids = torch.tensor([r + [item_tokenizer.pad_token_id] * (width - len(r)) for r in rows])
+    mask = (torch.arange(width)[None] < torch.tensor([len(r) for r in rows])[:, None]).long()
+    return input_ids, mask
+
+
+def test_fit_counts_each_items_successors(tmp_path):
+    transitions = ItemTransitions.fit([[0, 1, 2, 1, 2], [1, 2], [3], [2, 0]], num_items=5)
+    rows, probs = transitions.probabilities(1)
+    assert rows.tolist() == [2] and probs.tolist() == [1.0]  # 1 -> 2 three times
+    rows, probs = transitions.probabilities(2)
+    assert dict(zip(rows.tolist(), probs.tolist())) == {0: 0.5, 1: 0.5}
+    assert transitions.probabilities(4)[0].size == 0 and transitions.probabilities(-1)[0].size == 0
+    transitions.save_pretrained(tmp_path)
+    loaded = ItemTransitions.from_pretrained(tmp_path)
+    assert np.array_equal(loaded.indptr, transitions.indptr) and np.array_equal(loaded.counts, transitions.counts)
+    with pytest.raises(ValueError, match="outside"):
+        ItemTransitions.fit([[0, 7]], num_items=5)
+    with pytest.raises(ValueError, match="CSR"):
+        ItemTransitions(np.array([0, 2]), np.array([1]), np.array([1.0]))
+    with pytest.raises(FileNotFoundError, match="no item transitions"):
+        ItemTransitions.from_pretrained(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("renormalize", [False, True])
+@pytest.mark.parametrize("method", ["fast", "vectorised", "reference"])
+def test_fused_exact_search_adds_the_prior_to_each_items_log_probability(
+    tiny_model, item_tokenizer, method, renormalize
+):
+    """With as many beams as items the search is exact: every item's fused score is its log-probability under the
+    model plus ``weight * log(1 + P(item | last item) / smoothing)``, and the ranking follows those scores."""
+    tiny_model.generation_config.renormalize_logits = renormalize
+    n = item_tokenizer.num_items
+    rng = np.random.default_rng(0)
+    sequences = [rng.choice(n, size=8).tolist() for _ in range(30)] + [[5, 9], [5, 9], [5, 12]]
+    transitions = ItemTransitions.fit(sequences, n)
+    histories = [["item1", "item5"], ["item7", "item3"], ["item39"]]
+    last = item_tokenizer.index_of([h[-1] for h in histories]).tolist()
+    input_ids, mask = _batch(item_tokenizer, histories)
+    full_items, full_scores = generate_items(
+        tiny_model, item_tokenizer, input_ids, mask, num_beams=n, k=n, method=method
+    )
+    index = build_trie_index(item_tokenizer)
+    spellings = torch.from_numpy(item_spellings(item_tokenizer))
+    fusion = TransitionFusionLogitsProcessor(index, spellings, transitions, last, weight=1.5, smoothing=0.05)
+    items, scores = generate_items(
+        tiny_model, item_tokenizer, input_ids, mask, num_beams=n, k=n, method=method, index=index, fusion=fusion
+    )
+    for row, item in enumerate(last):
+        prior = dict(zip(*transitions.probabilities(item)))
+        expected = {
+            int(i): float(s) + 1.5 * np.log1p(prior.get(int(i), 0.0) / 0.05)
+            for i, s in zip(full_items[row], full_scores[row])
+        }
+        got = dict(zip(items[row].tolist(), scores[row].tolist()))
+        assert got.keys() == expected.keys()
+        for i in got:
+            assert got[i] == pytest.approx(expected[i], abs=1e-4)
+        assert (scores[row][:-1] >= scores[row][1:] - 1e-6).all()
+    # item 5 was followed by item 9 twice: the fusion moves it up for the first history
+    assert items[0].tolist().index(9) <= full_items[0].tolist().index(9)
+
+
+def test_fusion_composes_with_excluded_items_and_spares_histories_without_successors(tiny_model, item_tokenizer):
+    n = item_tokenizer.num_items
+    transitions = ItemTransitions.fit([[1, 2], [1, 3], [1, 3]], n)
+    histories = [["item0", "item1"], ["item4"]]  # item 4 was never followed by anything
+    input_ids, mask = _batch(item_tokenizer, histories)
+    index = build_trie_index(item_tokenizer)
+    spellings = torch.from_numpy(item_spellings(item_tokenizer))
+    fusion = TransitionFusionLogitsProcessor(index, spellings, transitions, [1, 4], weight=20.0, smoothing=0.01)
+    plain, plain_scores = generate_items(tiny_model, item_tokenizer, input_ids, mask, num_beams=10, k=10)
+    items, scores = generate_items(
+        tiny_model, item_tokenizer, input_ids, mask, num_beams=10, k=10, index=index, fusion=fusion,
+        exclude_items=[[0, 1, 3], [4]],
+    )  # fmt: skip
+    assert items[0, 0] == 2  # the one successor left after excluding 3 (and the history) comes first
+    assert not {0, 1, 3} & set(items[0].tolist())
+    expected = [i for i in plain[1].tolist() if i != 4][:10]
+    assert items[1].tolist()[: len(expected) - 1] == expected[: len(expected) - 1]
+    with pytest.raises(ValueError, match="smoothing"):
+        TransitionFusionLogitsProcessor(index, spellings, transitions, [1], weight=1.0, smoothing=0.0)
+
+
+def test_trainer_and_recommender_fuse_the_prior_and_bundles_keep_it(tmp_path, tiny_model, item_tokenizer):
+    import datasets
+
+    from hf_genrec import GenerativeRecommender
+    from hf_genrec.configuration import GenRecConfig
+    from hf_genrec.examples import tokenize_examples
+    from hf_genrec.trainer import GenRecTrainer
+
+    from .conftest import tiny_training_args
+
+    n = item_tokenizer.num_items
+    # after item 3 always came item 17: a strong prior sends 17 to the top for every history ending in 3
+    transitions = ItemTransitions.fit([[3, 17]] * 5 + [[4, 8]], n)
+    histories = [["item1", "item3"], ["item9", "item3"], ["item4"], ["item22"]]
+    rows = datasets.Dataset.from_dict({"history": histories, "target": ["item17"] * len(histories)})
+    with pytest.raises(ValueError, match="pass `transitions=`"):
+        GenRecTrainer(
+            model=tiny_model, args=tiny_training_args(tmp_path, transition_weight=5.0), item_tokenizer=item_tokenizer
+        )
+    args = tiny_training_args(tmp_path, transition_weight=5.0, num_beams=10, eval_ks=[1, 10])
+    trainer = GenRecTrainer(model=tiny_model, args=args, item_tokenizer=item_tokenizer, transitions=transitions)
+    predictions = trainer.predict(tokenize_examples(rows, item_tokenizer)).predictions
+    assert predictions[:2, 0].tolist() == [17, 17] and predictions[2, 0] == 8
+
+    config = GenRecConfig(transition_weight=5.0)
+    recommender = GenerativeRecommender(tiny_model, item_tokenizer, config=config, transitions=transitions)
+    fused = recommender.recommend(histories, k=10, num_beams=10)
+    assert [row[0][0] for row in fused[:3]] == ["item17", "item17", "item8"]
+    plain = recommender.recommend(histories, k=10, num_beams=10, transition_weight=0)
+    assert fused[3] == plain[3]  # item 22 was never followed by anything: the model alone ranks it
+    recommender.save_pretrained(tmp_path / "bundle")
+    loaded = GenerativeRecommender.from_pretrained(tmp_path / "bundle")
+    assert loaded.config.transition_weight == 5.0
+    assert loaded.recommend(histories, k=10, num_beams=10) == fused
+    loaded.transitions = None
+    with pytest.raises(ValueError, match="needs the item transitions"):
+        loaded.recommend(histories, k=10, num_beams=10)
+    with pytest.raises(ValueError, match=">= 0"):
+        recommender.recommend(histories, k=10, num_beams=10, transition_weight=-1)
