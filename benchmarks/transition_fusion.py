@@ -40,8 +40,10 @@ def main() -> None:
     parser.add_argument("bundle", help="A folder written by reproduce.py or `hf-genrec train`.")
     parser.add_argument("--dataset", default="amazon-beauty")
     parser.add_argument("--data-dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
-    parser.add_argument("--weights", type=floats, default=[0.0, 0.25, 0.5, 1.0, 2.0])
-    parser.add_argument("--smoothings", type=floats, default=[0.01, 0.1])
+    parser.add_argument("--weights", type=floats, default=[0.0, 0.5, 1.0, 2.0, 4.0])
+    parser.add_argument("--smoothings", type=floats, default=[0.01, 0.03])
+    parser.add_argument("--window", type=int, default=3, help="Successors up to this many steps after an item.")
+    parser.add_argument("--recent", type=int, default=3, help="Mix the successors of this many last items.")
     parser.add_argument("--validation-users", type=int, default=4000, help="Random validation users for the grid.")
     parser.add_argument("--output-dir", default="benchmarks/results")
     args = parser.parse_args()
@@ -51,8 +53,10 @@ def main() -> None:
     recommender = GenerativeRecommender.from_pretrained(args.bundle)
     index = {item: i for i, item in enumerate(recommender.item_ids)}
     train = training_part(sequences)
-    if recommender.transitions is None:  # a bundle from before transitions were saved: count them the same way
-        recommender.transitions = ItemTransitions.fit([[index[i] for i in s] for s in train], len(index))
+    # counted as run_experiment does (a bundle from before transitions were saved has none; one with another
+    # window would not match the flag)
+    recommender.transitions = ItemTransitions.fit([[index[i] for i in s] for s in train], len(index), args.window)
+    recommender.config.transition_recent_items = args.recent
     seen = Counter((a, b) for s in train for a, b in zip(s, s[1:]))
     examples = leave_one_out(data, max_history=recommender.config.max_history)
 
@@ -93,10 +97,13 @@ def main() -> None:
         "dataset": args.dataset,
         "bundle": str(args.bundle),
         "validation_users": len(users),
+        "window": args.window,
+        "recent_items": args.recent,
         "grid": grid,
         "best": {"weight": best["weight"], "smoothing": best["smoothing"]},
         "test": test,
-        "command": f"python benchmarks/transition_fusion.py {args.bundle} --dataset {args.dataset}",
+        "command": f"python benchmarks/transition_fusion.py {args.bundle} --dataset {args.dataset} --window "
+        f"{args.window} --recent {args.recent}",
         "machine": describe_machine(),
     }
     out = Path(args.output_dir) / f"{args.dataset}_transition_fusion.json"

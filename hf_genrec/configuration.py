@@ -31,10 +31,12 @@ class GenRecConfig:
         exclude_history (`bool`, defaults to `False`): `recommend` never returns an item of the history it is
             given (for data where a user meets an item once, such as reviews or ratings).
         transition_weight (`float`, defaults to 0.0): weight of the successor prior fused into the beam search
-            (`hf_genrec.transitions`): each item gains ``transition_weight * log(1 + P(item | last item) /
+            (`hf_genrec.transitions`): each item gains ``transition_weight * log(1 + P(item | history) /
             transition_smoothing)``. 0 turns it off; it needs the bundle's ``transitions.safetensors``.
         transition_smoothing (`float`, defaults to 0.01): the successor probability at which the bonus is
             ``transition_weight * log 2``.
+        transition_recent_items (`int`, defaults to 3): the prior mixes the successors of this many last items of
+            the history (weights 1, 1/2, 1/3, ...).
     """
 
     id_scheme: str = "rqkmeans"
@@ -46,6 +48,7 @@ class GenRecConfig:
     exclude_history: bool = False
     transition_weight: float = 0.0
     transition_smoothing: float = 0.01
+    transition_recent_items: int = 3
     extra: dict = field(default_factory=dict)
     library_version: str = ""
 

@@ -262,6 +262,7 @@ def build_model_and_config(
         exclude_history=training_args.exclude_history,
         transition_weight=training_args.transition_weight,
         transition_smoothing=training_args.transition_smoothing,
+        transition_recent_items=training_args.transition_recent_items,
     )
     return model, genrec_config
 
@@ -365,6 +366,7 @@ def run_experiment(
     transitions = ItemTransitions.fit(
         [item_tokenizer.index_of(s).tolist() for s in training_part(data.sequences["item_ids"][:])],
         item_tokenizer.num_items,
+        window=training_args.transition_window,
     )
     evaluated: dict = {}  # the last evaluation's target ranks, for Recall@K at every K
     trainer = GenRecTrainer(
@@ -415,7 +417,9 @@ def run_experiment(
             excluded=", never an item of the history read (exclude_history)" if training_args.exclude_history else "",
             fused=(
                 f", with the training sequences' successor prior fused in (transition_weight "
-                f"{training_args.transition_weight}, transition_smoothing {training_args.transition_smoothing})"
+                f"{training_args.transition_weight}, transition_smoothing {training_args.transition_smoothing}, "
+                f"transition_window {training_args.transition_window}, transition_recent_items "
+                f"{training_args.transition_recent_items})"
                 if training_args.transition_weight
                 else ""
             ),

@@ -304,9 +304,9 @@ class GenerativeRecommender:
         beam search, so each history still gets ``k`` items.
 
         ``transition_weight`` (default ``config.transition_weight``, 0: off) fuses the successor prior of the
-        training sequences into the search (`hf_genrec.transitions`): items that followed the history's last item
-        gain ``transition_weight * log(1 + P(item | last item) / config.transition_smoothing)``, which the returned
-        scores then include.
+        training sequences into the search (`hf_genrec.transitions`): items that followed the history's last
+        ``config.transition_recent_items`` items gain ``transition_weight * log(1 + P(item | history) /
+        config.transition_smoothing)``, which the returned scores then include.
         """
         if isinstance(histories, str) or (len(histories) > 0 and isinstance(histories[0], str)):
             raise TypeError(
@@ -406,12 +406,11 @@ class GenerativeRecommender:
         """The successor prior of each history's last item, for ``transition_weight``."""
         if not weight:
             return None
-        last = [self.item_tokenizer.index_of([str(h[-1])])[0] if len(h) else -1 for h in histories]
+        rows = [self.item_tokenizer.index_of([str(x) for x in h]).tolist() for h in histories]
         return TransitionFusionLogitsProcessor(
             self.trie_index,
             torch.from_numpy(item_spellings(self.item_tokenizer)),
-            self.transitions,
-            last,
+            [self.transitions.prior(r, self.config.transition_recent_items) for r in rows],
             weight=weight,
             smoothing=self.config.transition_smoothing,
         )

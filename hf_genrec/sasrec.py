@@ -128,10 +128,16 @@ class SASRecModel(PreTrainedModel):
 
     @torch.no_grad()
     def recommend(
-        self, histories: torch.Tensor, k: int = 10, exclude_history: bool = False
+        self,
+        histories: torch.Tensor,
+        k: int = 10,
+        exclude_history: bool = False,
+        item_bonus: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-``k`` 0-based item rows and their log-probabilities for left-padded token histories; with
-        ``exclude_history``, never an item of the history the model reads (its last ``max_positions`` items)."""
+        ``exclude_history``, never an item of the history the model reads (its last ``max_positions`` items).
+        ``item_bonus`` (``[batch, num_items]``) is added to the log-probabilities before ranking, e.g. the successor
+        prior of `hf_genrec.transitions.ItemTransitions.dense_bonus`."""
         was_training = self.training
         self.eval()
         window = histories[:, -self.config.max_positions :]
@@ -139,7 +145,15 @@ class SASRecModel(PreTrainedModel):
         if exclude_history:
             logits = logits.scatter(1, window, float("-inf"))
         logits[:, 0] = float("-inf")  # padding is not an item
-        scores, tokens = torch.log_softmax(logits, dim=-1).topk(k, dim=-1)
+        scores = torch.log_softmax(logits, dim=-1)
+        if item_bonus is not None:
+            if item_bonus.shape != (scores.shape[0], scores.shape[1] - 1):
+                raise ValueError(
+                    f"item_bonus must be [batch, num_items] = {(scores.shape[0], scores.shape[1] - 1)}, got "
+                    f"{tuple(item_bonus.shape)}."
+                )
+            scores = scores + torch.nn.functional.pad(item_bonus.to(scores), (1, 0))
+        scores, tokens = scores.topk(k, dim=-1)
         self.train(was_training)
         return tokens - 1, scores
 

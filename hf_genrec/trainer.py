@@ -118,6 +118,12 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
     transition_smoothing: float = field(
         default=0.01, metadata={"help": "Successor probability at which the fused bonus is transition_weight * log 2."}
     )
+    transition_window: int = field(
+        default=3, metadata={"help": "Successor prior: items at most this many steps after an item count (1 / steps)."}
+    )
+    transition_recent_items: int = field(
+        default=3, metadata={"help": "Successor prior: mix the successors of this many last history items."}
+    )
     predict_with_generate: bool = field(
         default=True, metadata={"help": "Rank items with constrained beam search at evaluation (else loss only)."}
     )
@@ -136,6 +142,11 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
             raise ValueError(
                 f"transition_weight must be >= 0 and transition_smoothing > 0, got {self.transition_weight} and "
                 f"{self.transition_smoothing}."
+            )
+        if self.transition_window < 1 or self.transition_recent_items < 1:
+            raise ValueError(
+                f"transition_window and transition_recent_items must be >= 1, got {self.transition_window} and "
+                f"{self.transition_recent_items}."
             )
         if self.num_beams < max(self.eval_ks):
             raise ValueError(
@@ -391,12 +402,13 @@ class GenRecTrainer(Seq2SeqTrainer):
         weight = getattr(self.args, "transition_weight", 0.0)
         if not weight:
             return None
-        last = [items[-1] if items else -1 for items in self._history_items(input_ids)]
         return TransitionFusionLogitsProcessor(
             self.trie_index,
             self._spellings,
-            self.transitions,
-            last,
+            [
+                self.transitions.prior(items, self.args.transition_recent_items)
+                for items in self._history_items(input_ids)
+            ],
             weight=weight,
             smoothing=self.args.transition_smoothing,
         )

@@ -54,7 +54,8 @@ def test_fused_exact_search_adds_the_prior_to_each_items_log_probability(
     )
     index = build_trie_index(item_tokenizer)
     spellings = torch.from_numpy(item_spellings(item_tokenizer))
-    fusion = TransitionFusionLogitsProcessor(index, spellings, transitions, last, weight=1.5, smoothing=0.05)
+    priors = [transitions.prior([item]) for item in last]
+    fusion = TransitionFusionLogitsProcessor(index, spellings, priors, weight=1.5, smoothing=0.05)
     items, scores = generate_items(
         tiny_model, item_tokenizer, input_ids, mask, num_beams=n, k=n, method=method, index=index, fusion=fusion
     )
@@ -80,7 +81,8 @@ def test_fusion_composes_with_excluded_items_and_spares_histories_without_succes
     input_ids, mask = _batch(item_tokenizer, histories)
     index = build_trie_index(item_tokenizer)
     spellings = torch.from_numpy(item_spellings(item_tokenizer))
-    fusion = TransitionFusionLogitsProcessor(index, spellings, transitions, [1, 4], weight=20.0, smoothing=0.01)
+    priors = [transitions.prior([0, 1]), transitions.prior([4])]
+    fusion = TransitionFusionLogitsProcessor(index, spellings, priors, weight=20.0, smoothing=0.01)
     plain, plain_scores = generate_items(tiny_model, item_tokenizer, input_ids, mask, num_beams=10, k=10)
     items, scores = generate_items(
         tiny_model, item_tokenizer, input_ids, mask, num_beams=10, k=10, index=index, fusion=fusion,
@@ -91,7 +93,7 @@ def test_fusion_composes_with_excluded_items_and_spares_histories_without_succes
     expected = [i for i in plain[1].tolist() if i != 4][:10]
     assert items[1].tolist()[: len(expected) - 1] == expected[: len(expected) - 1]
     with pytest.raises(ValueError, match="smoothing"):
-        TransitionFusionLogitsProcessor(index, spellings, transitions, [1], weight=1.0, smoothing=0.0)
+        TransitionFusionLogitsProcessor(index, spellings, priors[:1], weight=1.0, smoothing=0.0)
 
 
 def test_trainer_and_recommender_fuse_the_prior_and_bundles_keep_it(tmp_path, tiny_model, item_tokenizer):
@@ -133,3 +135,45 @@ def test_trainer_and_recommender_fuse_the_prior_and_bundles_keep_it(tmp_path, ti
         loaded.recommend(histories, k=10, num_beams=10)
     with pytest.raises(ValueError, match=">= 0"):
         recommender.recommend(histories, k=10, num_beams=10, transition_weight=-1)
+
+
+def test_sasrec_ranks_with_the_same_dense_bonus():
+    from hf_genrec.sasrec import SASRecConfig, SASRecModel, left_pad
+
+    torch.manual_seed(0)
+    model = SASRecModel(SASRecConfig(num_items=30, max_positions=8, hidden_size=16, num_layers=1, num_heads=1))
+    transitions = ItemTransitions.fit([[3, 17], [3, 17], [3, 5]], 30)
+    histories = [[0, 1, 3], [7, 8]]
+    tokens = left_pad(histories, 8)
+    plain_items, plain_scores = model.recommend(tokens, k=30)
+    bonus = transitions.dense_bonus(histories, weight=2.0, smoothing=0.1)
+    assert bonus[0, 17] == pytest.approx(2.0 * np.log1p((2 / 3) / 0.1)) and (bonus[1] == 0).all()
+    items, scores = model.recommend(tokens, k=30, item_bonus=bonus)
+    for row in range(2):
+        expected = {int(i): float(s) + float(bonus[row, i]) for i, s in zip(plain_items[row], plain_scores[row])}
+        assert dict(zip(items[row].tolist(), scores[row].tolist())) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="item_bonus must be"):
+        model.recommend(tokens, k=5, item_bonus=bonus[:, :5])
+
+
+def test_a_wider_window_counts_later_items_at_one_over_their_distance():
+    transitions = ItemTransitions.fit([[0, 1, 2, 3], [0, 2]], num_items=4, window=3)
+    rows, probs = transitions.probabilities(0)
+    counts = {1: 1.0, 2: 1 / 2 + 1.0, 3: 1 / 3}
+    total = sum(counts.values())
+    assert dict(zip(rows.tolist(), probs.tolist())) == pytest.approx({k: v / total for k, v in counts.items()})
+    assert ItemTransitions.fit([[0, 1, 2, 3]], 4).probabilities(0)[0].tolist() == [1]
+    with pytest.raises(ValueError, match="window"):
+        ItemTransitions.fit([[0, 1]], 4, window=0)
+
+
+def test_the_prior_mixes_the_recent_items_successors_most_recent_first():
+    transitions = ItemTransitions.fit([[0, 5], [1, 6], [2, 7], [2, 8]], num_items=10)
+    items, probs = transitions.prior([0, 1, 2], recent=2)  # 2 (weight 1) then 1 (weight 1/2)
+    assert dict(zip(items.tolist(), probs.tolist())) == pytest.approx({7: 1 / 3, 8: 1 / 3, 6: 1 / 3})
+    items, probs = transitions.prior([0, 1, 2, 9], recent=2)  # 9 has no successors: 2 alone
+    assert dict(zip(items.tolist(), probs.tolist())) == pytest.approx({7: 0.5, 8: 0.5})
+    assert transitions.prior([9], recent=3)[0].size == 0 and transitions.prior([], recent=3)[0].size == 0
+    assert transitions.prior([0, 1, 2], recent=1)[0].tolist() == [7, 8]
+    with pytest.raises(ValueError, match="recent"):
+        transitions.prior([0], recent=0)
