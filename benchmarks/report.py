@@ -42,15 +42,28 @@ def table(dataset: str, results_dir: Path) -> str:
     if genrec_file.exists():
         genrec = json.loads(genrec_file.read_text())
         note = f"{genrec['train_minutes']:.0f} min, {genrec['epochs']:.1f} epochs, {genrec['train_steps']} steps"
-        lines.append(_row(f"hf_genrec ({genrec.get('id_scheme', '')} IDs, this CPU)", genrec["test"], note))
+        fused = (
+            f", successor prior fused at weight {genrec['transition_weight']:g}"
+            if genrec.get("transition_weight")
+            else ""
+        )
+        lines.append(_row(f"hf_genrec ({genrec.get('id_scheme', '')} IDs{fused}, this CPU)", genrec["test"], note))
         baselines = genrec.get("baselines")
     if sasrec_file.exists():
         sasrec = json.loads(sasrec_file.read_text())
         note = f"{sasrec['train_minutes']:.0f} min, {sasrec['epochs']:.1f} epochs"
         lines.append(_row("SASRec, full softmax (hf_genrec harness, this CPU)", sasrec["test"], note))
+        fusion = sasrec.get("successor_prior_fusion")
+        if fusion:
+            label = f"SASRec with the same successor prior fused (weight {fusion['transition_weight']:g})"
+            lines.append(_row(label, fusion["test"], note))
         baselines = baselines or sasrec.get("baselines")
     if baselines:
         lines.append(_row("most popular (same harness)", baselines["most_popular"], "–"))
+        if "successor_prior" in baselines:
+            lines.append(
+                _row("successor prior alone, then most popular (same harness)", baselines["successor_prior"], "–")
+            )
     return "\n".join(lines)
 
 

@@ -33,6 +33,7 @@ from hf_genrec.callbacks import TimeBudgetCallback
 from hf_genrec.data import leave_one_out, load_interactions
 from hf_genrec.metrics import ranking_metrics
 from hf_genrec.sasrec import SASRecConfig, SASRecModel, left_pad, sasrec_training_rows
+from hf_genrec.transitions import ItemTransitions
 
 logger = logging.getLogger("reproduce")
 KS = (5, 10)
@@ -54,13 +55,51 @@ class ValidationCurve(TrainerCallback):
 
 
 def sasrec_rank(
-    model: SASRecModel, histories: list[list[int]], k: int, exclude_history: bool, batch_size: int = 1024
+    model: SASRecModel,
+    histories: list[list[int]],
+    k: int,
+    exclude_history: bool,
+    batch_size: int = 1024,
+    fusion: tuple[ItemTransitions, dict] | None = None,
 ) -> np.ndarray:
+    """Top-``k`` item rows per history; ``fusion`` (transitions and the recipe's weight, smoothing and recent items)
+    adds the same successor prior the generative recipe fuses into its beam search."""
     out = []
     for start in range(0, len(histories), batch_size):
-        tokens = left_pad(histories[start : start + batch_size], model.config.max_positions).to(model.device)
-        out.append(model.recommend(tokens, k=k, exclude_history=exclude_history)[0].cpu().numpy())
+        chunk = histories[start : start + batch_size]
+        tokens = left_pad(chunk, model.config.max_positions).to(model.device)
+        bonus = None
+        if fusion is not None and fusion[1]["weight"]:
+            bonus = fusion[0].dense_bonus(chunk, **fusion[1])
+        out.append(model.recommend(tokens, k=k, exclude_history=exclude_history, item_bonus=bonus)[0].cpu().numpy())
     return np.concatenate(out)
+
+
+def fuse_sasrec(args, model, transitions, val, test, exclude) -> dict | None:
+    """The recipe's successor-prior fusion applied to SASRec too: the weight of the recipe's grid with the best
+    validation NDCG@10, then the test users with it (so both models get the same prior)."""
+    settings = recipe(args)[1]
+    weights = settings.get("transition_weights") or (
+        [settings["transition_weight"]] if settings.get("transition_weight") else []
+    )
+    if not weights:
+        return None
+    fusion = {
+        "smoothing": settings.get("transition_smoothing", 0.01),
+        "recent": settings.get("transition_recent_items", 3),
+    }
+    grid = {}
+    for weight in sorted(set(weights)):
+        ranked = sasrec_rank(model, val[0], max(KS), exclude, fusion=(transitions, {**fusion, "weight": weight}))
+        grid[str(weight)] = ranking_metrics(ranked, val[1], KS)
+    best = max(grid, key=lambda w: (grid[w]["ndcg@10"], -float(w)))
+    ranked = sasrec_rank(model, test[0], max(KS), exclude, fusion=(transitions, {**fusion, "weight": float(best)}))
+    return {
+        "transition_weight": float(best),
+        **fusion,
+        "validation": grid,
+        "test": ranking_metrics(ranked, test[1], KS),
+    }
 
 
 def recipe(args) -> tuple[str, dict]:
@@ -156,13 +195,20 @@ def run_sasrec(args, data, splits, work_dir: Path) -> dict:
     test_histories, test_targets = split_rows("test")
     start = time.perf_counter()
     test = ranking_metrics(sasrec_rank(model, test_histories, max(KS), exclude), test_targets, KS)
+    test_seconds = time.perf_counter() - start
+    window = recipe(args)[1].get("transition_window", 3)
+    transitions = ItemTransitions.fit(train_sequences, data.num_items, window=window)
+    fused = fuse_sasrec(
+        args, model, transitions, (val_histories, val_targets), (test_histories, test_targets), exclude
+    )
     return {
         "model": "sasrec",
         "config": config.to_diff_dict(),
         "exclude_history": exclude,
         "test": test,
         "train_minutes": train_minutes,
-        "test_eval_seconds": time.perf_counter() - start,
+        "test_eval_seconds": test_seconds,
+        "successor_prior_fusion": fused,
         "steps": output.global_step,
         "epochs": output.metrics.get("epoch"),
         "curve": curve.points,

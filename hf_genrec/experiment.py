@@ -384,6 +384,9 @@ def run_experiment(
     train_output = trainer.train(resume_from_checkpoint=checkpoint or None)
     timings["train_s"] = time.perf_counter() - start
 
+    fusion_grid = pick_transition_weight(trainer, validation) if training_args.transition_weights else None
+    genrec_config.transition_weight = training_args.transition_weight
+
     test = examples["test"]
     if data_args.max_test_users and data_args.max_test_users < len(test):
         test = test.shuffle(seed=training_args.seed).select(range(data_args.max_test_users))
@@ -401,6 +404,15 @@ def run_experiment(
         seen = [item_tokenizer.index_of(history).tolist() for history in test["history"][:]]
     popular_ranking = popular.predict(len(test_targets), max(ks), exclude=seen)
     popular_metrics = ranking_metrics(popular_ranking, test_targets, ks)
+    # the fused prior alone (its recent items' successors, then the most popular): what the fusion adds to
+    prior_ranking = transitions.predict(
+        [item_tokenizer.index_of(h).tolist() for h in test["history"][:]],
+        max(ks),
+        recent=training_args.transition_recent_items,
+        fallback=popular.ranking,
+        exclude=seen,
+    )
+    prior_metrics = ranking_metrics(prior_ranking, test_targets, ks)
 
     metric_names = [f"{m}@{k}" for m in ("recall", "ndcg") for k in ks] + [f"mrr@{max(ks)}", "invalid_rate"]
     results = {
@@ -431,7 +443,12 @@ def run_experiment(
             ),
         ),
         "test": {name: test_metrics[f"test_{name}"] for name in metric_names},
-        "baselines": {"most_popular": {name: popular_metrics[name] for name in metric_names}},
+        "baselines": {
+            "most_popular": {name: popular_metrics[name] for name in metric_names},
+            "successor_prior": {name: prior_metrics[name] for name in metric_names},
+        },
+        "transition_weight": training_args.transition_weight,
+        "transition_weight_validation": fusion_grid,
         "train_seconds": timings["train_s"],
         "train_minutes": trainer.clock.elapsed_seconds() / 60,  # the whole run's, across resumes
         "validation_curve": [
@@ -472,6 +489,22 @@ def run_experiment(
     if trainer.is_world_process_zero():  # under `accelerate launch` every process holds the same results
         atomic_write_text(output_dir / "results.json", json.dumps(results, indent=2) + "\n")
     return results
+
+
+def pick_transition_weight(trainer: GenRecTrainer, validation) -> dict[str, dict[str, float]]:
+    """Rank ``validation`` with each of ``trainer.args.transition_weights`` and set ``transition_weight`` to the
+    best by ``metric_for_best_model``; returns every weight's validation metrics."""
+    args = trainer.args
+    metric = args.metric_for_best_model or "ndcg@10"
+    metric = metric if metric.startswith("fusion_") else f"fusion_{metric}"
+    grid = {}
+    for weight in sorted(set(args.transition_weights)):
+        args.transition_weight = weight
+        grid[str(weight)] = trainer.evaluate(validation, metric_key_prefix="fusion")
+    best = max(grid, key=lambda w: (grid[w][metric], -float(w)))  # ties: the smaller weight
+    args.transition_weight = float(best)
+    logger.info("transition_weight %s: validation %s %.4f", best, metric, grid[best][metric])
+    return {w: {k[len("fusion_") :]: v for k, v in m.items() if "@" in k} for w, m in grid.items()}
 
 
 def format_results_table(results: dict) -> str:

@@ -124,6 +124,14 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
     transition_recent_items: int = field(
         default=3, metadata={"help": "Successor prior: mix the successors of this many last history items."}
     )
+    transition_weights: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "After training, rank the validation users with each of these transition weights and keep the "
+            "best (by metric_for_best_model) for the test and the saved bundle; transition_weight is the one used "
+            "while training. Picks the fusion's weight on each dataset's own validation split."
+        },
+    )
     predict_with_generate: bool = field(
         default=True, metadata={"help": "Rank items with constrained beam search at evaluation (else loss only)."}
     )
@@ -142,6 +150,10 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
             raise ValueError(
                 f"transition_weight must be >= 0 and transition_smoothing > 0, got {self.transition_weight} and "
                 f"{self.transition_smoothing}."
+            )
+        if self.transition_weights is not None and (not self.transition_weights or min(self.transition_weights) < 0):
+            raise ValueError(
+                f"transition_weights must be a non-empty list of weights >= 0, got {self.transition_weights}."
             )
         if self.transition_window < 1 or self.transition_recent_items < 1:
             raise ValueError(
@@ -191,7 +203,9 @@ class GenRecTrainer(Seq2SeqTrainer):
             raise ValueError("GenRecTrainer needs `item_tokenizer=` (an ItemTokenizer) to decode and rank items.")
         if args is None:
             raise ValueError("GenRecTrainer needs `args=GenRecTrainingArguments(output_dir=...)`.")
-        if getattr(args, "transition_weight", 0.0) and transitions is None:
+        if (
+            getattr(args, "transition_weight", 0.0) or getattr(args, "transition_weights", None)
+        ) and transitions is None:
             raise ValueError(
                 "transition_weight > 0 fuses the successor prior into the ranking: pass `transitions=` (an "
                 "ItemTransitions fitted on the training part of the sequences, as run_experiment does)."

@@ -136,6 +136,37 @@ class ItemTransitions:
             bonus[row, torch.from_numpy(items)] = weight * torch.log1p(torch.from_numpy(probs) / smoothing)
         return bonus
 
+    def predict(
+        self,
+        histories: Sequence[Sequence[int]],
+        k: int,
+        recent: int = 1,
+        fallback: Sequence[int] | None = None,
+        exclude: Sequence[Sequence[int]] | None = None,
+    ) -> np.ndarray:
+        """The prior alone as a recommender (a baseline for the fusion): ``[len(histories), k]`` item rows by
+        ``P(item | history)``, then ``fallback`` (e.g. `MostPopular`'s ranking) for the places left; ``exclude``
+        (one list per history) keeps items out; ``-1`` fills a list nothing is left for."""
+        if exclude is not None and len(exclude) != len(histories):
+            raise ValueError(
+                f"exclude has {len(exclude)} entries for {len(histories)} histories; give one per history."
+            )
+        out = np.full((len(histories), k), -1, dtype=np.int64)
+        fallback = np.asarray([] if fallback is None else fallback, dtype=np.int64)
+        for row, history in enumerate(histories):
+            items, probs = self.prior(history, recent)
+            ranked = np.concatenate([items[np.argsort(-probs, kind="stable")], fallback])
+            banned = set() if exclude is None else {int(i) for i in exclude[row]}
+            picked, seen = [], set()
+            for item in ranked.tolist():
+                if item not in banned and item not in seen:
+                    picked.append(item)
+                    seen.add(item)
+                    if len(picked) == k:
+                        break
+            out[row, : len(picked)] = picked
+        return out
+
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         Path(save_directory).mkdir(parents=True, exist_ok=True)
         tensors = {"indptr": self.indptr, "successors": self.successors, "counts": self.counts}

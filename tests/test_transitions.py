@@ -177,3 +177,11 @@ def test_the_prior_mixes_the_recent_items_successors_most_recent_first():
     assert transitions.prior([0, 1, 2], recent=1)[0].tolist() == [7, 8]
     with pytest.raises(ValueError, match="recent"):
         transitions.prior([0], recent=0)
+
+
+def test_the_prior_alone_ranks_successors_then_the_fallback():
+    transitions = ItemTransitions.fit([[0, 5], [0, 5], [0, 6], [1, 7]], num_items=10)
+    ranked = transitions.predict([[0], [3], [1, 0]], k=4, fallback=[9, 5, 8, 2], exclude=[[], [9], [6]])
+    assert ranked.tolist() == [[5, 6, 9, 8], [5, 8, 2, -1], [5, 9, 8, 2]]
+    with pytest.raises(ValueError, match="one per history"):
+        transitions.predict([[0]], k=2, exclude=[[], []])
