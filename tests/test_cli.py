@@ -161,9 +161,18 @@ def test_default_recipe_trains_packed_resumes_and_recommends(data_root, tmp_path
     flags = ["train", "--dataset", "ml-100k", "--data_dir", str(data_root), "--output_dir", str(out),
              "--item_features", str(data_root / "features.npy"), *TINY_FLAGS, "--causal_encoder", "true",
              "--constrained_loss", "true", "--max_train_minutes", "5", "--eval_strategy", "epoch",
-             "--save_strategy", "epoch", "--load_best_model_at_end", "false", "--save_total_limit", "1"]  # fmt: skip
+             "--save_strategy", "epoch", "--load_best_model_at_end", "false", "--save_total_limit", "1",
+             "--transition_weight", "1", "--transition_weights", "0", "1", "4"]  # fmt: skip
     assert main(flags) == 0
     results = json.loads((out / "results.json").read_text())
+    # the fusion's weight is the grid's best on validation, and the bundle keeps it and the transitions
+    grid = results["transition_weight_validation"]
+    assert set(grid) == {"0.0", "1.0", "4.0"}
+    best = max(grid, key=lambda w: (grid[w]["ndcg@10"], -float(w)))
+    assert results["transition_weight"] == float(best)
+    assert json.loads((out / "genrec_config.json").read_text())["transition_weight"] == float(best)
+    assert (out / "transitions.safetensors").is_file() and "successor prior fused in" in results["protocol"]
+    assert {"recall@10", "ndcg@10"} <= set(results["baselines"]["successor_prior"])
     assert results["train_targets"] > results["train_examples"]  # packed: several targets per row
     assert [p["epoch"] for p in results["validation_curve"]] == [1.0, 2.0]
     minutes = [p["train_minutes"] for p in results["validation_curve"]]
