@@ -35,6 +35,36 @@ def floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",")]
 
 
+def split_by_transition(predictions: np.ndarray, targets: np.ndarray, transition: np.ndarray) -> dict:
+    """Recall@10 / NDCG@10 of the users whose (last item -> target) pair occurs in training, and of the others."""
+    return {
+        name: {"users": int(mask.sum()), **ranking_metrics(predictions[mask], targets[mask], (10,))}
+        for name, mask in (("transition_seen", transition), ("transition_unseen", ~transition))
+    }
+
+
+def rank_sasrec(args, data, transitions, index, seen, best, exclude: bool) -> dict:
+    from reproduce import sasrec_rank
+
+    from hf_genrec.sasrec import SASRecModel
+
+    model = SASRecModel.from_pretrained(args.sasrec).eval()
+    examples = leave_one_out(data, max_history=model.config.max_positions)["test"]
+    histories = [[index[i] for i in h] for h in examples["history"][:]]
+    targets = np.array([index[t] for t in examples["target"][:]])
+    transition = np.array([seen[(h[-1], t)] > 0 for h, t in zip(examples["history"][:], examples["target"][:])])
+    out = {}
+    for weight in sorted({0.0, best["weight"]}):
+        fusion = (transitions, {"weight": weight, "smoothing": best["smoothing"], "recent": args.recent})
+        predictions = sasrec_rank(model, histories, 10, exclude, fusion=fusion)
+        out[str(weight)] = {
+            "metrics": ranking_metrics(predictions, targets, (5, 10)),
+            **split_by_transition(predictions, targets, transition),
+        }
+        print(f"SASRec test weight {weight}: { {k: round(v, 4) for k, v in out[str(weight)]['metrics'].items()} }")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bundle", help="A folder written by reproduce.py or `hf-genrec train`.")
@@ -45,6 +75,12 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=3, help="Successors up to this many steps after an item.")
     parser.add_argument("--recent", type=int, default=3, help="Mix the successors of this many last items.")
     parser.add_argument("--validation-users", type=int, default=4000, help="Random validation users for the grid.")
+    parser.add_argument(
+        "--sasrec",
+        default=None,
+        help="A SASRec checkpoint of reproduce.py (its 50-item histories): its test users are split the same way, "
+        "ranked alone and with the prior at the weight picked for the generative model.",
+    )
     parser.add_argument("--output-dir", default="benchmarks/results")
     args = parser.parse_args()
 
@@ -72,9 +108,7 @@ def main() -> None:
         target_rows = np.array([index[t] for t in targets])
         transition = np.array([seen[(h[-1], t)] > 0 for h, t in zip(histories, targets)])
         out = {"metrics": ranking_metrics(predictions, target_rows, (5, 10)), "seconds": round(seconds, 1)}
-        for name, mask in (("transition_seen", transition), ("transition_unseen", ~transition)):
-            out[name] = {"users": int(mask.sum()), **ranking_metrics(predictions[mask], target_rows[mask], (10,))}
-        return out
+        return {**out, **split_by_transition(predictions, target_rows, transition)}
 
     n_val = len(examples["validation"])
     users = np.random.default_rng(0).choice(n_val, size=min(args.validation_users, n_val), replace=False).tolist()
@@ -93,6 +127,10 @@ def main() -> None:
         test[str(weight)] = rank("test", weight, best["smoothing"])
         print(f"test weight {weight} smoothing {best['smoothing']}: "
               f"{ {k: round(v, 4) for k, v in test[str(weight)]['metrics'].items()} }", flush=True)  # fmt: skip
+    if args.sasrec:
+        test["sasrec"] = rank_sasrec(
+            args, data, recommender.transitions, index, seen, best, recommender.config.exclude_history
+        )
     record = {
         "dataset": args.dataset,
         "bundle": str(args.bundle),
@@ -103,7 +141,7 @@ def main() -> None:
         "best": {"weight": best["weight"], "smoothing": best["smoothing"]},
         "test": test,
         "command": f"python benchmarks/transition_fusion.py {args.bundle} --dataset {args.dataset} --window "
-        f"{args.window} --recent {args.recent}",
+        f"{args.window} --recent {args.recent}" + (f" --sasrec {args.sasrec}" if args.sasrec else ""),
         "machine": describe_machine(),
     }
     out = Path(args.output_dir) / f"{args.dataset}_transition_fusion.json"
