@@ -52,19 +52,10 @@ class ExcludeItemsLogitsProcessor(LogitsProcessor):
         for b, row in enumerate(rows):
             items[b, : len(row)] = torch.tensor(row, dtype=torch.long)
         device = index.keys.device  # where the trie is, which is where the search runs
-        items = items.to(device)
-        valid = items >= 0
-        spelled = spellings.to(device=device, dtype=torch.long)[items.clamp(min=0)]  # [batch, H, depth]
-        depth = spelled.shape[-1]
-        flat = spelled.view(-1, depth)
-        # path[b, h, d]: the trie node after the first d + 1 tokens of excluded item h (-1 past its EOS)
-        path = torch.stack(
-            [torch.where(flat[:, d] >= 0, index.walk(flat[:, : d + 1]), -1) for d in range(depth)], dim=-1
-        ).view(spelled.shape)
-        # an item this trie does not hold (e.g. one outside a sub-catalogue's trie) closes nothing
-        last = ((spelled >= 0).sum(dim=-1, keepdim=True) - 1).clamp(min=0)
-        valid &= path.gather(-1, last)[..., 0] >= 0
-        path = torch.where(valid[..., None], path, -1)
+        # path[b, h, d]: the trie node after the first d + 1 tokens of excluded item h (-1 past its EOS); an item
+        # this trie does not hold closes nothing
+        spelled, path = index.item_paths(spellings, items)
+        valid = path[..., 0] >= 0
         full = (valid.sum(dim=1) >= index.num_items).nonzero()
         if len(full):
             raise ValueError(

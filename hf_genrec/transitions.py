@@ -228,19 +228,9 @@ class TransitionFusionLogitsProcessor(LogitsProcessor):
             items[b, : len(rows)] = torch.from_numpy(rows)
             probs[b, : len(rows)] = torch.from_numpy(np.asarray(p, dtype=np.float32))
         device = index.keys.device
-        items, probs = items.to(device), probs.to(device)
-        valid = (items >= 0) & (items < len(spellings))
-        spelled = spellings.to(device=device, dtype=torch.long)[items.clamp(min=0, max=len(spellings) - 1)]
-        depth = spelled.shape[-1]
-        flat = spelled.view(-1, depth)
-        path = torch.stack(
-            [torch.where(flat[:, d] >= 0, index.walk(flat[:, : d + 1]), -1) for d in range(depth)], dim=-1
-        ).view(spelled.shape)
         # a successor the trie does not hold (a removed item, one outside a sub-catalogue's trie) carries no mass
-        last = ((spelled >= 0).sum(dim=-1, keepdim=True) - 1).clamp(min=0)
-        valid &= path.gather(-1, last)[..., 0] >= 0
-        path = torch.where(valid[..., None], path, -1)
-        probs = torch.where(valid, probs, 0.0)
+        spelled, path = index.item_paths(spellings, items)
+        probs = torch.where(path[..., 0] >= 0, probs.to(device), 0.0)
         # mass[b, s, d]: the successor probability below the node successor s passes at depth d
         history = torch.arange(self.batch, device=device)[:, None, None].expand_as(path)
         keys = history * index.num_nodes + path.clamp(min=0)

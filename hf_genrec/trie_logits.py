@@ -134,6 +134,32 @@ class TrieIndex:
             node = torch.full_like(node, -1)
         return node
 
+    def item_paths(self, spellings: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The trie nodes along given items' spellings, for processors that act on whole items (excluding them,
+        fusing a prior over them).
+
+        Args:
+            spellings: ``[n_items, max_length]`` every item's spelling, ``-1`` after its EOS.
+            items: item rows of any shape ``S``; ``-1`` (or a row out of range) marks an empty slot.
+
+        Returns:
+            `(tokens, path)`, both ``S + [max_length]``: each item's spelling, and ``path[..., d]`` the node reached
+            after its first ``d + 1`` tokens. Both paths are ``-1`` throughout for an empty slot or an item this trie
+            does not hold (e.g. one outside a sub-catalogue's trie, or a removed one).
+        """
+        device = self.keys.device
+        items = items.to(device)
+        valid = (items >= 0) & (items < len(spellings))
+        tokens = spellings.to(device=device, dtype=torch.long)[items.clamp(min=0, max=len(spellings) - 1)]
+        depth = tokens.shape[-1]
+        flat = tokens.reshape(-1, depth)
+        path = torch.stack(
+            [torch.where(flat[:, d] >= 0, self.walk(flat[:, : d + 1]), -1) for d in range(depth)], dim=-1
+        ).view(tokens.shape)
+        last = ((tokens >= 0).sum(dim=-1, keepdim=True) - 1).clamp(min=0)
+        valid &= path.gather(-1, last)[..., 0] >= 0
+        return tokens, torch.where(valid[..., None], path, -1)
+
     def allowed_mask(self, prefixes: torch.Tensor) -> torch.Tensor:
         """Bool ``[N, vocab_size]``: the tokens that keep each prefix on the trie; pad alone for finished/dead ones."""
         n, steps = prefixes.shape

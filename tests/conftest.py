@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from hf_genrec.semantic_ids import from_codes
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
@@ -76,3 +77,12 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+
+
+def encode_histories(item_tokenizer, histories):
+    """``(input_ids, attention_mask)`` of histories encoded as `ItemTokenizer.encode_history` does, right-padded."""
+    rows = [item_tokenizer.encode_history(h) for h in histories]
+    width = max(map(len, rows))
+    input_ids = torch.tensor([r + [item_tokenizer.pad_token_id] * (width - len(r)) for r in rows])
+    mask = (torch.arange(width)[None] < torch.tensor([len(r) for r in rows])[:, None]).long()
+    return input_ids, mask

@@ -8,22 +8,14 @@ from hf_genrec.decoding import build_trie_index, generate_items, item_spellings
 from hf_genrec.exclude_items import ExcludeItemsLogitsProcessor
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
 
-from .conftest import make_semantic_ids
-
-
-def _batch(item_tokenizer, histories):
-    rows = [item_tokenizer.encode_history(h) for h in histories]
-    width = max(map(len, rows))
-    input_ids = torch.tensor([r + [item_tokenizer.pad_token_id] * (width - len(r)) for r in rows])
-    mask = (torch.arange(width)[None] < torch.tensor([len(r) for r in rows])[:, None]).long()
-    return input_ids, mask
+from .conftest import encode_histories, make_semantic_ids
 
 
 @pytest.mark.parametrize("method", ["fast", "vectorised", "reference"])
 def test_excluded_items_are_the_next_best_items_of_an_exact_search(tiny_model, item_tokenizer, method):
     """With as many beams as items the search is exact, so banning items leaves the unbanned ranking without them."""
     histories = [["item1", "item2", "item3"], ["item5"], ["item7", "item7", "item30", "item9"]]
-    input_ids, mask = _batch(item_tokenizer, histories)
+    input_ids, mask = encode_histories(item_tokenizer, histories)
     n = item_tokenizer.num_items
     full_items, full_scores = generate_items(
         tiny_model, item_tokenizer, input_ids, mask, num_beams=n, k=n, method=method
@@ -43,7 +35,7 @@ def test_closed_prefixes_turn_beams_early_and_every_search_still_returns_k(tiny_
     # every item under the first code of item0 is banned: no beam may enter that prefix
     first = item_tokenizer.semantic_ids.codes[:, 0]
     banned = np.flatnonzero(first == first[0]).tolist()
-    input_ids, mask = _batch(item_tokenizer, [["item0"]])
+    input_ids, mask = encode_histories(item_tokenizer, [["item0"]])
     index = build_trie_index(item_tokenizer)
     processor = ExcludeItemsLogitsProcessor(index, torch.from_numpy(item_spellings(item_tokenizer)), [banned])
     start = torch.full((1, 1), item_tokenizer.pad_token_id)
@@ -82,7 +74,7 @@ def test_decode_history_inverts_encode_history(item_tokenizer):
 
 
 def test_bad_exclusions_fail_clearly(tiny_model, item_tokenizer):
-    input_ids, mask = _batch(item_tokenizer, [["item1"], ["item2"]])
+    input_ids, mask = encode_histories(item_tokenizer, [["item1"], ["item2"]])
     with pytest.raises(ValueError, match="one list of item rows per history"):
         generate_items(tiny_model, item_tokenizer, input_ids, mask, num_beams=5, k=5, exclude_items=[[1]])
     with pytest.raises(ValueError, match="excludes every item"):

@@ -7,13 +7,7 @@ import torch
 from hf_genrec.decoding import build_trie_index, generate_items, item_spellings
 from hf_genrec.transitions import ItemTransitions, TransitionFusionLogitsProcessor
 
-
-def _batch(item_tokenizer, histories):
-    rows = [item_tokenizer.encode_history(h) for h in histories]
-    width = max(map(len, rows))
-    input_ids = torch.tensor([r + [item_tokenizer.pad_token_id] * (width - len(r)) for r in rows])
-    mask = (torch.arange(width)[None] < torch.tensor([len(r) for r in rows])[:, None]).long()
-    return input_ids, mask
+from .conftest import encode_histories
 
 
 def test_fit_counts_each_items_successors(tmp_path):
@@ -48,7 +42,7 @@ def test_fused_exact_search_adds_the_prior_to_each_items_log_probability(
     transitions = ItemTransitions.fit(sequences, n)
     histories = [["item1", "item5"], ["item7", "item3"], ["item39"]]
     last = item_tokenizer.index_of([h[-1] for h in histories]).tolist()
-    input_ids, mask = _batch(item_tokenizer, histories)
+    input_ids, mask = encode_histories(item_tokenizer, histories)
     full_items, full_scores = generate_items(
         tiny_model, item_tokenizer, input_ids, mask, num_beams=n, k=n, method=method
     )
@@ -78,7 +72,7 @@ def test_fusion_composes_with_excluded_items_and_spares_histories_without_succes
     n = item_tokenizer.num_items
     transitions = ItemTransitions.fit([[1, 2], [1, 3], [1, 3]], n)
     histories = [["item0", "item1"], ["item4"]]  # item 4 was never followed by anything
-    input_ids, mask = _batch(item_tokenizer, histories)
+    input_ids, mask = encode_histories(item_tokenizer, histories)
     index = build_trie_index(item_tokenizer)
     spellings = torch.from_numpy(item_spellings(item_tokenizer))
     priors = [transitions.prior([0, 1]), transitions.prior([4])]
