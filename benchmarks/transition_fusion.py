@@ -82,6 +82,7 @@ def main() -> None:
         "ranked alone and with the prior at the weight picked for the generative model.",
     )
     parser.add_argument("--output-dir", default="benchmarks/results")
+    parser.add_argument("--output-name", default=None, help="Default: <dataset>_transition_fusion.json.")
     args = parser.parse_args()
 
     data = load_interactions(args.dataset, args.data_dir)
@@ -141,10 +142,12 @@ def main() -> None:
         "best": {"weight": best["weight"], "smoothing": best["smoothing"]},
         "test": test,
         "command": f"python benchmarks/transition_fusion.py {args.bundle} --dataset {args.dataset} --window "
-        f"{args.window} --recent {args.recent}" + (f" --sasrec {args.sasrec}" if args.sasrec else ""),
+        f"{args.window} --recent {args.recent}"
+        + (f" --sasrec {args.sasrec}" if args.sasrec else "")
+        + (f" --output-name {args.output_name}" if args.output_name else ""),
         "machine": describe_machine(),
     }
-    out = Path(args.output_dir) / f"{args.dataset}_transition_fusion.json"
+    out = Path(args.output_dir) / (args.output_name or f"{args.dataset}_transition_fusion.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {out}")
