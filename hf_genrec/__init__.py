@@ -36,6 +36,7 @@ from .semantic_ids import (
 )
 from .tokenization import ItemTokenizer, minimal_t5_tokenizer
 from .trainer import GenRecTrainer, GenRecTrainingArguments
+from .transitions import ItemTransitions, TransitionFusionLogitsProcessor
 from .trie_logits import TrieIndex, TrieLogitsProcessor
 
 __all__ = [
@@ -58,6 +59,8 @@ __all__ = [
     "TrieIndex",
     "TrieLogitsProcessor",
     "ExcludeItemsLogitsProcessor",
+    "ItemTransitions",
+    "TransitionFusionLogitsProcessor",
     "build_trie_index",
     "load_quantizer",
     "shared_beam_search",
