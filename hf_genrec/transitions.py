@@ -49,6 +49,16 @@ class ItemTransitions:
         successors (`np.ndarray`): item rows of the successors, grouped by predecessor.
         counts (`np.ndarray`): how often each (predecessor, successor) pair occurred (weighted).
         window (`int`, defaults to 1): the most steps apart the pairs were counted (a record of how it was fitted).
+
+    Example:
+
+    ```python
+    >>> from hf_genrec import ItemTransitions
+    >>> transitions = ItemTransitions.fit([[0, 1, 2], [0, 1], [0, 3]], num_items=4)  # item rows, oldest first
+    >>> items, probs = transitions.prior([2, 0])  # what followed the last item, 0
+    >>> {int(i): round(float(p), 3) for i, p in zip(items, probs)}
+    {1: 0.667, 3: 0.333}
+    ```
     """
 
     def __init__(self, indptr: np.ndarray, successors: np.ndarray, counts: np.ndarray, window: int = 1):
