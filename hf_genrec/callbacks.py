@@ -53,6 +53,12 @@ class TimeBudgetCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.perf_counter()
 
+    def on_train_end(self, args, state, control, **kwargs):
+        # the clock stops with train(): ranking the test users (or anything else) afterwards is not training
+        if self.start is not None:
+            self.spent_seconds += time.perf_counter() - self.start
+            self.start = None
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.log_history:
             state.log_history[-1].setdefault("train_minutes", self.elapsed_seconds() / 60)

@@ -38,3 +38,15 @@ def test_step_warmup_and_bad_settings():
         time_budget_schedule(optimizer, clock, "constant", 100, 0.0)
     with pytest.raises(ValueError, match="budget"):
         time_budget_schedule(optimizer, TimeBudgetCallback(), "cosine", 100, 0.0)
+
+
+def test_the_training_clock_stops_when_training_ends():
+    import time
+
+    clock = TimeBudgetCallback(max_minutes=10)
+    clock.on_train_begin(None, None, None)
+    time.sleep(0.02)
+    clock.on_train_end(None, None, None)
+    spent = clock.elapsed_seconds()
+    time.sleep(0.02)  # e.g. ranking the test users after train()
+    assert spent >= 0.02 and clock.elapsed_seconds() == spent
