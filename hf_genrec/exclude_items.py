@@ -89,20 +89,8 @@ class ExcludeItemsLogitsProcessor(LogitsProcessor):
         step = input_ids.shape[1] - self.decoder_start_length
         if step >= self.token.shape[-1] or self.batch == 0:
             return None
-        rows = input_ids.shape[0]
-        if rows % self.batch:
-            raise ValueError(
-                f"{rows} beam rows do not split into the {self.batch} histories whose excluded items were given: build "
-                "the processor with one list of excluded items per history of the batch."
-            )
-        device = input_ids.device
-        if self.index.keys.device != device:
-            self.index.to(device)
-        beams = rows // self.batch
-        if step == 0:
-            node = torch.zeros(rows, dtype=torch.long, device=device)
-        else:
-            node = self.index.walk(input_ids[:, self.decoder_start_length :])
+        beams, node = self.index.beam_nodes(input_ids, self.batch, self.decoder_start_length, "excluded items")
+        device, rows = input_ids.device, input_ids.shape[0]
         parent = self.parent[..., step].to(device)  # [batch, H]
         closed = self.closed[..., step].to(device)
         match = (node.view(self.batch, beams, 1) == parent[:, None, :]) & closed[:, None, :]  # [batch, beams, H]

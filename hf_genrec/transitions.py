@@ -259,22 +259,15 @@ class TransitionFusionLogitsProcessor(LogitsProcessor):
         if step >= self.token.shape[-1] or self.batch == 0:
             return scores
         rows, vocab = scores.shape
-        if rows % self.batch:
-            raise ValueError(
-                f"{rows} beam rows do not split into the {self.batch} histories whose priors were given: build the "
-                "processor with one prior per history of the batch."
-            )
+        beams, node = self.index.beam_nodes(input_ids, self.batch, self.decoder_start_length, "priors")
         device = scores.device
-        if self.index.keys.device != device:
-            self.index.to(device)
-        beams = rows // self.batch
         path, node_bonus = self.path.to(device), self.node_bonus.to(device)
         if step == 0:
             parent_bonus = torch.zeros(self.batch, beams, device=device)
             # every successor lies below the root
             match = (path[..., 0] >= 0)[:, None, :].expand(self.batch, beams, -1)
         else:
-            node = self.index.walk(input_ids[:, self.decoder_start_length :]).view(self.batch, beams)
+            node = node.to(device).view(self.batch, beams)
             match = (node[..., None] == path[:, None, :, step - 1]) & (node[..., None] >= 0)  # [batch, beams, S]
             below = torch.where(match, node_bonus[:, None, :, step - 1], 0.0)
             parent_bonus = below.max(dim=-1).values  # every successor through this node carries the same bonus

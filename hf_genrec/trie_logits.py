@@ -160,6 +160,24 @@ class TrieIndex:
         valid &= path.gather(-1, last)[..., 0] >= 0
         return tokens, torch.where(valid[..., None], path, -1)
 
+    def beam_nodes(
+        self, input_ids: torch.Tensor, n_histories: int, decoder_start_length: int, given: str
+    ) -> tuple[int, torch.Tensor]:
+        """For processors built per history: ``(beams, node)``, the beams of each history and the trie node of every
+        beam row ``[rows]`` (the root before the first token). ``given`` names what was given per history, for the
+        error raised when the rows do not split into ``n_histories``."""
+        rows = input_ids.shape[0]
+        if rows % n_histories:
+            raise ValueError(
+                f"{rows} beam rows do not split into the {n_histories} histories whose {given} were given: build "
+                f"the processor with one entry of {given} per history of the batch."
+            )
+        if self.keys.device != input_ids.device:
+            self.to(input_ids.device)
+        if input_ids.shape[1] == decoder_start_length:
+            return rows // n_histories, torch.zeros(rows, dtype=torch.long, device=input_ids.device)
+        return rows // n_histories, self.walk(input_ids[:, decoder_start_length:])
+
     def allowed_mask(self, prefixes: torch.Tensor) -> torch.Tensor:
         """Bool ``[N, vocab_size]``: the tokens that keep each prefix on the trie; pad alone for finished/dead ones."""
         n, steps = prefixes.shape
