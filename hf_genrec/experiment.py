@@ -305,6 +305,8 @@ def run_experiment(
     )
     timings["data_s"] = time.perf_counter() - start
     logger.info("Loaded %s", data.describe())
+    # each user's items without the validation and test ones: IDs, training rows, transitions and baselines
+    train_sequences = training_part(data.sequences["item_ids"][:])
     if training_args.exclude_history:
         warn_if_items_repeat(data.sequences["item_ids"][:])
 
@@ -336,7 +338,7 @@ def run_experiment(
 
             base_tokenizer = AutoTokenizer.from_pretrained(model_args.base_tokenizer)
         quantizer, semantic_ids, id_timings = fit_item_ids(
-            data.items, id_args, base_tokenizer, sequences=training_part(data.sequences["item_ids"][:])
+            data.items, id_args, base_tokenizer, sequences=train_sequences
         )
         timings.update(id_timings)
         logger.info("Semantic IDs:\n%s", semantic_ids.summary())
@@ -352,7 +354,7 @@ def run_experiment(
     }
     if model_args.causal_encoder:  # one packed row per user window instead of one row per prefix
         examples["train"] = tokenize_sequences(
-            training_part(data.sequences["item_ids"][:]),
+            train_sequences,
             item_tokenizer,
             data_args.max_history,
             max_targets_per_user=data_args.max_train_targets_per_user,
@@ -364,7 +366,7 @@ def run_experiment(
     model, genrec_config = build_model_and_config(item_tokenizer, data_args, id_args, model_args, training_args)
     # successor counts of the training part only, saved in every bundle (ranking fuses them with transition_weight)
     transitions = ItemTransitions.fit(
-        [item_tokenizer.index_of(s).tolist() for s in training_part(data.sequences["item_ids"][:])],
+        [item_tokenizer.index_of(s).tolist() for s in train_sequences],
         item_tokenizer.num_items,
         window=training_args.transition_window,
     )
@@ -397,16 +399,16 @@ def run_experiment(
     test_ranks = evaluated.pop("ranks", None)  # None when evaluation ranked nothing (predict_with_generate=False)
 
     ks = training_args.eval_ks
-    popular = MostPopular(item_tokenizer.item_to_index).fit(training_part(data.sequences["item_ids"][:]))
+    popular = MostPopular(item_tokenizer.item_to_index).fit(train_sequences)
     test_targets = item_tokenizer.index_of(test["target"][:], context="test targets")
-    seen = None
-    if training_args.exclude_history:  # the same protocol as the model's: none of the history it reads
-        seen = [item_tokenizer.index_of(history).tolist() for history in test["history"][:]]
+    test_histories = [item_tokenizer.index_of(history).tolist() for history in test["history"][:]]
+    # the same protocol as the model's: none of the history it reads
+    seen = test_histories if training_args.exclude_history else None
     popular_ranking = popular.predict(len(test_targets), max(ks), exclude=seen)
     popular_metrics = ranking_metrics(popular_ranking, test_targets, ks)
     # the fused prior alone (its recent items' successors, then the most popular): what the fusion adds to
     prior_ranking = transitions.predict(
-        [item_tokenizer.index_of(h).tolist() for h in test["history"][:]],
+        test_histories,
         max(ks),
         recent=training_args.transition_recent_items,
         fallback=popular.ranking,
