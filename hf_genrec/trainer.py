@@ -393,6 +393,9 @@ class GenRecTrainer(Seq2SeqTrainer):
         loss, _, _ = super().prediction_step(model, inputs, prediction_loss_only=True, ignore_keys=ignore_keys)
         inputs = self._prepare_inputs(inputs)
         k = max(self.args.eval_ks)
+        fused = bool(getattr(self.args, "transition_weight", 0.0))
+        # decoded once for both the exclusion and the prior
+        histories = self._history_items(inputs["input_ids"]) if self.args.exclude_history or fused else None
         indices, _ = generate_items(
             self.accelerator.unwrap_model(model),
             self.item_tokenizer,
@@ -402,8 +405,8 @@ class GenRecTrainer(Seq2SeqTrainer):
             k=k,
             method=self.args.decoding_method,
             index=self.trie_index,
-            exclude_items=self._history_items(inputs["input_ids"]) if self.args.exclude_history else None,
-            fusion=self._fusion(inputs["input_ids"]),
+            exclude_items=histories if self.args.exclude_history else None,
+            fusion=self._fusion(histories) if fused else None,
         )
         labels = None
         if "labels" in inputs:
@@ -411,19 +414,13 @@ class GenRecTrainer(Seq2SeqTrainer):
             labels = labels.to(inputs["input_ids"].device)
         return loss, indices.to(inputs["input_ids"].device), labels
 
-    def _fusion(self, input_ids: torch.Tensor) -> TransitionFusionLogitsProcessor | None:
-        """The successor prior of each history's last item, when ``transition_weight`` is on."""
-        weight = getattr(self.args, "transition_weight", 0.0)
-        if not weight:
-            return None
+    def _fusion(self, histories: list[list[int]]) -> TransitionFusionLogitsProcessor:
+        """The successor prior of each history's last items (item rows), for ``transition_weight``."""
         return TransitionFusionLogitsProcessor(
             self.trie_index,
             self._spellings,
-            [
-                self.transitions.prior(items, self.args.transition_recent_items)
-                for items in self._history_items(input_ids)
-            ],
-            weight=weight,
+            [self.transitions.prior(items, self.args.transition_recent_items) for items in histories],
+            weight=self.args.transition_weight,
             smoothing=self.args.transition_smoothing,
         )
 
