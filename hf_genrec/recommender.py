@@ -338,6 +338,7 @@ class GenerativeRecommender:
                 "none: fit them with ItemTransitions.fit(training sequences as item rows, num_items) and set "
                 "`recommender.transitions`, or pass transition_weight=0."
             )
+        excluding = self.config.exclude_history if exclude_history is None else exclude_history
         new_index = self.new_item_trie_index if slots else None
         new_items = set(self.catalog.new_items) if new_index is not None else set()
         results: list[list[tuple[str, float]]] = []
@@ -355,9 +356,11 @@ class GenerativeRecommender:
             batch = self._collator(features)
             input_ids = batch["input_ids"].to(self.model.device)
             attention_mask = batch["attention_mask"].to(self.model.device)
-            exclude = None
-            if self.config.exclude_history if exclude_history is None else exclude_history:
-                exclude = [self.item_tokenizer.index_of([str(x) for x in history]).tolist() for history in chunk]
+            # each whole history's item rows, once for both the exclusion and the prior
+            history_rows = None
+            if excluding or weight:
+                history_rows = [self.item_tokenizer.index_of([str(x) for x in h]).tolist() for h in chunk]
+            exclude = history_rows if excluding else None
             indices, scores = generate_items(
                 self.model,
                 self.item_tokenizer,
@@ -368,7 +371,7 @@ class GenerativeRecommender:
                 method=method,
                 index=self.trie_index,
                 exclude_items=exclude,
-                fusion=self._fusion(chunk, weight),
+                fusion=self._fusion(history_rows, weight),
             )
             item_ids = self.item_tokenizer.item_ids
             rows = [
@@ -402,15 +405,14 @@ class GenerativeRecommender:
             results.extend(rows)
         return results
 
-    def _fusion(self, histories: Sequence[Sequence[str]], weight: float) -> TransitionFusionLogitsProcessor | None:
-        """The successor prior of each history's last item, for ``transition_weight``."""
+    def _fusion(self, history_rows: list[list[int]], weight: float) -> TransitionFusionLogitsProcessor | None:
+        """The successor prior of each history (given as item rows) for ``transition_weight``."""
         if not weight:
             return None
-        rows = [self.item_tokenizer.index_of([str(x) for x in h]).tolist() for h in histories]
         return TransitionFusionLogitsProcessor(
             self.trie_index,
             torch.from_numpy(item_spellings(self.item_tokenizer)),
-            [self.transitions.prior(r, self.config.transition_recent_items) for r in rows],
+            [self.transitions.prior(r, self.config.transition_recent_items) for r in history_rows],
             weight=weight,
             smoothing=self.config.transition_smoothing,
         )
