@@ -80,7 +80,9 @@ def test_constrained_loss_trains_and_sets_renormalised_ranking(tmp_path, causal)
         datasets.Dataset.from_dict({"history": [s[:-1] for s in sequences[n_train:]], "target": [s[-1] for s in sequences[n_train:]]}),
         tokenizer,
     )  # fmt: skip
-    args = tiny_training_args(tmp_path, constrained_loss=True)
+    # 3e-3 rather than the tests' usual 1e-2: at 1e-2 the one-row-per-prefix model ended between recall@5 0.5 and
+    # 1.0 depending on the seed and the CPU's floating point (AMD against Intel); at 3e-3 it reached 0.92-1.0 for seeds 0-2
+    args = tiny_training_args(tmp_path, constrained_loss=True, learning_rate=3e-3)
     model = build_t5_model(tokenizer, seed=0, causal_encoder=causal, recency_embeddings=causal, **TINY_T5)
     trainer = GenRecTrainer(model=model, args=args, item_tokenizer=tokenizer, train_dataset=train)
     assert model.generation_config.renormalize_logits is True
