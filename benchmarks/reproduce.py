@@ -97,6 +97,7 @@ def fuse_sasrec(args, model, transitions, val, test, exclude) -> dict | None:
     return {
         "transition_weight": float(best),
         **fusion,
+        "shrinkage": transitions.shrinkage,
         "validation": grid,
         "test": ranking_metrics(ranked, test[1], KS),
     }
@@ -196,8 +197,13 @@ def run_sasrec(args, data, splits, work_dir: Path) -> dict:
     start = time.perf_counter()
     test = ranking_metrics(sasrec_rank(model, test_histories, max(KS), exclude), test_targets, KS)
     test_seconds = time.perf_counter() - start
-    window = recipe(args)[1].get("transition_window", 3)
-    transitions = ItemTransitions.fit(train_sequences, data.num_items, window=window)
+    settings = recipe(args)[1]
+    transitions = ItemTransitions.fit(
+        train_sequences,
+        data.num_items,
+        window=settings.get("transition_window", 3),
+        shrinkage=settings.get("transition_shrinkage", 0.0),
+    )
     fused = fuse_sasrec(
         args, model, transitions, (val_histories, val_targets), (test_histories, test_targets), exclude
     )

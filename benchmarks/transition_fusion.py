@@ -3,7 +3,7 @@ best one on the test users.
 
 The prior counts which item followed which in the training part of users' sequences (`ItemTransitions`), so it
 adds what a generative model recalls worst: that item B followed item A in someone else's history. This script
-ranks validation users with every (weight, smoothing) pair of the grid, picks the pair with the best validation
+ranks validation users with every (weight, smoothing, shrinkage) of the grid, picks the one with the best validation
 NDCG@10, and ranks all test users with it and without it (weight 0), splitting the test figures by whether the
 user's (last item -> target) transition occurs in the training sequences:
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -72,6 +73,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
     parser.add_argument("--weights", type=floats, default=[0.0, 0.5, 1.0, 2.0, 4.0])
     parser.add_argument("--smoothings", type=floats, default=[0.01, 0.03])
+    parser.add_argument(
+        "--shrinkages", type=floats, default=[0.0], help="Pseudo-counts of the prior (ItemTransitions.shrinkage)."
+    )
     parser.add_argument("--window", type=int, default=3, help="Successors up to this many steps after an item.")
     parser.add_argument("--recent", type=int, default=3, help="Mix the successors of this many last items.")
     parser.add_argument("--validation-users", type=int, default=4000, help="Random validation users for the grid.")
@@ -97,11 +101,12 @@ def main() -> None:
     seen = Counter((a, b) for s in train for a, b in zip(s, s[1:]))
     examples = leave_one_out(data, max_history=recommender.config.max_history)
 
-    def rank(split, weight, smoothing, users=None):
+    def rank(split, weight, smoothing, shrinkage, users=None):
         histories, targets = examples[split]["history"][:], examples[split]["target"][:]
         if users is not None:
             histories, targets = [histories[u] for u in users], [targets[u] for u in users]
         recommender.config.transition_smoothing = smoothing
+        recommender.transitions.shrinkage = shrinkage
         start = time.perf_counter()
         ranked = recommender.recommend(histories, k=10, batch_size=256, transition_weight=weight)
         seconds = time.perf_counter() - start
@@ -114,21 +119,23 @@ def main() -> None:
     n_val = len(examples["validation"])
     users = np.random.default_rng(0).choice(n_val, size=min(args.validation_users, n_val), replace=False).tolist()
     grid = []
-    for smoothing in args.smoothings:
-        for weight in args.weights:
-            if weight == 0 and smoothing != args.smoothings[0]:
-                continue  # weight 0 is the model alone, whatever the smoothing
-            result = rank("validation", weight, smoothing, users)
-            grid.append({"weight": weight, "smoothing": smoothing, **result})
-            print(f"validation weight {weight} smoothing {smoothing}: "
-                  f"{ {k: round(v, 4) for k, v in result['metrics'].items()} }", flush=True)  # fmt: skip
+    for shrinkage in args.shrinkages:
+        for smoothing in args.smoothings:
+            for weight in args.weights:
+                if weight == 0 and (smoothing, shrinkage) != (args.smoothings[0], args.shrinkages[0]):
+                    continue  # weight 0 is the model alone, whatever the prior's settings
+                result = rank("validation", weight, smoothing, shrinkage, users)
+                grid.append({"weight": weight, "smoothing": smoothing, "shrinkage": shrinkage, **result})
+                print(f"validation weight {weight} smoothing {smoothing} shrinkage {shrinkage}: "
+                      f"{ {k: round(v, 4) for k, v in result['metrics'].items()} }", flush=True)  # fmt: skip
     best = max(grid, key=lambda row: row["metrics"]["ndcg@10"])
     test = {}
     for weight in sorted({0.0, best["weight"]}):
-        test[str(weight)] = rank("test", weight, best["smoothing"])
-        print(f"test weight {weight} smoothing {best['smoothing']}: "
+        test[str(weight)] = rank("test", weight, best["smoothing"], best["shrinkage"])
+        print(f"test weight {weight} smoothing {best['smoothing']} shrinkage {best['shrinkage']}: "
               f"{ {k: round(v, 4) for k, v in test[str(weight)]['metrics'].items()} }", flush=True)  # fmt: skip
     if args.sasrec:
+        recommender.transitions.shrinkage = best["shrinkage"]
         test["sasrec"] = rank_sasrec(
             args, data, recommender.transitions, index, seen, best, recommender.config.exclude_history
         )
@@ -139,12 +146,9 @@ def main() -> None:
         "window": args.window,
         "recent_items": args.recent,
         "grid": grid,
-        "best": {"weight": best["weight"], "smoothing": best["smoothing"]},
+        "best": {"weight": best["weight"], "smoothing": best["smoothing"], "shrinkage": best["shrinkage"]},
         "test": test,
-        "command": f"python benchmarks/transition_fusion.py {args.bundle} --dataset {args.dataset} --window "
-        f"{args.window} --recent {args.recent}"
-        + (f" --sasrec {args.sasrec}" if args.sasrec else "")
-        + (f" --output-name {args.output_name}" if args.output_name else ""),
+        "command": "python benchmarks/transition_fusion.py " + " ".join(sys.argv[1:]),
         "machine": describe_machine(),
     }
     out = Path(args.output_dir) / (args.output_name or f"{args.dataset}_transition_fusion.json")

@@ -369,6 +369,7 @@ def run_experiment(
         [item_tokenizer.index_of(s).tolist() for s in train_sequences],
         item_tokenizer.num_items,
         window=training_args.transition_window,
+        shrinkage=training_args.transition_shrinkage,
     )
     evaluated: dict = {}  # the last evaluation's target ranks, for Recall@K at every K
     trainer = GenRecTrainer(
@@ -433,7 +434,7 @@ def run_experiment(
                 f", with the training sequences' successor prior fused in (transition_weight "
                 f"{training_args.transition_weight}, transition_smoothing {training_args.transition_smoothing}, "
                 f"transition_window {training_args.transition_window}, transition_recent_items "
-                f"{training_args.transition_recent_items})"
+                f"{training_args.transition_recent_items}, transition_shrinkage {training_args.transition_shrinkage})"
                 if training_args.transition_weight
                 else ""
             ),
@@ -506,6 +507,17 @@ def pick_transition_weight(trainer: GenRecTrainer, validation) -> dict[str, dict
     best = max(grid, key=lambda w: (grid[w][metric], -float(w)))  # ties: the smaller weight
     args.transition_weight = float(best)
     logger.info("transition_weight %s: validation %s %.4f", best, metric, grid[best][metric])
+    if len(grid) > 1 and float(best) > 0 and float(best) == max(args.transition_weights):
+        # a best weight at the edge of the grid says a larger one may rank better still
+        logger.warning(
+            "transition_weight %s, the largest of transition_weights %s, ranked validation best (%s %.4f): a "
+            "larger weight may do better. Add one (e.g. %s) to transition_weights and rank again.",
+            best,
+            sorted(set(args.transition_weights)),
+            metric,
+            grid[best][metric],
+            2 * float(best),
+        )
     return {w: {k[len("fusion_") :]: v for k, v in m.items() if "@" in k} for w, m in grid.items()}
 
 

@@ -124,6 +124,13 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
     transition_recent_items: int = field(
         default=3, metadata={"help": "Successor prior: mix the successors of this many last history items."}
     )
+    transition_shrinkage: float = field(
+        default=0.0,
+        metadata={
+            "help": "Successor prior: pseudo-count added to each item's total, P(b | a) = count(a, b) / (total(a) + "
+            "transition_shrinkage), so successors of rarely seen items count less (0: plain frequencies)."
+        },
+    )
     transition_weights: list[float] | None = field(
         default=None,
         metadata={
@@ -155,6 +162,8 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
             raise ValueError(
                 f"transition_weights must be a non-empty list of weights >= 0, got {self.transition_weights}."
             )
+        if not self.transition_shrinkage >= 0:
+            raise ValueError(f"transition_shrinkage must be >= 0, got {self.transition_shrinkage}.")
         if self.transition_window < 1 or self.transition_recent_items < 1:
             raise ValueError(
                 f"transition_window and transition_recent_items must be >= 1, got {self.transition_window} and "

@@ -49,6 +49,10 @@ class ItemTransitions:
         successors (`np.ndarray`): item rows of the successors, grouped by predecessor.
         counts (`np.ndarray`): how often each (predecessor, successor) pair occurred (weighted).
         window (`int`, defaults to 1): the most steps apart the pairs were counted (a record of how it was fitted).
+        shrinkage (`float`, defaults to 0): pseudo-count added to each item's total when its successor counts become
+            probabilities, ``P(b | a) = count(a, b) / (total(a) + shrinkage)``: a successor seen once after an item
+            seen once gets ``1 / (1 + shrinkage)``, not certainty, while well-observed items keep nearly their
+            frequencies. It also weighs the better-observed items more when `prior` mixes the last few.
 
     Example:
 
@@ -61,8 +65,13 @@ class ItemTransitions:
     ```
     """
 
-    def __init__(self, indptr: np.ndarray, successors: np.ndarray, counts: np.ndarray, window: int = 1):
+    def __init__(
+        self, indptr: np.ndarray, successors: np.ndarray, counts: np.ndarray, window: int = 1, shrinkage: float = 0.0
+    ):
         self.window = int(window)
+        self.shrinkage = float(shrinkage)
+        if not self.shrinkage >= 0:  # also refuses NaN
+            raise ValueError(f"shrinkage must be >= 0, got {shrinkage}.")
         self.indptr = np.asarray(indptr, dtype=np.int64)
         self.successors = np.asarray(successors, dtype=np.int64)
         self.counts = np.asarray(counts, dtype=np.float32)
@@ -83,9 +92,12 @@ class ItemTransitions:
         return len(self.indptr) - 1
 
     @classmethod
-    def fit(cls, sequences: Sequence[Sequence[int]], num_items: int, window: int = 1) -> ItemTransitions:
+    def fit(
+        cls, sequences: Sequence[Sequence[int]], num_items: int, window: int = 1, shrinkage: float = 0.0
+    ) -> ItemTransitions:
         """Count every pair of ``sequences`` (item rows, oldest first) in which the second item came at most
-        ``window`` steps after the first, weighted ``1 / steps`` (``window=1``: the first-order Markov chain)."""
+        ``window`` steps after the first, weighted ``1 / steps`` (``window=1``: the first-order Markov chain).
+        ``shrinkage`` is kept for turning the counts into probabilities (see the class docstring)."""
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}.")
         first, second, weight = [], [], []
@@ -104,15 +116,16 @@ class ItemTransitions:
         counts = np.bincount(inverse.reshape(-1), weights=weight, minlength=len(keys))
         indptr = np.zeros(num_items + 1, dtype=np.int64)
         np.add.at(indptr, keys // num_items + 1, 1)
-        return cls(np.cumsum(indptr), keys % num_items, counts, window=window)
+        return cls(np.cumsum(indptr), keys % num_items, counts, window=window, shrinkage=shrinkage)
 
     def probabilities(self, item: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(successors, P(successor | item))`` of one item row (both empty when nothing ever followed it)."""
+        """``(successors, P(successor | item))`` of one item row (both empty when nothing ever followed it), each
+        count over the item's total plus ``shrinkage``."""
         if not 0 <= item < self.num_items:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         lo, hi = self.indptr[item], self.indptr[item + 1]
         counts = self.counts[lo:hi]
-        return self.successors[lo:hi], counts / max(float(counts.sum()), 1.0)
+        return self.successors[lo:hi], counts / (max(float(counts.sum()), 1.0) + self.shrinkage)
 
     def prior(self, history: Sequence[int], recent: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """``(items, P(item | history))``: the successors of the history's ``recent`` last items (item rows), the
@@ -180,7 +193,8 @@ class ItemTransitions:
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         Path(save_directory).mkdir(parents=True, exist_ok=True)
         tensors = {"indptr": self.indptr, "successors": self.successors, "counts": self.counts}
-        save_file(tensors, str(Path(save_directory) / TRANSITIONS_NAME), metadata={"window": str(self.window)})
+        metadata = {"window": str(self.window), "shrinkage": repr(self.shrinkage)}
+        save_file(tensors, str(Path(save_directory) / TRANSITIONS_NAME), metadata=metadata)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> ItemTransitions:
@@ -189,11 +203,12 @@ class ItemTransitions:
             raise FileNotFoundError(f"{path} not found: this bundle holds no item transitions.")
         tensors = load_file(str(path))
         with safe_open(str(path), framework="numpy") as f:
-            window = int((f.metadata() or {}).get("window", 1))
+            metadata = f.metadata() or {}
+        window, shrinkage = int(metadata.get("window", 1)), float(metadata.get("shrinkage", 0.0))
         missing = {"indptr", "successors", "counts"} - set(tensors)
         if missing:
             raise ValueError(f"{path} lacks {sorted(missing)}: it was not written by ItemTransitions.")
-        return cls(tensors["indptr"], tensors["successors"], tensors["counts"], window=window)
+        return cls(tensors["indptr"], tensors["successors"], tensors["counts"], window=window, shrinkage=shrinkage)
 
 
 class TransitionFusionLogitsProcessor(LogitsProcessor):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from hf_genrec.cli import main
+from hf_genrec.transitions import ItemTransitions
 
 from .conftest import cyclic_sequences
 
@@ -162,7 +163,7 @@ def test_default_recipe_trains_packed_resumes_and_recommends(data_root, tmp_path
              "--item_features", str(data_root / "features.npy"), *TINY_FLAGS, "--causal_encoder", "true",
              "--constrained_loss", "true", "--max_train_minutes", "5", "--eval_strategy", "epoch",
              "--save_strategy", "epoch", "--load_best_model_at_end", "false", "--save_total_limit", "1",
-             "--transition_weight", "1", "--transition_weights", "0", "1", "4"]  # fmt: skip
+             "--transition_weight", "1", "--transition_weights", "0", "1", "4", "--transition_shrinkage", "30"]  # fmt: skip
     assert main(flags) == 0
     results = json.loads((out / "results.json").read_text())
     # the fusion's weight is the grid's best on validation, and the bundle keeps it and the transitions
@@ -172,6 +173,9 @@ def test_default_recipe_trains_packed_resumes_and_recommends(data_root, tmp_path
     assert results["transition_weight"] == float(best)
     assert json.loads((out / "genrec_config.json").read_text())["transition_weight"] == float(best)
     assert (out / "transitions.safetensors").is_file() and "successor prior fused in" in results["protocol"]
+    assert (
+        ItemTransitions.from_pretrained(out).shrinkage == 30.0 and "transition_shrinkage 30.0" in results["protocol"]
+    )
     assert {"recall@10", "ndcg@10"} <= set(results["baselines"]["successor_prior"])
     assert results["train_targets"] > results["train_examples"]  # packed: several targets per row
     assert [p["epoch"] for p in results["validation_curve"]] == [1.0, 2.0]

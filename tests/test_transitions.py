@@ -150,6 +150,26 @@ def test_sasrec_ranks_with_the_same_dense_bonus():
         model.recommend(tokens, k=5, item_bonus=bonus[:, :5])
 
 
+def test_shrinkage_discounts_rarely_seen_items_and_is_saved(tmp_path):
+    # item 0 was followed by 1 once; item 2 by 3 nine times and by 4 once
+    transitions = ItemTransitions.fit([[0, 1]] + [[2, 3]] * 9 + [[2, 4]], num_items=5, shrinkage=3.0)
+    assert transitions.probabilities(0)[1].tolist() == [0.25]  # 1 / (1 + 3), not certainty
+    assert np.allclose(transitions.probabilities(2)[1], [9 / 13, 1 / 13])
+    # mixing the last two items: the well-observed one now outweighs the once-seen one's single successor
+    items, probs = transitions.prior([2, 0], recent=2)
+    prior = dict(zip(items.tolist(), probs.tolist()))
+    assert prior[3] > prior[1]
+    items, probs = ItemTransitions.fit([[0, 1]] + [[2, 3]] * 9 + [[2, 4]], num_items=5).prior([2, 0], recent=2)
+    plain = dict(zip(items.tolist(), probs.tolist()))
+    assert plain[1] > plain[3]  # without shrinkage the single observation wins
+    transitions.save_pretrained(tmp_path)
+    assert ItemTransitions.from_pretrained(tmp_path).shrinkage == 3.0
+    with pytest.raises(ValueError, match="shrinkage must be >= 0"):
+        ItemTransitions.fit([[0, 1]], num_items=2, shrinkage=-1.0)
+    with pytest.raises(ValueError, match="shrinkage must be >= 0"):
+        ItemTransitions(np.array([0, 1, 1]), np.array([1]), np.array([1.0]), shrinkage=float("nan"))
+
+
 def test_a_wider_window_counts_later_items_at_one_over_their_distance():
     transitions = ItemTransitions.fit([[0, 1, 2, 3], [0, 2]], num_items=4, window=3)
     rows, probs = transitions.probabilities(0)
@@ -179,3 +199,40 @@ def test_the_prior_alone_ranks_successors_then_the_fallback():
     assert ranked.tolist() == [[5, 6, 9, 8], [5, 8, 2, -1], [5, 9, 8, 2]]
     with pytest.raises(ValueError, match="one per history"):
         transitions.predict([[0]], k=2, exclude=[[], []])
+
+
+class _GridTrainer:
+    """The two things `pick_transition_weight` uses of a trainer: its arguments and `evaluate`."""
+
+    def __init__(self, weights, ndcg_of_weight):
+        from types import SimpleNamespace
+
+        self.args = SimpleNamespace(transition_weights=weights, transition_weight=0.0, metric_for_best_model=None)
+        self.ndcg_of_weight = ndcg_of_weight
+
+    def evaluate(self, dataset, metric_key_prefix):
+        return {f"{metric_key_prefix}_ndcg@10": self.ndcg_of_weight(self.args.transition_weight)}
+
+
+@pytest.mark.parametrize(
+    ("ndcg_of_weight", "best", "warns"),
+    [
+        (lambda w: 1 - (w - 2) ** 2, 2.0, False),  # an interior best: the grid brackets it
+        (lambda w: w, 8.0, True),  # still rising at the largest weight
+        (lambda w: -w, 0.0, False),  # the model alone: nothing to widen
+    ],
+)
+def test_pick_transition_weight_keeps_the_best_and_warns_at_the_grid_edge(ndcg_of_weight, best, warns, caplog):
+    import logging
+
+    from hf_genrec.experiment import pick_transition_weight
+
+    trainer = _GridTrainer([0.0, 1.0, 2.0, 4.0, 8.0], ndcg_of_weight)
+    with caplog.at_level(logging.WARNING, logger="hf_genrec.experiment"):
+        grid = pick_transition_weight(trainer, validation=None)
+    assert trainer.args.transition_weight == best
+    assert set(grid) == {"0.0", "1.0", "2.0", "4.0", "8.0"}
+    assert grid[str(best)]["ndcg@10"] == max(m["ndcg@10"] for m in grid.values())
+    assert ("a larger weight may do better" in caplog.text) is warns
+    if warns:
+        assert "e.g. 16.0" in caplog.text
