@@ -1,7 +1,8 @@
-"""The one-line machine description every benchmark record carries."""
+"""The one-line machine description every benchmark record carries, and the writing of a record."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from pathlib import Path
@@ -20,3 +21,10 @@ def describe_machine() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
+
+
+def write_record(record: dict, path: Path) -> None:
+    """Write a benchmark record as indented JSON (creating its folder) and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path}")

@@ -11,14 +11,13 @@ the training part of each sequence only. Writes ``benchmarks/results/<dataset>_p
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
+from machine import describe_machine, write_record  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from hf_genrec.baselines import MostPopular, training_part
 from hf_genrec.data import leave_one_out, load_interactions
@@ -64,9 +63,7 @@ def main() -> None:
         "machine": describe_machine(),
     }
     out = Path(args.output_dir) / f"{args.dataset}_prior_alone.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_record(record, out)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Writes ``benchmarks/results/<dataset>_transition_fusion.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -23,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
+from machine import describe_machine, write_record  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from hf_genrec import GenerativeRecommender
 from hf_genrec.baselines import training_part
@@ -152,9 +151,7 @@ def main() -> None:
         "machine": describe_machine(),
     }
     out = Path(args.output_dir) / (args.output_name or f"{args.dataset}_transition_fusion.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_record(record, out)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,13 @@ Writes ``benchmarks/results/<dataset>_validation_vs_test.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
+from machine import describe_machine, write_record  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from hf_genrec import GenerativeRecommender
 from hf_genrec.baselines import training_part
@@ -95,9 +94,7 @@ def main() -> None:
     }
     suffix = "_history-excluded" if excluded else ""
     out = Path(args.output_dir) / f"{args.dataset}_validation_vs_test{suffix}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_record(record, out)
 
 
 if __name__ == "__main__":
