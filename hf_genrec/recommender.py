@@ -77,6 +77,7 @@ class GenerativeRecommender:
         self.card_data = card_data or GenRecCardData(dataset=self.config.dataset)
         self.catalog = catalog or CatalogLog()
         self._trie_index: TrieIndex | None = None
+        self._spellings: torch.Tensor | None = None
         self._new_trie_index: TrieIndex | None = None
         self._new_item_index: NewItemIndex | None = None
         self._collator = GenRecCollator(pad_token_id=item_tokenizer.pad_token_id)
@@ -87,6 +88,13 @@ class GenerativeRecommender:
         if self._trie_index is None:
             self._trie_index = build_trie_index(self.item_tokenizer)
         return self._trie_index
+
+    @property
+    def spellings(self) -> torch.Tensor:
+        """``[n_items, max_length]`` every item's spelling (built on first use, like the trie), for the fusion."""
+        if self._spellings is None:
+            self._spellings = torch.from_numpy(item_spellings(self.item_tokenizer))
+        return self._spellings
 
     @property
     def new_item_trie_index(self) -> TrieIndex | None:
@@ -270,6 +278,7 @@ class GenerativeRecommender:
             raise RuntimeError("The catalogue update changed the tokenizer's vocabulary; this is a bug in hf_genrec.")
         self.item_tokenizer = item_tokenizer
         self._trie_index = None
+        self._spellings = None
         self._new_trie_index = None
         self._new_item_index = None
 
@@ -411,7 +420,7 @@ class GenerativeRecommender:
             return None
         return TransitionFusionLogitsProcessor(
             self.trie_index,
-            torch.from_numpy(item_spellings(self.item_tokenizer)),
+            self.spellings,
             [self.transitions.prior(r, self.config.transition_recent_items) for r in history_rows],
             weight=weight,
             smoothing=self.config.transition_smoothing,

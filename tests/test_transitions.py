@@ -124,6 +124,12 @@ def test_trainer_and_recommender_fuse_the_prior_and_bundles_keep_it(tmp_path, ti
     loaded = GenerativeRecommender.from_pretrained(tmp_path / "bundle")
     assert loaded.config.transition_weight == 5.0
     assert loaded.recommend(histories, k=10, num_beams=10) == fused
+    # the spelling table the fusion uses is cached, and rebuilt when the catalogue grows
+    assert loaded.spellings is loaded.spellings and len(loaded.spellings) == n
+    loaded.add_items(["new0"], codes=[[0, 1, 2]])
+    assert len(loaded.spellings) == n + 1
+    grown = loaded.recommend(histories, k=10, num_beams=10)
+    assert [row[0][0] for row in grown[:3]] == ["item17", "item17", "item8"]
     loaded.transitions = None
     with pytest.raises(ValueError, match="needs the item transitions"):
         loaded.recommend(histories, k=10, num_beams=10)
