@@ -37,6 +37,8 @@ class GenRecConfig:
             ``transition_weight * log 2``.
         transition_recent_items (`int`, defaults to 3): the prior mixes the successors of this many last items of
             the history (weights 1, 1/2, 1/3, ...).
+        transition_normalize (`bool`, defaults to `False`): normalise each decoding step's fused scores (a
+            log-softmax), as a model trained with the prior in its loss (``transition_weight_in_loss``) needs.
     """
 
     id_scheme: str = "rqkmeans"
@@ -49,6 +51,7 @@ class GenRecConfig:
     transition_weight: float = 0.0
     transition_smoothing: float = 0.01
     transition_recent_items: int = 3
+    transition_normalize: bool = False
     extra: dict = field(default_factory=dict)
     library_version: str = ""
 

@@ -263,6 +263,7 @@ def build_model_and_config(
         transition_weight=training_args.transition_weight,
         transition_smoothing=training_args.transition_smoothing,
         transition_recent_items=training_args.transition_recent_items,
+        transition_normalize=training_args.transition_weight_in_loss > 0,
     )
     return model, genrec_config
 
@@ -435,6 +436,12 @@ def run_experiment(
                 f"{training_args.transition_weight}, transition_smoothing {training_args.transition_smoothing}, "
                 f"transition_window {training_args.transition_window}, transition_recent_items "
                 f"{training_args.transition_recent_items}, transition_shrinkage {training_args.transition_shrinkage})"
+                + (
+                    f", also fused into the training loss (transition_weight_in_loss "
+                    f"{training_args.transition_weight_in_loss}), each step's fused scores normalised"
+                    if training_args.transition_weight_in_loss
+                    else ""
+                )
                 if training_args.transition_weight
                 else ""
             ),
@@ -451,6 +458,7 @@ def run_experiment(
             "successor_prior": {name: prior_metrics[name] for name in metric_names},
         },
         "transition_weight": training_args.transition_weight,
+        "transition_weight_in_loss": training_args.transition_weight_in_loss,
         "transition_weight_validation": fusion_grid,
         "train_seconds": timings["train_s"],
         "train_minutes": trainer.clock.elapsed_seconds() / 60,  # the whole run's, across resumes

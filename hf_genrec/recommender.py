@@ -78,6 +78,7 @@ class GenerativeRecommender:
         self.catalog = catalog or CatalogLog()
         self._trie_index: TrieIndex | None = None
         self._spellings: torch.Tensor | None = None
+        self._item_paths: torch.Tensor | None = None
         self._new_trie_index: TrieIndex | None = None
         self._new_item_index: NewItemIndex | None = None
         self._collator = GenRecCollator(pad_token_id=item_tokenizer.pad_token_id)
@@ -95,6 +96,14 @@ class GenerativeRecommender:
         if self._spellings is None:
             self._spellings = torch.from_numpy(item_spellings(self.item_tokenizer))
         return self._spellings
+
+    @property
+    def item_paths(self) -> torch.Tensor:
+        """``[n_items, max_length]`` the trie nodes along every item's spelling (built on first use), so the fusion
+        does not walk the trie for each history's successors."""
+        if self._item_paths is None:
+            self._item_paths = self.trie_index.item_paths(self.spellings, torch.arange(len(self.spellings)))[1]
+        return self._item_paths
 
     @property
     def new_item_trie_index(self) -> TrieIndex | None:
@@ -279,6 +288,7 @@ class GenerativeRecommender:
         self.item_tokenizer = item_tokenizer
         self._trie_index = None
         self._spellings = None
+        self._item_paths = None
         self._new_trie_index = None
         self._new_item_index = None
 
@@ -421,9 +431,11 @@ class GenerativeRecommender:
         return TransitionFusionLogitsProcessor(
             self.trie_index,
             self.spellings,
-            [self.transitions.prior(r, self.config.transition_recent_items) for r in history_rows],
+            self.transitions.batch_prior(history_rows, self.config.transition_recent_items),
             weight=weight,
             smoothing=self.config.transition_smoothing,
+            paths=self.item_paths,
+            normalize=self.config.transition_normalize,
         )
 
     def _new_item_exclusions(self, exclude: list[list[int]] | None) -> list[list[int]] | None:

@@ -115,6 +115,15 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
             "transition_smoothing). 0 turns it off."
         },
     )
+    transition_weight_in_loss: float = field(
+        default=0.0,
+        metadata={
+            "help": "With constrained_loss: fuse the successor prior into the training softmax as well, with this "
+            "weight (each step's softmax over log p_model + the prior's bonus, a product of experts), so the model "
+            "learns what the prior does not already say. Each target's prior leaves its own user's sequence out of "
+            "the counts. 0 turns it off; rank such a model with the prior fused."
+        },
+    )
     transition_smoothing: float = field(
         default=0.01, metadata={"help": "Successor probability at which the fused bonus is transition_weight * log 2."}
     )
@@ -153,6 +162,12 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
             raise ValueError(
                 "exclude_history_in_loss masks history items in the trie-normalised loss: it needs constrained_loss=True."
             )
+        if self.transition_weight_in_loss and not self.constrained_loss:
+            raise ValueError(
+                "transition_weight_in_loss fuses the prior into the trie-normalised loss: it needs constrained_loss=True."
+            )
+        if self.transition_weight_in_loss < 0:
+            raise ValueError(f"transition_weight_in_loss must be >= 0, got {self.transition_weight_in_loss}.")
         if self.transition_weight < 0 or self.transition_smoothing <= 0:
             raise ValueError(
                 f"transition_weight must be >= 0 and transition_smoothing > 0, got {self.transition_weight} and "
@@ -266,6 +281,7 @@ class GenRecTrainer(Seq2SeqTrainer):
         # packed rows hold one spelling per block of `width` tokens; plain rows hold one spelling
         width = labels.shape[1] // inputs["target_ends"].shape[1] if "target_ends" in inputs else labels.shape[1]
         blocks = labels.reshape(-1, width)
+        spelled = blocks  # whole spellings, EOS included, whatever the loss skips below
         scale = 1.0
         if self._eos_is_forced(blocks):
             # Fixed-length IDs end in EOS, the one token the trie allows after a complete ID: its loss and gradient
@@ -282,12 +298,65 @@ class GenRecTrainer(Seq2SeqTrainer):
         if getattr(self.args, "exclude_history_in_loss", False):
             excluded = self._target_histories(inputs["input_ids"], inputs.get("target_ends"), len(blocks))
             banned = history_excluded_tokens(self.trie_index, self._spellings, excluded, blocks)
+        if getattr(self.args, "transition_weight_in_loss", 0.0):
+            logits = logits.float() + self._prior_bonus(
+                inputs, spelled, blocks.shape[1], logits.shape[-1], model.training
+            )
         loss = trie_cross_entropy(logits, blocks, self.trie_index, banned=banned) * scale
         return (loss, outputs) if return_outputs else loss
+
+    def _prior_bonus(
+        self, inputs: dict[str, torch.Tensor], blocks: torch.Tensor, width: int, vocab: int, training: bool
+    ) -> torch.Tensor:
+        """``[N, width, vocab]`` the fused prior's bonus for the first ``width`` steps of each label spelling
+        ``blocks`` (whole spellings, EOS included), as the beam search
+        adds it (`TransitionFusionLogitsProcessor`), for ``transition_weight_in_loss``. Each target's prior leaves
+        out its own row's items (the window and its last target), which the counts were fitted on."""
+        if self.transitions is None:
+            raise ValueError(
+                "transition_weight_in_loss needs the successor counts of the training sequences: pass "
+                "transitions=ItemTransitions.fit(...) to the trainer."
+            )
+        target_ends = inputs.get("target_ends")
+        histories = self._target_histories(inputs["input_ids"], target_ends, len(blocks))
+        targets = self.item_tokenizer.decode_index(blocks.tolist())
+        per_row = 1 if target_ends is None else target_ends.shape[1]
+        own = []
+        for row in range(len(blocks) // per_row):
+            found = [t for t in targets[row * per_row : (row + 1) * per_row] if t >= 0]
+            # the row's whole sequence: the longest history of its targets, then the last target
+            longest = max(histories[row * per_row : (row + 1) * per_row], key=len)
+            own.extend([longest + found[-1:]] * per_row)
+        # evaluation rows end at held-out targets, which the counts never saw: their prior is the ranking's
+        leave_out = own if training else None
+        # a padding target (no label) gets no prior
+        histories = [h if t >= 0 else [] for h, t in zip(histories, targets)]
+        priors = self.transitions.batch_prior(histories, self.args.transition_recent_items, leave_out)
+        fusion = TransitionFusionLogitsProcessor(
+            self.trie_index,
+            self._spellings,
+            priors,
+            weight=self.args.transition_weight_in_loss,
+            smoothing=self.args.transition_smoothing,
+            paths=self._item_paths,
+        )
+        device = blocks.device
+        start = torch.full((len(blocks), 1), self.item_tokenizer.pad_token_id, dtype=torch.long, device=device)
+        zeros = torch.zeros(len(blocks), vocab, device=device)
+        steps = []
+        for step in range(width):
+            prefix = torch.cat([start, blocks[:, :step].clamp(min=0)], dim=1)
+            steps.append(fusion(prefix, zeros))
+        return torch.stack(steps, dim=1)
 
     @functools.cached_property
     def _spellings(self) -> torch.Tensor:
         return torch.from_numpy(item_spellings(self.item_tokenizer))
+
+    @functools.cached_property
+    def _item_paths(self) -> torch.Tensor:
+        """``[n_items, max_length]`` the trie nodes along every item's spelling, for the fusion processors."""
+        return self.trie_index.item_paths(self._spellings, torch.arange(len(self._spellings)))[1]
 
     def _target_histories(
         self, input_ids: torch.Tensor, target_ends: torch.Tensor | None, n_targets: int
@@ -428,9 +497,12 @@ class GenRecTrainer(Seq2SeqTrainer):
         return TransitionFusionLogitsProcessor(
             self.trie_index,
             self._spellings,
-            [self.transitions.prior(items, self.args.transition_recent_items) for items in histories],
+            self.transitions.batch_prior(histories, self.args.transition_recent_items),
             weight=self.args.transition_weight,
             smoothing=self.args.transition_smoothing,
+            paths=self._item_paths,
+            # a model trained on softmax(log p + bonus) is ranked with the same distribution
+            normalize=self.args.transition_weight_in_loss > 0,
         )
 
     def _history_items(self, input_ids: torch.Tensor) -> list[list[int]]:

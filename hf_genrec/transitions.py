@@ -17,6 +17,13 @@ The bonus is spread over the ID's tokens through the trie (a prefix carries the 
 it), so beams are steered towards likely successors from the first token while each finished item's score is
 exactly the sum above. Items outside the prior get no bonus, and a history whose items were never followed by
 anything is ranked by the model alone.
+
+The prior can also be fused into training (``GenRecTrainingArguments.transition_weight_in_loss``): each decoding
+step's softmax is taken over the model's logits plus the prior's bonus (a product of experts), so the model learns
+what the prior does not already say rather than relearning the transitions it holds. A training target's prior
+leaves out its own user's sequence (`ItemTransitions.prior(..., leave_out=)`), as the prior of a held-out user
+never contains that user's transitions. Such a model is ranked with the same normalised fusion
+(``TransitionFusionLogitsProcessor(normalize=True)``, `GenRecConfig.transition_normalize`).
 """
 
 from __future__ import annotations
@@ -118,24 +125,52 @@ class ItemTransitions:
         np.add.at(indptr, keys // num_items + 1, 1)
         return cls(np.cumsum(indptr), keys % num_items, counts, window=window, shrinkage=shrinkage)
 
-    def probabilities(self, item: int) -> tuple[np.ndarray, np.ndarray]:
+    def probabilities(self, item: int, leave_out: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(successors, P(successor | item))`` of one item row (both empty when nothing ever followed it), each
-        count over the item's total plus ``shrinkage``."""
+        count over the item's total plus ``shrinkage``. ``leave_out`` (a sequence the counts were fitted on) takes
+        that sequence's own pairs out of the counts first."""
         if not 0 <= item < self.num_items:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         lo, hi = self.indptr[item], self.indptr[item + 1]
-        counts = self.counts[lo:hi]
-        return self.successors[lo:hi], counts / (max(float(counts.sum()), 1.0) + self.shrinkage)
+        successors, counts = self.successors[lo:hi], self.counts[lo:hi]
+        if leave_out is not None:
+            own = self._own_successors(item, leave_out)
+            if own and len(successors):
+                counts = counts.copy()
+                at = np.searchsorted(successors, np.fromiter(own, dtype=np.int64, count=len(own)))
+                at = at.clip(max=len(successors) - 1)
+                known = successors[at] == np.fromiter(own, dtype=np.int64, count=len(own))
+                np.subtract.at(counts, at[known], np.fromiter(own.values(), dtype=np.float32, count=len(own))[known])
+                counts = counts.clip(min=0.0)
+                keep = counts > 1e-6  # pairs only this sequence had are gone
+                successors, counts = successors[keep], counts[keep]
+        return successors, counts / (max(float(counts.sum()), 1.0) + self.shrinkage)
 
-    def prior(self, history: Sequence[int], recent: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def _own_successors(self, item: int, sequence: Sequence[int]) -> dict[int, float]:
+        """The weighted successor counts ``fit`` took from ``sequence`` for ``item``."""
+        own: dict[int, float] = {}
+        sequence = list(sequence)
+        for position, current in enumerate(sequence):
+            if current == item:
+                for step, successor in enumerate(sequence[position + 1 : position + 1 + self.window], start=1):
+                    own[int(successor)] = own.get(int(successor), 0.0) + 1.0 / step
+        return own
+
+    def prior(
+        self, history: Sequence[int], recent: int = 1, leave_out: Sequence[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(items, P(item | history))``: the successors of the history's ``recent`` last items (item rows), the
         most recent weighing most (weights ``1, 1/2, 1/3, ...``, over the items that have successors). Empty when
-        none has any (e.g. items added after fitting)."""
+        none has any (e.g. items added after fitting).
+
+        ``leave_out``: the whole training sequence ``history`` was cut from, for the prior of a training target.
+        Its own pairs are taken out of the counts, so the prior does not already know the transition being
+        learned (nor the sequence's later items), as it cannot for a held-out user."""
         if recent < 1:
             raise ValueError(f"recent must be >= 1, got {recent}.")
         items, probs, weights = [], [], []
         for position, item in enumerate(reversed(list(history)[-recent:])):
-            rows, p = self.probabilities(int(item))
+            rows, p = self.probabilities(int(item), leave_out)
             if len(rows):
                 items.append(rows)
                 probs.append(p / (position + 1))
@@ -145,6 +180,69 @@ class ItemTransitions:
         keys, inverse = np.unique(np.concatenate(items), return_inverse=True)
         total = np.bincount(inverse.reshape(-1), weights=np.concatenate(probs), minlength=len(keys))
         return keys, (total / sum(weights)).astype(np.float32)
+
+    def batch_prior(
+        self,
+        histories: Sequence[Sequence[int]],
+        recent: int = 1,
+        leave_out: Sequence[Sequence[int] | None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`prior` of many histories at once, vectorised (training asks for hundreds per step).
+
+        Returns:
+            `(items, probs)`, both ``[len(histories), width]``: row ``n`` holds what ``prior(histories[n], recent,
+            leave_out[n])`` returns, by item row, then ``-1`` / ``0`` padding.
+        """
+        if recent < 1:
+            raise ValueError(f"recent must be >= 1, got {recent}.")
+        if leave_out is not None and len(leave_out) != len(histories):
+            raise ValueError(f"leave_out has {len(leave_out)} entries for {len(histories)} histories.")
+        # one group per (history, recent item): which item, its weight 1 / (position + 1)
+        owner, item, weight = [], [], []
+        own_group, own_successor, own_count = [], [], []
+        for n, history in enumerate(histories):
+            for position, a in enumerate(reversed(list(history)[-recent:])):
+                if not 0 <= a < self.num_items:
+                    continue
+                if leave_out is not None and leave_out[n] is not None:
+                    for successor, count in self._own_successors(int(a), leave_out[n]).items():
+                        own_group.append(len(owner))
+                        own_successor.append(successor)
+                        own_count.append(count)
+                owner.append(n)
+                item.append(int(a))
+                weight.append(1.0 / (position + 1))
+        owner, item, weight = np.asarray(owner, np.int64), np.asarray(item, np.int64), np.asarray(weight)
+        lo, hi = self.indptr[item], self.indptr[item + 1]
+        lengths = hi - lo
+        group = np.repeat(np.arange(len(item)), lengths)
+        at = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(lo, lengths)
+        successor, count = self.successors[at], self.counts[at].astype(np.float64)
+        if own_group:
+            # the gathered pairs are sorted by (group, successor): find each own pair among them
+            keys = group * self.num_items + successor
+            own_keys = np.asarray(own_group, np.int64) * self.num_items + np.asarray(own_successor, np.int64)
+            where = np.searchsorted(keys, own_keys).clip(max=max(len(keys) - 1, 0))
+            known = (where < len(keys)) & (keys[where] == own_keys) if len(keys) else np.zeros(len(own_keys), bool)
+            np.subtract.at(count, where[known], np.asarray(own_count)[known])
+            count = count.clip(min=0.0)
+            alive = count > 1e-6  # pairs only the left-out sequence had are gone
+            group, successor, count = group[alive], successor[alive], count[alive]
+        total = np.bincount(group, weights=count, minlength=len(item))
+        has_successors = np.bincount(group, minlength=len(item)) > 0
+        # each history's mix is over the recent items that (still) have successors
+        norm = np.bincount(owner[has_successors], weights=weight[has_successors], minlength=len(histories))
+        value = count * weight[group] / ((np.maximum(total, 1.0) + self.shrinkage)[group] * norm[owner[group]])
+        keys, inverse = np.unique(owner[group] * self.num_items + successor, return_inverse=True)
+        probs = np.bincount(inverse.reshape(-1), weights=value, minlength=len(keys))
+        rows, columns = keys // self.num_items, keys % self.num_items
+        width = int(np.bincount(rows, minlength=len(histories)).max()) if len(keys) else 0
+        slot = np.arange(len(keys)) - np.searchsorted(rows, rows)  # rank within its row (keys are sorted)
+        items = np.full((len(histories), max(width, 1)), -1, dtype=np.int64)
+        out = np.zeros((len(histories), max(width, 1)), dtype=np.float32)
+        items[rows, slot] = columns
+        out[rows, slot] = probs
+        return items, out
 
     def dense_bonus(
         self, histories: Sequence[Sequence[int]], weight: float, smoothing: float, recent: int = 1
@@ -211,6 +309,12 @@ class ItemTransitions:
         return cls(tensors["indptr"], tensors["successors"], tensors["counts"], window=window, shrinkage=shrinkage)
 
 
+def _is_padded(priors) -> bool:
+    """Whether ``priors`` is ``(items, probs)``, two ``[batch, width]`` arrays (`ItemTransitions.batch_prior`),
+    rather than one ``(items, probs)`` pair per history."""
+    return isinstance(priors, tuple) and len(priors) == 2 and all(getattr(x, "ndim", None) == 2 for x in priors)
+
+
 class TransitionFusionLogitsProcessor(LogitsProcessor):
     """Adds ``weight * log(1 + P(B | last item) / smoothing)`` to the score of every item ``B``, spread over its
     tokens through the trie (see the module docstring).
@@ -222,13 +326,21 @@ class TransitionFusionLogitsProcessor(LogitsProcessor):
     Args:
         index (`TrieIndex`): the item trie the search is constrained to.
         spellings (`torch.Tensor`): ``[n_items, max_length]`` every item's spelling, ``-1`` after its EOS.
-        priors (`Sequence[tuple[np.ndarray, np.ndarray]]`): for each history, item rows and their prior
-            probabilities (e.g. `ItemTransitions.prior`); items left out get no bonus.
+        priors (`Sequence[tuple[np.ndarray, np.ndarray]]` or `tuple[np.ndarray, np.ndarray]`): for each history,
+            item rows and their prior probabilities (e.g. `ItemTransitions.prior`); or all histories' at once, as
+            two ``[batch, width]`` arrays padded with item ``-1`` (`ItemTransitions.batch_prior`). Items left out
+            get no bonus.
         weight (`float`): how much the prior counts against the model's log-probability (0 turns it off).
         smoothing (`float`): the successor probability at which the bonus is ``weight * log 2``; smaller values
             make rare successors count more.
         decoder_start_length (`int`, defaults to 1): tokens at the front of ``input_ids`` that are not part of the
             spelling (T5's decoder start token).
+        paths (`torch.Tensor`, *optional*): ``[n_items, max_length]`` the trie nodes along every item's spelling,
+            ``index.item_paths(spellings, torch.arange(len(spellings)))[1]``, computed once by a caller that builds
+            many processors over the same trie, so that each does not walk the trie for every successor again.
+        normalize (`bool`, defaults to `False`): take the log-softmax of each step's fused scores, for a model
+            trained with the prior fused into its loss (``transition_weight_in_loss``): it learned each step's
+            distribution as ``softmax(log p_model + bonus)``, so it is ranked with the same.
     """
 
     def __init__(
@@ -239,31 +351,50 @@ class TransitionFusionLogitsProcessor(LogitsProcessor):
         weight: float,
         smoothing: float,
         decoder_start_length: int = 1,
+        paths: torch.Tensor | None = None,
+        normalize: bool = False,
     ):
         if weight < 0 or smoothing <= 0:
             raise ValueError(f"weight must be >= 0 and smoothing > 0, got weight={weight}, smoothing={smoothing}.")
         self.index = index
         self.decoder_start_length = int(decoder_start_length)
-        self.batch = len(priors)
-        found = [(np.asarray(rows, dtype=np.int64), np.asarray(p, dtype=np.float32)) for rows, p in priors]
-        width = max((len(items) for items, _ in found), default=0)
-        items = torch.full((self.batch, max(width, 1)), -1, dtype=torch.long)
-        probs = torch.zeros((self.batch, max(width, 1)), dtype=torch.float32)
-        for b, (rows, p) in enumerate(found):
-            items[b, : len(rows)] = torch.from_numpy(rows)
-            probs[b, : len(rows)] = torch.from_numpy(np.asarray(p, dtype=np.float32))
+        self.normalize = bool(normalize)
+        if _is_padded(priors):
+            items, probs = (torch.as_tensor(np.asarray(x)) for x in priors)
+            items, probs = items.long(), probs.float()
+            if items.shape != probs.shape:
+                raise ValueError(f"Padded priors need items and probs of one shape, got {items.shape}, {probs.shape}.")
+        else:
+            found = [(np.asarray(rows, dtype=np.int64), np.asarray(p, dtype=np.float32)) for rows, p in priors]
+            width = max((len(items) for items, _ in found), default=0)
+            items = torch.full((len(found), max(width, 1)), -1, dtype=torch.long)
+            probs = torch.zeros((len(found), max(width, 1)), dtype=torch.float32)
+            for b, (rows, p) in enumerate(found):
+                items[b, : len(rows)] = torch.from_numpy(rows)
+                probs[b, : len(rows)] = torch.from_numpy(p)
+        self.batch = len(items)
         device = index.keys.device
         # a successor the trie does not hold (a removed item, one outside a sub-catalogue's trie) carries no mass
-        spelled, path = index.item_paths(spellings, items)
+        if paths is None:
+            spelled, path = index.item_paths(spellings, items)
+        else:
+            if paths.shape != spellings.shape:
+                raise ValueError(
+                    f"paths {tuple(paths.shape)} must have the shape of spellings {tuple(spellings.shape)}."
+                )
+            rows = items.clamp(min=0).to(device)
+            spelled = spellings.to(device=device, dtype=torch.long)[rows]
+            path = torch.where((items >= 0).to(device)[..., None], paths.to(device)[rows], -1)
         probs = torch.where(path[..., 0] >= 0, probs.to(device), 0.0)
         # mass[b, s, d]: the successor probability below the node successor s passes at depth d
+        # (summed over the real entries only: histories' priors differ in length, and the padding can dominate)
+        on_path = path >= 0
         history = torch.arange(self.batch, device=device)[:, None, None].expand_as(path)
-        keys = history * index.num_nodes + path.clamp(min=0)
-        _, inverse = torch.unique(keys, return_inverse=True)
-        weights = probs[..., None].expand_as(path) * (path >= 0)
+        _, inverse = torch.unique((history * index.num_nodes + path)[on_path], return_inverse=True)
         totals = torch.zeros(int(inverse.max()) + 1 if inverse.numel() else 1, device=device)
-        totals.index_add_(0, inverse.reshape(-1), weights.reshape(-1).float())
-        mass = totals[inverse]
+        totals.index_add_(0, inverse, probs[..., None].expand_as(path)[on_path].float())
+        mass = torch.zeros(path.shape, device=device)
+        mass[on_path] = totals[inverse]
         #: bonus of a node: weight * log(1 + mass / smoothing) (the root's counts as 0: a shift every item shares)
         self.node_bonus = torch.where(path >= 0, weight * torch.log1p(mass / smoothing), 0.0)
         self.path = path
@@ -292,4 +423,5 @@ class TransitionFusionLogitsProcessor(LogitsProcessor):
         token = torch.where(match, self.token[..., step].to(device)[:, None, :], vocab).clamp(max=vocab)
         child = node_bonus[:, None, :, step].expand_as(token) - parent_bonus[..., None]
         bonus.scatter_(2, token, torch.where(match, child, bonus.gather(2, token)))
-        return scores + bonus[..., :vocab].reshape(rows, vocab)
+        fused = scores + bonus[..., :vocab].reshape(rows, vocab)
+        return torch.log_softmax(fused, dim=-1) if self.normalize else fused

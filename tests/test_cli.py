@@ -156,6 +156,24 @@ def test_build_ids_reports_bad_settings(data_root, tmp_path, capsys):
     assert "Cannot learn a codebook of 64 codes from 20 items" in capsys.readouterr().err
 
 
+def test_the_prior_fused_into_training_is_recorded_and_ranks_normalised(data_root, tmp_path):
+    out = tmp_path / "run"
+    flags = ["train", "--dataset", "ml-100k", "--data_dir", str(data_root), "--output_dir", str(out),
+             "--item_features", str(data_root / "features.npy"), *TINY_FLAGS, "--causal_encoder", "true",
+             "--constrained_loss", "true", "--transition_weight", "2", "--transition_weight_in_loss", "2",
+             "--transition_shrinkage", "30"]  # fmt: skip
+    flags[flags.index("--num_train_epochs") + 1] = "1"
+    assert main(flags) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["transition_weight_in_loss"] == 2.0 and "transition_weight_in_loss 2.0" in results["protocol"]
+    assert json.loads((out / "genrec_config.json").read_text())["transition_normalize"] is True
+    from hf_genrec import GenerativeRecommender
+
+    assert GenerativeRecommender.from_pretrained(out)._fusion([[0, 1]], 2.0).normalize
+    flags[flags.index("--constrained_loss") + 1] = "false"
+    assert main(flags) == 1  # the prior in the loss needs constrained_loss
+
+
 def test_default_recipe_trains_packed_resumes_and_recommends(data_root, tmp_path, capsys):
     """causal_encoder + constrained_loss + a budget: the default recipe's path, end to end, then a resumed run."""
     out = tmp_path / "run"
