@@ -309,9 +309,9 @@ class GenRecTrainer(Seq2SeqTrainer):
         self, inputs: dict[str, torch.Tensor], blocks: torch.Tensor, width: int, vocab: int, training: bool
     ) -> torch.Tensor:
         """``[N, width, vocab]`` the fused prior's bonus for the first ``width`` steps of each label spelling
-        ``blocks`` (whole spellings, EOS included), as the beam search
-        adds it (`TransitionFusionLogitsProcessor`), for ``transition_weight_in_loss``. Each target's prior leaves
-        out its own row's items (the window and its last target), which the counts were fitted on."""
+        ``blocks`` (whole spellings, EOS included), as the beam search adds it (`TransitionFusionLogitsProcessor`),
+        for ``transition_weight_in_loss``. While training, each target's prior leaves out its own row's items (the
+        window and its last target), which the counts were fitted on."""
         if self.transitions is None:
             raise ValueError(
                 "transition_weight_in_loss needs the successor counts of the training sequences: pass "

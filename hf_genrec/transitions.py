@@ -125,26 +125,14 @@ class ItemTransitions:
         np.add.at(indptr, keys // num_items + 1, 1)
         return cls(np.cumsum(indptr), keys % num_items, counts, window=window, shrinkage=shrinkage)
 
-    def probabilities(self, item: int, leave_out: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def probabilities(self, item: int) -> tuple[np.ndarray, np.ndarray]:
         """``(successors, P(successor | item))`` of one item row (both empty when nothing ever followed it), each
-        count over the item's total plus ``shrinkage``. ``leave_out`` (a sequence the counts were fitted on) takes
-        that sequence's own pairs out of the counts first."""
+        count over the item's total plus ``shrinkage``."""
         if not 0 <= item < self.num_items:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         lo, hi = self.indptr[item], self.indptr[item + 1]
-        successors, counts = self.successors[lo:hi], self.counts[lo:hi]
-        if leave_out is not None:
-            own = self._own_successors(item, leave_out)
-            if own and len(successors):
-                counts = counts.copy()
-                at = np.searchsorted(successors, np.fromiter(own, dtype=np.int64, count=len(own)))
-                at = at.clip(max=len(successors) - 1)
-                known = successors[at] == np.fromiter(own, dtype=np.int64, count=len(own))
-                np.subtract.at(counts, at[known], np.fromiter(own.values(), dtype=np.float32, count=len(own))[known])
-                counts = counts.clip(min=0.0)
-                keep = counts > 1e-6  # pairs only this sequence had are gone
-                successors, counts = successors[keep], counts[keep]
-        return successors, counts / (max(float(counts.sum()), 1.0) + self.shrinkage)
+        counts = self.counts[lo:hi]
+        return self.successors[lo:hi], counts / (max(float(counts.sum()), 1.0) + self.shrinkage)
 
     def _own_successors(self, item: int, sequence: Sequence[int]) -> dict[int, float]:
         """The weighted successor counts ``fit`` took from ``sequence`` for ``item``."""
@@ -166,20 +154,9 @@ class ItemTransitions:
         ``leave_out``: the whole training sequence ``history`` was cut from, for the prior of a training target.
         Its own pairs are taken out of the counts, so the prior does not already know the transition being
         learned (nor the sequence's later items), as it cannot for a held-out user."""
-        if recent < 1:
-            raise ValueError(f"recent must be >= 1, got {recent}.")
-        items, probs, weights = [], [], []
-        for position, item in enumerate(reversed(list(history)[-recent:])):
-            rows, p = self.probabilities(int(item), leave_out)
-            if len(rows):
-                items.append(rows)
-                probs.append(p / (position + 1))
-                weights.append(1.0 / (position + 1))
-        if not items:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        keys, inverse = np.unique(np.concatenate(items), return_inverse=True)
-        total = np.bincount(inverse.reshape(-1), weights=np.concatenate(probs), minlength=len(keys))
-        return keys, (total / sum(weights)).astype(np.float32)
+        items, probs = self.batch_prior([history], recent, None if leave_out is None else [leave_out])
+        kept = items[0] >= 0
+        return items[0][kept], probs[0][kept]
 
     def batch_prior(
         self,

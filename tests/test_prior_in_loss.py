@@ -20,35 +20,47 @@ def _random_sequences(n_items=30, n_users=120, seed=0):
     return [rng.choice(n_items, size=int(rng.integers(2, 12)), replace=False).tolist() for _ in range(n_users)]
 
 
+def _mixed_by_hand(transitions, history, recent=3):
+    """The prior's definition written out: each recent item's successor distribution, the most recent weighing
+    most (1, 1/2, 1/3), normalised over the items that have successors."""
+    mixed, total = {}, 0.0
+    for position, item in enumerate(reversed(history[-recent:])):
+        rows, probs = transitions.probabilities(item)
+        if len(rows):
+            total += 1.0 / (position + 1)
+            for row, p in zip(rows.tolist(), probs.tolist()):
+                mixed[row] = mixed.get(row, 0.0) + p / (position + 1)
+    return {row: p / total for row, p in mixed.items()}
+
+
 @pytest.mark.parametrize("shrinkage", [0.0, 30.0])
-def test_batch_prior_matches_prior_and_leaving_a_sequence_out_unfits_it(shrinkage):
+def test_batch_prior_mixes_recent_successors_and_leaving_a_sequence_out_unfits_it(shrinkage):
     sequences = _random_sequences()
     transitions = ItemTransitions.fit(sequences, 30, window=3, shrinkage=shrinkage)
     rng = np.random.default_rng(1)
-    histories, own = [], []
-    for s in sequences[:60]:
-        histories.append(s[: int(rng.integers(1, len(s)))])
-        own.append(s if rng.random() < 0.8 else None)
-    histories += [[], [29]]  # nothing to mix; possibly an item never followed by anything
-    own += [None, None]
-    for leave_out in (None, own):
-        items, probs = transitions.batch_prior(histories, recent=3, leave_out=leave_out)
-        assert items.shape == probs.shape and items.shape[0] == len(histories)
-        for n, history in enumerate(histories):
-            rows, p = transitions.prior(history, 3, leave_out=None if leave_out is None else leave_out[n])
-            kept = items[n] >= 0
-            assert items[n][kept].tolist() == rows.tolist()
-            np.testing.assert_allclose(probs[n][kept], p, rtol=1e-5, atol=1e-7)
-            assert (probs[n][~kept] == 0).all()
-    # leaving a fitted sequence out gives the prior of the counts fitted without it
-    for u in range(10):
+    histories = [s[: int(rng.integers(1, len(s)))] for s in sequences[:60]] + [[], [29]]
+    items, probs = transitions.batch_prior(histories, recent=3)
+    assert items.shape == probs.shape and items.shape[0] == len(histories)
+    for n, history in enumerate(histories):
+        kept = items[n] >= 0
+        expected = _mixed_by_hand(transitions, history)
+        assert items[n][kept].tolist() == sorted(expected)  # by item row, then padding
+        np.testing.assert_allclose(probs[n][kept], [expected[i] for i in sorted(expected)], rtol=1e-5)
+        assert (probs[n][~kept] == 0).all()
+        got = transitions.prior(history, 3)
+        assert got[0].tolist() == items[n][kept].tolist() and np.allclose(got[1], probs[n][kept])
+    # leaving a fitted sequence out gives the prior of the counts fitted without it, for each history at once
+    users = list(range(12))
+    histories = [sequences[u][: 1 + u % (len(sequences[u]) - 1)] for u in users]
+    items, probs = transitions.batch_prior(histories, 3, leave_out=[sequences[u] for u in users])
+    for n, u in enumerate(users):
         without = ItemTransitions.fit(sequences[:u] + sequences[u + 1 :], 30, window=3, shrinkage=shrinkage)
-        history = sequences[u][:2]
-        got, expected = transitions.prior(history, 3, leave_out=sequences[u]), without.prior(history, 3)
-        assert got[0].tolist() == expected[0].tolist()
-        np.testing.assert_allclose(got[1], expected[1], rtol=1e-5)
+        expected = _mixed_by_hand(without, histories[n])
+        kept = items[n] >= 0
+        assert items[n][kept].tolist() == sorted(expected)
+        np.testing.assert_allclose(probs[n][kept], [expected[i] for i in sorted(expected)], rtol=1e-5)
     with pytest.raises(ValueError, match="entries for"):
-        transitions.batch_prior(histories, 3, leave_out=own[:2])
+        transitions.batch_prior(histories, 3, leave_out=[None])
 
 
 def test_padded_priors_cached_paths_and_normalised_fusion_agree(tiny_model, item_tokenizer):
