@@ -229,9 +229,11 @@ class ItemTransitions:
         if weight < 0 or smoothing <= 0:
             raise ValueError(f"weight must be >= 0 and smoothing > 0, got weight={weight}, smoothing={smoothing}.")
         bonus = torch.zeros(len(histories), self.num_items)
-        for row, history in enumerate(histories):
-            items, probs = self.prior(history, recent)
-            bonus[row, torch.from_numpy(items)] = weight * torch.log1p(torch.from_numpy(probs) / smoothing)
+        items, probs = self.batch_prior(histories, recent)
+        rows, slots = np.nonzero(items >= 0)
+        bonus[torch.from_numpy(rows), torch.from_numpy(items[rows, slots])] = weight * torch.log1p(
+            torch.from_numpy(probs[rows, slots]) / smoothing
+        )
         return bonus
 
     def predict(
@@ -251,8 +253,10 @@ class ItemTransitions:
             )
         out = np.full((len(histories), k), -1, dtype=np.int64)
         fallback = np.asarray([] if fallback is None else fallback, dtype=np.int64)
-        for row, history in enumerate(histories):
-            items, probs = self.prior(history, recent)
+        all_items, all_probs = self.batch_prior(histories, recent)
+        for row in range(len(histories)):
+            kept = all_items[row] >= 0
+            items, probs = all_items[row][kept], all_probs[row][kept]
             ranked = np.concatenate([items[np.argsort(-probs, kind="stable")], fallback])
             banned = set() if exclude is None else {int(i) for i in exclude[row]}
             picked, seen = [], set()
