@@ -159,6 +159,30 @@ def test_hierarchical_children_live_under_their_parent():
         assert sorted(ids.codes[members, 2].tolist()) == list(range(members.sum()))
 
 
+@pytest.mark.parametrize("pca_dim", [None, 3])
+def test_hierarchical_decode_is_the_deepest_centroid_on_the_path(pca_dim):
+    features = clustered_features(120, n_clusters=4, seed=2)
+    scheme = HierarchicalKMeans(n_levels=2, codebook_size=4, pca_dim=pca_dim)
+    ids = scheme.fit(features, [f"i{i}" for i in range(120)])
+    decoded = scheme.decode(ids.codes[:, :2])
+    assert decoded.shape == features.shape and decoded.dtype == np.float32
+    leaves = np.stack([scheme.nodes_[(a,)][b] for a, b in ids.codes[:, :2].tolist()])
+    np.testing.assert_allclose(scheme._project(decoded), leaves, rtol=1e-4, atol=1e-4)
+    # a leaf centroid is its items' neighbourhood: each item is nearer its own leaf's decoded point than the mean is
+    error = ((decoded - features) ** 2).sum(axis=1)
+    assert error.mean() < 0.5 * ((features - features.mean(axis=0)) ** 2).sum(axis=1).mean()
+    # new items encoded then decoded land on the centroid they were routed to
+    np.testing.assert_array_equal(scheme.encode(decoded[:10]), ids.codes[:10, :2])
+    children = len(scheme.nodes_[(int(ids.codes[0, 0]),)])
+    if children < 4:
+        with pytest.raises(ValueError, match="not a path of the tree"):
+            scheme.decode([[int(ids.codes[0, 0]), children]])
+    with pytest.raises(ValueError, match="outside its codebook of 4"):
+        scheme.decode([[4, 0]])
+    with pytest.raises(ValueError, match="n_levels=2"):
+        scheme.decode(ids.codes)
+
+
 def test_title_ids_are_variable_length_with_suffixes_only_on_repeats():
     titles = ["red nail polish", "blue nail polish", "red nail polish", "serum", "matte lipstick cream"]
     tokenizer = train_title_tokenizer(titles * 5, vocab_size=40)

@@ -122,3 +122,29 @@ def test_bad_configuration_and_encode_errors(data, fitted):
         RQVAE().encode(x)
     with pytest.raises(ValueError, match="dim"):
         fitted[0].encode(x[:, :5])
+
+
+def test_decode_is_the_decoder_of_the_summed_code_vectors(data, fitted):
+    x, _ = data
+    quantizer, ids = fitted
+    model = quantizer.model_
+    decoded = quantizer.decode(ids.codes[:, :3])
+    assert decoded.shape == x.shape and decoded.dtype == np.float32
+    with torch.no_grad():  # the definition written out: code vectors summed, decoded, standardisation undone
+        latent = sum(model.codebooks[level][torch.from_numpy(ids.codes[:, level])] for level in range(3))
+        expected = (model.decoder(latent) * model.feature_std + model.feature_mean).numpy()
+    np.testing.assert_allclose(decoded, expected, rtol=1e-5, atol=1e-5)
+    # what the autoencoder reconstructs from each item's own features, since an item's codes are its quantised latent
+    with torch.no_grad():
+        standardized = model.decoder(model.quantize(model.encoder(model.standardize(torch.from_numpy(x))))[0])
+    np.testing.assert_allclose(decoded, (standardized * model.feature_std + model.feature_mean).numpy(), atol=1e-4)
+    # so the codes carry the items: 98% of decoded points sit nearer their own item than another item's point does
+    own = ((decoded - x) ** 2).sum(axis=1)
+    other = ((decoded[np.random.default_rng(0).permutation(len(x))] - x) ** 2).sum(axis=1)
+    assert (own < other).mean() > 0.9
+    with pytest.raises(ValueError, match="outside its codebook of 32"):
+        quantizer.decode([[32, 0, 0]])
+    with pytest.raises(ValueError, match="n_levels=3"):
+        quantizer.decode(ids.codes)  # with the collision level
+    with pytest.raises(ValueError, match="not fitted"):
+        RQVAE().decode([[0, 0, 0]])

@@ -87,6 +87,22 @@ def check_codebook_sizes(codebook_size, n_levels: int) -> list[int]:
     return [int(size) for size in sizes]
 
 
+def check_codes(codes, codebook_sizes: Sequence[int]) -> np.ndarray:
+    """Return ``codes`` as int64 ``[n, levels]`` (no collision level), or raise a ValueError that says what is wrong."""
+    levels = len(codebook_sizes)
+    array = np.asarray(codes)
+    if array.ndim != 2 or array.shape[1] != levels or not (array.size == 0 or np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(
+            f"codes must be int [n, n_levels={levels}] (without the collision level), got shape "
+            f"{tuple(array.shape)} and dtype {array.dtype}."
+        )
+    array = array.astype(np.int64)
+    for level, size in enumerate(codebook_sizes):
+        if len(array) and not (array[:, level].min() >= 0 and array[:, level].max() < size):
+            raise ValueError(f"codes at level {level} fall outside its codebook of {size} codes (0..{size - 1}).")
+    return array
+
+
 def check_enough_items(n_items: int, codebook_sizes: list[int]) -> None:
     """k-means (and k-means initialisation) needs at least as many items as codes."""
     largest = max(codebook_sizes)

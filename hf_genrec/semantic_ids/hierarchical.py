@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from ..progress import progress_bar
-from ._validation import check_codebook_sizes, check_enough_items, check_features, check_item_ids
+from ._validation import check_codebook_sizes, check_codes, check_enough_items, check_features, check_item_ids
 from .base import ItemIDScheme
 from .ids import SemanticIDs, build_semantic_ids
 from .rqkmeans import PCAProjection, check_distinct, nearest_centroid, train_kmeans
@@ -112,6 +112,32 @@ class HierarchicalKMeans(PCAProjection, ItemIDScheme):
                 codes[i, level] = code
                 prefix = (*prefix, code)
         return codes
+
+    def decode(self, codes) -> np.ndarray:
+        """The features ``float32 [n, dim]`` that ``codes`` (int ``[n, n_levels]``, no leaf index) stand for: the
+        centroid of the deepest tree node on their path, mapped back from the PCA space when there is one."""
+        self._require_fitted()
+        codes = check_codes(codes, self.codebook_sizes)
+        out = np.empty((len(codes), next(iter(self.nodes_.values())).shape[1]), dtype=np.float32)
+        for i, row in enumerate(codes.tolist()):
+            centroid = None
+            for level, code in enumerate(row):
+                centroids = self.nodes_.get(tuple(row[:level]))
+                if centroids is None:  # below a cluster no item reached: encode() gives code 0 there
+                    if code != 0:
+                        raise ValueError(
+                            f"codes {row} are not a path of the tree: the node {row[:level]} has no children, so "
+                            f"its code must be 0, got {code}."
+                        )
+                    continue
+                if code >= len(centroids):
+                    raise ValueError(
+                        f"codes {row} are not a path of the tree: the node {row[:level]} has {len(centroids)} "
+                        f"children (codes 0..{len(centroids) - 1}), got {code}."
+                    )
+                centroid = centroids[code]
+            out[i] = centroid
+        return self._unproject(out)
 
     # ------------------------------------------------------------------ files
     def _state(self) -> dict[str, np.ndarray]:

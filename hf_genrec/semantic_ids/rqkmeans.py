@@ -12,6 +12,7 @@ from ..progress import progress_bar
 from ._validation import (
     CHUNK_ROWS,
     check_codebook_sizes,
+    check_codes,
     check_collision_option,
     check_enough_items,
     check_features,
@@ -213,6 +214,13 @@ class PCAProjection:
             out[start : start + CHUNK_ROWS] = (x[start : start + CHUNK_ROWS] - self.pca_mean_) @ self.pca_axes_.T
         return out
 
+    def _unproject(self, z: np.ndarray) -> np.ndarray:
+        """Map points of the projected space back to the features' space (a float32 copy without PCA)."""
+        out = np.asarray(z, dtype=np.float32)
+        if self.pca_axes_ is not None:  # the axes are orthonormal rows: back-projection is their transpose
+            out = out @ self.pca_axes_ + self.pca_mean_
+        return np.ascontiguousarray(out, dtype=np.float32)
+
     def _extra_config(self) -> dict:
         return {"dim": self.dim_}
 
@@ -387,16 +395,8 @@ class RQKMeans(PCAProjection, ItemIDScheme):
         """The features ``float32 [n, dim]`` that ``codes`` (int ``[n, n_levels]``, no collision level) stand for:
         the sum of their centroids, mapped back from the PCA space when there is one."""
         self._require_fitted()
-        codes = np.asarray(codes)
-        if codes.ndim != 2 or codes.shape[1] != self.n_levels:
-            raise ValueError(f"codes must be int [n, n_levels={self.n_levels}], got shape {tuple(codes.shape)}.")
-        for level, centroids in enumerate(self.centroids_):
-            if len(codes) and not (codes[:, level].min() >= 0 and codes[:, level].max() < len(centroids)):
-                raise ValueError(f"codes at level {level} fall outside its codebook of {len(centroids)} codes.")
-        out = sum(c[codes[:, level]] for level, c in enumerate(self.centroids_)).astype(np.float32)
-        if self.pca_axes_ is not None:  # the axes are orthonormal rows: back-projection is their transpose
-            out = out @ self.pca_axes_ + self.pca_mean_
-        return np.ascontiguousarray(out, dtype=np.float32)
+        codes = check_codes(codes, [len(c) for c in self.centroids_])
+        return self._unproject(sum(c[codes[:, level]] for level, c in enumerate(self.centroids_)))
 
     # ------------------------------------------------------------------ files
     def _state(self) -> dict[str, np.ndarray]:

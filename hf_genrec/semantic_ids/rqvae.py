@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from ..progress import progress_bar
 from ._validation import (
     check_codebook_sizes,
+    check_codes,
     check_collision_option,
     check_enough_items,
     check_features,
@@ -352,6 +353,18 @@ class RQVAE(ItemIDScheme):
             for chunk in np.array_split(x, max(1, math.ceil(len(x) / batch_size)))
         ]
         return torch.cat(out).numpy().astype(np.int64)
+
+    def decode(self, codes) -> np.ndarray:
+        """The features ``float32 [n, input_dim]`` that ``codes`` (int ``[n, n_levels]``, no collision level) stand
+        for: the decoder's reconstruction from the sum of their code vectors, in the scale of the features fitted on."""
+        if self.model_ is None:
+            raise ValueError("This RQVAE is not fitted; call fit(features, item_ids) or from_pretrained() first.")
+        codes = torch.from_numpy(check_codes(codes, self.codebook_sizes)).to(self.model_.feature_mean.device)
+        self.model_.eval()
+        with torch.no_grad():
+            latent = sum(codebook[codes[:, level]] for level, codebook in enumerate(self.model_.codebooks))
+            out = self.model_.decoder(latent) * self.model_.feature_std + self.model_.feature_mean
+        return np.ascontiguousarray(out.cpu().numpy(), dtype=np.float32)
 
     # ------------------------------------------------------------------ files
     def _extra_config(self) -> dict:
