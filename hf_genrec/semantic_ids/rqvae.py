@@ -357,8 +357,7 @@ class RQVAE(ItemIDScheme):
     def decode(self, codes) -> np.ndarray:
         """The features ``float32 [n, input_dim]`` that ``codes`` (int ``[n, n_levels]``, no collision level) stand
         for: the decoder's reconstruction from the sum of their code vectors, in the scale of the features fitted on."""
-        if self.model_ is None:
-            raise ValueError("This RQVAE is not fitted; call fit(features, item_ids) or from_pretrained() first.")
+        self._require_fitted()
         codes = torch.from_numpy(check_codes(codes, self.codebook_sizes)).to(self.model_.feature_mean.device)
         self.model_.eval()
         with torch.no_grad():
