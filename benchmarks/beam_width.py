@@ -46,9 +46,10 @@ def main() -> None:
     data = load_interactions(args.dataset, args.data_dir)
     validation = leave_one_out(data, max_history=recommender.config.max_history)["validation"]
     rows = np.random.default_rng(0).choice(len(validation), size=min(args.users, len(validation)), replace=False)
-    histories = [validation["history"][int(i)] for i in rows]
+    chosen = validation.select(rows)  # one read of each column, not one per user
+    histories = chosen["history"][:]
     index = {item: i for i, item in enumerate(recommender.item_ids)}
-    targets = np.array([index[validation["target"][int(i)]] for i in rows])
+    targets = np.array([index[item] for item in chosen["target"][:]])
 
     weights = sorted({0.0, float(recommender.config.transition_weight or 0.0)})
     results = {}
