@@ -9,6 +9,7 @@ from .catalog import CatalogLog
 from .causal_t5 import GenRecT5Config, GenRecT5ForConditionalGeneration
 from .configuration import GenRecConfig
 from .constraints import ItemTrie, prefix_allowed_tokens_fn
+from .content_map import ContentMap
 from .data import InteractionData, kcore_filter, leave_one_out, load_interactions
 from .data.collator import GenRecCollator
 from .decoding import build_trie, build_trie_index, generate_items
@@ -41,6 +42,7 @@ from .trie_logits import TrieIndex, TrieLogitsProcessor
 
 __all__ = [
     "CatalogLog",
+    "ContentMap",
     "GenRecT5Config",
     "GenRecT5ForConditionalGeneration",
     "tokenize_sequences",

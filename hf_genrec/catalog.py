@@ -15,7 +15,7 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,7 +233,10 @@ ITEMS_FILE_HELP = """ITEMS_FILE: the items to add or remove, one per row.
   .jsonl  one JSON object per line with `item_id` and, to add, one of:
           `features` (a list of numbers, the quantiser's input width), `codes` (a list of ints, the quantiser's
           codes without the collision level), or the item's fields (`title`, `brand`, `categories`, `price`, ...),
-          embedded with --text-model and the default template, as `hf-genrec train` embeds item text;
+          embedded with --text-model and the default template, as `hf-genrec train` embeds item text (or, when
+          the bundle holds a content map, placed beside the catalogue items that read alike: see
+          GenerativeRecommender.fit_content_map; this is how items with text but no interactions join a
+          catalogue whose IDs came from collaborative features);
   .csv    an `item_id` column and, to add, either numeric columns only (the feature vector, in column order) or
           the item's fields (`title`, `brand`, ...);
   .txt    (remove only) one item id per line."""
@@ -298,8 +301,14 @@ def read_histories_file(path: str | os.PathLike) -> list[list[str]]:
     return histories
 
 
-def items_file_inputs(rows: list[dict], text_model=None) -> tuple[list[str], np.ndarray | None, np.ndarray | None]:
-    """``(item_ids, features, codes)`` of the rows of an items file to add (one of features / codes is None)."""
+def items_file_inputs(
+    rows: list[dict], text_model=None, from_fields: Callable[[list[dict]], np.ndarray] | None = None
+) -> tuple[list[str], np.ndarray | None, np.ndarray | None]:
+    """``(item_ids, features, codes)`` of the rows of an items file to add (one of features / codes is None).
+
+    Rows of item fields are embedded with ``text_model``, or turned into features by ``from_fields`` when given
+    (a bundle's content map).
+    """
     ids = [row["item_id"] for row in rows]
     fields = [{k: v for k, v in row.items() if k != "item_id"} for row in rows]
     if all("codes" in f for f in fields):
@@ -314,6 +323,8 @@ def items_file_inputs(rows: list[dict], text_model=None) -> tuple[list[str], np.
         raise ValueError("The rows hold only `item_id`: give each item `features`, `codes` or its fields to add it.")
     if all(_is_number(v) for f in fields for v in f.values()):  # CSV of feature columns
         return ids, _numeric([[float(v) for v in f.values()] for f in fields]), None
+    if from_fields is not None:
+        return ids, from_fields(fields), None
     from .features import DEFAULT_TEXT_MODEL, text_features
 
     return (

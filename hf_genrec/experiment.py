@@ -100,6 +100,14 @@ class ItemIDArguments:
         default=3, metadata={"help": "collaborative features: items this many steps apart count as co-occurring."}
     )
     text_model: str = field(default=DEFAULT_TEXT_MODEL, metadata={"help": "sentence-transformers model for text."})
+    content_map: bool = field(
+        default=False,
+        metadata={
+            "help": "Also save a content map in the bundle (hf_genrec.content_map): items with text but no "
+            "interactions can then be added from their text alone (`hf-genrec catalog add` with item fields). "
+            "Embeds every item's text with text_model after training; needs item text and a feature-based scheme."
+        },
+    )
     n_levels: int = field(default=3, metadata={"help": "Code levels before the collision level."})
     codebook_size: int = field(default=256, metadata={"help": "Codes per level (hierarchical: clusters per node)."})
     id_seed: int = field(default=0, metadata={"help": "Seed of the ID scheme."})
@@ -308,6 +316,8 @@ def run_experiment(
     logger.info("Loaded %s", data.describe())
     # each user's items without the validation and test ones: IDs, training rows, transitions and baselines
     train_sequences = training_part(data.sequences["item_ids"][:])
+    if id_args.content_map:
+        check_content_map_possible(id_args, data.items)
     if training_args.exclude_history:
         warn_if_items_repeat(data.sequences["item_ids"][:])
 
@@ -497,9 +507,32 @@ def run_experiment(
     }
     trainer.card_data.protocol = results["protocol"]
     trainer.save_model(str(output_dir))  # the bundle, with the test metrics and protocol in its model card
+    if id_args.content_map and trainer.is_world_process_zero():
+        start = time.perf_counter()
+        from .recommender import GenerativeRecommender
+
+        content_map = GenerativeRecommender.from_pretrained(output_dir).fit_content_map(
+            data.items, text_model=id_args.text_model
+        )
+        content_map.save_pretrained(output_dir)
+        results["content_map"] = content_map.diagnostics
+        timings["content_map_s"] = time.perf_counter() - start
     if trainer.is_world_process_zero():  # under `accelerate launch` every process holds the same results
         atomic_write_text(output_dir / "results.json", json.dumps(results, indent=2) + "\n")
     return results
+
+
+def check_content_map_possible(id_args: ItemIDArguments, items) -> None:
+    """Fail before training, not after it, when ``content_map`` cannot be built for these items and IDs."""
+    from .features import _rows, item_text
+
+    if id_args.id_scheme not in FEATURE_SCHEMES:
+        raise ValueError(
+            f"content_map needs an ID scheme that encodes features ({', '.join(FEATURE_SCHEMES)}); "
+            f"{id_args.id_scheme!r} does not (title IDs already come from item text)."
+        )
+    if not any(item_text(row) for row in _rows(items)):
+        raise ValueError("content_map needs item text (titles, brands, categories, ...); these items have none.")
 
 
 def pick_transition_weight(trainer: GenRecTrainer, validation) -> dict[str, dict[str, float]]:

@@ -22,8 +22,10 @@ from .catalog import (
 )
 from .collaborative import fold_in_features
 from .configuration import GenRecConfig
+from .content_map import CONTENT_MAP_NAME, ContentMap
 from .data.collator import GenRecCollator
 from .decoding import build_trie_index, generate_items, item_spellings
+from .features import DEFAULT_TEXT_MODEL
 from .hub import check_bundle, push_folder, resolve_bundle
 from .model_card import GenRecCardData, build_model_card
 from .saving import staged_directory
@@ -50,6 +52,8 @@ class GenerativeRecommender:
         catalog (`CatalogLog`, *optional*): items added and retired since training (``catalog.json``).
         transitions (`ItemTransitions`, *optional*): successor counts of the training sequences, for the fused
             prior of ``config.transition_weight`` (``transitions.safetensors``).
+        content_map (`ContentMap`, *optional*): item content → ID features, for new items with no interactions
+            (``content_map.safetensors``; see `fit_content_map`).
 
     Example:
     ```python
@@ -68,9 +72,11 @@ class GenerativeRecommender:
         card_data: GenRecCardData | None = None,
         catalog: CatalogLog | None = None,
         transitions: ItemTransitions | None = None,
+        content_map: ContentMap | None = None,
     ):
         self.model = model.eval()
         self.transitions = transitions
+        self.content_map = content_map
         self.item_tokenizer = item_tokenizer
         self.config = config or GenRecConfig()
         self.quantizer = quantizer
@@ -201,17 +207,11 @@ class GenerativeRecommender:
         recommender.add_items(ids, features)
         ```
         """
-        if self.quantizer is None:
-            raise ValueError(
-                "This recommender has no quantiser (no `quantizer/` in its bundle), so it cannot decode its items' "
-                "codes into features; pass `codes=` to add_items instead."
-            )
+        self._require_quantizer()
         ids = check_new_item_ids(self.item_tokenizer.item_to_index, item_ids)
         if isinstance(sequences, str) or (len(sequences) > 0 and isinstance(sequences[0], str)):
             raise TypeError("`sequences` must be a list of histories (lists of item ids); for one pass `[history]`.")
         sequences = [[str(item) for item in sequence] for sequence in sequences]  # ids are strings, as elsewhere
-        semantic_ids = self.item_tokenizer.semantic_ids
-        levels = semantic_ids.n_levels - int(semantic_ids.has_collision_level)
         lookup = self.item_tokenizer.item_to_index
         neighbours = sorted({item for sequence in sequences for item in sequence} - set(ids))
         unknown = [item for item in neighbours if item not in lookup]
@@ -221,8 +221,87 @@ class GenerativeRecommender:
                 f"{unknown[:5]}); add them in the same call, or leave them out."
             )
         rows = np.fromiter((lookup[item] for item in neighbours), dtype=np.int64, count=len(neighbours))
-        decoded = self.quantizer.decode(semantic_ids.codes[rows, :levels])
-        return fold_in_features(ids, sequences, neighbours, decoded, window=window)
+        return fold_in_features(ids, sequences, neighbours, self._decoded_features(rows), window=window)
+
+    def fit_content_map(
+        self,
+        items,
+        *,
+        content=None,
+        text_model: str = DEFAULT_TEXT_MODEL,
+        template: str | None = None,
+        **kwargs,
+    ) -> ContentMap:
+        """Learn to place items that have content (text) but no interactions; sets and returns ``self.content_map``.
+
+        Keeps the catalogue items' content features beside the features their codes stand for (decoded by the
+        bundle's quantiser); a new item's features are then the mean of those of the catalogue items whose content
+        is most alike (`hf_genrec.content_map`), and `features_from_content` gives them from its text alone, for
+        `add_items`. Save the recommender to keep the map (``content_map.safetensors``).
+
+        Args:
+            items: the catalogue's item table (a `datasets.Dataset`, a list of dicts, a dict of columns or a pandas
+                DataFrame) with an ``item_id`` column and the text fields; every item must be in the catalogue.
+            content: instead of embedding the items' text, your own content features ``[len(items), d]`` (new items
+                then need ``content=`` computed the same way).
+            text_model, template: how the text is embedded (`hf_genrec.features.text_features`); recorded in the
+                map so new items are embedded the same way.
+            kwargs: passed on to `ContentMap.fit` (``n_neighbors``, default 5).
+
+        Example:
+
+        ```python
+        recommender.fit_content_map(data.items)  # catalogue texts, embedded with all-MiniLM-L6-v2
+        new = [{"item_id": "new-lipstick", "title": "Matte lipstick, deep red", "brand": "Acme"}]
+        recommender.add_items(["new-lipstick"], recommender.features_from_content(new))
+        ```
+        """
+        from .features import _column, _columns, text_features
+
+        self._require_quantizer()
+        if "item_id" not in _columns(items):
+            raise ValueError(f"items must be an item table with an `item_id` column; it has {_columns(items)}.")
+        ids = [str(item) for item in _column(items, "item_id")]
+        if not ids:
+            raise ValueError("items is empty: pass the catalogue's item table.")
+        rows = self.item_tokenizer.index_of(ids, context="item table")
+        if content is None:
+            content = text_features(items, model_name_or_path=text_model, template=template, show_progress_bar=False)
+            source = {"text_model": str(text_model), "template": template}
+        else:
+            source = {}
+        self.content_map = ContentMap.fit(content, self._decoded_features(rows), **source, **kwargs)
+        return self.content_map
+
+    def features_from_content(self, items=None, *, content=None) -> np.ndarray:
+        """Features for new items from their content alone (no interactions needed), to pass to `add_items`.
+
+        Pass the new items' table (``items``: rows with the same text fields the catalogue had, embedded the way
+        `fit_content_map` embedded the catalogue) or their content features (``content``).
+        """
+        if self.content_map is None:
+            raise ValueError(
+                "This recommender has no content map: fit one with recommender.fit_content_map(catalogue item table) "
+                "and save the recommender, or place new items from interactions (features_from_sequences)."
+            )
+        if (items is None) == (content is None):
+            raise ValueError("Pass exactly one of `items` (an item table with text fields) or `content` (an array).")
+        if content is None:
+            content = self.content_map.embed(items, show_progress_bar=False)
+        return self.content_map.predict(content)
+
+    def _require_quantizer(self) -> None:
+        if self.quantizer is None:
+            raise ValueError(
+                "This recommender has no quantiser (no `quantizer/` in its bundle), so it cannot decode its items' "
+                "codes into features; pass `codes=` to add_items instead."
+            )
+
+    def _decoded_features(self, rows: np.ndarray) -> np.ndarray:
+        """The features the codes of catalogue rows ``rows`` stand for (decoded by the quantiser)."""
+        semantic_ids = self.item_tokenizer.semantic_ids
+        levels = semantic_ids.n_levels - int(semantic_ids.has_collision_level)
+        return self.quantizer.decode(semantic_ids.codes[rows, :levels])
 
     def remove_items(self, item_ids: Sequence[str]) -> None:
         """Retire items: they are never generated again, and their semantic IDs are never given to another item.
@@ -458,6 +537,8 @@ class GenerativeRecommender:
                 self.quantizer.save_pretrained(staging / QUANTIZER_DIR)
             if self.transitions is not None:
                 self.transitions.save_pretrained(staging)
+            if self.content_map is not None:
+                self.content_map.save_pretrained(staging)
             if not self.catalog.is_empty():
                 self.catalog.save(staging)
             card = build_model_card(self.item_tokenizer, self.config, self.card_data, repo_id=repo_id)
@@ -532,6 +613,7 @@ class GenerativeRecommender:
             )
         quantizer = load_quantizer(folder / QUANTIZER_DIR) if (folder / QUANTIZER_DIR).is_dir() else None
         transitions = ItemTransitions.from_pretrained(folder) if (folder / TRANSITIONS_NAME).is_file() else None
+        content_map = ContentMap.from_pretrained(folder) if (folder / CONTENT_MAP_NAME).is_file() else None
         if device is not None:
             model.to(device)
         return cls(
@@ -541,6 +623,7 @@ class GenerativeRecommender:
             quantizer=quantizer,
             catalog=CatalogLog.load(folder),
             transitions=transitions,
+            content_map=content_map,
         )
 
 

@@ -219,6 +219,49 @@ def test_items_without_features_join_beside_the_items_they_are_used_with(rec):
         rec.features_from_sequences(["x"], [["x", "item1"]])
 
 
+def test_items_with_only_content_join_beside_the_catalogue_items_that_read_alike(rec, tmp_path, monkeypatch):
+    """A new item with text but no interactions: its features come from the catalogue items whose content is most
+    alike (the content map), so the quantiser gives it their code prefix."""
+    import hf_genrec.features as features_module
+
+    catalogue = [{"item_id": f"item{i}", "title": f"title {i}"} for i in range(N_ITEMS)]
+    # content whose neighbourhoods are the features' own: a fixed random rotation of them, in a wider space
+    rotation = np.linalg.qr(np.random.default_rng(3).normal(size=(12, 12)))[0][:8]
+    content = _features() @ rotation
+    seen = []
+
+    def fake_text_features(items, model_name_or_path, template, **kwargs):
+        seen.append((model_name_or_path, template))
+        return np.stack([content[int(row["title"].split()[-1])] for row in items])
+
+    monkeypatch.setattr(features_module, "text_features", fake_text_features)
+    content_map = rec.fit_content_map(catalogue, text_model="my/text-model", template="{title}", n_neighbors=1)
+    assert rec.content_map is content_map and len(content_map) == N_ITEMS
+    assert content_map.diagnostics["loo_cosine"] > 0  # neighbours by content share some code prefixes here
+    j = _alone_under_prefix(rec)  # a prefix with a free collision code
+    codes = rec.item_tokenizer.semantic_ids.codes
+    features = rec.features_from_content([{"item_id": "t", "title": f"new title {j}"}])
+    assert seen[-1] == ("my/text-model", "{title}")  # embedded as the catalogue was
+    added = rec.add_items(["t"], features)
+    assert added["t"][:-1] == tuple(codes[j, :-1]) and added["t"] != tuple(codes[j])
+    # the map is saved with the bundle and used after loading; arrays work as well as item text
+    rec.save_pretrained(tmp_path / "with_map")
+    loaded = GenerativeRecommender.from_pretrained(tmp_path / "with_map")
+    assert loaded.content_map is not None and loaded.content_map.text_model == "my/text-model"
+    np.testing.assert_allclose(loaded.features_from_content(content=content[j : j + 1]), features, atol=1e-3)
+    with pytest.raises(ValueError, match="exactly one of `items`"):
+        loaded.features_from_content()
+    with pytest.raises(ValueError, match="width 3 but the content map was fitted on width 12"):
+        loaded.features_from_content(content=content[:1, :3])
+    with pytest.raises(ValueError, match="`item_id` column"):
+        rec.fit_content_map([{"title": "x"}], content=content[:1])
+    with pytest.raises(ValueError, match="Unknown item id 'ghost' in the item table"):
+        rec.fit_content_map([{"item_id": "ghost"}], content=content[:1])
+    rec.content_map = None
+    with pytest.raises(ValueError, match="no content map"):
+        rec.features_from_content(content=content[:1])
+
+
 def test_full_prefix_raises_or_skips(rec):
     codes = rec.item_tokenizer.semantic_ids.codes
     limit = rec.item_tokenizer.semantic_ids.codebook_sizes[-1]
@@ -296,6 +339,31 @@ def test_cli_catalog_add_and_remove(trained_bundle, tmp_path, capsys):
     (tmp_path / "ids2.jsonl").write_text('{"item_id": "h2"}\n')
     assert main([*argv[:3], str(tmp_path / "ids2.jsonl"), "--histories", str(tmp_path / "bad_histories.jsonl")]) == 1
     assert "expected a JSON list of item ids" in capsys.readouterr().err
+
+
+def test_cli_catalog_add_places_item_text_with_the_bundles_content_map(trained_bundle, tmp_path, capsys, monkeypatch):
+    import hf_genrec.features as features_module
+    from hf_genrec.cli import main
+
+    content = _features() @ np.linalg.qr(np.random.default_rng(3).normal(size=(12, 12)))[0][:8]
+
+    def fake_text_features(items, model_name_or_path, template, **kwargs):
+        return np.stack([content[int(row["title"].split()[-1])] for row in items])
+
+    monkeypatch.setattr(features_module, "text_features", fake_text_features)
+    rec = GenerativeRecommender.from_pretrained(trained_bundle)
+    rec.fit_content_map([{"item_id": f"item{i}", "title": f"t {i}"} for i in range(N_ITEMS)], text_model="my/model")
+    rec.content_map.n_neighbors = 1
+    j = _alone_under_prefix(rec)
+    rec.save_pretrained(tmp_path / "bundle")
+    (tmp_path / "new.jsonl").write_text(json.dumps({"item_id": "text-only", "title": f"a new item {j}"}) + "\n")
+    argv = ["catalog", "add", str(tmp_path / "bundle"), str(tmp_path / "new.jsonl")]
+    assert main([*argv, "--text-model", "other/model"]) == 1
+    assert "differs from the model of this bundle's content map (my/model)" in capsys.readouterr().err
+    assert main(argv) == 0
+    loaded = GenerativeRecommender.from_pretrained(tmp_path / "bundle")
+    codes = loaded.item_tokenizer.semantic_ids.codes
+    assert tuple(codes[loaded.item_tokenizer.item_to_index["text-only"], :-1]) == tuple(codes[j, :-1])
 
 
 def test_items_file_errors(tmp_path):

@@ -212,3 +212,32 @@ def test_default_recipe_trains_packed_resumes_and_recommends(data_root, tmp_path
     capsys.readouterr()
     assert main(["recommend", str(out), "--history", "3", "4", "-k", "5", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 5
+
+
+def test_train_with_content_map_then_add_an_item_by_its_text(data_root, tmp_path, capsys, monkeypatch):
+    """--content_map true saves a content map in the bundle; `catalog add` then places an item from its text."""
+    import re
+
+    import hf_genrec.features as features_module
+
+    content = np.random.default_rng(4).normal(size=(20, 6)).astype(np.float32)
+
+    def fake_text_features(items, model_name_or_path, template=None, **kwargs):
+        texts = [features_module.item_text(row, template) for row in features_module._rows(items)]
+        return content[[int(re.search(r"Movie (\d+)", text).group(1)) for text in texts]]
+
+    monkeypatch.setattr(features_module, "text_features", fake_text_features)
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "ml-100k", "--data_dir", str(data_root), "--output_dir", str(out),
+            "--item_features", str(data_root / "features.npy"), *TINY_FLAGS, "--num_train_epochs", "1"]  # fmt: skip
+    assert main([*argv, "--content_map", "true"]) == 0
+    assert (out / "content_map.safetensors").is_file()
+    results = json.loads((out / "results.json").read_text())
+    assert results["content_map"]["items"] == 20 and results["timings"]["content_map_s"] > 0
+    (tmp_path / "new.jsonl").write_text(json.dumps({"item_id": "new", "title": "Movie 7"}) + "\n")
+    capsys.readouterr()
+    assert main(["catalog", "add", str(out), str(tmp_path / "new.jsonl")]) == 0
+    assert "20 -> 21 items" in capsys.readouterr().out
+    # a scheme with no features to place items by fails before training, not after
+    assert main([*argv, "--id_scheme", "random", "--content_map", "true", "--output_dir", str(tmp_path / "r")]) == 1
+    assert "content_map needs an ID scheme that encodes features" in capsys.readouterr().err
