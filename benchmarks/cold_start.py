@@ -1,12 +1,18 @@
 """Cold-start items on Amazon Beauty: hold items out of training, add them afterwards, and measure retrieval.
 
-    OMP_NUM_THREADS=1 python benchmarks/cold_start.py --data-dir ../shared/data --budget-minutes 15
+    OMP_NUM_THREADS=1 python benchmarks/cold_start.py --data-dir ../shared/data --budget-minutes 15 \
+        [--item-features collaborative]
 
 1. A fixed 5% of the items (seed 0) are *cold*: every interaction with them is removed from the training part
-   (training sequences and validation histories), and the ID scheme (RQ-KMeans, the default recipe) is fitted on
-   the other 95% only. The model trains with ``configs/amazon-beauty.yaml`` on a short budget.
-2. The cold items are then added with ``GenerativeRecommender.add_items`` (their features encoded by the fitted
-   quantiser; no retraining, no new tokens).
+   (training sequences and validation histories), and the ID scheme (RQ-KMeans) is fitted on the other 95% only,
+   over the items' text embeddings (``--item-features text``, the default here) or over collaborative vectors of
+   the training part without the cold items (``collaborative``, the recipe's default). The model trains with
+   ``configs/amazon-beauty.yaml`` on a short budget.
+2. The cold items are then added with ``GenerativeRecommender.add_items`` (no retraining, no new tokens): with text
+   IDs their text embeddings are encoded by the fitted quantiser; with collaborative IDs they have no interactions
+   to place them by, so a content map (``fit_content_map`` on the warm items' text embeddings) gives each the mean
+   features of the 5 warm items whose text reads most alike, and the record says how often that placement agrees
+   with the one their training interactions would give (``features_from_sequences``).
 3. Test (leave-one-out, last item of every user, histories untouched so they may hold cold items): Recall@10 and
    NDCG@10 on the users whose target is a cold item, and on all test users, with the cold-start retrieval mode off
    (``new_item_slots=0``), on (``new_item_slots=N``), and a baseline that puts ``N`` cold items drawn at random into
@@ -80,15 +86,23 @@ def train(args, data, splits, cold: set[str], features: np.ndarray, work_dir: Pa
     from hf_genrec.experiment import build_id_scheme, build_model_and_config
     from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
     from hf_genrec.trainer import GenRecTrainer
+    from hf_genrec.transitions import ItemTransitions
 
     data_args, id_args, model_args, training_args = parse_recipe(args, work_dir)
     item_ids = data.items["item_id"][:]
     warm_rows = [i for i, item in enumerate(item_ids) if item not in cold]
     quantizer = build_id_scheme(id_args)
+    sequences = [[item for item in seq if item not in cold] for seq in training_part(data.sequences["item_ids"][:])]
+    if args.item_features == "collaborative":
+        from hf_genrec.collaborative import collaborative_features
+
+        # the cold items co-occur with nothing here: zero rows, left out of the fit below
+        features = collaborative_features(
+            sequences, item_ids, dim=id_args.collaborative_dim, window=id_args.collaborative_window
+        )
     semantic_ids = quantizer.fit(features[warm_rows], [item_ids[i] for i in warm_rows])
     item_tokenizer = ItemTokenizer(minimal_t5_tokenizer(), semantic_ids, history_eos=not model_args.causal_encoder)
 
-    sequences = [[item for item in seq if item not in cold] for seq in training_part(data.sequences["item_ids"][:])]
     train_rows = tokenize_sequences(sequences, item_tokenizer, data_args.max_history)
     validation = splits["validation"]
     rows = {"user_id": [], "history": [], "target": []}
@@ -104,6 +118,13 @@ def train(args, data, splits, cold: set[str], features: np.ndarray, work_dir: Pa
     validation = tokenize_examples(validation, item_tokenizer, data_args.max_history)
 
     model, genrec_config = build_model_and_config(item_tokenizer, data_args, id_args, model_args, training_args)
+    # the recipe fuses the successor prior (at its transition_weight, 2; no grid here): counts of warm items only
+    transitions = ItemTransitions.fit(
+        [item_tokenizer.index_of(s).tolist() for s in sequences if s],
+        item_tokenizer.num_items,
+        window=training_args.transition_window,
+        shrinkage=training_args.transition_shrinkage,
+    )
     trainer = GenRecTrainer(
         model=model,
         args=training_args,
@@ -112,6 +133,7 @@ def train(args, data, splits, cold: set[str], features: np.ndarray, work_dir: Pa
         eval_dataset=validation,
         genrec_config=genrec_config,
         quantizer=quantizer,
+        transitions=transitions,
     )
     start = time.perf_counter()
     output = trainer.train()
@@ -124,6 +146,7 @@ def train(args, data, splits, cold: set[str], features: np.ndarray, work_dir: Pa
         "train_steps": output.global_step,
         "train_targets": sum(len(ends) for ends in train_rows["target_ends"]),
         "warm_items": len(warm_rows),
+        "item_features": args.item_features,
         "validation_users": len(validation),
         "semantic_ids": {k: v for k, v in semantic_ids.diagnostics.items() if not isinstance(v, list | dict)},
     }
@@ -139,7 +162,49 @@ def _metrics(ranked: list[list[str]], targets: list[str], index: dict[str, int])
     return {name: float(metrics[name]) for name in ("recall@10", "ndcg@10")}
 
 
-def evaluate(args, splits, cold: set[str], item_ids: list[str], features: np.ndarray, work_dir: Path, started):
+def content_placement(
+    rec, data, cold_ids: list[str], item_ids: list[str], text: np.ndarray
+) -> tuple[np.ndarray, dict]:
+    """Features of the cold items from their text alone (a content map over the warm items), and how often their
+    codes agree with those the cold items' training interactions would give them."""
+    index = {item: i for i, item in enumerate(item_ids)}
+    warm = [item for item in item_ids if item in rec.item_tokenizer.item_to_index]
+    start = time.perf_counter()
+    content_map = rec.fit_content_map({"item_id": warm}, content=text[[index[i] for i in warm]])
+    features = rec.features_from_content(content=text[[index[i] for i in cold_ids]])
+    seconds = time.perf_counter() - start
+    cold = set(cold_ids)
+    histories = [seq for seq in training_part(data.sequences["item_ids"][:]) if cold & set(seq)]
+    # only items with a warm item within the window somewhere can be placed by their interactions
+    placeable = {
+        item
+        for seq in histories
+        for t, item in enumerate(seq)
+        if item in cold and any(other not in cold for other in seq[max(0, t - 3) : t + 4])
+    }
+    compared = [i for i, item in enumerate(cold_ids) if item in placeable]
+    histories = [[item for item in seq if item not in cold or item in placeable] for seq in histories]
+    by_interactions = rec.features_from_sequences([cold_ids[i] for i in compared], histories)
+    levels = rec.item_tokenizer.semantic_ids.n_levels - 1
+    from_content = rec.quantizer.encode(features[compared])[:, :levels]
+    from_use = rec.quantizer.encode(by_interactions)[:, :levels]
+    first = rec.item_tokenizer.semantic_ids.codes[:, 0]
+    share = np.bincount(first) / len(first)
+    facts = {
+        "content_map": content_map.diagnostics | {"n_neighbors": content_map.n_neighbors},
+        "content_map_seconds": seconds,
+        "codes_agreeing_with_interaction_placement": {
+            f"first_{n}": float((from_content[:, :n] == from_use[:, :n]).all(axis=1).mean())
+            for n in range(1, levels + 1)
+        },
+        "chance_first_code": float((share**2).sum()),
+        "items_compared": len(compared),
+    }
+    logger.info("Content placement: %s", facts)
+    return features, facts
+
+
+def evaluate(args, data, splits, cold: set[str], item_ids: list[str], features: np.ndarray, work_dir: Path, started):
     """Add the cold items to the trained bundle, then rank the test users with the mode off, on, and at random."""
     import torch
 
@@ -150,8 +215,13 @@ def evaluate(args, splits, cold: set[str], item_ids: list[str], features: np.nda
     n_before = len(rec.item_ids)
     cold_ids = [item for item in item_ids if item in cold]  # catalogue order: fixed
     rows = [item_ids.index(item) for item in cold_ids]
+    placement = {}
+    if args.item_features == "collaborative":
+        cold_features, placement = content_placement(rec, data, cold_ids, item_ids, features)
+    else:
+        cold_features = features[rows]
     start = time.perf_counter()
-    added = rec.add_items(cold_ids, features[rows], if_full="skip")
+    added = rec.add_items(cold_ids, cold_features, if_full="skip")
     add_seconds = time.perf_counter() - start
     not_added = [item for item in cold_ids if item not in added]
     logger.info("Added %d cold items in %.2f s (%d could not be placed)", len(added), add_seconds, len(not_added))
@@ -246,6 +316,8 @@ def evaluate(args, splits, cold: set[str], item_ids: list[str], features: np.nda
         "recipe": args.config,
         "budget_minutes": args.budget_minutes,
         "training": facts,
+        "item_features": args.item_features,
+        "content_placement": placement,
         "cold_items": len(cold_ids),
         "cold_share": args.cold_share,
         "cold_seed": args.cold_seed,
@@ -297,6 +369,12 @@ def main() -> None:
     parser.add_argument("--config", default="configs/amazon-beauty.yaml")
     parser.add_argument("--data-dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
     parser.add_argument("--budget-minutes", type=float, default=15.0)
+    parser.add_argument(
+        "--item-features",
+        choices=["text", "collaborative"],
+        default="text",
+        help="What the IDs are fitted on; with collaborative, cold items are placed by a content map over text.",
+    )
     parser.add_argument("--cold-share", type=float, default=0.05)
     parser.add_argument("--cold-seed", type=int, default=0)
     parser.add_argument("--seed", type=int, default=42)
@@ -328,7 +406,7 @@ def main() -> None:
         facts = train(args, data, splits, cold, features, work_dir)
         logger.info("Trained: %s", facts)
     if args.phase in ("all", "eval"):
-        evaluate(args, splits, cold, item_ids, features, work_dir, started)
+        evaluate(args, data, splits, cold, item_ids, features, work_dir, started)
 
 
 if __name__ == "__main__":
