@@ -10,9 +10,9 @@
    ``configs/amazon-beauty.yaml`` on a short budget.
 2. The cold items are then added with ``GenerativeRecommender.add_items`` (no retraining, no new tokens): with text
    IDs their text embeddings are encoded by the fitted quantiser; with collaborative IDs they have no interactions
-   to place them by, so a content map (``fit_content_map`` on the warm items' text embeddings) gives each the mean
-   features of the 5 warm items whose text reads most alike, and the record says how often that placement agrees
-   with the one their training interactions would give (``features_from_sequences``).
+   to place them by, so a content map (``fit_content_map`` on the warm items' text embeddings) gives each the codes
+   the 10 warm items whose text reads most alike vote for, and the record says how often those agree with the codes
+   their training interactions would give them (``features_from_sequences``).
 3. Test (leave-one-out, last item of every user, histories untouched so they may hold cold items): Recall@10 and
    NDCG@10 on the users whose target is a cold item, and on all test users, with the cold-start retrieval mode off
    (``new_item_slots=0``), on (``new_item_slots=N``), and a baseline that puts ``N`` cold items drawn at random into
@@ -165,13 +165,13 @@ def _metrics(ranked: list[list[str]], targets: list[str], index: dict[str, int])
 def content_placement(
     rec, data, cold_ids: list[str], item_ids: list[str], text: np.ndarray
 ) -> tuple[np.ndarray, dict]:
-    """Features of the cold items from their text alone (a content map over the warm items), and how often their
-    codes agree with those the cold items' training interactions would give them."""
+    """Codes of the cold items from their text alone (a content map over the warm items), and how often they agree
+    with those the cold items' training interactions would give them (``features_from_sequences``)."""
     index = {item: i for i, item in enumerate(item_ids)}
     warm = [item for item in item_ids if item in rec.item_tokenizer.item_to_index]
     start = time.perf_counter()
     content_map = rec.fit_content_map({"item_id": warm}, content=text[[index[i] for i in warm]])
-    features = rec.features_from_content(content=text[[index[i] for i in cold_ids]])
+    codes = rec.codes_from_content(content=text[[index[i] for i in cold_ids]])
     seconds = time.perf_counter() - start
     cold = set(cold_ids)
     histories = [seq for seq in training_part(data.sequences["item_ids"][:]) if cold & set(seq)]
@@ -186,10 +186,8 @@ def content_placement(
     histories = [[item for item in seq if item not in cold or item in placeable] for seq in histories]
     by_interactions = rec.features_from_sequences([cold_ids[i] for i in compared], histories)
     levels = rec.item_tokenizer.semantic_ids.n_levels - 1
-    from_content = rec.quantizer.encode(features[compared])[:, :levels]
+    from_content = codes[compared]
     from_use = rec.quantizer.encode(by_interactions)[:, :levels]
-    first = rec.item_tokenizer.semantic_ids.codes[:, 0]
-    share = np.bincount(first) / len(first)
     facts = {
         "content_map": content_map.diagnostics | {"n_neighbors": content_map.n_neighbors},
         "content_map_seconds": seconds,
@@ -197,11 +195,10 @@ def content_placement(
             f"first_{n}": float((from_content[:, :n] == from_use[:, :n]).all(axis=1).mean())
             for n in range(1, levels + 1)
         },
-        "chance_first_code": float((share**2).sum()),
         "items_compared": len(compared),
     }
     logger.info("Content placement: %s", facts)
-    return features, facts
+    return codes, facts
 
 
 def evaluate(args, data, splits, cold: set[str], item_ids: list[str], features: np.ndarray, work_dir: Path, started):
@@ -217,11 +214,12 @@ def evaluate(args, data, splits, cold: set[str], item_ids: list[str], features: 
     rows = [item_ids.index(item) for item in cold_ids]
     placement = {}
     if args.item_features == "collaborative":
-        cold_features, placement = content_placement(rec, data, cold_ids, item_ids, features)
+        cold_codes, placement = content_placement(rec, data, cold_ids, item_ids, features)
+        inputs = {"codes": cold_codes}
     else:
-        cold_features = features[rows]
+        inputs = {"features": features[rows]}
     start = time.perf_counter()
-    added = rec.add_items(cold_ids, cold_features, if_full="skip")
+    added = rec.add_items(cold_ids, **inputs, if_full="skip")
     add_seconds = time.perf_counter() - start
     not_added = [item for item in cold_ids if item not in added]
     logger.info("Added %d cold items in %.2f s (%d could not be placed)", len(added), add_seconds, len(not_added))

@@ -234,7 +234,7 @@ ITEMS_FILE_HELP = """ITEMS_FILE: the items to add or remove, one per row.
           `features` (a list of numbers, the quantiser's input width), `codes` (a list of ints, the quantiser's
           codes without the collision level), or the item's fields (`title`, `brand`, `categories`, `price`, ...),
           embedded with --text-model and the default template, as `hf-genrec train` embeds item text (or, when
-          the bundle holds a content map, placed beside the catalogue items that read alike: see
+          the bundle holds a content map, given the codes of the catalogue items that read alike: see
           GenerativeRecommender.fit_content_map; this is how items with text but no interactions join a
           catalogue whose IDs came from collaborative features);
   .csv    an `item_id` column and, to add, either numeric columns only (the feature vector, in column order) or
@@ -302,11 +302,11 @@ def read_histories_file(path: str | os.PathLike) -> list[list[str]]:
 
 
 def items_file_inputs(
-    rows: list[dict], text_model=None, from_fields: Callable[[list[dict]], np.ndarray] | None = None
+    rows: list[dict], text_model=None, codes_from_fields: Callable[[list[dict]], np.ndarray] | None = None
 ) -> tuple[list[str], np.ndarray | None, np.ndarray | None]:
     """``(item_ids, features, codes)`` of the rows of an items file to add (one of features / codes is None).
 
-    Rows of item fields are embedded with ``text_model``, or turned into features by ``from_fields`` when given
+    Rows of item fields are embedded with ``text_model``, or given codes by ``codes_from_fields`` when it is passed
     (a bundle's content map).
     """
     ids = [row["item_id"] for row in rows]
@@ -323,8 +323,8 @@ def items_file_inputs(
         raise ValueError("The rows hold only `item_id`: give each item `features`, `codes` or its fields to add it.")
     if all(_is_number(v) for f in fields for v in f.values()):  # CSV of feature columns
         return ids, _numeric([[float(v) for v in f.values()] for f in fields]), None
-    if from_fields is not None:
-        return ids, from_fields(fields), None
+    if codes_from_fields is not None:
+        return ids, None, codes_from_fields(fields)
     from .features import DEFAULT_TEXT_MODEL, text_features
 
     return (

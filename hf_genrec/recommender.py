@@ -232,12 +232,14 @@ class GenerativeRecommender:
         template: str | None = None,
         **kwargs,
     ) -> ContentMap:
-        """Learn to place items that have content (text) but no interactions; sets and returns ``self.content_map``.
+        """Learn to give codes to items that have content (text) but no interactions; sets and returns
+        ``self.content_map``.
 
-        Keeps the catalogue items' content features beside the features their codes stand for (decoded by the
-        bundle's quantiser); a new item's features are then the mean of those of the catalogue items whose content
-        is most alike (`hf_genrec.content_map`), and `features_from_content` gives them from its text alone, for
-        `add_items`. Save the recommender to keep the map (``content_map.safetensors``).
+        Keeps the catalogue items' content features beside their codes; a new item then takes the codes its most
+        similar catalogue items agree on (`hf_genrec.content_map`), and `codes_from_content` gives them from its text
+        alone, for ``add_items(ids, codes=...)``. Save the recommender to keep the map (``content_map.safetensors``).
+        Items on the code prefix of an all-zero feature vector (collaborative vectors of items that co-occurred with
+        nothing in training) are left out: their codes say nothing about where items like them belong.
 
         Args:
             items: the catalogue's item table (a `datasets.Dataset`, a list of dicts, a dict of columns or a pandas
@@ -246,35 +248,58 @@ class GenerativeRecommender:
                 then need ``content=`` computed the same way).
             text_model, template: how the text is embedded (`hf_genrec.features.text_features`); recorded in the
                 map so new items are embedded the same way.
-            kwargs: passed on to `ContentMap.fit` (``n_neighbors``, default 5).
+            kwargs: passed on to `ContentMap.fit` (``n_neighbors``, default 10).
 
         Example:
 
         ```python
         recommender.fit_content_map(data.items)  # catalogue texts, embedded with all-MiniLM-L6-v2
         new = [{"item_id": "new-lipstick", "title": "Matte lipstick, deep red", "brand": "Acme"}]
-        recommender.add_items(["new-lipstick"], recommender.features_from_content(new))
+        recommender.add_items(["new-lipstick"], codes=recommender.codes_from_content(new))
         ```
         """
         from .features import _column, _columns, text_features
 
-        self._require_quantizer()
         if "item_id" not in _columns(items):
             raise ValueError(f"items must be an item table with an `item_id` column; it has {_columns(items)}.")
         ids = [str(item) for item in _column(items, "item_id")]
         if not ids:
             raise ValueError("items is empty: pass the catalogue's item table.")
         rows = self.item_tokenizer.index_of(ids, context="item table")
+        semantic_ids = self.item_tokenizer.semantic_ids
+        if semantic_ids.is_variable_length:
+            raise ValueError("A content map needs fixed-length IDs; title IDs already come from each item's text.")
         if content is None:
             content = text_features(items, model_name_or_path=text_model, template=template, show_progress_bar=False)
             source = {"text_model": str(text_model), "template": template}
         else:
             source = {}
-        self.content_map = ContentMap.fit(content, self._decoded_features(rows), **source, **kwargs)
+        content = np.asarray(content)
+        if content.ndim != 2 or len(content) != len(ids):
+            raise ValueError(
+                f"content must be an array [len(items), d] = [{len(ids)}, d], one row per item; got shape "
+                f"{tuple(content.shape)}."
+            )
+        levels = semantic_ids.n_levels - int(semantic_ids.has_collision_level)
+        codes = semantic_ids.codes[rows, :levels]
+        keep = np.ones(len(ids), dtype=bool)
+        if self.quantizer is not None:
+            width = self._decoded_features(rows[:1]).shape[1]
+            origin = self.quantizer.encode(np.zeros((1, width), dtype=np.float32))[0, :levels]
+            keep = ~(codes == origin).all(axis=1)
+            if not keep.all():
+                logger.info(
+                    "Content map: %d items on the zero vector's code prefix %s are left out.",
+                    int((~keep).sum()),
+                    origin,
+                )
+        self.content_map = ContentMap.fit(content[keep], codes[keep], **source, **kwargs)
+        self.content_map.diagnostics["left_out_on_zero_prefix"] = int((~keep).sum())
         return self.content_map
 
-    def features_from_content(self, items=None, *, content=None) -> np.ndarray:
-        """Features for new items from their content alone (no interactions needed), to pass to `add_items`.
+    def codes_from_content(self, items=None, *, content=None) -> np.ndarray:
+        """Codes for new items from their content alone (no interactions needed), to pass to
+        ``add_items(ids, codes=...)``.
 
         Pass the new items' table (``items``: rows with the same text fields the catalogue had, embedded the way
         `fit_content_map` embedded the catalogue) or their content features (``content``).

@@ -220,14 +220,12 @@ def test_items_without_features_join_beside_the_items_they_are_used_with(rec):
 
 
 def test_items_with_only_content_join_beside_the_catalogue_items_that_read_alike(rec, tmp_path, monkeypatch):
-    """A new item with text but no interactions: its features come from the catalogue items whose content is most
-    alike (the content map), so the quantiser gives it their code prefix."""
+    """A new item with text but no interactions takes the codes its look-alikes in the catalogue agree on (the
+    content map), then a free collision code under them."""
     import hf_genrec.features as features_module
 
     catalogue = [{"item_id": f"item{i}", "title": f"title {i}"} for i in range(N_ITEMS)]
-    # content whose neighbourhoods are the features' own: a fixed random rotation of them, in a wider space
-    rotation = np.linalg.qr(np.random.default_rng(3).normal(size=(12, 12)))[0][:8]
-    content = _features() @ rotation
+    content = np.random.default_rng(3).normal(size=(N_ITEMS, 12)).astype(np.float32)
     seen = []
 
     def fake_text_features(items, model_name_or_path, template, **kwargs):
@@ -235,31 +233,46 @@ def test_items_with_only_content_join_beside_the_catalogue_items_that_read_alike
         return np.stack([content[int(row["title"].split()[-1])] for row in items])
 
     monkeypatch.setattr(features_module, "text_features", fake_text_features)
-    content_map = rec.fit_content_map(catalogue, text_model="my/text-model", template="{title}", n_neighbors=1)
-    assert rec.content_map is content_map and len(content_map) == N_ITEMS
-    assert content_map.diagnostics["loo_cosine"] > 0  # neighbours by content share some code prefixes here
-    j = _alone_under_prefix(rec)  # a prefix with a free collision code
     codes = rec.item_tokenizer.semantic_ids.codes
-    features = rec.features_from_content([{"item_id": "t", "title": f"new title {j}"}])
+    # items on the zero vector's prefix (as collaborative items that co-occurred with nothing are) are left out
+    origin = rec.quantizer.encode(np.zeros((1, 8), dtype=np.float32))[0]
+    on_origin = int((codes[:, :-1] == origin).all(axis=1).sum())
+    content_map = rec.fit_content_map(catalogue, text_model="my/text-model", template="{title}", n_neighbors=1)
+    assert rec.content_map is content_map and len(content_map) == N_ITEMS - on_origin
+    assert content_map.diagnostics["left_out_on_zero_prefix"] == on_origin
+    j = _alone_under_prefix(rec)  # a prefix with a free collision code
+    if (codes[j, :-1] == origin).all():
+        pytest.skip("the item alone under its prefix is the one on the zero vector's prefix")
+    new_codes = rec.codes_from_content([{"item_id": "t", "title": f"new title {j}"}])
     assert seen[-1] == ("my/text-model", "{title}")  # embedded as the catalogue was
-    added = rec.add_items(["t"], features)
+    assert new_codes.tolist() == [codes[j, :-1].tolist()]  # one neighbour: item j, whose content it has
+    added = rec.add_items(["t"], codes=new_codes)
     assert added["t"][:-1] == tuple(codes[j, :-1]) and added["t"] != tuple(codes[j])
     # the map is saved with the bundle and used after loading; arrays work as well as item text
     rec.save_pretrained(tmp_path / "with_map")
     loaded = GenerativeRecommender.from_pretrained(tmp_path / "with_map")
     assert loaded.content_map is not None and loaded.content_map.text_model == "my/text-model"
-    np.testing.assert_allclose(loaded.features_from_content(content=content[j : j + 1]), features, atol=1e-3)
+    np.testing.assert_array_equal(loaded.codes_from_content(content=content[j : j + 1]), new_codes)
     with pytest.raises(ValueError, match="exactly one of `items`"):
-        loaded.features_from_content()
+        loaded.codes_from_content()
     with pytest.raises(ValueError, match="width 3 but the content map was fitted on width 12"):
-        loaded.features_from_content(content=content[:1, :3])
+        loaded.codes_from_content(content=content[:1, :3])
     with pytest.raises(ValueError, match="`item_id` column"):
         rec.fit_content_map([{"title": "x"}], content=content[:1])
     with pytest.raises(ValueError, match="Unknown item id 'ghost' in the item table"):
         rec.fit_content_map([{"item_id": "ghost"}], content=content[:1])
+    with pytest.raises(ValueError, match=r"one row per item; got shape \(1, 12\)"):
+        rec.fit_content_map(catalogue[:2], content=content[:1])
+    # an item with all-zero features joins the zero vector's prefix, and a new map leaves it out too
+    rec.add_items(["zero"], np.zeros((1, 8), dtype=np.float32))
+    with_zero = [*catalogue, {"item_id": "zero", "title": "title 0"}]
+    assert len(rec.fit_content_map(with_zero, text_model="my/text-model")) == N_ITEMS - on_origin
+    # codes alone are enough: without a quantiser every item votes
+    rec.quantizer = None
+    assert len(rec.fit_content_map(catalogue, content=content)) == N_ITEMS
     rec.content_map = None
     with pytest.raises(ValueError, match="no content map"):
-        rec.features_from_content(content=content[:1])
+        rec.codes_from_content(content=content[:1])
 
 
 def test_full_prefix_raises_or_skips(rec):
@@ -345,7 +358,7 @@ def test_cli_catalog_add_places_item_text_with_the_bundles_content_map(trained_b
     import hf_genrec.features as features_module
     from hf_genrec.cli import main
 
-    content = _features() @ np.linalg.qr(np.random.default_rng(3).normal(size=(12, 12)))[0][:8]
+    content = np.random.default_rng(3).normal(size=(N_ITEMS, 12)).astype(np.float32)
 
     def fake_text_features(items, model_name_or_path, template, **kwargs):
         return np.stack([content[int(row["title"].split()[-1])] for row in items])
