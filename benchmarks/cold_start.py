@@ -256,13 +256,14 @@ def evaluate(args, data, splits, cold: set[str], item_ids: list[str], features: 
     # recommend(new_item_slots=n) inserts, so every share of the top 10 is scored from the same two searches.
     start = time.perf_counter()
     new_items, candidates = set(rec.new_item_ids), []
+    excluding = rec.config.exclude_history  # as recommend() does: the history's items are banned in this search too
     for begin in range(0, len(histories), 64):
-        batch = rec._collator(
-            [{"input_ids": rec.item_tokenizer.encode_history(h, max_items=20)} for h in histories[begin : begin + 64]]
-        )
+        chunk = histories[begin : begin + 64]
+        batch = rec._collator([{"input_ids": rec.item_tokenizer.encode_history(h, max_items=20)} for h in chunk])
+        exclude = [rec.item_tokenizer.index_of(h).tolist() for h in chunk] if excluding else None
         found, _ = generate_items(
             rec.model, rec.item_tokenizer, batch["input_ids"], batch["attention_mask"], num_beams=20, k=20,
-            index=rec.new_item_trie_index,
+            index=rec.new_item_trie_index, exclude_items=rec._new_item_exclusions(exclude),
         )  # fmt: skip
         candidates += [[rec.item_ids[i] for i in row if i >= 0] for row in found.tolist()]
     new_search_seconds = time.perf_counter() - start
@@ -279,8 +280,9 @@ def evaluate(args, data, splits, cold: set[str], item_ids: list[str], features: 
     ranked_new = []
     for history, model_list in zip(histories, candidates):
         recent = history[-20:]
+        banned = set(history) if excluding else set(recent)
         ranked_new.append(
-            rec.new_item_index.rank(codes[rec.item_tokenizer.index_of(recent)], model_list, 20, exclude=set(recent))
+            rec.new_item_index.rank(codes[rec.item_tokenizer.index_of(recent)], model_list, 20, exclude=banned)
         )
     on = with_new(off, ranked_new, slots)
     # the same lists as the public API gives (checked on the first users; the full second run would double the cost)
