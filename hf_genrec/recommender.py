@@ -52,7 +52,7 @@ class GenerativeRecommender:
         catalog (`CatalogLog`, *optional*): items added and retired since training (``catalog.json``).
         transitions (`ItemTransitions`, *optional*): successor counts of the training sequences, for the fused
             prior of ``config.transition_weight`` (``transitions.safetensors``).
-        content_map (`ContentMap`, *optional*): item content → ID features, for new items with no interactions
+        content_map (`ContentMap`, *optional*): item content → codes, for new items with no interactions
             (``content_map.safetensors``; see `fit_content_map`).
 
     Example:
@@ -280,7 +280,7 @@ class GenerativeRecommender:
                 f"content must be an array [len(items), d] = [{len(ids)}, d], one row per item; got shape "
                 f"{tuple(content.shape)}."
             )
-        levels = semantic_ids.n_levels - int(semantic_ids.has_collision_level)
+        levels = self._code_levels
         codes = semantic_ids.codes[rows, :levels]
         keep = np.ones(len(ids), dtype=bool)
         if self.quantizer is not None:
@@ -322,11 +322,15 @@ class GenerativeRecommender:
                 "codes into features; pass `codes=` to add_items instead."
             )
 
+    @property
+    def _code_levels(self) -> int:
+        """Code levels an item's features decide (all but the collision level)."""
+        semantic_ids = self.item_tokenizer.semantic_ids
+        return semantic_ids.n_levels - int(semantic_ids.has_collision_level)
+
     def _decoded_features(self, rows: np.ndarray) -> np.ndarray:
         """The features the codes of catalogue rows ``rows`` stand for (decoded by the quantiser)."""
-        semantic_ids = self.item_tokenizer.semantic_ids
-        levels = semantic_ids.n_levels - int(semantic_ids.has_collision_level)
-        return self.quantizer.decode(semantic_ids.codes[rows, :levels])
+        return self.quantizer.decode(self.item_tokenizer.semantic_ids.codes[rows, : self._code_levels])
 
     def remove_items(self, item_ids: Sequence[str]) -> None:
         """Retire items: they are never generated again, and their semantic IDs are never given to another item.
