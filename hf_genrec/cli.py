@@ -275,15 +275,15 @@ def _catalog(argv: Sequence[str]) -> int:
                 raise ValueError("With --histories, the items file gives only `item_id`: features come from them.")
             features = recommender.features_from_sequences(ids, read_histories_file(args.histories))
         else:
-            from_fields = None
+            codes_from_fields = None
             if recommender.content_map is not None:  # item text -> the codes of catalogue items that read alike
                 if args.text_model not in (None, recommender.content_map.text_model):
                     raise ValueError(
                         f"--text-model {args.text_model} differs from the model of this bundle's content map "
                         f"({recommender.content_map.text_model}); leave --text-model out."
                     )
-                from_fields = lambda fields: recommender.codes_from_content(items=fields)  # noqa: E731
-            ids, features, codes = items_file_inputs(rows, args.text_model, from_fields)
+                codes_from_fields = lambda fields: recommender.codes_from_content(items=fields)  # noqa: E731
+            ids, features, codes = items_file_inputs(rows, args.text_model, codes_from_fields)
         added = recommender.add_items(ids, features, codes=codes, if_full=args.if_full)
         for item, item_codes in added.items():
             print(f"added    {item:<20} {list(item_codes)}")
