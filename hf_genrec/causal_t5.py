@@ -28,6 +28,8 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, T5Config, T5ForCondi
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput
 from transformers.models.t5.modeling_t5 import T5Attention, T5LayerCrossAttention, T5Stack
 
+from .dropout import BitsDropout, bits_dropout, use_bits_dropout
+
 
 class GenRecT5Config(T5Config):
     """`T5Config` of a `GenRecT5ForConditionalGeneration` (a T5 with a causal encoder).
@@ -242,7 +244,9 @@ class PackedCrossAttention(T5LayerCrossAttention):
         scores = scores * attention.scaling + mask
         # in float32 at least, as T5's attention does for half-precision models
         weights = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(query.dtype)
-        weights = torch.nn.functional.dropout(weights, p=attention.dropout, training=attention.training)
+        # the layer's dropout module decides how masks are drawn (BitsDropout, unless someone swapped it back)
+        drop = bits_dropout if isinstance(self.dropout, BitsDropout) else torch.nn.functional.dropout
+        weights = drop(weights, attention.dropout, attention.training)
         output = weights @ value
         if memory.bucket is not None:
             per_bucket = weights.new_zeros(*weights.shape[:-1], len(table)).scatter_add(-1, bucket, weights)
@@ -368,6 +372,8 @@ class GenRecT5ForConditionalGeneration(T5ForConditionalGeneration):
             # Only the class changes: building new layers would draw from the random generator and change every
             # seeded initialisation after it.
             block.layer[1].__class__ = PackedCrossAttention
+        # CPU dropout masks 16 bits per element (no weights, so checkpoints and seeded initialisation are unchanged)
+        use_bits_dropout(self)
         self.post_init()
 
     def decoder_start_state(self, encoder_states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:

@@ -19,6 +19,8 @@ from torch.nn import functional as F
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import MaskedLMOutput
 
+from .dropout import use_bits_dropout
+
 
 class SASRecConfig(PretrainedConfig):
     """Size of a SASRec model.
@@ -89,6 +91,7 @@ class SASRecModel(PreTrainedModel):
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([SASRecBlock(config) for _ in range(config.num_layers)])
         self.final_norm = nn.LayerNorm(d, eps=1e-8)
+        use_bits_dropout(self)  # cheaper CPU masks, as the generative model's (see hf_genrec.dropout)
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
