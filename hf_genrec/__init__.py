@@ -13,6 +13,7 @@ from .content_map import ContentMap
 from .data import InteractionData, kcore_filter, leave_one_out, load_interactions
 from .data.collator import GenRecCollator
 from .decoding import build_trie, build_trie_index, generate_items
+from .dropout import BitsDropout
 from .examples import tokenize_examples, tokenize_sequences
 from .exclude_items import ExcludeItemsLogitsProcessor
 from .features import attribute_features, build_item_features, text_features
@@ -41,6 +42,7 @@ from .transitions import ItemTransitions, TransitionFusionLogitsProcessor
 from .trie_logits import TrieIndex, TrieLogitsProcessor
 
 __all__ = [
+    "BitsDropout",
     "CatalogLog",
     "ContentMap",
     "GenRecT5Config",
