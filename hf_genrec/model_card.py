@@ -73,24 +73,46 @@ class ModelCardCallback(TrainerCallback):
         self.card_data.log_history = list(state.log_history)
 
 
+# set by TrainingArguments.__post_init__ from other arguments (eval_strategy, metric_for_best_model), not chosen
+_DERIVED_ARGUMENTS = {"do_eval", "greater_is_better"}
+
+
+def _normalised_default(name: str, default: Any) -> Any:
+    if hasattr(default, "value"):  # enums
+        return default.value
+    if isinstance(default, (list, tuple)):
+        return list(default)
+    if name == "accelerator_config" and default is None:
+        from transformers.trainer_pt_utils import AcceleratorConfig
+
+        config = dataclasses.asdict(AcceleratorConfig())
+        config.pop("use_configured_state", None)  # Trainer pops it while setting up devices
+        return config
+    return default
+
+
 def non_default_arguments(args) -> dict[str, Any]:
-    """Training arguments that differ from ``GenRecTrainingArguments``' defaults (as JSON-friendly values)."""
+    """Training arguments that differ from ``GenRecTrainingArguments``' defaults (as JSON-friendly values).
+
+    Values that ``__post_init__`` turns the defaults into (``debug`` ``""`` into ``[]``, ``accelerator_config``
+    ``None`` into a dict, ``None`` switches into ``False``) and values it derives from other arguments count as
+    defaults: they are not choices of the user. (A default instance cannot serve as the reference: building
+    TrainingArguments resets the accelerator state of a trainer that is running.)
+    """
     from .trainer import GenRecTrainingArguments
 
     defaults = {f.name: f.default for f in dataclasses.fields(GenRecTrainingArguments) if f.init}
     out = {}
     for name, value in json.loads(args.to_json_string()).items():
-        if name in _NOT_HYPERPARAMETERS or name.startswith("_") or name not in defaults:
+        if name in _NOT_HYPERPARAMETERS or name in _DERIVED_ARGUMENTS or name.startswith("_") or name not in defaults:
             continue
         default = defaults[name]
         if isinstance(default, dataclasses._MISSING_TYPE):
             continue
-        if isinstance(default, (list, tuple)):
-            default = list(default)
-        if hasattr(default, "value"):  # enums
-            default = default.value
-        if value != default:
-            out[name] = value
+        default = _normalised_default(name, default)
+        if value == default or (default in (None, "") and value in (None, "", [], {}, False)):
+            continue
+        out[name] = value
     return out
 
 

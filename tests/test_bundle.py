@@ -99,6 +99,9 @@ def test_model_card_metadata_and_text(bundle):
     assert 'pipeline("generative-recommendation"' in text and "GenerativeRecommender.from_pretrained" in text
     assert "Scheme `random`: 30 items" in text and "perplexity" in text  # the ID diagnostics
     assert "`learning_rate`: `0.01`" in text and "`num_beams`: `8`" in text  # non-default hyperparameters
+    # values Trainer's __post_init__ normalises are not choices of the user (they used to be listed)
+    for normalised in ("`debug`", "`accelerator_config`", "`gradient_checkpointing`"):
+        assert normalised not in text
     assert "| epoch | step | loss" in text  # the training log
     assert "- Transformers: " in text and "- hf_genrec: " in text
 
@@ -279,3 +282,11 @@ def test_cli_push(bundle, hub, capsys):
     assert "model.safetensors" in hub.files("someone/from-cli")
     assert main(["push", str(out.parent / "nowhere"), "someone/from-cli"]) == 1
     assert "not a complete hf_genrec bundle" in capsys.readouterr().err
+
+
+def test_non_default_arguments_lists_only_what_was_set(tmp_path):
+    from hf_genrec.model_card import non_default_arguments
+
+    assert non_default_arguments(GenRecTrainingArguments(output_dir=str(tmp_path))) == {}
+    args = GenRecTrainingArguments(output_dir=str(tmp_path), learning_rate=0.003, transition_weights=[0.0, 2.0])
+    assert non_default_arguments(args) == {"learning_rate": 0.003, "transition_weights": [0.0, 2.0]}
