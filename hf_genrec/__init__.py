@@ -16,7 +16,7 @@ from .decoding import build_trie, build_trie_index, generate_items
 from .dropout import BitsDropout
 from .examples import tokenize_examples, tokenize_sequences
 from .exclude_items import ExcludeItemsLogitsProcessor
-from .features import attribute_features, build_item_features, text_features
+from .features import AttributeEncoder, attribute_features, build_item_features, text_features
 from .hub import push_folder, resolve_bundle
 from .metrics import make_compute_metrics, ndcg_at_k, ranking_metrics, recall_at_k
 from .model_card import GenRecCardData, build_model_card
@@ -42,6 +42,7 @@ from .transitions import ItemTransitions, TransitionFusionLogitsProcessor
 from .trie_logits import TrieIndex, TrieLogitsProcessor
 
 __all__ = [
+    "AttributeEncoder",
     "BitsDropout",
     "CatalogLog",
     "ContentMap",

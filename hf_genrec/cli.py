@@ -276,11 +276,17 @@ def _catalog(argv: Sequence[str]) -> int:
             features = recommender.features_from_sequences(ids, read_histories_file(args.histories))
         else:
             codes_from_fields = None
-            if recommender.content_map is not None:  # item text -> the codes of catalogue items that read alike
-                if args.text_model not in (None, recommender.content_map.text_model):
+            content_map = recommender.content_map
+            if content_map is not None:  # item text or attributes -> the codes of catalogue items alike
+                if args.text_model is not None and content_map.attributes is not None:
+                    raise ValueError(
+                        "This bundle's content map embeds items by their attributes, not their text; leave "
+                        "--text-model out."
+                    )
+                if args.text_model not in (None, content_map.text_model):
                     raise ValueError(
                         f"--text-model {args.text_model} differs from the model of this bundle's content map "
-                        f"({recommender.content_map.text_model}); leave --text-model out."
+                        f"({content_map.text_model}); leave --text-model out."
                     )
                 codes_from_fields = lambda fields: recommender.codes_from_content(items=fields)  # noqa: E731
             ids, features, codes = items_file_inputs(rows, args.text_model, codes_from_fields)

@@ -3,7 +3,8 @@
 The default recipe builds semantic IDs from collaborative vectors (`hf_genrec.collaborative`), which exist only for
 items people have used. An item with a title and a description but no interactions has none, so the quantiser cannot
 place it, and `GenerativeRecommender.features_from_sequences` needs interactions too. A `ContentMap` keeps the
-catalogue's content features (text embeddings, or any array you compute the same way for new items) beside the
+catalogue's content features (text embeddings, TF-IDF attribute vectors for catalogues without text, or any array
+you compute the same way for new items) beside the
 catalogue items' codes. A new item takes the codes its ``n_neighbors`` most similar catalogue items (cosine of
 content) agree on, level by level: the first code with the most similarity-weighted votes, then the second code
 among the neighbours that share that first code, and so on. Its ID lands beside the IDs of items that read alike.
@@ -25,6 +26,8 @@ from pathlib import Path
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
+
+from .features import AttributeEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +87,8 @@ class ContentMap:
         text_model (`str`, *optional*): the sentence-transformers model that embedded the catalogue's text, so new
             items are embedded the same way; ``None`` when the map holds your own content arrays.
         template (`str`, *optional*): the item-text template of `hf_genrec.features.item_text` (``None``: default).
+        attributes (`AttributeEncoder`, *optional*): instead of a text model, the attribute encoder that embedded the
+            catalogue (its vocabulary, idf and projection), so new items with attributes are embedded the same way.
         diagnostics (`dict`, *optional*): facts about the fit (items, leave-one-out agreement).
     """
 
@@ -95,8 +100,11 @@ class ContentMap:
         n_neighbors: int = DEFAULT_NEIGHBORS,
         text_model: str | None = None,
         template: str | None = None,
+        attributes: AttributeEncoder | None = None,
         diagnostics: dict | None = None,
     ):
+        if text_model is not None and attributes is not None:
+            raise ValueError("A content map embeds items one way: give text_model or attributes, not both.")
         self.content = _check_content(content)
         self.codes = _check_codes(codes, len(self.content))
         if not isinstance(n_neighbors, int | np.integer) or n_neighbors < 1:
@@ -104,6 +112,12 @@ class ContentMap:
         self.n_neighbors = int(n_neighbors)
         self.text_model = text_model
         self.template = template
+        self.attributes = attributes
+        if attributes is not None and attributes.output_dim != self.content.shape[1]:
+            raise ValueError(
+                f"The attribute encoder gives {attributes.output_dim}-dimensional features but the content has "
+                f"width {self.content.shape[1]}: the content must be that encoder's transform of the catalogue."
+            )
         self.diagnostics = dict(diagnostics or {})
 
     @property
@@ -126,12 +140,15 @@ class ContentMap:
         n_neighbors: int = DEFAULT_NEIGHBORS,
         text_model: str | None = None,
         template: str | None = None,
+        attributes: AttributeEncoder | None = None,
     ) -> ContentMap:
         """Build the map from catalogue items and measure it: ``diagnostics`` holds, for each level, the share of
         items whose codes up to that level their neighbours' vote gives back (each item left out of its own vote),
         beside ``chance_first_code`` (the share two random items have the same first code): near chance, the
         content says little about where items sit."""
-        content_map = cls(content, codes, n_neighbors=n_neighbors, text_model=text_model, template=template)
+        content_map = cls(
+            content, codes, n_neighbors=n_neighbors, text_model=text_model, template=template, attributes=attributes
+        )
         if len(content_map) <= n_neighbors:
             raise ValueError(f"The catalogue has {len(content_map)} items; n_neighbors={n_neighbors} needs more.")
         voted = content_map._vote(content_map.content, leave_out_self=True)
@@ -183,12 +200,15 @@ class ContentMap:
         return out
 
     def embed(self, items, **kwargs) -> np.ndarray:
-        """Content features of ``items`` (an item table: rows with the catalogue's text fields) the way the map's
-        catalogue was embedded: `hf_genrec.features.text_features` with the same model and template."""
+        """Content features of ``items`` (an item table: rows with the catalogue's text or attribute fields) the way
+        the map's catalogue was embedded: `hf_genrec.features.text_features` with the same model and template, or the
+        same `hf_genrec.features.AttributeEncoder`."""
+        if self.attributes is not None:
+            return self.attributes.transform(items)
         if self.text_model is None:
             raise ValueError(
-                "This content map holds your own content arrays, not item text embeddings, so it cannot embed items "
-                "itself: pass content=<array [n_items, d]> computed the way the catalogue's was."
+                "This content map holds your own content arrays, not item text or attribute embeddings, so it cannot "
+                "embed items itself: pass content=<array [n_items, d]> computed the way the catalogue's was."
             )
         from .features import text_features
 
@@ -204,6 +224,11 @@ class ContentMap:
             "diagnostics": json.dumps(self.diagnostics),
         }
         tensors = {"content": self.content.astype(np.float16), "codes": np.ascontiguousarray(self.codes)}
+        if self.attributes is not None:
+            metadata["attribute_tokens"] = json.dumps(self.attributes.tokens)
+            tensors["attribute_idf"] = self.attributes.idf
+            if self.attributes.basis is not None:
+                tensors["attribute_basis"] = np.ascontiguousarray(self.attributes.basis)
         save_file(tensors, str(Path(save_directory) / CONTENT_MAP_NAME), metadata=metadata)
 
     @classmethod
@@ -218,13 +243,21 @@ class ContentMap:
             metadata = f.metadata() or {}
         missing = {"content", "codes"} - set(tensors)
         missing |= {"n_neighbors", "text_model", "template"} - set(metadata)
+        if "attribute_tokens" in metadata and "attribute_idf" not in tensors:
+            missing.add("attribute_idf")
         if missing:
             raise ValueError(f"{path} lacks {sorted(missing)}: it was not written by ContentMap.")
+        attributes = None
+        if "attribute_tokens" in metadata:
+            attributes = AttributeEncoder(
+                json.loads(metadata["attribute_tokens"]), tensors["attribute_idf"], tensors.get("attribute_basis")
+            )
         return cls(
             tensors["content"],
             tensors["codes"],
             n_neighbors=int(metadata["n_neighbors"]),
             text_model=json.loads(metadata["text_model"]),
             template=json.loads(metadata["template"]),
+            attributes=attributes,
             diagnostics=json.loads(metadata.get("diagnostics", "{}")),
         )

@@ -103,9 +103,10 @@ class ItemIDArguments:
     content_map: bool = field(
         default=False,
         metadata={
-            "help": "Also save a content map in the bundle (hf_genrec.content_map): items with text but no "
-            "interactions can then be added from their text alone (`hf-genrec catalog add` with item fields). "
-            "Embeds every item's text with text_model after training; needs item text and a feature-based scheme."
+            "help": "Also save a content map in the bundle (hf_genrec.content_map): items with text (or attributes) "
+            "but no interactions can then be added from those alone (`hf-genrec catalog add` with item fields). "
+            "Embeds every item's text with text_model after training (their attribute tokens when most items have "
+            "no title); needs item text or attributes and a feature-based scheme."
         },
     )
     n_levels: int = field(default=3, metadata={"help": "Code levels before the collision level."})
@@ -511,8 +512,10 @@ def run_experiment(
         start = time.perf_counter()
         from .recommender import GenerativeRecommender
 
+        method = content_map_method(data.items)
+        logger.info("Content map: embedding the items' %s.", method)
         content_map = GenerativeRecommender.from_pretrained(output_dir).fit_content_map(
-            data.items, text_model=id_args.text_model
+            data.items, method=method, text_model=id_args.text_model
         )
         content_map.save_pretrained(output_dir)
         results["content_map"] = content_map.diagnostics
@@ -522,17 +525,33 @@ def run_experiment(
     return results
 
 
+def content_map_method(items) -> str:
+    """How `fit_content_map` embeds these items: ``"text"`` when most have a title (as ``item_features: auto``
+    decides), else ``"attributes"`` when the table has attribute, category or brand columns, else ``"text"`` when any
+    item has text; raises when the items have neither."""
+    from .features import _ATTRIBUTE_COLUMNS, _column, _columns, _missing, _n_items, _rows, item_text
+
+    titles = _column(items, "title") if "title" in _columns(items) else []
+    if sum(not _missing(title) for title in titles) >= 0.5 * max(_n_items(items), 1):
+        return "text"
+    if any(name in _columns(items) for name in _ATTRIBUTE_COLUMNS):
+        return "attributes"
+    if any(item_text(row) for row in _rows(items)):
+        return "text"
+    raise ValueError(
+        "content_map needs item text (titles, brands, categories, ...) or attribute columns "
+        f"({', '.join(_ATTRIBUTE_COLUMNS)}); these items have neither."
+    )
+
+
 def check_content_map_possible(id_args: ItemIDArguments, items) -> None:
     """Fail before training, not after it, when ``content_map`` cannot be built for these items and IDs."""
-    from .features import _rows, item_text
-
     if id_args.id_scheme not in FEATURE_SCHEMES:
         raise ValueError(
             f"content_map needs an ID scheme that encodes features ({', '.join(FEATURE_SCHEMES)}); "
             f"{id_args.id_scheme!r} does not (title IDs already come from item text)."
         )
-    if not any(item_text(row) for row in _rows(items)):
-        raise ValueError("content_map needs item text (titles, brands, categories, ...); these items have none.")
+    content_map_method(items)
 
 
 def pick_transition_weight(trainer: GenRecTrainer, validation) -> dict[str, dict[str, float]]:

@@ -255,8 +255,8 @@ def _item_tokens(items) -> list[list[str]]:
     return [sorted(t) for t in tokens]
 
 
-def _reduce(matrix: np.ndarray, max_dim: int) -> np.ndarray:
-    """Project onto the top ``max_dim`` right singular vectors (truncated SVD / LSA), deterministically."""
+def _svd_basis(matrix: np.ndarray, max_dim: int) -> np.ndarray:
+    """The top ``max_dim`` right singular vectors ``float64 [d, k]`` of ``matrix`` (truncated SVD), deterministically."""
     n, vocab = matrix.shape
     k = min(max_dim, n, vocab)
     if vocab <= 1024:  # exact, via the small vocab x vocab Gram matrix
@@ -272,8 +272,91 @@ def _reduce(matrix: np.ndarray, max_dim: int) -> np.ndarray:
         basis = v[:, :k].double().numpy()
     # fix each direction's sign: its largest-magnitude component is positive
     signs = np.sign(basis[np.abs(basis).argmax(axis=0), np.arange(basis.shape[1])])
-    basis = basis * np.where(signs == 0, 1.0, signs)
-    return (matrix.astype(np.float64) @ basis).astype(np.float32)
+    return basis * np.where(signs == 0, 1.0, signs)
+
+
+def _reduce(matrix: np.ndarray, max_dim: int) -> np.ndarray:
+    """Project onto the top ``max_dim`` right singular vectors (truncated SVD / LSA), deterministically."""
+    return (matrix.astype(np.float64) @ _svd_basis(matrix, max_dim)).astype(np.float32)
+
+
+def _no_tokens_error(items, rows: list[int], total: int, what: str) -> ValueError:
+    ids = _column(items, "item_id") if "item_id" in _columns(items) else [None] * total
+    first = [ids[i] if ids[i] is not None else f"row {i}" for i in rows[:5]]
+    return ValueError(
+        f"{len(rows)} of {total} items have no {what} (first: {first}); attribute features cannot describe them. "
+        "Use text features (method='text'), pass your own features=..., or drop those items."
+    )
+
+
+class AttributeEncoder:
+    """TF-IDF multi-hot vectors over a fixed vocabulary of ``attributes``, ``categories`` and ``brand`` tokens,
+    optionally projected on truncated-SVD axes: it embeds items added later exactly as the items it was fitted on.
+
+    `attribute_features` is ``AttributeEncoder.fit(items, max_dim).transform(items)``. Tokens the fitted items never
+    had are ignored when transforming (the vocabulary is fixed); an item with none of the known tokens is refused.
+
+    Args:
+        tokens (`list[str]`): the vocabulary, ``"<column>=<value>"``.
+        idf (`np.ndarray`): ``float32 [len(tokens)]``, ``log((1 + n) / (1 + df)) + 1`` over the fitted items.
+        basis (`np.ndarray`, *optional*): ``float32 [len(tokens), k]`` projection axes (``None``: no projection).
+    """
+
+    def __init__(self, tokens: list[str], idf: np.ndarray, basis: np.ndarray | None = None):
+        self.tokens = [str(t) for t in tokens]
+        self.idf = np.asarray(idf, dtype=np.float32)
+        self.basis = None if basis is None else np.asarray(basis, dtype=np.float32)
+        if self.idf.shape != (len(self.tokens),):
+            raise ValueError(f"idf has shape {self.idf.shape}, expected one value per token ({len(self.tokens)}).")
+        if self.basis is not None and (self.basis.ndim != 2 or self.basis.shape[0] != len(self.tokens)):
+            raise ValueError(f"basis has shape {self.basis.shape}, expected [{len(self.tokens)}, k].")
+        self._index = {token: j for j, token in enumerate(self.tokens)}
+
+    @property
+    def output_dim(self) -> int:
+        return len(self.tokens) if self.basis is None else self.basis.shape[1]
+
+    @classmethod
+    def fit(cls, items, max_dim: int | None = None) -> AttributeEncoder:
+        """Vocabulary and idf from ``items``; with ``max_dim`` (fewer than the vocabulary) the top SVD axes too."""
+        tokens = _item_tokens(items)
+        empty = [i for i, t in enumerate(tokens) if not t]
+        if empty:
+            raise _no_tokens_error(items, empty, len(tokens), "attributes, categories or brand")
+        if max_dim is not None and int(max_dim) < 1:
+            raise ValueError(f"max_dim must be a positive int or None, got {max_dim!r}.")
+        vocab = sorted({token for t in tokens for token in t})
+        encoder = cls(vocab, np.ones(len(vocab), dtype=np.float32))
+        rows, cols = encoder._coordinates(tokens)
+        df = np.bincount(cols, minlength=len(vocab))
+        encoder.idf = (np.log((1 + len(tokens)) / (1 + df)) + 1.0).astype(np.float32)
+        if max_dim is not None and max_dim < len(vocab):
+            encoder.basis = _svd_basis(encoder._tfidf(rows, cols, len(tokens)), int(max_dim)).astype(np.float32)
+        return encoder
+
+    def _coordinates(self, tokens: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        known = [[self._index[token] for token in t if token in self._index] for t in tokens]
+        rows = np.repeat(np.arange(len(known)), [len(k) for k in known])
+        cols = np.fromiter((j for k in known for j in k), dtype=np.int64, count=len(rows))
+        return rows, cols
+
+    def _tfidf(self, rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
+        matrix = np.zeros((n, len(self.tokens)), dtype=np.float32)
+        matrix[rows, cols] = self.idf[cols]
+        return matrix
+
+    def transform(self, items) -> np.ndarray:
+        """L2-normalised ``float32 [n_items, output_dim]`` features of ``items`` (any item table with the columns)."""
+        tokens = _item_tokens(items)
+        rows, cols = self._coordinates(tokens)
+        empty = sorted(set(range(len(tokens))) - set(rows.tolist()))
+        if empty:
+            raise _no_tokens_error(items, empty, len(tokens), "attribute, category or brand the encoder knows")
+        matrix = self._tfidf(rows, cols, len(tokens))
+        if self.basis is not None:
+            matrix = (matrix.astype(np.float64) @ self.basis.astype(np.float64)).astype(np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        return np.ascontiguousarray(matrix / np.where(norms > 0, norms, 1.0), dtype=np.float32)
 
 
 def attribute_features(items, max_dim: int | None = None) -> np.ndarray:
@@ -281,31 +364,9 @@ def attribute_features(items, max_dim: int | None = None) -> np.ndarray:
 
     Rows are L2-normalised float32 ``[n_items, n_tokens]``; with ``max_dim`` reduced to at most ``max_dim``
     dimensions by truncated SVD (deterministic) and L2-normalised again. Idf: ``log((1 + n) / (1 + df)) + 1``.
+    To embed items added later the same way, keep the `AttributeEncoder` this is built from.
     """
-    tokens = _item_tokens(items)
-    empty = [i for i, t in enumerate(tokens) if not t]
-    if empty:
-        ids = _column(items, "item_id")
-        first = [ids[i] if ids[i] is not None else f"row {i}" for i in empty[:5]]
-        raise ValueError(
-            f"{len(empty)} of {len(tokens)} items have no attributes, categories or brand (first: {first}); "
-            "attribute features cannot describe them. Use text features (method='text'), pass your own "
-            "features=..., or drop those items."
-        )
-    vocab = {token: j for j, token in enumerate(sorted({token for t in tokens for token in t}))}
-    rows = np.repeat(np.arange(len(tokens)), [len(t) for t in tokens])
-    cols = np.fromiter((vocab[token] for t in tokens for token in t), dtype=np.int64, count=len(rows))
-    df = np.bincount(cols, minlength=len(vocab))
-    idf = np.log((1 + len(tokens)) / (1 + df)) + 1.0
-    matrix = np.zeros((len(tokens), len(vocab)), dtype=np.float32)
-    matrix[rows, cols] = idf[cols]
-    if max_dim is not None:
-        if int(max_dim) < 1:
-            raise ValueError(f"max_dim must be a positive int or None, got {max_dim!r}.")
-        if max_dim < len(vocab):
-            matrix = _reduce(matrix, int(max_dim))
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return np.ascontiguousarray(matrix / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+    return AttributeEncoder.fit(items, max_dim=max_dim).transform(items)
 
 
 # ---------------------------------------------------------------------------------------------------- entry point

@@ -228,8 +228,10 @@ class GenerativeRecommender:
         items,
         *,
         content=None,
+        method: str = "text",
         text_model: str = DEFAULT_TEXT_MODEL,
         template: str | None = None,
+        attribute_dim: int = 64,
         **kwargs,
     ) -> ContentMap:
         """Learn to give codes to items that have content (text) but no interactions; sets and returns
@@ -244,10 +246,15 @@ class GenerativeRecommender:
         Args:
             items: the catalogue's item table (a `datasets.Dataset`, a list of dicts, a dict of columns or a pandas
                 DataFrame) with an ``item_id`` column and the text fields; every item must be in the catalogue.
-            content: instead of embedding the items' text, your own content features ``[len(items), d]`` (new items
+            content: instead of embedding the items, your own content features ``[len(items), d]`` (new items
                 then need ``content=`` computed the same way).
+            method: ``"text"`` (default) embeds the items' text; ``"attributes"`` embeds their ``attributes``,
+                ``categories`` and ``brand`` tokens (`hf_genrec.features.AttributeEncoder`), for catalogues without
+                item text.
             text_model, template: how the text is embedded (`hf_genrec.features.text_features`); recorded in the
                 map so new items are embedded the same way.
+            attribute_dim: with ``method="attributes"``, the truncated-SVD axes the TF-IDF vectors are projected on
+                (the vocabulary, idf and axes are saved with the map).
             kwargs: passed on to `ContentMap.fit` (``n_neighbors``, default 10).
 
         Example:
@@ -258,7 +265,7 @@ class GenerativeRecommender:
         recommender.add_items(["new-lipstick"], codes=recommender.codes_from_content(new))
         ```
         """
-        from .features import _column, _columns, text_features
+        from .features import AttributeEncoder, _column, _columns, text_features
 
         if "item_id" not in _columns(items):
             raise ValueError(f"items must be an item table with an `item_id` column; it has {_columns(items)}.")
@@ -269,7 +276,13 @@ class GenerativeRecommender:
         semantic_ids = self.item_tokenizer.semantic_ids
         if semantic_ids.is_variable_length:
             raise ValueError("A content map needs fixed-length IDs; title IDs already come from each item's text.")
-        if content is None:
+        if method not in ("text", "attributes"):
+            raise ValueError(f"method must be 'text' or 'attributes', got {method!r}.")
+        if content is None and method == "attributes":
+            encoder = AttributeEncoder.fit(items, max_dim=attribute_dim)
+            content = encoder.transform(items)
+            source = {"attributes": encoder}
+        elif content is None:
             content = text_features(items, model_name_or_path=text_model, template=template, show_progress_bar=False)
             source = {"text_model": str(text_model), "template": template}
         else:
@@ -301,8 +314,8 @@ class GenerativeRecommender:
         """Codes for new items from their content alone (no interactions needed), to pass to
         ``add_items(ids, codes=...)``.
 
-        Pass the new items' table (``items``: rows with the same text fields the catalogue had, embedded the way
-        `fit_content_map` embedded the catalogue) or their content features (``content``).
+        Pass the new items' table (``items``: rows with the same text or attribute fields the catalogue had, embedded
+        the way `fit_content_map` embedded the catalogue) or their content features (``content``).
         """
         if self.content_map is None:
             raise ValueError(
@@ -310,7 +323,9 @@ class GenerativeRecommender:
                 "and save the recommender, or place new items from interactions (features_from_sequences)."
             )
         if (items is None) == (content is None):
-            raise ValueError("Pass exactly one of `items` (an item table with text fields) or `content` (an array).")
+            raise ValueError(
+                "Pass exactly one of `items` (an item table with text or attribute fields) or `content` (an array)."
+            )
         if content is None:
             content = self.content_map.embed(items, show_progress_bar=False)
         return self.content_map.predict(content)

@@ -219,6 +219,28 @@ def test_items_without_features_join_beside_the_items_they_are_used_with(rec):
         rec.features_from_sequences(["x"], [["x", "item1"]])
 
 
+def test_items_without_text_are_placed_by_their_attributes(rec, tmp_path):
+    """Catalogues with attribute ids but no text: the content map embeds attribute tokens (TF-IDF over the
+    catalogue's vocabulary, saved with the map), so a new item is placed from its attributes alone."""
+    catalogue = [{"item_id": f"item{i}", "categories": [f"group{i % 3}", f"shade{i}"]} for i in range(N_ITEMS)]
+    content_map = rec.fit_content_map(catalogue, method="attributes", attribute_dim=64, n_neighbors=1)
+    assert content_map.attributes is not None and content_map.text_model is None
+    assert content_map.attributes.basis is None  # 64 axes >= the 33-token vocabulary: no projection
+    codes = rec.item_tokenizer.semantic_ids.codes
+    origin = rec.quantizer.encode(np.zeros((1, 8), dtype=np.float32))[0]
+    j = next(j for j in range(N_ITEMS) if not (codes[j, :-1] == origin).all())  # an item the map holds
+    twin = [{"item_id": "new", "categories": [f"group{j % 3}", f"shade{j}", "a-token-never-seen"]}]
+    new_codes = rec.codes_from_content(twin)
+    assert new_codes.tolist() == [codes[j, :-1].tolist()]  # its attributes are item j's
+    rec.save_pretrained(tmp_path / "attr")
+    loaded = GenerativeRecommender.from_pretrained(tmp_path / "attr")
+    np.testing.assert_array_equal(loaded.codes_from_content(twin), new_codes)
+    with pytest.raises(ValueError, match="encoder knows"):
+        loaded.codes_from_content([{"item_id": "x", "categories": ["nothing-known"]}])
+    with pytest.raises(ValueError, match="'text' or 'attributes'"):
+        rec.fit_content_map(catalogue, method="title")
+
+
 def test_items_with_only_content_join_beside_the_catalogue_items_that_read_alike(rec, tmp_path, monkeypatch):
     """A new item with text but no interactions takes the codes its look-alikes in the catalogue agree on (the
     content map), then a free collision code under them."""

@@ -88,3 +88,66 @@ def test_bad_input_gets_clear_errors(tmp_path):
         content_map.embed([{"title": "a lipstick"}])
     with pytest.raises(FileNotFoundError, match="no content map"):
         ContentMap.from_pretrained(tmp_path)
+
+
+# ------------------------------------------------------------------ attribute content (catalogues without text)
+def _attribute_catalogue():
+    """Two brands with their own category sets; each brand's items share a first code."""
+    items = []
+    for i in range(24):
+        brand = "acme" if i < 12 else "zeta"
+        cats = ["lips", "matte"] if i < 12 else ["hair", "oil"]
+        items.append({"item_id": f"it{i}", "brand": brand, "categories": cats + [f"shade{i % 3}"]})
+    codes = np.array([[0 if i < 12 else 1, i % 4] for i in range(24)])
+    return items, codes
+
+
+def test_attribute_encoder_embeds_new_items_as_the_catalogue():
+    from hf_genrec.features import AttributeEncoder, attribute_features
+
+    items, _ = _attribute_catalogue()
+    encoder = AttributeEncoder.fit(items, max_dim=3)
+    assert encoder.output_dim == 3 and len(encoder.tokens) == 2 + 4 + 3
+    features = encoder.transform(items)
+    np.testing.assert_allclose(features, attribute_features(items, max_dim=3), atol=1e-6)
+    # a new item: the same tokens embed the same; unknown tokens are ignored
+    new = [{"item_id": "n", "brand": "acme", "categories": ["lips", "matte", "shade1", "glitter-new"]}]
+    np.testing.assert_allclose(encoder.transform(new)[0], features[1], atol=1e-6)
+    with pytest.raises(ValueError, match="encoder knows"):
+        encoder.transform([{"item_id": "x", "brand": "unknown-brand"}])
+    with pytest.raises(ValueError, match="one value per token"):
+        AttributeEncoder(["a", "b"], np.ones(3))
+
+
+def test_content_map_of_attributes_places_new_items_and_round_trips(tmp_path):
+    from hf_genrec.features import AttributeEncoder
+
+    items, codes = _attribute_catalogue()
+    encoder = AttributeEncoder.fit(items, max_dim=4)
+    content_map = ContentMap.fit(encoder.transform(items), codes, n_neighbors=5, attributes=encoder)
+    assert content_map.diagnostics["loo_agreement"]["first_1"] == 1.0
+    new = [
+        {"item_id": "n1", "brand": "zeta", "categories": ["hair", "oil"]},
+        {"item_id": "n2", "brand": "acme", "categories": ["lips"]},
+    ]
+    assert content_map.predict(content_map.embed(new))[:, 0].tolist() == [1, 0]
+    content_map.save_pretrained(tmp_path)
+    loaded = ContentMap.from_pretrained(tmp_path)
+    assert loaded.text_model is None and loaded.attributes.tokens == encoder.tokens
+    np.testing.assert_allclose(loaded.embed(new), content_map.embed(new), atol=1e-6)
+    with pytest.raises(ValueError, match="not both"):
+        ContentMap(encoder.transform(items), codes, text_model="m", attributes=encoder)
+    with pytest.raises(ValueError, match="encoder's transform"):
+        ContentMap(np.ones((24, 7)), codes, attributes=encoder)
+
+
+def test_training_picks_text_or_attributes_for_the_content_map():
+    from hf_genrec.experiment import content_map_method
+
+    assert content_map_method([{"item_id": "a", "title": "Lipstick", "brand": "acme"}]) == "text"
+    # attribute ids only (some Amazon categories have no titles): attributes
+    rows = [{"item_id": "a", "title": None, "categories": ["x"]}, {"item_id": "b", "title": None, "brand": "y"}]
+    assert content_map_method(rows) == "attributes"
+    assert content_map_method([{"item_id": "a", "price": 3.5}]) == "text"  # some text, no attribute columns
+    with pytest.raises(ValueError, match="neither"):
+        content_map_method([{"item_id": "a"}])
