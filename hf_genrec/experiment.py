@@ -529,10 +529,9 @@ def content_map_method(items) -> str:
     """How `fit_content_map` embeds these items: ``"text"`` when most have a title (as ``item_features: auto``
     decides), else ``"attributes"`` when the table has attribute, category or brand columns, else ``"text"`` when any
     item has text; raises when the items have neither."""
-    from .features import _ATTRIBUTE_COLUMNS, _column, _columns, _missing, _n_items, _rows, item_text
+    from .features import _ATTRIBUTE_COLUMNS, TEXT_TITLE_SHARE, _columns, _rows, item_text, titled_share
 
-    titles = _column(items, "title") if "title" in _columns(items) else []
-    if sum(not _missing(title) for title in titles) >= 0.5 * max(_n_items(items), 1):
+    if titled_share(items) >= TEXT_TITLE_SHARE:
         return "text"
     if any(name in _columns(items) for name in _ATTRIBUTE_COLUMNS):
         return "attributes"

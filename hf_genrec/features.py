@@ -30,6 +30,8 @@ _TEXT_FIELDS = (
     ("release_year", "Year"),
 )
 _ATTRIBUTE_COLUMNS = ("attributes", "categories", "brand")
+#: ``method="auto"`` embeds item text when at least this share of items has a title, else attributes
+TEXT_TITLE_SHARE = 0.5
 METHODS = ("auto", "text", "attributes", "collaborative", "content+collaborative", "array")
 #: principal axes the content part keeps in ``content+collaborative`` features
 CONTENT_AXES = 32
@@ -76,6 +78,11 @@ def _rows(items):
         yield from items.to_dict(orient="records")
     else:
         yield from items
+
+
+def titled_share(items) -> float:
+    """The share of items with a title: ``method="auto"`` embeds text when it is at least ``TEXT_TITLE_SHARE``."""
+    return sum(not _missing(title) for title in _column(items, "title")) / max(_n_items(items), 1)
 
 
 def _missing(value) -> bool:
@@ -444,9 +451,8 @@ def build_item_features(
     if method == "array":
         raise ValueError("method='array' needs features=<array [n_items, d]>.")
     if method == "auto":
-        titled = sum(not _missing(title) for title in _column(items, "title"))
-        share = titled / max(n_items, 1)
-        if template is not None or share >= 0.5:
+        share = titled_share(items)
+        if template is not None or share >= TEXT_TITLE_SHARE:
             method = "text"
             reason = (
                 "a text template was given" if template is not None else f"{100 * share:.0f}% of items have a title"
