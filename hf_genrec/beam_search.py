@@ -10,6 +10,9 @@ the same scores, up to float rounding.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
 from torch.nn import functional as F
 from transformers import LogitsProcessor, PreTrainedModel
@@ -99,6 +102,18 @@ class _T5Decoder:
         return self.model.lm_head(hidden)[:, 0, :]
 
 
+def _start_decoder(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> _T5Decoder:
+    """Encode the histories once and set up ``model``'s decoder over them."""
+    encoded = model.encoder(input_ids=input_ids, attention_mask=attention_mask)
+    # An item-position encoder (GenRecT5Config.item_positions) returns states per item, with their own mask.
+    item_mask = getattr(encoded, "item_attention_mask", None)
+    cross_mask = attention_mask if item_mask is None else item_mask
+    decoder = _T5Decoder(model, encoded.last_hidden_state, cross_mask)
+    if hasattr(model, "decoder_start_state"):  # GenRecT5Config.start_from_last_state
+        decoder.start_state = model.decoder_start_state(encoded.last_hidden_state, cross_mask)
+    return decoder
+
+
 def _gather(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``tensor[b, index[b, j], ...]`` for ``[batch, beams, ...]`` tensors."""
     view = index.view(*index.shape, *([1] * (tensor.dim() - 2))).expand(*index.shape, *tensor.shape[2:])
@@ -118,7 +133,7 @@ def _all_processes_done(done: bool, device: torch.device) -> bool:
 
 
 def shared_beam_search(
-    model: PreTrainedModel,
+    model: PreTrainedModel | Sequence[PreTrainedModel],
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None,
     logits_processor: LogitsProcessor,
@@ -146,23 +161,47 @@ def shared_beam_search(
     ``score_processor`` runs after that, on the normalised log-probabilities: for bonuses that must not be
     normalised away (`hf_genrec.transitions.TransitionFusionLogitsProcessor`).
 
+    ``model`` may be several models over the same vocabulary (an ensemble, e.g. seeds of one recipe): each step's
+    next-token distribution is then the mean of theirs, each taken after ``logits_processor`` (and ``renormalize``),
+    so a spelling's score is the log of the product over its steps of the averaged probabilities, as ensembles of
+    translation models decode. ``score_processor`` applies once, to the mixture.
+
     Returns:
         `(sequences, scores)`: ``[batch * num_return_sequences, 1 + steps]`` token ids (decoder start first) and
         ``[batch * num_return_sequences]`` sequence scores, ordered as ``generate(..., num_return_sequences=...)``.
     """
-    if not supports_shared_beam_search(model):
-        raise ValueError(f"shared_beam_search supports T5 encoder-decoders, not {type(model).__name__}.")
+    models = list(model) if isinstance(model, (Sequence, torch.nn.ModuleList)) else [model]
+    if not models:
+        raise ValueError("shared_beam_search needs a model (or a non-empty list of models for an ensemble).")
+    for member in models:
+        if not supports_shared_beam_search(member):
+            raise ValueError(f"shared_beam_search supports T5 encoder-decoders, not {type(member).__name__}.")
+    vocab_sizes = {member.config.vocab_size for member in models}
+    if len(vocab_sizes) > 1:
+        raise ValueError(
+            f"An ensemble's models must share one vocabulary (the same item tokenizer); got vocab sizes "
+            f"{sorted(vocab_sizes)}."
+        )
     if num_return_sequences > num_beams:
         raise ValueError(f"num_return_sequences={num_return_sequences} > num_beams={num_beams}.")
     device = input_ids.device
     batch = input_ids.shape[0]
-    encoded = model.encoder(input_ids=input_ids, attention_mask=attention_mask)
-    # An item-position encoder (GenRecT5Config.item_positions) returns states per item, with their own mask.
-    item_mask = getattr(encoded, "item_attention_mask", None)
-    cross_mask = attention_mask if item_mask is None else item_mask
-    decoder = _T5Decoder(model, encoded.last_hidden_state, cross_mask)
-    if hasattr(model, "decoder_start_state"):  # GenRecT5Config.start_from_last_state
-        decoder.start_state = model.decoder_start_state(encoded.last_hidden_state, cross_mask)
+    decoders = [_start_decoder(member, input_ids, attention_mask) for member in models]
+
+    def next_log_probs(prefix: torch.Tensor, position: int) -> torch.Tensor:
+        """The (ensemble's) normalised, constrained next-token log-probabilities after each row of ``prefix``."""
+        per_model = []
+        for decoder in decoders:
+            log_probs = logits_processor(
+                prefix, F.log_softmax(decoder.step(prefix[:, -1], position=position).float(), dim=-1)
+            )
+            per_model.append(F.log_softmax(log_probs, dim=-1) if renormalize else log_probs)
+        if len(per_model) == 1:
+            log_probs = per_model[0]
+        else:  # the mean of the members' probabilities, in log space
+            log_probs = torch.logsumexp(torch.stack(per_model), dim=0) - math.log(len(per_model))
+        return log_probs if score_processor is None else score_processor(prefix, log_probs)
+
     max_length = 1 + max_new_tokens
     beams_to_keep = 2 * num_beams
     top_num_beam_mask = torch.arange(beams_to_keep, device=device) < num_beams
@@ -182,29 +221,18 @@ def shared_beam_search(
     peer_done = False  # synced_gpus: this process is done but others still decode
     while True:
         if peer_done:  # keep the collective forward passes in step with the other processes
-            decoder.step(running[:, :, cur_len - 1].reshape(-1), position=cur_len - 1)
+            for decoder in decoders:
+                decoder.step(running[:, :, cur_len - 1].reshape(-1), position=cur_len - 1)
             cur_len += 1
             if _all_processes_done(True, device):
                 break
             continue
         if cur_len == 1:  # every beam of a history is the decoder start: score it once and broadcast
-            start = running[:, 0, :1]
-            logits = decoder.step(start[:, 0], position=0)
-            log_probs = logits_processor(start, F.log_softmax(logits.float(), dim=-1))
-            if renormalize:
-                log_probs = F.log_softmax(log_probs, dim=-1)
-            if score_processor is not None:
-                log_probs = score_processor(start, log_probs)
+            log_probs = next_log_probs(running[:, 0, :1], position=0)
             log_probs = log_probs[:, None, :].expand(batch, num_beams, -1)
         else:
             flat = running[:, :, :cur_len].reshape(batch * num_beams, cur_len)
-            logits = decoder.step(flat[:, -1], position=cur_len - 1)
-            log_probs = logits_processor(flat, F.log_softmax(logits.float(), dim=-1))
-            if renormalize:
-                log_probs = F.log_softmax(log_probs, dim=-1)
-            if score_processor is not None:
-                log_probs = score_processor(flat, log_probs)
-            log_probs = log_probs.view(batch, num_beams, -1)
+            log_probs = next_log_probs(flat, position=cur_len - 1).view(batch, num_beams, -1)
         vocab = log_probs.shape[-1]
         accumulated = (log_probs + running_scores[:, :, None]).reshape(batch, -1)
         topk_scores, topk_index = torch.topk(accumulated, k=beams_to_keep)
@@ -236,9 +264,11 @@ def shared_beam_search(
         is_finished = _gather(merged_finished, best)
 
         if cur_len == 1:  # the cache has one row per history; every beam continues from it
-            decoder.reorder(torch.arange(batch, device=device).repeat_interleave(num_beams))
+            rows = torch.arange(batch, device=device).repeat_interleave(num_beams)
         else:
-            decoder.reorder((running_origin + offsets).reshape(-1))
+            rows = (running_origin + offsets).reshape(-1)
+        for decoder in decoders:
+            decoder.reorder(rows)
         cur_len += 1
 
         # generate's stopping rules: can a running beam still beat the worst finished one?

@@ -77,7 +77,7 @@ class _LogSoftmax(LogitsProcessor):
 
 @torch.no_grad()
 def generate_items(
-    model: PreTrainedModel,
+    model: PreTrainedModel | Sequence[PreTrainedModel],
     item_tokenizer: ItemTokenizer,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
@@ -94,6 +94,9 @@ def generate_items(
     """Top-``k`` items for each encoded history by trie-constrained beam search.
 
     Args:
+        model: the seq2seq model, or several trained on the same item tokenizer (an ensemble, e.g. seeds of one
+            recipe): each decoding step then follows the mean of their next-token distributions
+            (`shared_beam_search`; ensembles need the ``"fast"`` method, which ``"auto"`` picks for T5 models).
         method: ``"auto"`` (``"fast"`` for T5 models, else ``"vectorised"``), ``"fast"``, ``"vectorised"`` or
             ``"reference"`` (see the module docstring); all return the same items and scores.
         index: a prebuilt :class:`TrieIndex` (built from ``item_tokenizer`` when missing).
@@ -116,12 +119,29 @@ def generate_items(
         raise ValueError(f"k={k} needs at least as many beams; got num_beams={num_beams}. Set num_beams >= k.")
     if method not in DECODING_METHODS:
         raise ValueError(f"method must be one of {DECODING_METHODS}, got {method!r}.")
+    models = list(model) if isinstance(model, (Sequence, torch.nn.ModuleList)) else [model]
+    if not models:
+        raise ValueError("generate_items needs a model (or a non-empty list of models for an ensemble).")
     if method == "auto":
         # FSDP gathers the root module's weights (embeddings, LM head) only inside the root's own forward, which the
         # fast path does not call: under FSDP decode with stock generate
-        method = "fast" if supports_shared_beam_search(model) and not _fsdp_managed(model) else "vectorised"
+        fast = all(supports_shared_beam_search(m) and not _fsdp_managed(m) for m in models)
+        method = "fast" if fast or len(models) > 1 else "vectorised"
+    if len(models) > 1:
+        if method != "fast":
+            raise ValueError(
+                f"An ensemble of {len(models)} models decodes with method='fast' (hf_genrec's beam search, which "
+                f"mixes the models' distributions at every step); stock generate ({method!r}) takes one model."
+            )
+        flags = {bool(getattr(m.generation_config, "renormalize_logits", False)) for m in models}
+        if len(flags) > 1:
+            raise ValueError(
+                "An ensemble's models must all decode with renormalised scores or all without "
+                "(generation_config.renormalize_logits differs): mix models trained with the same loss."
+            )
+    model = models[0]
     if synced_gpus is None:
-        synced_gpus = needs_synced_gpus(model)
+        synced_gpus = any(needs_synced_gpus(m) for m in models)
     start_id = model.generation_config.decoder_start_token_id
     if start_id is None:
         start_id = item_tokenizer.pad_token_id
@@ -143,14 +163,15 @@ def generate_items(
         extra += [_LogSoftmax()] if renormalize else []
         extra.append(fusion)
         overrides["renormalize_logits"] = False
-    was_training = model.training
-    model.eval()
+    was_training = [m.training for m in models]
+    for m in models:
+        m.eval()
     try:
         if method != "reference":
             processor = LogitsProcessorList([TrieLogitsProcessor(index), *extra])
         if method == "fast":
             sequences, scores = shared_beam_search(
-                model,
+                models if len(models) > 1 else model,
                 input_ids,
                 attention_mask,
                 processor,
@@ -190,7 +211,8 @@ def generate_items(
             )
             sequences, scores = out.sequences, out.sequences_scores
     finally:
-        model.train(was_training)
+        for m, mode in zip(models, was_training):
+            m.train(mode)
     batch = input_ids.shape[0]
     indices = torch.tensor(item_tokenizer.decode_index(sequences[:, 1:].tolist()), dtype=torch.long).view(batch, k)
     scores = scores.float().view(batch, k).cpu()

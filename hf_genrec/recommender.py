@@ -75,6 +75,8 @@ class GenerativeRecommender:
         content_map: ContentMap | None = None,
     ):
         self.model = model.eval()
+        #: the models whose next-token distributions are averaged (`ensemble`); ``[model]`` for one model
+        self.models: list[PreTrainedModel] = [self.model]
         self.transitions = transitions
         self.content_map = content_map
         self.item_tokenizer = item_tokenizer
@@ -88,6 +90,60 @@ class GenerativeRecommender:
         self._new_trie_index: TrieIndex | None = None
         self._new_item_index: NewItemIndex | None = None
         self._collator = GenRecCollator(pad_token_id=item_tokenizer.pad_token_id)
+
+    @classmethod
+    def ensemble(cls, members: Sequence[GenerativeRecommender]) -> GenerativeRecommender:
+        """One recommender that decodes with the mean of several models' next-token distributions.
+
+        The members must share one catalogue and one spelling of it (e.g. runs of one recipe with different seeds
+        over the same semantic IDs, or checkpoints of one run); each keeps its own weights and architecture. The
+        ensemble uses the first member's settings (beams, history cap, fusion, catalogue log, transitions), and
+        `recommend` runs every member's decoder at each step of one beam search (`shared_beam_search`), so it costs
+        about the members' decoding times added together.
+
+        Example:
+        ```python
+        >>> members = [GenerativeRecommender.from_pretrained(path) for path in ("runs/seed-1", "runs/seed-2")]
+        >>> GenerativeRecommender.ensemble(members).recommend([["50", "181", "100"]], k=3)
+        [[('...', -...), ('...', -...), ('...', -...)]]
+        ```
+        """
+        members = list(members)
+        if not members:
+            raise ValueError("ensemble needs at least one GenerativeRecommender.")
+        first = members[0]
+        for i, member in enumerate(members[1:], start=1):
+            same_items = member.item_ids == first.item_ids and np.array_equal(
+                member.item_tokenizer.item_token_ids, first.item_tokenizer.item_token_ids
+            )
+            if not same_items or len(member.item_tokenizer) != len(first.item_tokenizer):
+                raise ValueError(
+                    f"Member {i} spells a different catalogue than member 0 (other items, codes or vocabulary): an "
+                    "ensemble's models must be trained on the same semantic IDs (the same ID scheme, features and "
+                    "id_seed; only the training seed may differ)."
+                )
+            if member.config.max_history != first.config.max_history:
+                raise ValueError(
+                    f"Member {i} reads {member.config.max_history} history items and member 0 "
+                    f"{first.config.max_history}: an ensemble encodes each history once, so they must agree."
+                )
+            if member.model.device != first.model.device:
+                raise ValueError(
+                    f"Member {i} is on {member.model.device} and member 0 on {first.model.device}: load them on one "
+                    "device (from_pretrained(..., device=...))."
+                )
+        combined = cls(
+            first.model,
+            first.item_tokenizer,
+            config=first.config,
+            quantizer=first.quantizer,
+            card_data=first.card_data,
+            catalog=first.catalog,
+            transitions=first.transitions,
+            content_map=first.content_map,
+        )
+        combined.models = [member.model.eval() for member in members]
+        return combined
 
     @property
     def trie_index(self) -> TrieIndex:
@@ -504,7 +560,7 @@ class GenerativeRecommender:
                 history_rows = [self.item_tokenizer.index_of([str(x) for x in h]).tolist() for h in chunk]
             exclude = history_rows if excluding else None
             indices, scores = generate_items(
-                self.model,
+                self.models,
                 self.item_tokenizer,
                 input_ids,
                 attention_mask,
@@ -522,7 +578,7 @@ class GenerativeRecommender:
             ]
             if new_index is not None:
                 new_indices, new_scores = generate_items(
-                    self.model,
+                    self.models,
                     self.item_tokenizer,
                     input_ids,
                     attention_mask,
@@ -571,6 +627,11 @@ class GenerativeRecommender:
 
     def save_pretrained(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> None:
         """Write the bundle: model (safetensors), tokenizer, item map, quantiser, ``genrec_config.json``, model card."""
+        if len(self.models) > 1:
+            raise ValueError(
+                f"This recommender is an ensemble of {len(self.models)} models, and a bundle holds one: save each "
+                "member's bundle and build the ensemble again after loading them (GenerativeRecommender.ensemble)."
+            )
         # written into a hidden sibling folder and moved into place when complete: a crash while saving leaves the
         # previous bundle loadable
         with staged_directory(save_directory) as staging:
