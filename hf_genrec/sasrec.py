@@ -130,6 +130,21 @@ class SASRecModel(PreTrainedModel):
         return MaskedLMOutput(loss=loss, logits=logits)
 
     @torch.no_grad()
+    def item_log_probs(self, histories: torch.Tensor, exclude_history: bool = False) -> torch.Tensor:
+        """Log-probabilities ``[batch, num_items + 1]`` of the next item after each left-padded token history
+        (column 0, padding, is ``-inf``); with ``exclude_history`` the items of the history the model reads (its
+        last ``max_positions``) get ``-inf`` and the rest share their probability."""
+        was_training = self.training
+        self.eval()
+        window = histories[:, -self.config.max_positions :]
+        logits = self(input_ids=window).logits
+        if exclude_history:
+            logits = logits.scatter(1, window, float("-inf"))
+        logits[:, 0] = float("-inf")  # padding is not an item
+        self.train(was_training)
+        return torch.log_softmax(logits, dim=-1)
+
+    @torch.no_grad()
     def recommend(
         self,
         histories: torch.Tensor,
@@ -141,24 +156,43 @@ class SASRecModel(PreTrainedModel):
         ``exclude_history``, never an item of the history the model reads (its last ``max_positions`` items).
         ``item_bonus`` (``[batch, num_items]``) is added to the log-probabilities before ranking, e.g. the successor
         prior of `hf_genrec.transitions.ItemTransitions.dense_bonus`."""
-        was_training = self.training
-        self.eval()
-        window = histories[:, -self.config.max_positions :]
-        logits = self(input_ids=window).logits
-        if exclude_history:
-            logits = logits.scatter(1, window, float("-inf"))
-        logits[:, 0] = float("-inf")  # padding is not an item
-        scores = torch.log_softmax(logits, dim=-1)
-        if item_bonus is not None:
-            if item_bonus.shape != (scores.shape[0], scores.shape[1] - 1):
-                raise ValueError(
-                    f"item_bonus must be [batch, num_items] = {(scores.shape[0], scores.shape[1] - 1)}, got "
-                    f"{tuple(item_bonus.shape)}."
-                )
-            scores = scores + torch.nn.functional.pad(item_bonus.to(scores), (1, 0))
-        scores, tokens = scores.topk(k, dim=-1)
-        self.train(was_training)
-        return tokens - 1, scores
+        return top_items(self.item_log_probs(histories, exclude_history), k, item_bonus)
+
+
+def top_items(
+    log_probs: torch.Tensor, k: int, item_bonus: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best 0-based item rows of ``[batch, num_items + 1]`` log-probabilities (column 0: padding), after
+    adding ``item_bonus`` ``[batch, num_items]`` when given."""
+    if item_bonus is not None:
+        if item_bonus.shape != (log_probs.shape[0], log_probs.shape[1] - 1):
+            raise ValueError(
+                f"item_bonus must be [batch, num_items] = {(log_probs.shape[0], log_probs.shape[1] - 1)}, got "
+                f"{tuple(item_bonus.shape)}."
+            )
+        log_probs = log_probs + F.pad(item_bonus.to(log_probs), (1, 0))
+    scores, tokens = log_probs.topk(k, dim=-1)
+    return tokens - 1, scores
+
+
+@torch.no_grad()
+def ensemble_recommend(
+    models: Sequence[SASRecModel],
+    histories: torch.Tensor,
+    k: int = 10,
+    exclude_history: bool = False,
+    item_bonus: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`SASRecModel.recommend` for several models over the same items (e.g. seeds): items are ranked by the log of
+    the mean of the models' next-item probabilities, then ``item_bonus`` is added."""
+    if not models:
+        raise ValueError("ensemble_recommend needs at least one SASRecModel.")
+    sizes = {m.config.num_items for m in models}
+    if len(sizes) > 1:
+        raise ValueError(f"The models must score the same items; they have num_items {sorted(sizes)}.")
+    per_model = torch.stack([m.item_log_probs(histories, exclude_history) for m in models])
+    mixed = torch.logsumexp(per_model, dim=0) - math.log(len(models))
+    return top_items(mixed, k, item_bonus)
 
 
 def sasrec_training_rows(sequences: Sequence[Sequence[int]], max_length: int) -> dict[str, np.ndarray]:

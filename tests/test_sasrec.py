@@ -51,3 +51,38 @@ def test_longer_input_than_the_model_reads_is_refused():
     model = SASRecModel(SASRecConfig(num_items=5, max_positions=4, hidden_size=8))
     with pytest.raises(ValueError, match="reads at most 4"):
         model(input_ids=torch.ones(1, 6, dtype=torch.long))
+
+
+def test_ensemble_ranks_by_the_mean_probability():
+    from hf_genrec.sasrec import ensemble_recommend
+
+    config = SASRecConfig(num_items=25, max_positions=6, hidden_size=16, num_layers=1, num_heads=1, dropout=0.0)
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        models.append(SASRecModel(config).eval())
+    histories = left_pad([[1, 2, 3], [7], [4, 9, 11, 20]], 6)
+    bonus = torch.rand(3, 25)
+    items, scores = ensemble_recommend(models, histories, k=15, exclude_history=True, item_bonus=bonus)
+    probs = []
+    with torch.no_grad():
+        for m in models:
+            logits = m(input_ids=histories).logits.clone()
+            for row, tokens in enumerate(histories.tolist()):
+                logits[row, tokens] = float("-inf")  # the history's items, and padding (token 0)
+            logits[:, 0] = float("-inf")
+            probs.append(torch.softmax(logits, dim=-1)[:, 1:])
+    mixed = torch.log((probs[0] + probs[1]) / 2) + bonus
+    for row in range(3):
+        # every returned item carries its mixture score, and nothing outside the history scores higher
+        assert torch.allclose(scores[row], mixed[row, items[row]], atol=1e-5)
+        history = set((histories[row][histories[row] > 0] - 1).tolist())
+        assert not history & set(items[row].tolist())
+        best_left = max(mixed[row, i].item() for i in range(25) if i not in history and i not in items[row].tolist())
+        assert scores[row, -1].item() >= best_left - 1e-6
+    one = ensemble_recommend(models[:1], histories, k=5, exclude_history=True)
+    alone = models[0].recommend(histories, k=5, exclude_history=True)
+    assert torch.equal(one[0], alone[0]) and torch.allclose(one[1], alone[1])
+    with pytest.raises(ValueError, match="same items"):
+        ensemble_recommend([models[0], SASRecModel(SASRecConfig(num_items=26, max_positions=6, hidden_size=16))],
+                           histories)  # fmt: skip
