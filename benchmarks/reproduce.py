@@ -10,6 +10,13 @@ curve of validation NDCG@10 against minutes. A run that is stopped resumes from 
 
 The generative path runs ``configs/<dataset>.yaml`` (or ``--config``) through ``hf_genrec.experiment`` with the
 budget as ``max_train_minutes``; rerun with a larger ``--budget-minutes`` to continue a finished run further.
+
+``--ensemble N`` splits the budget into N runs of ``budget / N`` minutes, one after the other, with seeds ``seed``,
+``seed + 1``, ... (the generative runs share the recipe's semantic IDs, which ``id_seed`` fixes), each in
+``<work-dir>/member-<k>`` and recorded there as ``member.json`` (a finished member is not trained again), then ranks
+with the mean of the members' next-item (next-token, for the generative model) distributions: the successor-prior
+weight picked again on validation, then every test user. The record is ``<dataset>_ensemble<N>.json``
+(``<dataset>_sasrec_ensemble<N>.json``), with each member's own figures in ``members``.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from hf_genrec.baselines import MostPopular, training_part
 from hf_genrec.callbacks import TimeBudgetCallback
 from hf_genrec.data import leave_one_out, load_interactions
 from hf_genrec.metrics import ranking_metrics
-from hf_genrec.sasrec import SASRecConfig, SASRecModel, left_pad, sasrec_training_rows
+from hf_genrec.sasrec import SASRecConfig, SASRecModel, ensemble_recommend, left_pad, sasrec_training_rows
 from hf_genrec.transitions import ItemTransitions
 
 logger = logging.getLogger("reproduce")
@@ -55,7 +62,7 @@ class ValidationCurve(TrainerCallback):
 
 
 def sasrec_rank(
-    model: SASRecModel,
+    model: SASRecModel | list[SASRecModel],
     histories: list[list[int]],
     k: int,
     exclude_history: bool,
@@ -63,15 +70,18 @@ def sasrec_rank(
     fusion: tuple[ItemTransitions, dict] | None = None,
 ) -> np.ndarray:
     """Top-``k`` item rows per history; ``fusion`` (transitions and the recipe's weight, smoothing and recent items)
-    adds the same successor prior the generative recipe fuses into its beam search."""
+    adds the same successor prior the generative recipe fuses into its beam search. Several models rank by the
+    mean of their next-item probabilities (`ensemble_recommend`)."""
+    models = model if isinstance(model, list) else [model]
     out = []
     for start in range(0, len(histories), batch_size):
         chunk = histories[start : start + batch_size]
-        tokens = left_pad(chunk, model.config.max_positions).to(model.device)
+        tokens = left_pad(chunk, models[0].config.max_positions).to(models[0].device)
         bonus = None
         if fusion is not None and fusion[1]["weight"]:
             bonus = fusion[0].dense_bonus(chunk, **fusion[1])
-        out.append(model.recommend(tokens, k=k, exclude_history=exclude_history, item_bonus=bonus)[0].cpu().numpy())
+        ranked = ensemble_recommend(models, tokens, k=k, exclude_history=exclude_history, item_bonus=bonus)[0]
+        out.append(ranked.cpu().numpy())
     return np.concatenate(out)
 
 
@@ -122,18 +132,49 @@ def excludes_history(args) -> bool:
     return args.exclude_history if args.exclude_history is not None else bool(recipe(args)[1].get("exclude_history"))
 
 
-def run_sasrec(args, data, splits, work_dir: Path) -> dict:
+def sasrec_config(args, num_items: int) -> SASRecConfig:
+    return SASRecConfig(
+        num_items=num_items,
+        max_positions=args.sasrec_max_length,
+        hidden_size=args.sasrec_hidden,
+        num_layers=2,
+        num_heads=args.sasrec_heads,
+        dropout=args.sasrec_dropout,
+    )
+
+
+def sasrec_sequences(data) -> tuple[dict, list[list[int]]]:
+    """Item id → row, and the training part of every user's sequence as rows."""
     index = {item: i for i, item in enumerate(data.items["item_id"][:])}
-    train_sequences = [[index[i] for i in seq] for seq in training_part(data.sequences["item_ids"][:])]
+    return index, [[index[i] for i in seq] for seq in training_part(data.sequences["item_ids"][:])]
+
+
+def sasrec_split_rows(splits, index, name, limit=None, seed=0) -> tuple[list[list[int]], np.ndarray]:
+    """Histories (as item rows) and targets of a split, or of a random ``limit`` of its users."""
+    split = splits[name]
+    if limit and limit < len(split):
+        split = split.shuffle(seed=seed).select(range(limit))
+    histories = [[index[i] for i in h] for h in split["history"][:]]
+    return histories, np.asarray([index[t] for t in split["target"][:]])
+
+
+def sasrec_transitions(args, data, train_sequences) -> ItemTransitions:
+    settings = recipe(args)[1]
+    return ItemTransitions.fit(
+        train_sequences,
+        data.num_items,
+        window=settings.get("transition_window", 3),
+        shrinkage=settings.get("transition_shrinkage", 0.0),
+    )
+
+
+def run_sasrec(args, data, splits, work_dir: Path) -> dict:
+    index, train_sequences = sasrec_sequences(data)
     rows = sasrec_training_rows(train_sequences, args.sasrec_max_length)
     train = datasets.Dataset.from_dict({key: value.tolist() for key, value in rows.items()})
 
-    def split_rows(name, limit=None, seed=0):
-        split = splits[name]
-        if limit and limit < len(split):
-            split = split.shuffle(seed=seed).select(range(limit))
-        histories = [[index[i] for i in h] for h in split["history"][:]]
-        return histories, np.asarray([index[t] for t in split["target"][:]])
+    def split_rows(name, limit=None):
+        return sasrec_split_rows(splits, index, name, limit)
 
     val_histories, val_targets = split_rows("validation", args.max_eval_users)
     exclude = excludes_history(args)
@@ -160,14 +201,7 @@ def run_sasrec(args, data, splits, work_dir: Path) -> dict:
             best.update({"ndcg@10": float(metrics["ndcg@10"]), "step": model_step()})
         return {"ndcg@10": metrics["ndcg@10"], "recall@10": metrics["recall@10"]}
 
-    config = SASRecConfig(
-        num_items=data.num_items,
-        max_positions=args.sasrec_max_length,
-        hidden_size=args.sasrec_hidden,
-        num_layers=2,
-        num_heads=args.sasrec_heads,
-        dropout=args.sasrec_dropout,
-    )
+    config = sasrec_config(args, data.num_items)
     torch.manual_seed(args.seed)
     model = SASRecModel(config)
     checkpoints = sorted(work_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
@@ -221,13 +255,7 @@ def run_sasrec(args, data, splits, work_dir: Path) -> dict:
     start = time.perf_counter()
     test = ranking_metrics(sasrec_rank(model, test_histories, max(KS), exclude), test_targets, KS)
     test_seconds = time.perf_counter() - start
-    settings = recipe(args)[1]
-    transitions = ItemTransitions.fit(
-        train_sequences,
-        data.num_items,
-        window=settings.get("transition_window", 3),
-        shrinkage=settings.get("transition_shrinkage", 0.0),
-    )
+    transitions = sasrec_transitions(args, data, train_sequences)
     fused = fuse_sasrec(
         args, model, transitions, (val_histories, val_targets), (test_histories, test_targets), exclude
     )
@@ -259,6 +287,8 @@ def run_genrec(args, work_dir: Path) -> dict:
 
     config_path, settings = recipe(args)
     settings["exclude_history"] = excludes_history(args)
+    if args.seed is not None:
+        settings["seed"] = args.seed
     settings.update(
         dataset=args.dataset, data_dir=args.data_dir, output_dir=str(work_dir), max_train_minutes=args.budget_minutes
     )
@@ -272,6 +302,154 @@ def run_genrec(args, work_dir: Path) -> dict:
     results = run_experiment(data_args, id_args, model_args, training_args, resume_from_checkpoint=resume or None)
     return {"model": "genrec", "config_file": config_path, "resumed": resume, "curve": results["validation_curve"],
             "exclude_history": settings["exclude_history"], **results}  # fmt: skip
+
+
+def run_members(args, work_dir: Path, run) -> list[tuple[Path, dict]]:
+    """Train the ``--ensemble`` members one after the other (``run(member_args, member_dir)`` returns a record),
+    or read back those a previous invocation finished with the same budget and seed."""
+    if args.seed is not None:
+        base_seed = args.seed
+    else:
+        base_seed = recipe(args)[1].get("seed", 42) if args.model == "genrec" else 42
+    members = []
+    for k in range(args.ensemble):
+        member_args = argparse.Namespace(**vars(args))
+        member_args.budget_minutes = args.budget_minutes / args.ensemble
+        member_args.seed = base_seed + k
+        member_dir = work_dir / f"member-{k}"
+        record_path = member_dir / "member.json"
+        record = json.loads(record_path.read_text()) if record_path.exists() else None
+        if record and (record.get("budget_minutes"), record.get("seed")) == (
+            member_args.budget_minutes,
+            member_args.seed,
+        ):
+            logger.info("Member %d: finished earlier (%s)", k, record_path)
+        else:
+            member_dir.mkdir(parents=True, exist_ok=True)
+            logger.info("Member %d: %.1f minutes, seed %d", k, member_args.budget_minutes, member_args.seed)
+            started = time.perf_counter()
+            record = run(member_args, member_dir)
+            record.update(
+                budget_minutes=member_args.budget_minutes,
+                seed=member_args.seed,
+                wall_minutes=(time.perf_counter() - started) / 60,
+            )
+            record_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+        members.append((member_dir, record))
+    return members
+
+
+def member_summary(record: dict) -> dict:
+    """What the ensemble's record keeps of each member's own."""
+    keys = ("seed", "budget_minutes", "train_minutes", "wall_minutes", "epochs", "steps", "train_steps", "test",
+            "transition_weight", "successor_prior_fusion", "tested_state")  # fmt: skip
+    summary = {key: record[key] for key in keys if key in record}
+    if isinstance(summary.get("successor_prior_fusion"), dict):  # SASRec's: its weight and test figures only
+        fused = summary["successor_prior_fusion"]
+        summary["successor_prior_fusion"] = {"transition_weight": fused["transition_weight"], "test": fused["test"]}
+    return summary
+
+
+def rank_genrec(recommender, histories, k: int, weight: float, exclude: bool) -> np.ndarray:
+    """Top-``k`` item rows per history (item ids, oldest first) from a `GenerativeRecommender` (``-1`` pads)."""
+    rows = recommender.recommend(
+        [list(h) for h in histories], k=k, transition_weight=weight, exclude_history=exclude, batch_size=256
+    )
+    index = recommender.item_tokenizer.item_to_index
+    ranked = np.full((len(rows), k), -1, dtype=np.int64)
+    for r, row in enumerate(rows):
+        ranked[r, : len(row)] = [index[item] for item, _ in row]
+    return ranked
+
+
+def ensemble_genrec(args, members: list[tuple[Path, dict]]) -> dict:
+    """Rank with the mean of the members' next-token distributions (`GenerativeRecommender.ensemble`): the
+    recipe's successor-prior weights on the validation users the members validated on, the best weight (and the
+    model alone) on the test users."""
+    from hf_genrec import GenerativeRecommender
+
+    config_path, settings = recipe(args)
+    combined = GenerativeRecommender.ensemble([GenerativeRecommender.from_pretrained(d) for d, _ in members])
+    data = load_interactions(args.dataset, args.data_dir)
+    splits = leave_one_out(data, max_history=settings.get("max_history", 20))
+    exclude = excludes_history(args)
+    seed = members[0][1]["seed"]
+    index = combined.item_tokenizer.item_to_index
+
+    def sample(name: str, limit: int | None):
+        split = splits[name]
+        if limit and limit < len(split):  # the users the members' trainers drew (the first member's seed)
+            split = split.shuffle(seed=seed).select(range(limit))
+        return split["history"][:], np.asarray([index[t] for t in split["target"][:]])
+
+    k = max(KS)
+    val_histories, val_targets = sample("validation", settings.get("max_eval_users"))
+    weights = settings.get("transition_weights") or [settings.get("transition_weight") or 0.0]
+    grid = {}
+    for weight in sorted(set(float(w) for w in weights)):
+        ranked = rank_genrec(combined, val_histories, k, weight, exclude)
+        grid[str(weight)] = ranking_metrics(ranked, val_targets, KS)
+        logger.info("Ensemble, transition_weight %s: validation %s", weight, grid[str(weight)])
+    best = max(grid, key=lambda w: (grid[w]["ndcg@10"], -float(w)))
+    test_histories, test_targets = sample("test", args.max_test_users)
+    start = time.perf_counter()
+    test = ranking_metrics(rank_genrec(combined, test_histories, k, float(best), exclude), test_targets, KS)
+    test_seconds = time.perf_counter() - start
+    alone = None
+    if float(best):
+        alone = ranking_metrics(rank_genrec(combined, test_histories, k, 0.0, exclude), test_targets, KS)
+    first = members[0][1]
+    return {
+        "model": "genrec",
+        "ensemble": len(members),
+        "config_file": config_path,
+        "exclude_history": exclude,
+        "protocol": first.get("protocol"),
+        "test": test,
+        "test_model_alone": alone,
+        "transition_weight": float(best),
+        "transition_weight_validation": grid,
+        "baselines": first.get("baselines"),
+        "train_minutes": sum(r["train_minutes"] for _, r in members),
+        "test_eval_seconds": test_seconds,
+        "members": [member_summary(r) for _, r in members],
+        "data": first.get("data"),
+        "semantic_ids": first.get("semantic_ids"),
+        "num_parameters": first.get("num_parameters"),
+    }
+
+
+def ensemble_sasrec(args, data, splits, members: list[tuple[Path, dict]]) -> dict:
+    """Rank with the mean of the members' next-item distributions (each member's best validation state), alone
+    and with the successor prior fused as for one SASRec."""
+    from safetensors.torch import load_file
+
+    index, train_sequences = sasrec_sequences(data)
+    models = []
+    for member_dir, _ in members:
+        model = SASRecModel(sasrec_config(args, data.num_items))
+        model.load_state_dict(load_file(str(member_dir / "best_state.safetensors")))
+        models.append(model.eval())
+    exclude = excludes_history(args)
+    val = sasrec_split_rows(splits, index, "validation", args.max_eval_users)
+    test_histories, test_targets = sasrec_split_rows(splits, index, "test")
+    start = time.perf_counter()
+    test = ranking_metrics(sasrec_rank(models, test_histories, max(KS), exclude), test_targets, KS)
+    test_seconds = time.perf_counter() - start
+    transitions = sasrec_transitions(args, data, train_sequences)
+    fused = fuse_sasrec(args, models, transitions, val, (test_histories, test_targets), exclude)
+    return {
+        "model": "sasrec",
+        "ensemble": len(members),
+        "config": models[0].config.to_diff_dict(),
+        "exclude_history": exclude,
+        "test": test,
+        "successor_prior_fusion": fused,
+        "train_minutes": sum(r["train_minutes"] for _, r in members),
+        "test_eval_seconds": test_seconds,
+        "members": [member_summary(r) for _, r in members],
+        "protocol": members[0][1].get("protocol"),
+    }
 
 
 def main() -> None:
@@ -290,7 +468,16 @@ def main() -> None:
         help="Rank only items outside each user's history (every model and baseline alike; default: the recipe's "
         "exclude_history).",
     )
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--seed", type=int, default=None, help="Training seed (default: the recipe's seed; 42 for SASRec)."
+    )
+    parser.add_argument(
+        "--ensemble",
+        type=int,
+        default=1,
+        help="Train this many models of budget / N minutes each (seeds seed, seed + 1, ...) and rank with the mean "
+        "of their distributions.",
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--max-eval-users", type=int, default=2000, help="Validation users for the curve.")
     parser.add_argument("--max-test-users", type=int, default=None, help="Test on a random sample (default: all).")
@@ -305,17 +492,26 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     work_dir = Path(args.work_dir or f"outputs/reproduce/{args.dataset}_{args.model}")
     work_dir.mkdir(parents=True, exist_ok=True)
+    if args.ensemble < 1:
+        parser.error(f"--ensemble must be at least 1, got {args.ensemble}.")
     started = time.perf_counter()
     if args.model == "sasrec":
         data = load_interactions(args.dataset, args.data_dir)
         splits = leave_one_out(data, max_history=args.sasrec_max_length)
-        result = run_sasrec(args, data, splits, work_dir)
+        if args.ensemble > 1:
+            members = run_members(args, work_dir, lambda member, folder: run_sasrec(member, data, splits, folder))
+            result = ensemble_sasrec(args, data, splits, members)
+        else:
+            args.seed = 42 if args.seed is None else args.seed
+            result = run_sasrec(args, data, splits, work_dir)
         index = {item: i for i, item in enumerate(data.items["item_id"][:])}
         popular = MostPopular(index).fit(training_part(data.sequences["item_ids"][:]))
         targets = np.asarray([index[t] for t in splits["test"]["target"][:]])
         seen = [[index[i] for i in h] for h in splits["test"]["history"][:]] if result["exclude_history"] else None
         ranked = popular.predict(len(targets), max(KS), exclude=seen)
         result["baselines"] = {"most_popular": ranking_metrics(ranked, targets, KS)}
+    elif args.ensemble > 1:
+        result = ensemble_genrec(args, run_members(args, work_dir, run_genrec))
     else:
         result = run_genrec(args, work_dir)
     result.update(
@@ -327,9 +523,8 @@ def main() -> None:
         machine=describe_machine(),
     )
     # the generative model's record is <dataset>.json (the CLI's results.json keys + budget, steps, curve)
-    output = Path(args.output_dir) / (
-        f"{args.dataset}.json" if args.model == "genrec" else f"{args.dataset}_{args.model}.json"
-    )
+    name = args.dataset if args.model == "genrec" else f"{args.dataset}_{args.model}"
+    output = Path(args.output_dir) / (f"{name}_ensemble{args.ensemble}.json" if args.ensemble > 1 else f"{name}.json")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(json.dumps({k: result[k] for k in ("dataset", "model", "test", "train_minutes") if k in result}, indent=2))
