@@ -2,7 +2,8 @@
 
     python benchmarks/report.py [--results-dir benchmarks/results]
 
-Reads ``<dataset>.json`` (generative model) and ``<dataset>_sasrec.json`` written by ``benchmarks/reproduce.py``.
+Reads ``<dataset>.json`` (generative model), ``<dataset>_sasrec.json`` and the ``--ensemble N`` records
+(``<dataset>_ensemble<N>.json``, ``<dataset>_sasrec_ensemble<N>.json``) written by ``benchmarks/reproduce.py``.
 Published rows are quoted from their sources: TIGER's Table 1 (Rajput et al., NeurIPS 2023) for Amazon Beauty, and
 the HSTU repository's MovieLens-1M table (Zhai et al., ICML 2024) for ML-1M.
 """
@@ -58,6 +59,10 @@ def table(dataset: str, results_dir: Path) -> str:
             label = f"SASRec with the same successor prior fused (weight {fusion['transition_weight']:g})"
             lines.append(_row(label, fusion["test"], note))
         baselines = baselines or sasrec.get("baselines")
+    for path in sorted(results_dir.glob(f"{dataset}_ensemble*.json")) + sorted(
+        results_dir.glob(f"{dataset}_sasrec_ensemble*.json")
+    ):
+        lines += _ensemble_rows(json.loads(path.read_text()))
     if baselines:
         lines.append(_row("most popular (same harness)", baselines["most_popular"], "–"))
         if "successor_prior" in baselines:
@@ -65,6 +70,25 @@ def table(dataset: str, results_dir: Path) -> str:
                 _row("successor prior alone, then most popular (same harness)", baselines["successor_prior"], "–")
             )
     return "\n".join(lines)
+
+
+def _ensemble_rows(record: dict) -> list[str]:
+    """Rows of a ``--ensemble N`` record: the ensemble with and without the prior."""
+    n, members = record["ensemble"], record["members"]
+    note = f"{record['train_minutes']:.0f} min: {n} runs of {members[0]['budget_minutes']:g} min"
+    if record["model"] == "genrec":
+        weight = record.get("transition_weight")
+        label = f"hf_genrec, {n} seeds ensembled" + (f", successor prior fused at weight {weight:g}" if weight else "")
+        rows = [_row(label, record["test"], note)]
+        if record.get("test_model_alone"):
+            rows.append(_row(f"hf_genrec, {n} seeds ensembled, model alone", record["test_model_alone"], note))
+        return rows
+    rows = [_row(f"SASRec, {n} seeds ensembled", record["test"], note)]
+    fusion = record.get("successor_prior_fusion")
+    if fusion:
+        label = f"SASRec, {n} seeds ensembled, successor prior fused (weight {fusion['transition_weight']:g})"
+        rows.append(_row(label, fusion["test"], note))
+    return rows
 
 
 def curve(dataset: str, results_dir: Path, rows: int = 8) -> str:
