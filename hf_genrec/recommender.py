@@ -103,8 +103,9 @@ class GenerativeRecommender:
 
         Example:
         ```python
-        >>> members = [GenerativeRecommender.from_pretrained(path) for path in ("runs/seed-1", "runs/seed-2")]
-        >>> GenerativeRecommender.ensemble(members).recommend([["50", "181", "100"]], k=3)
+        >>> first = GenerativeRecommender.from_pretrained("outputs/ml-100k")
+        >>> second = GenerativeRecommender.from_pretrained("outputs/ml-100k")  # in practice: another seed's run
+        >>> GenerativeRecommender.ensemble([first, second]).recommend([["50", "181", "100"]], k=3)
         [[('...', -...), ('...', -...), ('...', -...)]]
         ```
         """
