@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Sequence
@@ -139,7 +140,8 @@ class GenerativeRecommender:
             config=first.config,
             quantizer=first.quantizer,
             card_data=first.card_data,
-            catalog=first.catalog,
+            # its own copy: add_items / remove_items on the ensemble must not change member 0's log
+            catalog=copy.deepcopy(first.catalog),
             transitions=first.transitions,
             content_map=first.content_map,
         )

@@ -120,6 +120,10 @@ def test_recommender_ensemble(item_tokenizer, tmp_path):
     assert all(not set(row_items) & set(h) for row_items, h in zip(([i for i, _ in r] for r in ranked), HISTORIES))
     # one member is the member itself
     assert GenerativeRecommender.ensemble(members[:1]).recommend(HISTORIES) == members[0].recommend(HISTORIES)
+    # catalogue changes on the ensemble stay on the ensemble
+    combined.remove_items(["item39"])
+    assert "item39" not in combined.item_ids and "item39" in members[0].item_ids
+    assert not members[0].catalog.retired
     with pytest.raises(ValueError, match="save each member"):
         combined.save_pretrained(tmp_path / "bundle")
     assert not (tmp_path / "bundle").exists()
