@@ -19,6 +19,8 @@ from .tokenization import ITEM_MAP_DIR
 PUSH_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "_*", "runs/**", "*.pt", "*.pth", "*.bin", "*.pkl"]
 #: nor the hidden folders of a save in progress (or killed) and of replaced subfolders (hf_genrec.saving)
 PUSH_IGNORE_PATTERNS += [".*.saving-*", ".*.saving-*/**", ".*.old-*", ".*.old-*/**"]
+#: nor the raw weights a run with ``ema_decay`` keeps beside its averaged ones, for resuming (hf_genrec.averaging)
+PUSH_IGNORE_PATTERNS += ["training_weights.safetensors"]
 
 
 def resolve_bundle(

@@ -13,11 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Sampler, SequentialSampler
-from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
+from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_callback import PrinterCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
+from .averaging import WeightAverage
 from .callbacks import TimeBudgetCallback, read_spent_seconds
 from .configuration import GenRecConfig
 from .data.collator import GenRecCollator
@@ -149,6 +150,14 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
             "while training. Picks the fusion's weight on each dataset's own validation split."
         },
     )
+    ema_decay: float = field(
+        default=0.0,
+        metadata={
+            "help": "Keep an exponential moving average of the weights with this per-step decay (warmed up as "
+            "min(decay, (1 + n) / (10 + n))): validation ranks the averaged weights, checkpoints and the final model "
+            "hold them, and training goes on from the raw ones. 0 turns it off."
+        },
+    )
     predict_with_generate: bool = field(
         default=True, metadata={"help": "Rank items with constrained beam search at evaluation (else loss only)."}
     )
@@ -184,6 +193,11 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
             raise ValueError(
                 f"transition_window and transition_recent_items must be >= 1, got {self.transition_window} and "
                 f"{self.transition_recent_items}."
+            )
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(
+                f"ema_decay must be in [0, 1) (0 turns weight averaging off; 0.999 averages over about 1,000 steps), "
+                f"got {self.ema_decay}."
             )
         if self.num_beams < max(self.eval_ks):
             raise ValueError(
@@ -277,6 +291,10 @@ class GenRecTrainer(Seq2SeqTrainer):
         #: the training clock (and budget, with ``max_train_minutes``); it survives resuming from a checkpoint
         self.clock = TimeBudgetCallback(getattr(args, "max_train_minutes", None))
         self.add_callback(self.clock)
+        #: the moving average of the weights while `train` runs with ``ema_decay`` (else `None`)
+        self.weight_average: WeightAverage | None = None
+        if getattr(args, "ema_decay", 0.0):
+            self.add_callback(_WeightAverageCallback(self))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not getattr(self.args, "constrained_loss", False) or "labels" not in inputs:
@@ -420,7 +438,40 @@ class GenRecTrainer(Seq2SeqTrainer):
         if isinstance(checkpoint, str | os.PathLike):
             check_checkpoint(checkpoint)
         self.clock.spent_seconds = read_spent_seconds(checkpoint) if isinstance(checkpoint, str) else 0.0
-        return super().train(resume_from_checkpoint, *args, **kwargs)
+        self.weight_average = None  # a resumed run gets its average back in _load_from_checkpoint
+        try:
+            output = super().train(resume_from_checkpoint, *args, **kwargs)
+            average = self.weight_average
+            best_loaded = self.args.load_best_model_at_end and self.state.best_model_checkpoint is not None
+            if average is not None and not best_loaded:
+                average.copy_to(self.model)  # the best checkpoint already holds averaged weights
+        finally:
+            # after training the model is the averaged one; evaluate/predict must not swap an average in again
+            self.weight_average = None
+        return output
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if getattr(self.args, "ema_decay", 0.0):
+            # the checkpoint's model files hold the average; the raw weights training continues from sit beside them
+            self.weight_average = WeightAverage.resume(self.model, self.args.ema_decay, resume_from_checkpoint)
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        """`Seq2SeqTrainer.evaluate`; during training with ``ema_decay`` it ranks with the averaged weights."""
+        if self.weight_average is None:
+            return super().evaluate(*args, **kwargs)
+        with self.weight_average.swapped_in(self.model):
+            return super().evaluate(*args, **kwargs)
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        if self.weight_average is None:
+            return super()._save_checkpoint(model, trial)
+        # the checkpoint's model is the average (what validation ranked, what load_best_model_at_end keeps)
+        with self.weight_average.swapped_in(self.model):
+            super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            self.weight_average.save_training_weights(self.model, folder)
 
     def evaluation_loop(self, *args: Any, **kwargs: Any):
         # Seq2SeqTrainer.evaluate/predict gather with plain `accelerator.gather` (transformers PR #27025: generated
@@ -584,6 +635,20 @@ class GenRecTrainer(Seq2SeqTrainer):
             self.push_in_progress = PushInProgress([job])
         else:
             self.push_in_progress.jobs.append(job)
+
+
+class _WeightAverageCallback(TrainerCallback):
+    """Starts the trainer's weight average with training and averages in the weights after every optimiser step."""
+
+    def __init__(self, trainer: GenRecTrainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.trainer.weight_average is None:  # not resumed
+            self.trainer.weight_average = WeightAverage(self.trainer.model, args.ema_decay)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer.weight_average.update(self.trainer.model)
 
 
 class LengthSortedSampler(Sampler[int]):
