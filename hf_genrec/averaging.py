@@ -86,24 +86,33 @@ class WeightAverage:
 
         ``model`` gets the raw weights of `TRAINING_WEIGHTS_NAME` back, so training continues where it stopped.
         """
-        path = os.path.join(folder, TRAINING_WEIGHTS_NAME)
-        if not os.path.exists(path):
-            raise FileNotFoundError(
-                f"{folder} has no {TRAINING_WEIGHTS_NAME}: it was not saved by a run with ema_decay, so its weights "
-                "cannot be told apart from an average. Resume it with ema_decay=0, or start a new run."
-            )
         average = cls(model, decay)  # starts from the loaded (averaged) weights
-        with safe_open(path, framework="pt") as f:
-            count = int((f.metadata() or {}).get("num_updates", "1"))
-        raw = load_file(path)
-        names = [name for name, _ in model.named_parameters()]
-        if sorted(raw) != sorted(names):
-            raise ValueError(
-                f"{path} does not match the model: {len(raw)} tensors for {len(names)} parameters. Resume with the "
-                "model the checkpoint was trained with."
-            )
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                p.copy_(raw[name])
+        count = load_training_weights(model, folder)
         average.averaged.n_averaged.fill_(max(count, 1))
         return average
+
+
+def load_training_weights(model: nn.Module, folder: str | os.PathLike) -> int:
+    """Load the raw weights a checkpoint of a run with ``ema_decay`` keeps beside its averaged ones into ``model``.
+
+    Returns the number of averaging updates up to that checkpoint. `benchmarks/weight_average.py` ranks with both.
+    """
+    path = os.path.join(folder, TRAINING_WEIGHTS_NAME)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{folder} has no {TRAINING_WEIGHTS_NAME}: it was not saved by a run with ema_decay, so its weights "
+            "cannot be told apart from an average. Resume it with ema_decay=0, or start a new run."
+        )
+    with safe_open(path, framework="pt") as f:
+        count = int((f.metadata() or {}).get("num_updates", "1"))
+    raw = load_file(path)
+    names = [name for name, _ in model.named_parameters()]
+    if sorted(raw) != sorted(names):
+        raise ValueError(
+            f"{path} does not match the model: {len(raw)} tensors for {len(names)} parameters. Load it into the "
+            "model the checkpoint was trained with."
+        )
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(raw[name].to(p.device))
+    return count
