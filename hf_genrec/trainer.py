@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-from .averaging import WeightAverage
+from .averaging import TRAINING_WEIGHTS_NAME, WeightAverage, load_training_weights
 from .callbacks import TimeBudgetCallback, read_spent_seconds
 from .configuration import GenRecConfig
 from .data.collator import GenRecCollator
@@ -35,6 +36,8 @@ from .semantic_ids import ItemIDScheme
 from .tokenization import ItemTokenizer
 from .transitions import ItemTransitions, TransitionFusionLogitsProcessor
 from .trie_logits import TrieIndex, trie_cross_entropy
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -455,6 +458,14 @@ class GenRecTrainer(Seq2SeqTrainer):
         if getattr(self.args, "ema_decay", 0.0):
             # the checkpoint's model files hold the average; the raw weights training continues from sit beside them
             self.weight_average = WeightAverage.resume(self.model, self.args.ema_decay, resume_from_checkpoint)
+        elif os.path.exists(os.path.join(resume_from_checkpoint, TRAINING_WEIGHTS_NAME)):
+            # the optimiser's state belongs to the raw weights: continue from them, not from the average
+            load_training_weights(self.model, resume_from_checkpoint)
+            logger.warning(
+                "%s was saved by a run with ema_decay; resuming with ema_decay=0 continues from its raw weights and "
+                "stops averaging. Pass the run's ema_decay to keep averaging.",
+                resume_from_checkpoint,
+            )
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         """`Seq2SeqTrainer.evaluate`; during training with ``ema_decay`` it ranks with the averaged weights."""

@@ -136,3 +136,18 @@ def test_resuming_a_checkpoint_without_raw_weights_says_how(item_tokenizer, tmp_
     averaging = _trainer(item_tokenizer, tmp_path, data, num_train_epochs=2)
     with pytest.raises(FileNotFoundError, match="ema_decay=0"):
         averaging.train(resume_from_checkpoint=str(checkpoint))
+
+
+def test_resuming_without_averaging_continues_from_the_raw_weights(item_tokenizer, tmp_path, caplog):
+    data = _data(item_tokenizer)
+    first = _trainer(item_tokenizer, tmp_path, data, num_train_epochs=1, save_strategy="epoch")
+    first.train()
+    checkpoint = tmp_path / f"checkpoint-{first.state.global_step}"
+    raw = load_file(str(checkpoint / TRAINING_WEIGHTS_NAME))
+    plain = _trainer(item_tokenizer, tmp_path, data, num_train_epochs=2, ema_decay=0.0)
+    with caplog.at_level("WARNING", logger="hf_genrec.trainer"):
+        plain._load_from_checkpoint(str(checkpoint))
+    assert "stops averaging" in caplog.text
+    for name, p in plain.model.named_parameters():
+        assert torch.equal(p.detach(), raw[name])
+    assert plain.weight_average is None
