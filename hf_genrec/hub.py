@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .averaging import TRAINING_WEIGHTS_NAME
 from .configuration import CONFIG_NAME as GENREC_CONFIG_NAME
 from .semantic_ids._io import check_repo_id
 from .tokenization import ITEM_MAP_DIR
@@ -20,7 +21,7 @@ PUSH_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "_*", "runs/**", "*.p
 #: nor the hidden folders of a save in progress (or killed) and of replaced subfolders (hf_genrec.saving)
 PUSH_IGNORE_PATTERNS += [".*.saving-*", ".*.saving-*/**", ".*.old-*", ".*.old-*/**"]
 #: nor the raw weights a run with ``ema_decay`` keeps beside its averaged ones, for resuming (hf_genrec.averaging)
-PUSH_IGNORE_PATTERNS += ["training_weights.safetensors"]
+PUSH_IGNORE_PATTERNS += [TRAINING_WEIGHTS_NAME]
 
 
 def resolve_bundle(
