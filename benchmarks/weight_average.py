@@ -40,6 +40,9 @@ def main() -> None:
     parser.add_argument("--max-users", type=int, default=None, help="Rank the first N users of each split only.")
     parser.add_argument("--output-dir", default="benchmarks/results")
     args = parser.parse_args()
+    splits = args.splits.split(",")
+    if not splits or not set(splits) <= {"validation", "test"}:
+        parser.error(f"--splits takes validation, test or both (comma-separated), got {args.splits!r}")
 
     averaged = GenerativeRecommender.from_pretrained(args.checkpoint)
     raw = GenerativeRecommender.from_pretrained(args.checkpoint)
@@ -51,8 +54,10 @@ def main() -> None:
     index = averaged.item_tokenizer.item_to_index
 
     results: dict[str, dict] = {}
-    for split in args.splits.split(","):
-        rows = examples[split] if args.max_users is None else examples[split].select(range(args.max_users))
+    for split in splits:
+        rows = examples[split]
+        if args.max_users is not None:
+            rows = rows.select(range(min(args.max_users, len(rows))))
         histories, targets = rows["history"][:], np.asarray([index[t] for t in rows["target"][:]])
         for name, recommender in (("averaged", averaged), ("raw", raw)):
             start = time.perf_counter()
