@@ -9,7 +9,9 @@ curve of validation NDCG@10 against minutes. A run that is stopped resumes from 
 ``--work-dir`` when started again with the same arguments.
 
 The generative path runs ``configs/<dataset>.yaml`` (or ``--config``) through ``hf_genrec.experiment`` with the
-budget as ``max_train_minutes``; rerun with a larger ``--budget-minutes`` to continue a finished run further.
+budget as ``max_train_minutes``; rerun with a larger ``--budget-minutes`` to continue a finished run further. A
+recipe with ``item_features: sasrec`` trains that SASRec first, and its minutes come off the budget (the record's
+``item_features_minutes``).
 
 ``--ensemble N`` splits the budget into N runs of ``budget / N`` minutes, one after the other, with seeds ``seed``,
 ``seed + 1``, ... (the generative runs share the recipe's semantic IDs, which ``id_seed`` fixes), each in
@@ -285,6 +287,37 @@ def run_sasrec(args, data, splits, work_dir: Path) -> dict:
     }
 
 
+def learn_item_features(args, settings: dict, work_dir: Path) -> float:
+    """Features the recipe learns by training a model first (``item_features: sasrec``): learnt here, saved in the
+    work dir (a resumed or extended run reads them back), and ``settings`` pointed at the file. Returns the minutes
+    they took, which the caller takes off the training budget: the budget covers all training, the SASRec's too.
+    Features that take seconds (text, co-occurrence counts) are left to the experiment and return 0."""
+    if settings.get("item_features") != "sasrec":
+        return 0.0
+    from safetensors.numpy import save_file
+
+    from hf_genrec.features import build_item_features
+
+    path, meta = work_dir / "item_features.safetensors", work_dir / "item_features.json"
+    if not (path.exists() and meta.exists()):
+        data = load_interactions(args.dataset, args.data_dir)
+        start = time.perf_counter()
+        features = build_item_features(
+            data.items,
+            method="sasrec",
+            sequences=training_part(data.sequences["item_ids"][:]),
+            collaborative_dim=settings.get("collaborative_dim", 64),
+            sasrec_epochs=settings.get("sasrec_epochs", 15),
+        )
+        minutes = (time.perf_counter() - start) / 60
+        save_file({"item_features": features}, str(path))
+        meta.write_text(json.dumps({"method": "sasrec", "minutes": minutes}) + "\n")
+    minutes = float(json.loads(meta.read_text())["minutes"])
+    settings["item_features"] = str(path)
+    logger.info("Item features learnt by SASRec in %.1f min; the generative model trains for the rest.", minutes)
+    return minutes
+
+
 def run_genrec(args, work_dir: Path) -> dict:
     from transformers import HfArgumentParser
 
@@ -295,8 +328,17 @@ def run_genrec(args, work_dir: Path) -> dict:
     settings["exclude_history"] = excludes_history(args)
     if args.seed is not None:
         settings["seed"] = args.seed
+    features_minutes = learn_item_features(args, settings, work_dir)
+    if features_minutes >= args.budget_minutes:
+        raise SystemExit(
+            f"Learning the item features took {features_minutes:.1f} of the {args.budget_minutes} budget minutes, "
+            "leaving none to train the generative model: raise --budget-minutes or lower sasrec_epochs."
+        )
     settings.update(
-        dataset=args.dataset, data_dir=args.data_dir, output_dir=str(work_dir), max_train_minutes=args.budget_minutes
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        output_dir=str(work_dir),
+        max_train_minutes=args.budget_minutes - features_minutes,
     )
     if args.max_test_users:
         settings["max_test_users"] = args.max_test_users
@@ -307,7 +349,8 @@ def run_genrec(args, work_dir: Path) -> dict:
     resume = get_last_checkpoint(str(work_dir)) is not None  # a stopped run continues, budget and curve included
     results = run_experiment(data_args, id_args, model_args, training_args, resume_from_checkpoint=resume or None)
     return {"model": "genrec", "config_file": config_path, "resumed": resume, "curve": results["validation_curve"],
-            "exclude_history": settings["exclude_history"], **results}  # fmt: skip
+            "exclude_history": settings["exclude_history"], "item_features_minutes": features_minutes,
+            **results}  # fmt: skip
 
 
 def run_members(args, work_dir: Path, run) -> list[tuple[Path, dict]]:

@@ -91,11 +91,14 @@ class ItemIDArguments:
         default="auto",
         metadata={
             "help": "auto (text, else attributes), text, attributes, collaborative (vectors learned from the training "
-            "interactions), content+collaborative (both side by side), or a path to a .npy / .safetensors array "
-            "[n_items, d]."
+            "interactions), content+collaborative (both side by side), sasrec (the item embeddings of a SASRec "
+            "trained on the training interactions first), or a path to a .npy / .safetensors array [n_items, d]."
         },
     )
-    collaborative_dim: int = field(default=64, metadata={"help": "collaborative features: vector size."})
+    collaborative_dim: int = field(default=64, metadata={"help": "collaborative and sasrec features: vector size."})
+    sasrec_epochs: int = field(
+        default=15, metadata={"help": "sasrec features: epochs the SASRec trains before its embeddings are read."}
+    )
     collaborative_window: int = field(
         default=3, metadata={"help": "collaborative features: items this many steps apart count as co-occurring."}
     )
@@ -174,6 +177,7 @@ def fit_item_ids(
                 sequences=sequences,
                 collaborative_dim=id_args.collaborative_dim,
                 collaborative_window=id_args.collaborative_window,
+                sasrec_epochs=id_args.sasrec_epochs,
             )
         else:
             array = load_feature_array(id_args.item_features)

@@ -32,7 +32,7 @@ _TEXT_FIELDS = (
 _ATTRIBUTE_COLUMNS = ("attributes", "categories", "brand")
 #: ``method="auto"`` embeds item text when at least this share of items has a title, else attributes
 TEXT_TITLE_SHARE = 0.5
-METHODS = ("auto", "text", "attributes", "collaborative", "content+collaborative", "array")
+METHODS = ("auto", "text", "attributes", "collaborative", "content+collaborative", "sasrec", "array")
 #: principal axes the content part keeps in ``content+collaborative`` features
 CONTENT_AXES = 32
 
@@ -407,6 +407,7 @@ def build_item_features(
     sequences=None,
     collaborative_dim: int = 64,
     collaborative_window: int = 3,
+    sasrec_epochs: int = 15,
     **kwargs,
 ) -> np.ndarray:
     """Item features ``float32 [n_items, d]`` aligned with the item table.
@@ -415,18 +416,22 @@ def build_item_features(
         method: ``"text"`` (:func:`text_features`), ``"attributes"`` (:func:`attribute_features`),
             ``"collaborative"`` (`hf_genrec.collaborative.collaborative_features` of ``sequences``),
             ``"content+collaborative"`` (what ``"auto"`` picks, centred and cut to its top 32 principal axes, beside
-            the collaborative vectors, each part unit length), ``"array"`` (your ``features``), or ``"auto"``: your
+            the collaborative vectors, each part unit length), ``"sasrec"`` (the item embeddings of a SASRec trained
+            on ``sequences``: `hf_genrec.collaborative.sasrec_features`), ``"array"`` (your ``features``), or
+            ``"auto"``: your
             ``features`` when given, else text when most items have a title, else attributes (the choice and the
             reason are logged).
         sequences: with the collaborative methods, each user's items in time order, **training part only** (no
             validation or test items: `hf_genrec.baselines.training_part`).
-        collaborative_dim, collaborative_window: size of the collaborative vectors and the co-occurrence window.
+        collaborative_dim, collaborative_window: size of the collaborative vectors (and of the SASRec's
+            embeddings) and the co-occurrence window.
+        sasrec_epochs: with ``"sasrec"``, the epochs the SASRec trains.
         kwargs: passed on to :func:`text_features` or :func:`attribute_features`.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}.")
-    if method in ("collaborative", "content+collaborative"):
-        from .collaborative import collaborative_features
+    if method in ("collaborative", "content+collaborative", "sasrec"):
+        from .collaborative import collaborative_features, sasrec_features
 
         if sequences is None:
             raise ValueError(
@@ -434,6 +439,8 @@ def build_item_features(
                 "items in time order> (hf_genrec.baselines.training_part(data.sequences['item_ids'][:]))."
             )
         ids = [str(item) for item in _column(items, "item_id")]
+        if method == "sasrec":
+            return sasrec_features(sequences, ids, dim=collaborative_dim, epochs=sasrec_epochs)
         vectors = collaborative_features(sequences, ids, dim=collaborative_dim, window=collaborative_window)
         if method == "collaborative":
             return vectors

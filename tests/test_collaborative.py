@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
-from hf_genrec.collaborative import collaborative_features, cooccurrence_pairs, fold_in_features
+from hf_genrec.collaborative import collaborative_features, cooccurrence_pairs, fold_in_features, sasrec_features
 from hf_genrec.features import CONTENT_AXES, build_item_features
 
 
@@ -72,6 +72,35 @@ def test_build_item_features_collaborative_and_content_beside_it():
     np.testing.assert_array_equal(both[:, content_axes:], alone)
     # the content part is centred and unit length, so an unused item still has a usable vector
     np.testing.assert_allclose(np.linalg.norm(both[:, :content_axes], axis=1), 1.0, atol=1e-5)
+
+
+def test_sasrec_features_place_items_that_follow_each_other_close():
+    sequences, item_ids = two_communities(n_users=200)
+    vectors = sasrec_features(sequences, item_ids, dim=8, epochs=20, max_length=6, batch_size=32, learning_rate=1e-2)
+    assert vectors.shape == (21, 8) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors[:20], axis=1), 1.0, atol=1e-5)
+    assert not vectors[20].any()  # z is in no sequence: its embedding never trained
+    similarity = vectors[:20] @ vectors[:20].T
+    same = np.equal.outer(np.arange(20) < 10, np.arange(20) < 10)
+    off_diagonal = ~np.eye(20, dtype=bool)
+    assert similarity[same & off_diagonal].mean() > similarity[~same].mean() + 0.5
+    # the seed fixes initialisation, dropout and batch order
+    items = Dataset.from_dict({"item_id": item_ids})
+    again = build_item_features(items, method="sasrec", sequences=sequences, collaborative_dim=8, sasrec_epochs=1)
+    np.testing.assert_array_equal(again, sasrec_features(sequences, item_ids, dim=8, epochs=1))
+
+
+@pytest.mark.parametrize(
+    "sequences, kwargs, message",
+    [
+        ([["a", "q"]], {}, "Sequence 0 holds item 'q'"),
+        ([["a"], ["b"]], {}, "No sequence has two items"),
+        ([["a", "b"]], {"epochs": 0}, "must be at least 1"),
+    ],
+)
+def test_sasrec_features_bad_input(sequences, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        sasrec_features(sequences, ["a", "b", "c"], dim=2, **kwargs)
 
 
 def test_fold_in_places_a_new_item_at_the_weighted_mean_of_its_neighbours():
