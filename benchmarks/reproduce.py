@@ -42,7 +42,7 @@ from hf_genrec.callbacks import TimeBudgetCallback
 from hf_genrec.data import leave_one_out, load_interactions
 from hf_genrec.metrics import ranking_metrics
 from hf_genrec.sasrec import SASRecConfig, SASRecModel, ensemble_recommend, left_pad, sasrec_training_rows
-from hf_genrec.transitions import ItemTransitions
+from hf_genrec.transitions import ItemTransitions, best_fusion_weight
 
 logger = logging.getLogger("reproduce")
 KS = (5, 10)
@@ -87,12 +87,6 @@ def sasrec_rank(
     return np.concatenate(out)
 
 
-def best_weight(grid: dict[str, dict]) -> str:
-    """The prior weight (a key of ``grid``) with the best validation NDCG@10; ties go to the smaller weight, as in
-    `hf_genrec.experiment.pick_transition_weight`."""
-    return max(grid, key=lambda w: (grid[w]["ndcg@10"], -float(w)))
-
-
 def fuse_sasrec(args, model, transitions, val, test, exclude) -> dict | None:
     """The recipe's successor-prior fusion applied to SASRec too: the weight of the recipe's grid with the best
     validation NDCG@10, then the test users with it (so both models get the same prior)."""
@@ -110,7 +104,7 @@ def fuse_sasrec(args, model, transitions, val, test, exclude) -> dict | None:
     for weight in sorted(set(weights)):
         ranked = sasrec_rank(model, val[0], max(KS), exclude, fusion=(transitions, {**fusion, "weight": weight}))
         grid[str(weight)] = ranking_metrics(ranked, val[1], KS)
-    best = best_weight(grid)
+    best = best_fusion_weight(grid)
     ranked = sasrec_rank(model, test[0], max(KS), exclude, fusion=(transitions, {**fusion, "weight": float(best)}))
     return {
         "transition_weight": float(best),
@@ -439,7 +433,7 @@ def ensemble_genrec(args, members: list[tuple[Path, dict]]) -> dict:
         ranked = rank_genrec(combined, val_histories, k, weight, exclude)
         grid[str(weight)] = ranking_metrics(ranked, val_targets, KS)
         logger.info("Ensemble, transition_weight %s: validation %s", weight, grid[str(weight)])
-    best = best_weight(grid)
+    best = best_fusion_weight(grid)
     test_histories, test_targets = sample("test", args.max_test_users)
     start = time.perf_counter()
     test = ranking_metrics(rank_genrec(combined, test_histories, k, float(best), exclude), test_targets, KS)

@@ -34,7 +34,7 @@ from .semantic_ids import (
 )
 from .tokenization import ItemTokenizer, minimal_t5_tokenizer
 from .trainer import GenRecTrainer, GenRecTrainingArguments
-from .transitions import ItemTransitions
+from .transitions import ItemTransitions, best_fusion_weight
 
 logger = logging.getLogger(__name__)
 
@@ -567,7 +567,7 @@ def pick_transition_weight(trainer: GenRecTrainer, validation) -> dict[str, dict
     for weight in sorted(set(args.transition_weights)):
         args.transition_weight = weight
         grid[str(weight)] = trainer.evaluate(validation, metric_key_prefix="fusion")
-    best = max(grid, key=lambda w: (grid[w][metric], -float(w)))  # ties: the smaller weight
+    best = best_fusion_weight(grid, metric)
     args.transition_weight = float(best)
     logger.info("transition_weight %s: validation %s %.4f", best, metric, grid[best][metric])
     if len(grid) > 1 and float(best) > 0 and float(best) == max(args.transition_weights):

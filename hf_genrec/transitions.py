@@ -290,6 +290,12 @@ class ItemTransitions:
         return cls(tensors["indptr"], tensors["successors"], tensors["counts"], window=window, shrinkage=shrinkage)
 
 
+def best_fusion_weight(grid: dict[str, dict[str, float]], metric: str = "ndcg@10") -> str:
+    """The weight (a key of ``grid``: weight → validation metrics) whose ``metric`` is highest; ties go to the
+    smaller weight, which leans less on the prior."""
+    return max(grid, key=lambda weight: (grid[weight][metric], -float(weight)))
+
+
 def _is_padded(priors) -> bool:
     """Whether ``priors`` is ``(items, probs)``, two ``[batch, width]`` arrays (`ItemTransitions.batch_prior`),
     rather than one ``(items, probs)`` pair per history."""
