@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hf_genrec.decoding import build_trie_index, generate_items, item_spellings
-from hf_genrec.transitions import ItemTransitions, TransitionFusionLogitsProcessor
+from hf_genrec.transitions import ItemTransitions, TransitionFusionLogitsProcessor, best_fusion_weight
 
 from .conftest import encode_histories
 
@@ -242,3 +242,9 @@ def test_pick_transition_weight_keeps_the_best_and_warns_at_the_grid_edge(ndcg_o
     assert ("a larger weight may do better" in caplog.text) is warns
     if warns:
         assert "e.g. 16.0" in caplog.text
+
+
+def test_best_fusion_weight_takes_the_best_metric_and_the_smaller_weight_on_ties():
+    grid = {"0.0": {"ndcg@10": 0.04}, "8.0": {"ndcg@10": 0.07}, "2.0": {"ndcg@10": 0.07}, "16.0": {"ndcg@10": 0.06}}
+    assert best_fusion_weight(grid) == "2.0"
+    assert best_fusion_weight({"1.0": {"recall@10": 0.2}, "4.0": {"recall@10": 0.3}}, "recall@10") == "4.0"
