@@ -75,8 +75,8 @@ def test_build_item_features_collaborative_and_content_beside_it():
 
 
 def test_sasrec_features_place_items_that_follow_each_other_close():
-    sequences, item_ids = two_communities(n_users=200)
-    vectors = sasrec_features(sequences, item_ids, dim=8, epochs=20, max_length=6, batch_size=32, learning_rate=1e-2)
+    sequences, item_ids = two_communities()
+    vectors = sasrec_features(sequences, item_ids, dim=8, epochs=8, max_length=6, batch_size=32, learning_rate=1e-2)
     assert vectors.shape == (21, 8) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors[:20], axis=1), 1.0, atol=1e-5)
     assert not vectors[20].any()  # z is in no sequence: its embedding never trained
