@@ -281,12 +281,12 @@ def run_sasrec(args, data, splits, work_dir: Path) -> dict:
     }
 
 
-def learn_item_features(args, settings: dict, work_dir: Path) -> float:
+def learn_item_features(data_args, id_args, work_dir: Path) -> float:
     """Features the recipe learns by training a model first (``item_features: sasrec``): learnt here, saved in the
-    work dir (a resumed or extended run reads them back), and ``settings`` pointed at the file. Returns the minutes
-    they took, which the caller takes off the training budget: the budget covers all training, the SASRec's too.
-    Features that take seconds (text, co-occurrence counts) are left to the experiment and return 0."""
-    if settings.get("item_features") != "sasrec":
+    work dir (a resumed or extended run reads them back), and ``id_args.item_features`` pointed at the file. Returns
+    the minutes they took, which the caller takes off the training budget: the budget covers all training, the
+    SASRec's too. Features that take seconds (text, co-occurrence counts) are left to the experiment and return 0."""
+    if id_args.item_features != "sasrec":
         return 0.0
     from safetensors.numpy import save_file
 
@@ -294,20 +294,20 @@ def learn_item_features(args, settings: dict, work_dir: Path) -> float:
 
     path, meta = work_dir / "item_features.safetensors", work_dir / "item_features.json"
     if not (path.exists() and meta.exists()):
-        data = load_interactions(args.dataset, args.data_dir)
+        data = load_interactions(data_args.dataset, data_args.data_dir, min_count=data_args.min_count)
         start = time.perf_counter()
         features = build_item_features(
             data.items,
             method="sasrec",
             sequences=training_part(data.sequences["item_ids"][:]),
-            collaborative_dim=settings.get("collaborative_dim", 64),
-            sasrec_epochs=settings.get("sasrec_epochs", 15),
+            collaborative_dim=id_args.collaborative_dim,
+            sasrec_epochs=id_args.sasrec_epochs,
         )
         minutes = (time.perf_counter() - start) / 60
         save_file({"item_features": features}, str(path))
         meta.write_text(json.dumps({"method": "sasrec", "minutes": minutes}) + "\n")
     minutes = float(json.loads(meta.read_text())["minutes"])
-    settings["item_features"] = str(path)
+    id_args.item_features = str(path)
     logger.info("Item features learnt by SASRec in %.1f min; the generative model trains for the rest.", minutes)
     return minutes
 
@@ -322,22 +322,20 @@ def run_genrec(args, work_dir: Path) -> dict:
     settings["exclude_history"] = excludes_history(args)
     if args.seed is not None:
         settings["seed"] = args.seed
-    features_minutes = learn_item_features(args, settings, work_dir)
-    if features_minutes >= args.budget_minutes:
-        raise SystemExit(
-            f"Learning the item features took {features_minutes:.1f} of the {args.budget_minutes} budget minutes, "
-            "leaving none to train the generative model: raise --budget-minutes or lower sasrec_epochs."
-        )
     settings.update(
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        output_dir=str(work_dir),
-        max_train_minutes=args.budget_minutes - features_minutes,
+        dataset=args.dataset, data_dir=args.data_dir, output_dir=str(work_dir), max_train_minutes=args.budget_minutes
     )
     if args.max_test_users:
         settings["max_test_users"] = args.max_test_users
     parser = HfArgumentParser((DataArguments, ItemIDArguments, ModelArguments, GenRecTrainingArguments))
     data_args, id_args, model_args, training_args = parser.parse_dict(settings)
+    features_minutes = learn_item_features(data_args, id_args, work_dir)
+    if features_minutes >= args.budget_minutes:
+        raise SystemExit(
+            f"Learning the item features took {features_minutes:.1f} of the {args.budget_minutes} budget minutes, "
+            "leaving none to train the generative model: raise --budget-minutes or lower sasrec_epochs."
+        )
+    training_args.max_train_minutes = args.budget_minutes - features_minutes
     from transformers.trainer_utils import get_last_checkpoint
 
     resume = get_last_checkpoint(str(work_dir)) is not None  # a stopped run continues, budget and curve included
