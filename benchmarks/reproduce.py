@@ -13,6 +13,10 @@ budget as ``max_train_minutes``; rerun with a larger ``--budget-minutes`` to con
 recipe with ``item_features: sasrec`` trains that SASRec first, and its minutes come off the budget (the record's
 ``item_features_minutes``).
 
+``--hybrid-sasrec-minutes M`` trains a SASRec for ``M`` minutes of the budget first, the generative recipe for the
+rest, and then ranks with SASRec's next-item distribution fused into the generative model's beam search (the hybrid
+recommender, `hf_genrec.item_scorer`): record ``<dataset>_hybrid.json``, bundle in ``<work-dir>/hybrid``.
+
 ``--ensemble N`` splits the budget into N runs of ``budget / N`` minutes, one after the other, with seeds ``seed``,
 ``seed + 1``, ... (the generative runs share the recipe's semantic IDs, which ``id_seed`` fixes), each in
 ``<work-dir>/member-<k>`` and recorded there as ``member.json`` (a finished member is not trained again), then ranks
@@ -46,6 +50,7 @@ from hf_genrec.transitions import ItemTransitions, best_fusion_weight
 
 logger = logging.getLogger("reproduce")
 KS = (5, 10)
+TESTED_STATE = "tested_state.safetensors"
 
 
 class ValidationCurve(TrainerCallback):
@@ -253,6 +258,10 @@ def run_sasrec(args, data, splits, work_dir: Path) -> dict:
 
         model.load_state_dict(load_file(str(best_path)))
         logger.info("Testing the state of step %s (best validation NDCG@10 %.4f)", best.get("step"), best["ndcg@10"])
+    from safetensors.torch import save_file
+
+    # what the hybrid (--hybrid-sasrec-minutes) fuses: the state tested here
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(work_dir / TESTED_STATE))
     test_histories, test_targets = split_rows("test")
     start = time.perf_counter()
     test = ranking_metrics(sasrec_rank(model, test_histories, max(KS), exclude), test_targets, KS)
@@ -343,6 +352,99 @@ def run_genrec(args, work_dir: Path) -> dict:
     return {"model": "genrec", "config_file": config_path, "resumed": resume, "curve": results["validation_curve"],
             "exclude_history": settings["exclude_history"], "item_features_minutes": features_minutes,
             **results}  # fmt: skip
+
+
+def run_hybrid(args, work_dir: Path) -> dict:
+    """``--hybrid-sasrec-minutes M``: a SASRec for ``M`` minutes of the budget, the generative recipe for the rest,
+    then the generative model's beam search with SASRec's next-item distribution fused into it
+    (`hf_genrec.item_scorer`): the successor-prior and scorer weights with the best validation NDCG@10 (the recipe's
+    validation sample), then every test user. SASRec reads its own history window (``--sasrec-max-length``), the
+    generative model the recipe's. The hybrid bundle is saved in ``<work-dir>/hybrid``."""
+    from safetensors.torch import load_file
+
+    from hf_genrec import GenerativeRecommender
+    from hf_genrec.item_scorer import reindex_items
+
+    data = load_interactions(args.dataset, args.data_dir)
+    sasrec_dir, genrec_dir = work_dir / "sasrec", work_dir / "genrec"
+    record_path = sasrec_dir / "sasrec.json"
+    if record_path.exists():  # a stopped run does not train its SASRec again
+        sasrec = json.loads(record_path.read_text())
+    else:
+        sasrec_args = argparse.Namespace(**vars(args))
+        sasrec_args.budget_minutes, sasrec_args.seed = args.hybrid_sasrec_minutes, 42
+        sasrec_dir.mkdir(parents=True, exist_ok=True)
+        splits = leave_one_out(data, max_history=args.sasrec_max_length)
+        sasrec = run_sasrec(sasrec_args, data, splits, sasrec_dir)
+        record_path.write_text(json.dumps(sasrec, indent=2, default=str) + "\n")
+    genrec_args = argparse.Namespace(**vars(args))
+    genrec_args.budget_minutes = args.budget_minutes - sasrec["train_minutes"]
+    if genrec_args.budget_minutes <= 0:
+        raise SystemExit(
+            f"SASRec trained {sasrec['train_minutes']:.1f} of the {args.budget_minutes} budget minutes, leaving none "
+            "for the generative model: lower --hybrid-sasrec-minutes."
+        )
+    genrec_dir.mkdir(parents=True, exist_ok=True)
+    genrec = run_genrec(genrec_args, genrec_dir)
+
+    recommender = GenerativeRecommender.from_pretrained(genrec_dir)
+    scorer = SASRecModel(sasrec_config(args, data.num_items))
+    scorer.load_state_dict(load_file(str(sasrec_dir / TESTED_STATE)))
+    recommender.scorer = reindex_items(scorer, data.items["item_id"][:], recommender.item_ids)
+    settings = recipe(args)[1]
+    splits = leave_one_out(data, max_history=args.sasrec_max_length)
+    index = recommender.item_tokenizer.item_to_index
+    seed = settings.get("seed", 42) if args.seed is None else args.seed
+
+    def sample(name: str, limit: int | None):
+        split = splits[name]
+        if limit and limit < len(split):
+            split = split.shuffle(seed=seed).select(range(limit))
+        return split["history"][:], np.asarray([index[t] for t in split["target"][:]])
+
+    def rank(histories, transition_weight: float, scorer_weight: float) -> np.ndarray:
+        rows = recommender.recommend(
+            [list(h) for h in histories], k=max(KS), transition_weight=transition_weight,
+            scorer_weight=scorer_weight, exclude_history=genrec["exclude_history"], batch_size=256,
+        )  # fmt: skip
+        ranked = np.full((len(rows), max(KS)), -1, dtype=np.int64)
+        for r, row in enumerate(rows):
+            ranked[r, : len(row)] = [index[item] for item, _ in row]
+        return ranked
+
+    val_histories, val_targets = sample("validation", settings.get("max_eval_users"))
+    transition_weights = settings.get("transition_weights") or [settings.get("transition_weight") or 0.0]
+    grid = {}
+    for transition_weight in sorted(set(float(w) for w in transition_weights)):
+        for scorer_weight in args.hybrid_scorer_weights:
+            key = f"{transition_weight}/{scorer_weight}"
+            grid[key] = ranking_metrics(rank(val_histories, transition_weight, scorer_weight), val_targets, KS)
+            logger.info("Hybrid, transition/scorer weight %s: validation %s", key, grid[key])
+    # the best validation NDCG@10; ties go to the smaller weights, as best_fusion_weight's
+    weights = {key: tuple(float(w) for w in key.split("/")) for key in grid}
+    best = max(grid, key=lambda key: (grid[key]["ndcg@10"], *(-w for w in weights[key])))
+    transition_weight, scorer_weight = weights[best]
+    test_histories, test_targets = sample("test", args.max_test_users)
+    start = time.perf_counter()
+    test = ranking_metrics(rank(test_histories, transition_weight, scorer_weight), test_targets, KS)
+    test_seconds = time.perf_counter() - start
+    recommender.config.transition_weight, recommender.config.scorer_weight = transition_weight, scorer_weight
+    recommender.save_pretrained(work_dir / "hybrid")
+    return {
+        **genrec,
+        "model": "hybrid",
+        "test": test,
+        "test_eval_seconds": test_seconds,
+        "transition_weight": transition_weight,
+        "scorer_weight": scorer_weight,
+        "hybrid_validation": grid,
+        "generative_test": genrec["test"],
+        "generative_transition_weight": genrec.get("transition_weight"),
+        "sasrec": member_summary(sasrec),
+        "train_minutes": sasrec["train_minutes"] + genrec["train_minutes"],
+        "sasrec_train_minutes": sasrec["train_minutes"],
+        "generative_train_minutes": genrec["train_minutes"],
+    }
 
 
 def run_members(args, work_dir: Path, run) -> list[tuple[Path, dict]]:
@@ -519,6 +621,20 @@ def main() -> None:
         help="Train this many models of budget / N minutes each (seeds seed, seed + 1, ...) and rank with the mean "
         "of their distributions.",
     )
+    parser.add_argument(
+        "--hybrid-sasrec-minutes",
+        type=float,
+        default=0.0,
+        help="Train a SASRec for this many minutes of the budget first and fuse it into the generative model's beam "
+        "search (the hybrid recommender; record <dataset>_hybrid.json). 0: the generative model alone.",
+    )
+    parser.add_argument(
+        "--hybrid-scorer-weights",
+        type=float,
+        nargs="+",
+        default=[0.0, 1.0, 2.0, 4.0, 8.0],
+        help="Scorer weights the hybrid tries on validation (with each of the recipe's successor-prior weights).",
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--max-eval-users", type=int, default=2000, help="Validation users for the curve.")
     parser.add_argument("--max-test-users", type=int, default=None, help="Test on a random sample (default: all).")
@@ -551,6 +667,12 @@ def main() -> None:
         seen = [[index[i] for i in h] for h in splits["test"]["history"][:]] if result["exclude_history"] else None
         ranked = popular.predict(len(targets), max(KS), exclude=seen)
         result["baselines"] = {"most_popular": ranking_metrics(ranked, targets, KS)}
+    elif args.hybrid_sasrec_minutes > 0:
+        if args.ensemble > 1:
+            parser.error("--hybrid-sasrec-minutes and --ensemble do not combine; pick one.")
+        if args.model != "genrec":
+            parser.error("--hybrid-sasrec-minutes goes with --model genrec (it trains both models).")
+        result = run_hybrid(args, work_dir)
     elif args.ensemble > 1:
         result = ensemble_genrec(args, run_members(args, work_dir, run_genrec))
     else:
@@ -565,6 +687,7 @@ def main() -> None:
     )
     # the generative model's record is <dataset>.json (the CLI's results.json keys + budget, steps, curve)
     name = args.dataset if args.model == "genrec" else f"{args.dataset}_{args.model}"
+    name = f"{args.dataset}_hybrid" if args.model == "genrec" and args.hybrid_sasrec_minutes > 0 else name
     output = Path(args.output_dir) / (f"{name}_ensemble{args.ensemble}.json" if args.ensemble > 1 else f"{name}.json")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2, default=str) + "\n")

@@ -39,6 +39,13 @@ class GenRecConfig:
             the history (weights 1, 1/2, 1/3, ...).
         transition_normalize (`bool`, defaults to `False`): normalise each decoding step's fused scores (a
             log-softmax), as a model trained with the prior in its loss (``transition_weight_in_loss``) needs.
+        scorer_weight (`float`, defaults to 0.0): weight of the bundle's dense next-item scorer (a SASRec in
+            ``scorer/``) fused into the beam search (`hf_genrec.item_scorer`): each of the scorer's ``scorer_top_k``
+            most likely items gains ``scorer_weight * log(1 + P_scorer(item | history) / scorer_smoothing)``. 0
+            turns it off.
+        scorer_top_k (`int`, defaults to 200): items per history that get the scorer's bonus.
+        scorer_smoothing (`float`, defaults to 0.01): the scorer probability at which the bonus is
+            ``scorer_weight * log 2``.
     """
 
     id_scheme: str = "rqkmeans"
@@ -52,6 +59,9 @@ class GenRecConfig:
     transition_smoothing: float = 0.01
     transition_recent_items: int = 3
     transition_normalize: bool = False
+    scorer_weight: float = 0.0
+    scorer_top_k: int = 200
+    scorer_smoothing: float = 0.01
     extra: dict = field(default_factory=dict)
     library_version: str = ""
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from transformers import AutoModelForSeq2SeqLM, PreTrainedModel
+from transformers import AutoModelForSeq2SeqLM, LogitsProcessorList, PreTrainedModel
 
 from .catalog import (
     CATALOG_NAME,
@@ -28,7 +28,9 @@ from .data.collator import GenRecCollator
 from .decoding import build_trie_index, generate_items, item_spellings
 from .features import DEFAULT_TEXT_MODEL
 from .hub import check_bundle, push_folder, resolve_bundle
+from .item_scorer import SCORER_DIR, reindex_items, scorer_priors
 from .model_card import GenRecCardData, build_model_card
+from .sasrec import SASRecModel
 from .saving import staged_directory
 from .semantic_ids import ItemIDScheme, load_quantizer
 from .tokenization import ItemTokenizer
@@ -55,6 +57,8 @@ class GenerativeRecommender:
             prior of ``config.transition_weight`` (``transitions.safetensors``).
         content_map (`ContentMap`, *optional*): item content → codes, for new items with no interactions
             (``content_map.safetensors``; see `fit_content_map`).
+        scorer (`SASRecModel`, *optional*): a dense next-item scorer over the same item rows, fused into the beam
+            search with ``config.scorer_weight`` (the hybrid recommender, `hf_genrec.item_scorer`; ``scorer/``).
 
     Example:
     ```python
@@ -74,6 +78,7 @@ class GenerativeRecommender:
         catalog: CatalogLog | None = None,
         transitions: ItemTransitions | None = None,
         content_map: ContentMap | None = None,
+        scorer: SASRecModel | None = None,
     ):
         self.model = model.eval()
         #: the models whose next-token distributions are averaged (`ensemble`); ``[model]`` for one model
@@ -85,12 +90,35 @@ class GenerativeRecommender:
         self.quantizer = quantizer
         self.card_data = card_data or GenRecCardData(dataset=self.config.dataset)
         self.catalog = catalog or CatalogLog()
+        self.scorer = scorer
         self._trie_index: TrieIndex | None = None
         self._spellings: torch.Tensor | None = None
         self._item_paths: torch.Tensor | None = None
         self._new_trie_index: TrieIndex | None = None
         self._new_item_index: NewItemIndex | None = None
         self._collator = GenRecCollator(pad_token_id=item_tokenizer.pad_token_id)
+
+    @property
+    def scorer(self) -> SASRecModel | None:
+        """The dense next-item scorer fused into the search with ``config.scorer_weight`` (`None`: none)."""
+        return self._scorer
+
+    @scorer.setter
+    def scorer(self, scorer: SASRecModel | None) -> None:
+        if scorer is not None:
+            if not isinstance(scorer, SASRecModel):
+                raise TypeError(f"scorer must be a SASRecModel (hf_genrec.sasrec), got {type(scorer).__name__}.")
+            n_items = self.item_tokenizer.num_items
+            trained = n_items - len(self.catalog.new_items)
+            if scorer.config.num_items not in (n_items, trained):
+                raise ValueError(
+                    f"The scorer scores {scorer.config.num_items} items but the catalogue has {n_items}"
+                    + (f" ({trained} without the items added since training)" if trained != n_items else "")
+                    + ": it must number items as the recommender's item map does. Train it on "
+                    "`recommender.item_ids` (or convert it with hf_genrec.item_scorer.reindex_items)."
+                )
+            scorer.eval()
+        self._scorer = scorer
 
     @classmethod
     def ensemble(cls, members: Sequence[GenerativeRecommender]) -> GenerativeRecommender:
@@ -144,6 +172,7 @@ class GenerativeRecommender:
             catalog=copy.deepcopy(first.catalog),
             transitions=first.transitions,
             content_map=first.content_map,
+            scorer=first.scorer,
         )
         combined.models = [member.model.eval() for member in members]
         return combined
@@ -441,7 +470,11 @@ class GenerativeRecommender:
         )
         gone = set(ids)
         self.catalog.new_items = [item for item in self.catalog.new_items if item not in gone]
+        scored = [] if self._scorer is None else self.item_ids[: self._scorer.config.num_items]
         self._set_item_tokenizer(self.item_tokenizer.with_rows_kept(shrink(semantic_ids, keep), keep))
+        if self._scorer is not None:
+            # the catalogue's rows close up over the removed items; the scorer's must too (its items come first)
+            self._scorer = reindex_items(self._scorer, scored, [item for item in scored if item not in gone])
 
     def _encode(self, features, n_items: int) -> np.ndarray:
         if self.quantizer is None:
@@ -484,6 +517,7 @@ class GenerativeRecommender:
         new_item_slots: int | None = None,
         exclude_history: bool | None = None,
         transition_weight: float | None = None,
+        scorer_weight: float | None = None,
     ) -> list[list[tuple[str, float]]]:
         """Top-``k`` items for each history (item ids, oldest first), with their log-probabilities, best first.
 
@@ -508,6 +542,10 @@ class GenerativeRecommender:
         training sequences into the search (`hf_genrec.transitions`): items that followed the history's last
         ``config.transition_recent_items`` items gain ``transition_weight * log(1 + P(item | history) /
         config.transition_smoothing)``, which the returned scores then include.
+
+        ``scorer_weight`` (default ``config.scorer_weight``, 0: off) fuses the bundle's dense next-item scorer the
+        same way (`hf_genrec.item_scorer`, the hybrid recommender): the scorer's ``config.scorer_top_k`` most likely
+        items gain ``scorer_weight * log(1 + P_scorer(item | history) / config.scorer_smoothing)``.
         """
         if isinstance(histories, str) or (len(histories) > 0 and isinstance(histories[0], str)):
             raise TypeError(
@@ -539,6 +577,14 @@ class GenerativeRecommender:
                 "none: fit them with ItemTransitions.fit(training sequences as item rows, num_items) and set "
                 "`recommender.transitions`, or pass transition_weight=0."
             )
+        scoring = self.config.scorer_weight if scorer_weight is None else float(scorer_weight)
+        if scoring < 0:
+            raise ValueError(f"scorer_weight must be >= 0, got {scoring}.")
+        if scoring and self.scorer is None:
+            raise ValueError(
+                "scorer_weight needs a dense next-item scorer, and this recommender has none: set "
+                "`recommender.scorer` to a SASRecModel trained on its item rows, or pass scorer_weight=0."
+            )
         excluding = self.config.exclude_history if exclude_history is None else exclude_history
         new_index = self.new_item_trie_index if slots else None
         new_items = set(self.catalog.new_items) if new_index is not None else set()
@@ -559,7 +605,7 @@ class GenerativeRecommender:
             attention_mask = batch["attention_mask"].to(self.model.device)
             # each whole history's item rows, once for both the exclusion and the prior
             history_rows = None
-            if excluding or weight:
+            if excluding or weight or scoring:
                 history_rows = [self.item_tokenizer.index_of([str(x) for x in h]).tolist() for h in chunk]
             exclude = history_rows if excluding else None
             indices, scores = generate_items(
@@ -572,7 +618,7 @@ class GenerativeRecommender:
                 method=method,
                 index=self.trie_index,
                 exclude_items=exclude,
-                fusion=self._fusion(history_rows, weight),
+                fusion=self._fusion(history_rows, weight, scoring, excluding),
             )
             item_ids = self.item_tokenizer.item_ids
             rows = [
@@ -606,19 +652,37 @@ class GenerativeRecommender:
             results.extend(rows)
         return results
 
-    def _fusion(self, history_rows: list[list[int]], weight: float) -> TransitionFusionLogitsProcessor | None:
-        """The successor prior of each history (given as item rows) for ``transition_weight``."""
-        if not weight:
-            return None
-        return TransitionFusionLogitsProcessor(
-            self.trie_index,
-            self.spellings,
-            self.transitions.batch_prior(history_rows, self.config.transition_recent_items),
-            weight=weight,
-            smoothing=self.config.transition_smoothing,
-            paths=self.item_paths,
-            normalize=self.config.transition_normalize,
-        )
+    def _fusion(
+        self, history_rows: list[list[int]], weight: float, scorer_weight: float = 0.0, exclude: bool = False
+    ) -> LogitsProcessorList | None:
+        """What is fused into the search for histories given as item rows: the successor prior
+        (``transition_weight``), then the dense scorer's candidates (``scorer_weight``)."""
+        processors = []
+        if weight:
+            processors.append(
+                TransitionFusionLogitsProcessor(
+                    self.trie_index,
+                    self.spellings,
+                    self.transitions.batch_prior(history_rows, self.config.transition_recent_items),
+                    weight=weight,
+                    smoothing=self.config.transition_smoothing,
+                    paths=self.item_paths,
+                    normalize=self.config.transition_normalize,
+                )
+            )
+        if scorer_weight:
+            # a model trained with the prior in its loss renormalises each step after the prior, not after this
+            processors.append(
+                TransitionFusionLogitsProcessor(
+                    self.trie_index,
+                    self.spellings,
+                    scorer_priors(self.scorer, history_rows, self.config.scorer_top_k, exclude_history=exclude),
+                    weight=scorer_weight,
+                    smoothing=self.config.scorer_smoothing,
+                    paths=self.item_paths,
+                )
+            )
+        return LogitsProcessorList(processors) if processors else None
 
     def _new_item_exclusions(self, exclude: list[list[int]] | None) -> list[list[int]] | None:
         """``exclude`` for the search over the new items alone: a history holding every new item excludes nothing
@@ -647,6 +711,8 @@ class GenerativeRecommender:
                 self.transitions.save_pretrained(staging)
             if self.content_map is not None:
                 self.content_map.save_pretrained(staging)
+            if self.scorer is not None:
+                self.scorer.save_pretrained(staging / SCORER_DIR)
             if not self.catalog.is_empty():
                 self.catalog.save(staging)
             card = build_model_card(self.item_tokenizer, self.config, self.card_data, repo_id=repo_id)
@@ -722,8 +788,11 @@ class GenerativeRecommender:
         quantizer = load_quantizer(folder / QUANTIZER_DIR) if (folder / QUANTIZER_DIR).is_dir() else None
         transitions = ItemTransitions.from_pretrained(folder) if (folder / TRANSITIONS_NAME).is_file() else None
         content_map = ContentMap.from_pretrained(folder) if (folder / CONTENT_MAP_NAME).is_file() else None
+        scorer = SASRecModel.from_pretrained(folder / SCORER_DIR) if (folder / SCORER_DIR).is_dir() else None
         if device is not None:
             model.to(device)
+            if scorer is not None:
+                scorer.to(device)
         return cls(
             model,
             item_tokenizer,
@@ -732,6 +801,7 @@ class GenerativeRecommender:
             catalog=CatalogLog.load(folder),
             transitions=transitions,
             content_map=content_map,
+            scorer=scorer,
         )
 
 

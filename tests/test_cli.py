@@ -169,7 +169,7 @@ def test_the_prior_fused_into_training_is_recorded_and_ranks_normalised(data_roo
     assert json.loads((out / "genrec_config.json").read_text())["transition_normalize"] is True
     from hf_genrec import GenerativeRecommender
 
-    assert GenerativeRecommender.from_pretrained(out)._fusion([[0, 1]], 2.0).normalize
+    assert GenerativeRecommender.from_pretrained(out)._fusion([[0, 1]], 2.0)[0].normalize
     flags[flags.index("--constrained_loss") + 1] = "false"
     assert main(flags) == 1  # the prior in the loss needs constrained_loss
 

@@ -1,0 +1,85 @@
+"""A dense next-item scorer (SASRec) fused into the generative model's beam search: the hybrid recommender.
+
+A generative recommender spells the next item's semantic ID; an ID-based model such as SASRec scores every item
+with its own embedding, which remembers item-to-item patterns that shared ID prefixes blur. The hybrid keeps the
+constrained beam search (every result is a catalogue item, the beams decide what is spelled) and adds the scorer's
+opinion the same way the successor prior is added (shallow fusion, `hf_genrec.transitions`): each of the scorer's
+``top_k`` most likely next items ``B`` gains
+
+    weight * log(1 + P_scorer(B | history) / smoothing)
+
+spread over the tokens of its ID through the trie, so beams are steered towards the scorer's candidates from the
+first token. Items outside the scorer's top ``top_k`` (and items added to the catalogue after it was trained) get
+no bonus, and the model's own ranking decides among them.
+
+`GenerativeRecommender` holds the scorer (``recommender.scorer``, saved in the bundle's ``scorer/`` folder) and
+fuses it when ``config.scorer_weight`` (or ``recommend(..., scorer_weight=)``) is above 0. The scorer must number
+items as the recommender's item map does (`reindex_items` converts one trained on another item order).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .sasrec import SASRecModel, left_pad
+
+SCORER_DIR = "scorer"
+
+
+def scorer_priors(
+    scorer: SASRecModel,
+    histories: Sequence[Sequence[int]],
+    top_k: int,
+    exclude_history: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The scorer's ``top_k`` most likely next items of each history and their probabilities, as the two
+    ``[batch, top_k]`` arrays `TransitionFusionLogitsProcessor` takes (``ItemTransitions.batch_prior``'s layout).
+
+    Args:
+        scorer (`SASRecModel`): numbers items as the histories do (row ``i`` is token ``i + 1``).
+        histories (`Sequence[Sequence[int]]`): item rows, oldest first; rows the scorer does not know (items added
+            to the catalogue after it was trained) are left out of what it reads.
+        top_k (`int`): candidates per history; the rest of the catalogue gets no bonus.
+        exclude_history (`bool`): give the history's own items no probability (the rest share it).
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}.")
+    known = scorer.config.num_items
+    rows = [[int(i) for i in history if 0 <= int(i) < known] for history in histories]
+    tokens = left_pad(rows, scorer.config.max_positions).to(scorer.device)
+    log_probs = scorer.item_log_probs(tokens, exclude_history=exclude_history)[:, 1:]  # column 0 is padding
+    probs, items = log_probs.float().exp().topk(min(top_k, known), dim=-1)
+    return items.cpu().numpy(), probs.cpu().numpy()
+
+
+def reindex_items(scorer: SASRecModel, from_ids: Sequence[str], to_ids: Sequence[str]) -> SASRecModel:
+    """A copy of ``scorer`` (trained with item ``from_ids[i]`` as row ``i``) that numbers items as ``to_ids``.
+
+    Every item of ``to_ids`` must be in ``from_ids``; items only ``from_ids`` holds are dropped.
+    """
+    from_ids, to_ids = [str(i) for i in from_ids], [str(i) for i in to_ids]
+    if len(from_ids) != scorer.config.num_items:
+        raise ValueError(
+            f"from_ids names {len(from_ids)} items but the scorer has {scorer.config.num_items}: pass the item ids "
+            "in the order the scorer was trained with."
+        )
+    position = {item: row for row, item in enumerate(from_ids)}
+    missing = [item for item in to_ids if item not in position]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} items of to_ids are unknown to the scorer (e.g. {missing[:3]}): it cannot score items "
+            "it was not trained on. Train it on the same catalogue."
+        )
+    config = copy.deepcopy(scorer.config)
+    config.num_items = len(to_ids)
+    out = SASRecModel(config).to(scorer.device)
+    state = scorer.state_dict()
+    table = state["item_embeddings.weight"]
+    rows = torch.tensor([0] + [position[item] + 1 for item in to_ids], device=table.device)
+    state["item_embeddings.weight"] = table[rows]
+    out.load_state_dict(state)
+    return out.eval()
