@@ -18,6 +18,7 @@ from .examples import tokenize_examples, tokenize_sequences
 from .exclude_items import ExcludeItemsLogitsProcessor
 from .features import AttributeEncoder, attribute_features, build_item_features, text_features
 from .hub import push_folder, resolve_bundle
+from .item_scorer import reindex_items, scorer_priors
 from .metrics import make_compute_metrics, ndcg_at_k, ranking_metrics, recall_at_k
 from .model_card import GenRecCardData, build_model_card
 from .modeling import TIGER_T5_CONFIG, build_t5_model
@@ -66,6 +67,8 @@ __all__ = [
     "ExcludeItemsLogitsProcessor",
     "ItemTransitions",
     "TransitionFusionLogitsProcessor",
+    "reindex_items",
+    "scorer_priors",
     "build_trie_index",
     "load_quantizer",
     "shared_beam_search",
