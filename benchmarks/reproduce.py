@@ -364,6 +364,7 @@ def run_hybrid(args, work_dir: Path) -> dict:
 
     from hf_genrec import GenerativeRecommender
     from hf_genrec.item_scorer import reindex_items
+    from hf_genrec.model_card import GenRecCardData
 
     data = load_interactions(args.dataset, args.data_dir)
     sasrec_dir, genrec_dir = work_dir / "sasrec", work_dir / "genrec"
@@ -429,6 +430,14 @@ def run_hybrid(args, work_dir: Path) -> dict:
     test = ranking_metrics(rank(test_histories, transition_weight, scorer_weight), test_targets, KS)
     test_seconds = time.perf_counter() - start
     recommender.config.transition_weight, recommender.config.scorer_weight = transition_weight, scorer_weight
+    recommender.card_data = GenRecCardData(
+        dataset=args.dataset,
+        test_metrics=test,
+        protocol=f"{genrec.get('protocol', '')}; hybrid: a SASRec trained for {sasrec['train_minutes']:.1f} of the "
+        f"{args.budget_minutes:g} budget minutes fused into the beam search (scorer_weight {scorer_weight}, "
+        f"transition_weight {transition_weight}, both picked on validation), SASRec reading the "
+        f"{args.sasrec_max_length} most recent items",
+    )
     recommender.save_pretrained(work_dir / "hybrid")
     return {
         **genrec,
@@ -682,7 +691,11 @@ def main() -> None:
         budget_minutes=args.budget_minutes,
         wall_minutes=(time.perf_counter() - started) / 60,
         command="python benchmarks/reproduce.py "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "data_dir"),
+        + " ".join(
+            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in vars(args).items()
+            if v is not None and k != "data_dir"
+        ),
         machine=describe_machine(),
     )
     # the generative model's record is <dataset>.json (the CLI's results.json keys + budget, steps, curve)
