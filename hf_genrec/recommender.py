@@ -568,23 +568,20 @@ class GenerativeRecommender:
         slots = min(self.config.new_item_slots, k) if new_item_slots is None else new_item_slots
         if isinstance(slots, bool) or not isinstance(slots, int) or not 0 <= slots <= k:
             raise ValueError(f"new_item_slots must be an int in [0, k={k}], got {slots!r}.")
-        weight = self.config.transition_weight if transition_weight is None else float(transition_weight)
-        if weight < 0:
-            raise ValueError(f"transition_weight must be >= 0, got {weight}.")
-        if weight and self.transitions is None:
-            raise ValueError(
-                "transition_weight needs the item transitions of the training sequences, and this recommender has "
-                "none: fit them with ItemTransitions.fit(training sequences as item rows, num_items) and set "
-                "`recommender.transitions`, or pass transition_weight=0."
-            )
-        scoring = self.config.scorer_weight if scorer_weight is None else float(scorer_weight)
-        if scoring < 0:
-            raise ValueError(f"scorer_weight must be >= 0, got {scoring}.")
-        if scoring and self.scorer is None:
-            raise ValueError(
-                "scorer_weight needs a dense next-item scorer, and this recommender has none: set "
-                "`recommender.scorer` to a SASRecModel trained on its item rows, or pass scorer_weight=0."
-            )
+        weight = _fusion_weight(
+            "transition_weight",
+            self.config.transition_weight if transition_weight is None else transition_weight,
+            self.transitions is not None,
+            "the item transitions of the training sequences, and this recommender has none: fit them with "
+            "ItemTransitions.fit(training sequences as item rows, num_items) and set `recommender.transitions`",
+        )
+        scoring = _fusion_weight(
+            "scorer_weight",
+            self.config.scorer_weight if scorer_weight is None else scorer_weight,
+            self.scorer is not None,
+            "a dense next-item scorer, and this recommender has none: set `recommender.scorer` to a SASRecModel "
+            "trained on its item rows",
+        )
         excluding = self.config.exclude_history if exclude_history is None else exclude_history
         new_index = self.new_item_trie_index if slots else None
         new_items = set(self.catalog.new_items) if new_index is not None else set()
@@ -803,6 +800,16 @@ class GenerativeRecommender:
             content_map=content_map,
             scorer=scorer,
         )
+
+
+def _fusion_weight(name: str, value: float, available: bool, needs: str) -> float:
+    """``value`` as a fusion weight: never negative, and above 0 only when what it fuses is there."""
+    weight = float(value)
+    if weight < 0:
+        raise ValueError(f"{name} must be >= 0, got {weight}.")
+    if weight and not available:
+        raise ValueError(f"{name} needs {needs}, or pass {name}=0.")
+    return weight
 
 
 def insert_new_items(
