@@ -367,6 +367,7 @@ def run_hybrid(args, work_dir: Path) -> dict:
     from hf_genrec.model_card import GenRecCardData
 
     data = load_interactions(args.dataset, args.data_dir)
+    splits = leave_one_out(data, max_history=args.sasrec_max_length)  # SASRec's window; the model cuts its own
     sasrec_dir, genrec_dir = work_dir / "sasrec", work_dir / "genrec"
     record_path = sasrec_dir / "sasrec.json"
     if record_path.exists():  # a stopped run does not train its SASRec again
@@ -375,7 +376,6 @@ def run_hybrid(args, work_dir: Path) -> dict:
         sasrec_args = argparse.Namespace(**vars(args))
         sasrec_args.budget_minutes, sasrec_args.seed = args.hybrid_sasrec_minutes, 42
         sasrec_dir.mkdir(parents=True, exist_ok=True)
-        splits = leave_one_out(data, max_history=args.sasrec_max_length)
         sasrec = run_sasrec(sasrec_args, data, splits, sasrec_dir)
         record_path.write_text(json.dumps(sasrec, indent=2, default=str) + "\n")
     genrec_args = argparse.Namespace(**vars(args))
@@ -393,41 +393,27 @@ def run_hybrid(args, work_dir: Path) -> dict:
     scorer.load_state_dict(load_file(str(sasrec_dir / TESTED_STATE)))
     recommender.scorer = reindex_items(scorer, data.items["item_id"][:], recommender.item_ids)
     settings = recipe(args)[1]
-    splits = leave_one_out(data, max_history=args.sasrec_max_length)
     index = recommender.item_tokenizer.item_to_index
     seed = settings.get("seed", 42) if args.seed is None else args.seed
+    exclude = genrec["exclude_history"]
 
-    def sample(name: str, limit: int | None):
-        split = splits[name]
-        if limit and limit < len(split):
-            split = split.shuffle(seed=seed).select(range(limit))
-        return split["history"][:], np.asarray([index[t] for t in split["target"][:]])
-
-    def rank(histories, transition_weight: float, scorer_weight: float) -> np.ndarray:
-        rows = recommender.recommend(
-            [list(h) for h in histories], k=max(KS), transition_weight=transition_weight,
-            scorer_weight=scorer_weight, exclude_history=genrec["exclude_history"], batch_size=256,
-        )  # fmt: skip
-        ranked = np.full((len(rows), max(KS)), -1, dtype=np.int64)
-        for r, row in enumerate(rows):
-            ranked[r, : len(row)] = [index[item] for item, _ in row]
-        return ranked
-
-    val_histories, val_targets = sample("validation", settings.get("max_eval_users"))
+    val_histories, val_targets = split_sample(splits, "validation", settings.get("max_eval_users"), seed, index)
     transition_weights = settings.get("transition_weights") or [settings.get("transition_weight") or 0.0]
-    grid = {}
+    grid = {}  # (prior weight, scorer weight) -> validation metrics
     for transition_weight in sorted(set(float(w) for w in transition_weights)):
         for scorer_weight in args.hybrid_scorer_weights:
-            key = f"{transition_weight}/{scorer_weight}"
-            grid[key] = ranking_metrics(rank(val_histories, transition_weight, scorer_weight), val_targets, KS)
-            logger.info("Hybrid, transition/scorer weight %s: validation %s", key, grid[key])
+            ranked = rank_genrec(recommender, val_histories, max(KS), transition_weight, exclude, scorer_weight)
+            grid[transition_weight, scorer_weight] = ranking_metrics(ranked, val_targets, KS)
+            logger.info(
+                "Hybrid, prior weight %s, scorer weight %s: validation %s",
+                transition_weight, scorer_weight, grid[transition_weight, scorer_weight],
+            )  # fmt: skip
     # the best validation NDCG@10; ties go to the smaller weights, as best_fusion_weight's
-    weights = {key: tuple(float(w) for w in key.split("/")) for key in grid}
-    best = max(grid, key=lambda key: (grid[key]["ndcg@10"], *(-w for w in weights[key])))
-    transition_weight, scorer_weight = weights[best]
-    test_histories, test_targets = sample("test", args.max_test_users)
+    transition_weight, scorer_weight = max(grid, key=lambda w: (grid[w]["ndcg@10"], -w[0], -w[1]))
+    test_histories, test_targets = split_sample(splits, "test", args.max_test_users, seed, index)
     start = time.perf_counter()
-    test = ranking_metrics(rank(test_histories, transition_weight, scorer_weight), test_targets, KS)
+    ranked = rank_genrec(recommender, test_histories, max(KS), transition_weight, exclude, scorer_weight)
+    test = ranking_metrics(ranked, test_targets, KS)
     test_seconds = time.perf_counter() - start
     recommender.config.transition_weight, recommender.config.scorer_weight = transition_weight, scorer_weight
     recommender.card_data = GenRecCardData(
@@ -446,7 +432,7 @@ def run_hybrid(args, work_dir: Path) -> dict:
         "test_eval_seconds": test_seconds,
         "transition_weight": transition_weight,
         "scorer_weight": scorer_weight,
-        "hybrid_validation": grid,
+        "hybrid_validation": {f"{t}/{w}": metrics for (t, w), metrics in grid.items()},
         "generative_test": genrec["test"],
         "generative_transition_weight": genrec.get("transition_weight"),
         "sasrec": member_summary(sasrec),
@@ -502,11 +488,24 @@ def member_summary(record: dict) -> dict:
     return summary
 
 
-def rank_genrec(recommender, histories, k: int, weight: float, exclude: bool) -> np.ndarray:
-    """Top-``k`` item rows per history (item ids, oldest first) from a `GenerativeRecommender` (``-1`` pads)."""
+def split_sample(splits, name: str, limit: int | None, seed: int, index: dict) -> tuple[list, np.ndarray]:
+    """Histories (item ids) and target rows of a split, or of the ``limit`` users a trainer seeded with ``seed``
+    draws from it."""
+    split = splits[name]
+    if limit and limit < len(split):
+        split = split.shuffle(seed=seed).select(range(limit))
+    return split["history"][:], np.asarray([index[t] for t in split["target"][:]])
+
+
+def rank_genrec(
+    recommender, histories, k: int, weight: float, exclude: bool, scorer_weight: float = 0.0
+) -> np.ndarray:
+    """Top-``k`` item rows per history (item ids, oldest first) from a `GenerativeRecommender` (``-1`` pads);
+    ``scorer_weight`` fuses its SASRec too (a hybrid)."""
     rows = recommender.recommend(
-        [list(h) for h in histories], k=k, transition_weight=weight, exclude_history=exclude, batch_size=256
-    )
+        [list(h) for h in histories], k=k, transition_weight=weight, exclude_history=exclude,
+        scorer_weight=scorer_weight, batch_size=256,
+    )  # fmt: skip
     index = recommender.item_tokenizer.item_to_index
     ranked = np.full((len(rows), k), -1, dtype=np.int64)
     for r, row in enumerate(rows):
@@ -528,14 +527,9 @@ def ensemble_genrec(args, members: list[tuple[Path, dict]]) -> dict:
     seed = members[0][1]["seed"]
     index = combined.item_tokenizer.item_to_index
 
-    def sample(name: str, limit: int | None):
-        split = splits[name]
-        if limit and limit < len(split):  # the users the members' trainers drew (the first member's seed)
-            split = split.shuffle(seed=seed).select(range(limit))
-        return split["history"][:], np.asarray([index[t] for t in split["target"][:]])
-
     k = max(KS)
-    val_histories, val_targets = sample("validation", settings.get("max_eval_users"))
+    # the users the members' trainers drew (the first member's seed)
+    val_histories, val_targets = split_sample(splits, "validation", settings.get("max_eval_users"), seed, index)
     weights = settings.get("transition_weights") or [settings.get("transition_weight") or 0.0]
     grid = {}
     for weight in sorted(set(float(w) for w in weights)):
@@ -543,7 +537,7 @@ def ensemble_genrec(args, members: list[tuple[Path, dict]]) -> dict:
         grid[str(weight)] = ranking_metrics(ranked, val_targets, KS)
         logger.info("Ensemble, transition_weight %s: validation %s", weight, grid[str(weight)])
     best = best_fusion_weight(grid)
-    test_histories, test_targets = sample("test", args.max_test_users)
+    test_histories, test_targets = split_sample(splits, "test", args.max_test_users, seed, index)
     start = time.perf_counter()
     test = ranking_metrics(rank_genrec(combined, test_histories, k, float(best), exclude), test_targets, KS)
     test_seconds = time.perf_counter() - start

@@ -52,8 +52,8 @@ def scorer_priors(
     rows = [[int(i) for i in history if 0 <= int(i) < known] for history in histories]
     tokens = left_pad(rows, scorer.config.max_positions).to(scorer.device)
     log_probs = scorer.item_log_probs(tokens, exclude_history=exclude_history)[:, 1:]  # column 0 is padding
-    probs, items = log_probs.float().exp().topk(min(top_k, known), dim=-1)
-    return items.cpu().numpy(), probs.cpu().numpy()
+    top, items = log_probs.topk(min(top_k, known), dim=-1)
+    return items.cpu().numpy(), top.float().exp().cpu().numpy()
 
 
 def reindex_items(scorer: SASRecModel, from_ids: Sequence[str], to_ids: Sequence[str]) -> SASRecModel:
