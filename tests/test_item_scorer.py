@@ -54,6 +54,32 @@ def test_fused_exact_search_adds_the_scorers_bonus_to_each_items_log_probability
         assert [i for i, _ in fused[row]].index("item17") < [i for i, _ in plain[row]].index("item17")
 
 
+def test_the_scorer_and_the_successor_prior_add_up(tiny_model, item_tokenizer):
+    """Both fused at once: each item gains the prior's bonus and the scorer's, on top of the model's score."""
+    from hf_genrec.transitions import ItemTransitions
+
+    n = item_tokenizer.num_items
+    scorer = fixed_scorer(n, {17: 6.0, 5: 4.0})
+    transitions = ItemTransitions.fit([[3, 9], [3, 9], [3, 17], [5, 12]], n)
+    config = GenRecConfig(transition_weight=2.0, transition_recent_items=1, scorer_weight=1.5, scorer_top_k=2)
+    recommender = GenerativeRecommender(tiny_model, item_tokenizer, config, transitions=transitions, scorer=scorer)
+    plain = recommender.recommend(HISTORIES, k=n - 2, num_beams=n, transition_weight=0, scorer_weight=0)
+    fused = recommender.recommend(HISTORIES, k=n - 2, num_beams=n)
+    rows = [item_tokenizer.index_of(h).tolist() for h in HISTORIES]
+    items, probs = scorer_priors(scorer, rows, top_k=2)
+    for row, history in enumerate(rows):
+        scored = {item_tokenizer.item_ids[i]: p for i, p in zip(items[row], probs[row].tolist())}
+        successors = dict(zip(*transitions.probabilities(history[-1])))
+        followed = {item_tokenizer.item_ids[int(i)]: float(p) for i, p in successors.items()}
+        base = dict(plain[row])
+        for item, score in fused[row]:
+            if item in base:
+                bonus = 2.0 * math.log1p(followed.get(item, 0.0) / 0.01)
+                bonus += 1.5 * math.log1p(scored.get(item, 0.0) / 0.01)
+                assert score == pytest.approx(base[item] + bonus, abs=1e-4)
+    assert fused[0][0][0] in {"item9", "item17"}  # history 0 ends in item 3: followed by 9, and 17 is the scorer's
+
+
 def test_scorer_priors_leave_out_the_history_and_unknown_rows():
     scorer = fixed_scorer(10, {3: 5.0, 4: 4.0})
     items, probs = scorer_priors(scorer, [[3], [1, 2], [12]], top_k=2, exclude_history=True)
