@@ -18,13 +18,14 @@ from .examples import tokenize_examples, tokenize_sequences
 from .exclude_items import ExcludeItemsLogitsProcessor
 from .features import AttributeEncoder, attribute_features, build_item_features, text_features
 from .hub import push_folder, resolve_bundle
-from .item_scorer import reindex_items, scorer_priors
+from .hybrid import ScorerArguments
+from .item_scorer import reindex_items, scorer_fusion, scorer_priors
 from .metrics import make_compute_metrics, ndcg_at_k, ranking_metrics, recall_at_k
 from .model_card import GenRecCardData, build_model_card
 from .modeling import TIGER_T5_CONFIG, build_t5_model
 from .pipeline import GenerativeRecommendationPipeline  # registers pipeline("generative-recommendation")
 from .recommender import GenerativeRecommender
-from .sasrec import SASRecConfig, SASRecModel
+from .sasrec import SASRecConfig, SASRecModel, train_sasrec
 from .semantic_ids import (
     RQVAE,
     AtomicIDs,
@@ -68,7 +69,10 @@ __all__ = [
     "ItemTransitions",
     "TransitionFusionLogitsProcessor",
     "reindex_items",
+    "scorer_fusion",
     "scorer_priors",
+    "ScorerArguments",
+    "train_sasrec",
     "build_trie_index",
     "load_quantizer",
     "shared_beam_search",

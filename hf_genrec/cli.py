@@ -83,23 +83,33 @@ def _silence() -> None:
 
 def _train(argv: Sequence[str]) -> int:
     from .experiment import DataArguments, ItemIDArguments, ModelArguments, format_results_table, run_experiment
+    from .hybrid import ScorerArguments
     from .trainer import GenRecTrainingArguments
 
     parser = HfArgumentParser(
-        (DataArguments, ItemIDArguments, ModelArguments, GenRecTrainingArguments, TrainOutputArguments),
+        (
+            DataArguments,
+            ItemIDArguments,
+            ModelArguments,
+            GenRecTrainingArguments,
+            ScorerArguments,
+            TrainOutputArguments,
+        ),
         prog="hf-genrec train",
         description="Train and evaluate a generative recommender (TIGER recipe).",
     )
     argv, _ = _parse_with_config(parser, argv)
     # The trailing namespace holds `--config`, already consumed above.
-    data_args, id_args, model_args, training_args, out_args, *_ = parser.parse_args_into_dataclasses(
+    data_args, id_args, model_args, training_args, scorer_args, out_args, *_ = parser.parse_args_into_dataclasses(
         args=argv, look_for_args_file=False
     )
     if out_args.quiet:
         _silence()
     resume = training_args.resume_from_checkpoint  # a checkpoint folder, or "last" for the output dir's newest
     resume = True if resume in ("last", "true", "True") else resume
-    results = run_experiment(data_args, id_args, model_args, training_args, resume_from_checkpoint=resume)
+    results = run_experiment(
+        data_args, id_args, model_args, training_args, resume_from_checkpoint=resume, scorer_args=scorer_args
+    )
     if training_args.process_index != 0:  # under `accelerate launch`, one table is enough
         return 0
     print()

@@ -16,8 +16,6 @@ and test items must not shape the IDs.
 from __future__ import annotations
 
 import logging
-import tempfile
-import time
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -176,11 +174,7 @@ def sasrec_features(
         Unit-length rows. Items absent from ``sequences`` get a zero row (their embeddings never trained), and their
         number is logged.
     """
-    import datasets
-    from transformers import Trainer, TrainingArguments
-
-    from .progress import are_progress_bars_disabled
-    from .sasrec import SASRecConfig, SASRecModel, sasrec_training_rows
+    from .sasrec import SASRecConfig, train_sasrec
 
     item_ids = list(item_ids)
     if dim < 1 or epochs < 1 or max_length < 1:
@@ -194,27 +188,9 @@ def sasrec_features(
     config = SASRecConfig(
         num_items=len(item_ids), max_positions=max_length, hidden_size=dim, num_layers=2, num_heads=1, dropout=dropout
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = SASRecModel(config)
-    rows = {key: value.tolist() for key, value in sasrec_training_rows(encoded, max_length).items()}
-    with tempfile.TemporaryDirectory() as scratch:  # nothing is saved: save_strategy="no"
-        args = TrainingArguments(
-            output_dir=scratch,
-            num_train_epochs=epochs,
-            per_device_train_batch_size=batch_size,
-            learning_rate=learning_rate,
-            weight_decay=0.0,
-            lr_scheduler_type="constant",
-            save_strategy="no",
-            logging_strategy="no",
-            report_to="none",
-            seed=seed,
-            use_cpu=not torch.cuda.is_available(),
-            disable_tqdm=are_progress_bars_disabled(),
-        )
-        start = time.perf_counter()
-        Trainer(model=model, args=args, train_dataset=datasets.Dataset.from_dict(rows)).train()
+    model, info = train_sasrec(
+        encoded, config, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed
+    )
     seen = np.zeros(len(item_ids), dtype=bool)
     seen[[row for rows in encoded for row in rows]] = True
     vectors = model.item_embeddings.weight[1:].detach().float().cpu().numpy()
@@ -226,7 +202,7 @@ def sasrec_features(
         len(item_ids),
         dim,
         epochs,
-        (time.perf_counter() - start) / 60,
+        info["train_minutes"],
         int((~seen).sum()),
     )
     return vectors.astype(np.float32)

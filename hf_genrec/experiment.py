@@ -18,6 +18,7 @@ from .configuration import GenRecConfig
 from .data import leave_one_out, load_interactions
 from .examples import tokenize_examples, tokenize_sequences
 from .features import DEFAULT_TEXT_MODEL, METHODS, build_item_features
+from .hybrid import ScorerArguments, fit_scorer, scorer_minutes, scorer_ranking
 from .metrics import make_compute_metrics, ranking_metrics, recall_curve
 from .modeling import build_t5_model
 from .saving import atomic_write_text, check_checkpoint, last_complete_checkpoint
@@ -34,7 +35,7 @@ from .semantic_ids import (
 )
 from .tokenization import ItemTokenizer, minimal_t5_tokenizer
 from .trainer import GenRecTrainer, GenRecTrainingArguments
-from .transitions import ItemTransitions, best_fusion_weight
+from .transitions import ItemTransitions
 
 logger = logging.getLogger(__name__)
 
@@ -277,6 +278,9 @@ def build_model_and_config(
         transition_smoothing=training_args.transition_smoothing,
         transition_recent_items=training_args.transition_recent_items,
         transition_normalize=training_args.transition_weight_in_loss > 0,
+        scorer_weight=training_args.scorer_weight,
+        scorer_top_k=training_args.scorer_top_k,
+        scorer_smoothing=training_args.scorer_smoothing,
     )
     return model, genrec_config
 
@@ -301,8 +305,12 @@ def run_experiment(
     model_args: ModelArguments,
     training_args: GenRecTrainingArguments,
     resume_from_checkpoint: str | bool | None = None,
+    scorer_args: ScorerArguments | None = None,
 ) -> dict:
     """Train and evaluate a generative recommender; write the checkpoint and ``results.json`` to the output dir.
+
+    With ``scorer_args.scorer`` a dense scorer (SASRec) is trained first on the same training sequences and fused
+    into the ranking (`hf_genrec.hybrid`); its minutes come off ``max_train_minutes``.
 
     ``resume_from_checkpoint`` (a checkpoint folder, or `True` for the last one in the output dir) continues a
     stopped run: the item IDs and tokenizer are read back from the checkpoint (not fitted again), and the training
@@ -363,6 +371,21 @@ def run_experiment(
         item_tokenizer = ItemTokenizer(
             base_tokenizer or minimal_t5_tokenizer(), semantic_ids, history_eos=not model_args.causal_encoder
         )
+    scorer_args = scorer_args or ScorerArguments()
+    train_rows = [item_tokenizer.index_of(s).tolist() for s in train_sequences]
+    start = time.perf_counter()
+    scorer = fit_scorer(scorer_args, train_rows, item_tokenizer.num_items, training_args.seed, checkpoint or None)
+    if scorer is not None:
+        timings["scorer_s"] = time.perf_counter() - start
+        spent = scorer_minutes(scorer)
+        if training_args.max_train_minutes is not None:
+            if spent >= training_args.max_train_minutes:
+                raise ValueError(
+                    f"The scorer trained for {spent:.1f} of the max_train_minutes={training_args.max_train_minutes} "
+                    "budget, leaving none for the generative model: lower scorer_max_minutes."
+                )
+            # the budget is the whole run's: the generative model gets what the scorer left
+            training_args.max_train_minutes -= spent
     examples = {
         name: tokenize_examples(split, item_tokenizer, data_args.max_history)
         for name, split in splits.items()
@@ -382,7 +405,7 @@ def run_experiment(
     model, genrec_config = build_model_and_config(item_tokenizer, data_args, id_args, model_args, training_args)
     # successor counts of the training part only, saved in every bundle (ranking fuses them with transition_weight)
     transitions = ItemTransitions.fit(
-        [item_tokenizer.index_of(s).tolist() for s in train_sequences],
+        train_rows,
         item_tokenizer.num_items,
         window=training_args.transition_window,
         shrinkage=training_args.transition_shrinkage,
@@ -398,13 +421,21 @@ def run_experiment(
         genrec_config=genrec_config,
         quantizer=quantizer,
         transitions=transitions,
+        scorer=scorer,
     )
     start = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=checkpoint or None)
     timings["train_s"] = time.perf_counter() - start
 
-    fusion_grid = pick_transition_weight(trainer, validation) if training_args.transition_weights else None
+    fusion_grid = (
+        pick_fusion_weights(trainer, validation)
+        if training_args.transition_weights or training_args.scorer_weights
+        else None
+    )
     genrec_config.transition_weight = training_args.transition_weight
+    genrec_config.scorer_weight = training_args.scorer_weight
+    genrec_config.scorer_top_k = training_args.scorer_top_k
+    genrec_config.scorer_smoothing = training_args.scorer_smoothing
 
     test = examples["test"]
     if data_args.max_test_users and data_args.max_test_users < len(test):
@@ -432,6 +463,11 @@ def run_experiment(
         exclude=seen,
     )
     prior_metrics = ranking_metrics(prior_ranking, test_targets, ks)
+    baselines = {"most_popular": popular_metrics, "successor_prior": prior_metrics}
+    if scorer is not None:  # the hybrid's scorer alone, reading the same histories
+        baselines["scorer"] = ranking_metrics(
+            scorer_ranking(scorer, test_histories, max(ks), training_args.exclude_history), test_targets, ks
+        )
 
     metric_names = [f"{m}@{k}" for m in ("recall", "ndcg") for k in ks] + [f"mrr@{max(ks)}", "invalid_rate"]
     results = {
@@ -459,6 +495,13 @@ def run_experiment(
                 )
                 if training_args.transition_weight
                 else ""
+            )
+            + (
+                f", with a SASRec trained on the same sequences fused in (scorer_weight {training_args.scorer_weight}, "
+                f"scorer_top_k {training_args.scorer_top_k}, scorer_smoothing {training_args.scorer_smoothing}; trained for "
+                f"{scorer_minutes(scorer):.1f} min before the model, reading the same history window)"
+                if scorer is not None and training_args.scorer_weight
+                else ""
             ),
             test_users=(
                 f"all {len(test_targets)} test users"
@@ -469,12 +512,14 @@ def run_experiment(
         ),
         "test": {name: test_metrics[f"test_{name}"] for name in metric_names},
         "baselines": {
-            "most_popular": {name: popular_metrics[name] for name in metric_names},
-            "successor_prior": {name: prior_metrics[name] for name in metric_names},
+            baseline: {name: metrics[name] for name in metric_names} for baseline, metrics in baselines.items()
         },
         "transition_weight": training_args.transition_weight,
         "transition_weight_in_loss": training_args.transition_weight_in_loss,
-        "transition_weight_validation": fusion_grid,
+        **fusion_records(fusion_grid, training_args),
+        "scorer": None
+        if scorer is None
+        else {"config": scorer.config.to_diff_dict(), "training": scorer.config.training_summary},
         "train_seconds": timings["train_s"],
         "train_minutes": trainer.clock.elapsed_seconds() / 60,  # the whole run's, across resumes
         "validation_curve": [
@@ -557,31 +602,58 @@ def check_content_map_possible(id_args: ItemIDArguments, items) -> None:
     content_map_method(items)
 
 
-def pick_transition_weight(trainer: GenRecTrainer, validation) -> dict[str, dict[str, float]]:
-    """Rank ``validation`` with each of ``trainer.args.transition_weights`` and set ``transition_weight`` to the
-    best by ``metric_for_best_model``; returns every weight's validation metrics."""
+def pick_fusion_weights(trainer: GenRecTrainer, validation) -> dict[tuple[float, float], dict[str, float]]:
+    """Rank ``validation`` with every pair of ``trainer.args.transition_weights`` (else ``[transition_weight]``) and
+    ``scorer_weights`` (else ``[scorer_weight]``), and set both weights to the pair that is best by
+    ``metric_for_best_model`` (ties go to the smaller weights, which lean less on what is fused). Returns every
+    pair's validation metrics (``fusion_*`` keys without the prefix)."""
     args = trainer.args
     metric = args.metric_for_best_model or "ndcg@10"
     metric = metric if metric.startswith("fusion_") else f"fusion_{metric}"
+    transition_weights = sorted(set(args.transition_weights or [args.transition_weight]))
+    scorer_weights = sorted(set(args.scorer_weights or [args.scorer_weight]))
     grid = {}
-    for weight in sorted(set(args.transition_weights)):
-        args.transition_weight = weight
-        grid[str(weight)] = trainer.evaluate(validation, metric_key_prefix="fusion")
-    best = best_fusion_weight(grid, metric)
-    args.transition_weight = float(best)
-    logger.info("transition_weight %s: validation %s %.4f", best, metric, grid[best][metric])
-    if len(grid) > 1 and float(best) > 0 and float(best) == max(args.transition_weights):
-        # a best weight at the edge of the grid says a larger one may rank better still
-        logger.warning(
-            "transition_weight %s, the largest of transition_weights %s, ranked validation best (%s %.4f): a "
-            "larger weight may do better. Add one (e.g. %s) to transition_weights and rank again.",
-            best,
-            sorted(set(args.transition_weights)),
-            metric,
-            grid[best][metric],
-            2 * float(best),
-        )
-    return {w: {k[len("fusion_") :]: v for k, v in m.items() if "@" in k} for w, m in grid.items()}
+    for transition_weight in transition_weights:
+        for scorer_weight in scorer_weights:
+            args.transition_weight, args.scorer_weight = transition_weight, scorer_weight
+            grid[transition_weight, scorer_weight] = trainer.evaluate(validation, metric_key_prefix="fusion")
+    best = max(grid, key=lambda pair: (grid[pair][metric], -pair[0], -pair[1]))
+    args.transition_weight, args.scorer_weight = best
+    logger.info("transition_weight %s, scorer_weight %s: validation %s %.4f", *best, metric, grid[best][metric])
+    for name, weights, value in (
+        ("transition_weight", transition_weights, best[0]),
+        ("scorer_weight", scorer_weights, best[1]),
+    ):
+        if len(weights) > 1 and value > 0 and value == max(weights):
+            # a best weight at the edge of the grid says a larger one may rank better still
+            logger.warning(
+                "%s %s, the largest of %ss %s, ranked validation best (%s %.4f): a larger weight may do better. Add "
+                "one (e.g. %s) to %ss and rank again.",
+                name,
+                value,
+                name,
+                weights,
+                metric,
+                grid[best][metric],
+                2 * value,
+                name,
+            )
+    return {pair: {k[len("fusion_") :]: v for k, v in m.items() if "@" in k} for pair, m in grid.items()}
+
+
+def fusion_records(grid: dict | None, args: GenRecTrainingArguments) -> dict:
+    """``results.json``'s fusion entries: ``transition_weight_validation`` (weight → validation metrics, at the
+    picked scorer weight) and, with a scorer, ``scorer_weight`` and ``fusion_validation`` ("transition/scorer" →
+    metrics)."""
+    records: dict = {
+        "transition_weight_validation": None
+        if grid is None
+        else {str(t): m for (t, s), m in grid.items() if s == args.scorer_weight}
+    }
+    if args.scorer_weight or args.scorer_weights:
+        records["scorer_weight"] = args.scorer_weight
+        records["fusion_validation"] = None if grid is None else {f"{t}/{s}": m for (t, s), m in grid.items()}
+    return records
 
 
 def format_results_table(results: dict) -> str:

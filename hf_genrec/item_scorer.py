@@ -26,6 +26,8 @@ import numpy as np
 import torch
 
 from .sasrec import SASRecModel, left_pad
+from .transitions import TransitionFusionLogitsProcessor
+from .trie_logits import TrieIndex
 
 SCORER_DIR = "scorer"
 
@@ -54,6 +56,45 @@ def scorer_priors(
     log_probs = scorer.item_log_probs(tokens, exclude_history=exclude_history)[:, 1:]  # column 0 is padding
     top, items = log_probs.topk(min(top_k, known), dim=-1)
     return items.cpu().numpy(), top.float().exp().cpu().numpy()
+
+
+def scorer_fusion(
+    scorer: SASRecModel,
+    histories: Sequence[Sequence[int]],
+    trie_index: TrieIndex,
+    spellings: torch.Tensor,
+    paths: torch.Tensor,
+    weight: float,
+    top_k: int = 200,
+    smoothing: float = 0.01,
+    exclude_history: bool = False,
+) -> TransitionFusionLogitsProcessor:
+    """The processor that fuses ``scorer``'s ``top_k`` candidates of each history into a constrained beam search
+    (``weight * log(1 + P / smoothing)`` per item), over the catalogue whose trie, spellings and trie paths are
+    given: one builder for `GenerativeRecommender` and `GenRecTrainer`, so ranking and validation fuse alike."""
+    return TransitionFusionLogitsProcessor(
+        trie_index,
+        spellings,
+        scorer_priors(scorer, histories, top_k, exclude_history=exclude_history),
+        weight=weight,
+        smoothing=smoothing,
+        paths=paths,
+    )
+
+
+def check_scorer_items(scorer: SASRecModel, num_items: int, new_items: int = 0) -> None:
+    """Raise unless ``scorer`` is a `SASRecModel` numbering the catalogue's ``num_items`` items (or all but its
+    ``new_items`` added ones, which it cannot score)."""
+    if not isinstance(scorer, SASRecModel):
+        raise TypeError(f"scorer must be a SASRecModel (hf_genrec.sasrec), got {type(scorer).__name__}.")
+    sizes = {num_items, num_items - new_items}
+    if scorer.config.num_items not in sizes:
+        raise ValueError(
+            f"The scorer scores {scorer.config.num_items} items but the catalogue has {num_items}"
+            + (f" ({num_items - new_items} without the items added since training)" if new_items else "")
+            + ": it must number items as the recommender's item map does. Train it on the item map's rows "
+            "(`recommender.item_ids`), or convert it with hf_genrec.item_scorer.reindex_items."
+        )
 
 
 def reindex_items(scorer: SASRecModel, from_ids: Sequence[str], to_ids: Sequence[str]) -> SASRecModel:

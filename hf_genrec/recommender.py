@@ -28,7 +28,7 @@ from .data.collator import GenRecCollator
 from .decoding import build_trie_index, generate_items, item_spellings
 from .features import DEFAULT_TEXT_MODEL
 from .hub import check_bundle, push_folder, resolve_bundle
-from .item_scorer import SCORER_DIR, reindex_items, scorer_priors
+from .item_scorer import SCORER_DIR, check_scorer_items, reindex_items, scorer_fusion
 from .model_card import GenRecCardData, build_model_card
 from .sasrec import SASRecModel
 from .saving import staged_directory
@@ -106,17 +106,7 @@ class GenerativeRecommender:
     @scorer.setter
     def scorer(self, scorer: SASRecModel | None) -> None:
         if scorer is not None:
-            if not isinstance(scorer, SASRecModel):
-                raise TypeError(f"scorer must be a SASRecModel (hf_genrec.sasrec), got {type(scorer).__name__}.")
-            n_items = self.item_tokenizer.num_items
-            trained = n_items - len(self.catalog.new_items)
-            if scorer.config.num_items not in (n_items, trained):
-                raise ValueError(
-                    f"The scorer scores {scorer.config.num_items} items but the catalogue has {n_items}"
-                    + (f" ({trained} without the items added since training)" if trained != n_items else "")
-                    + ": it must number items as the recommender's item map does. Train it on "
-                    "`recommender.item_ids` (or convert it with hf_genrec.item_scorer.reindex_items)."
-                )
+            check_scorer_items(scorer, self.item_tokenizer.num_items, len(self.catalog.new_items))
             scorer.eval()
         self._scorer = scorer
 
@@ -670,13 +660,16 @@ class GenerativeRecommender:
         if scorer_weight:
             # a model trained with the prior in its loss renormalises each step after the prior, not after this
             processors.append(
-                TransitionFusionLogitsProcessor(
+                scorer_fusion(
+                    self.scorer,
+                    history_rows,
                     self.trie_index,
                     self.spellings,
-                    scorer_priors(self.scorer, history_rows, self.config.scorer_top_k, exclude_history=exclude),
-                    weight=scorer_weight,
-                    smoothing=self.config.scorer_smoothing,
-                    paths=self.item_paths,
+                    self.item_paths,
+                    scorer_weight,
+                    self.config.scorer_top_k,
+                    self.config.scorer_smoothing,
+                    exclude_history=exclude,
                 )
             )
         return LogitsProcessorList(processors) if processors else None

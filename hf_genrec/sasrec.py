@@ -9,7 +9,9 @@ catalogue at every position, which studies found much stronger than the original
 
 from __future__ import annotations
 
+import logging
 import math
+import tempfile
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,6 +23,8 @@ from transformers.modeling_outputs import MaskedLMOutput
 
 from .dropout import use_bits_dropout
 
+logger = logging.getLogger(__name__)
+
 
 class SASRecConfig(PretrainedConfig):
     """Size of a SASRec model.
@@ -29,6 +33,8 @@ class SASRecConfig(PretrainedConfig):
         num_items: catalogue size; item ``i`` (0-based row of the item table) is token ``i + 1``, 0 is padding.
         max_positions: positions the model reads (the most recent items of a history).
         hidden_size, num_layers, num_heads, dropout: as in the paper (Beauty: 50, 2, 1, 0.5).
+        training_summary (`dict`, *optional*): how the weights were trained (``epochs``, ``steps``,
+            ``train_minutes``; `train_sasrec` fills it), so a saved scorer says what its training cost.
     """
 
     model_type = "hf_genrec_sasrec"
@@ -42,6 +48,7 @@ class SASRecConfig(PretrainedConfig):
         num_heads: int = 1,
         dropout: float = 0.2,
         initializer_range: float = 0.02,
+        training_summary: dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -52,6 +59,7 @@ class SASRecConfig(PretrainedConfig):
         self.num_heads = int(num_heads)
         self.dropout = float(dropout)
         self.initializer_range = float(initializer_range)
+        self.training_summary = dict(training_summary) if training_summary else None
 
 
 class SASRecBlock(nn.Module):
@@ -217,3 +225,87 @@ def left_pad(histories: Sequence[Sequence[int]], max_length: int) -> torch.Tenso
         if len(tokens):
             out[row, -len(tokens) :] = tokens
     return out
+
+
+def train_sasrec(
+    sequences: Sequence[Sequence[int]],
+    config: SASRecConfig,
+    epochs: int = 50,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    max_minutes: float | None = None,
+    seed: int = 0,
+) -> tuple[SASRecModel, dict[str, float]]:
+    """Train a `SASRecModel` on item sequences with the stock `Trainer` (full-softmax cross-entropy at every
+    position, AdamW at a constant learning rate, no weight decay: the harness's SASRec baseline).
+
+    Args:
+        sequences (`Sequence[Sequence[int]]`): each user's 0-based item rows in time order, **only the part a model
+            may train on** (no validation or test items); each trains on its ``config.max_positions + 1`` most
+            recent items.
+        config (`SASRecConfig`): the model's size; ``num_items`` must cover every row of ``sequences``.
+        epochs (`int`): passes over the sequences (an upper bound when ``max_minutes`` is set).
+        batch_size, learning_rate: of the optimiser.
+        max_minutes (`float`, *optional*): stop after this many minutes of training.
+        seed (`int`): seeds the initialisation, dropout and batch order.
+
+    Returns:
+        The trained model (in eval mode) and ``{"epochs", "steps", "train_minutes"}``.
+    """
+    import datasets
+    from transformers import Trainer, TrainingArguments
+
+    from .callbacks import TimeBudgetCallback
+    from .progress import are_progress_bars_disabled
+
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}.")
+    if max_minutes is not None and not max_minutes > 0:
+        raise ValueError(f"max_minutes must be positive (or None for no time limit), got {max_minutes}.")
+    rows = [np.asarray(sequence, dtype=np.int64) for sequence in sequences]
+    bad = next((n for n, r in enumerate(rows) if len(r) and (r.min() < 0 or r.max() >= config.num_items)), None)
+    if bad is not None:
+        raise ValueError(
+            f"Sequence {bad} holds item rows outside 0..{config.num_items - 1} (config.num_items = "
+            f"{config.num_items}): number items as the item table's rows and size the config to the catalogue."
+        )
+    if not any(len(r) >= 2 for r in rows):
+        raise ValueError("No sequence has two items, so SASRec has no next item to learn from.")
+    with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's generator
+        torch.manual_seed(seed)
+        model = SASRecModel(config)
+    train = datasets.Dataset.from_dict(
+        {key: value.tolist() for key, value in sasrec_training_rows(rows, config.max_positions).items()}
+    )
+    clock = TimeBudgetCallback(max_minutes)
+    with tempfile.TemporaryDirectory() as scratch:  # nothing is saved: save_strategy="no"
+        args = TrainingArguments(
+            output_dir=scratch,
+            num_train_epochs=epochs,
+            per_device_train_batch_size=batch_size,
+            learning_rate=learning_rate,
+            weight_decay=0.0,
+            lr_scheduler_type="constant",
+            save_strategy="no",
+            logging_strategy="no",
+            report_to="none",
+            seed=seed,
+            use_cpu=not torch.cuda.is_available(),
+            disable_tqdm=are_progress_bars_disabled(),
+        )
+        trainer = Trainer(model=model, args=args, train_dataset=train, callbacks=[clock])
+        output = trainer.train()
+    info = {
+        "epochs": float(output.metrics.get("epoch", epochs)),
+        "steps": int(output.global_step),
+        "train_minutes": clock.elapsed_seconds() / 60,
+    }
+    logger.info(
+        "SASRec: %.1f epochs (%d steps) in %.1f min%s.",
+        info["epochs"],
+        info["steps"],
+        info["train_minutes"],
+        " (time budget reached)" if clock.stopped_early else "",
+    )
+    model.config.training_summary = info
+    return model.eval(), info

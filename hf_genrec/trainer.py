@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Sampler, SequentialSampler
-from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
+from transformers import LogitsProcessorList, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
@@ -27,9 +27,11 @@ from .decoding import build_trie_index, generate_items, item_spellings
 from .dropout import use_bits_dropout
 from .exclude_items import history_excluded_tokens
 from .hub import PUSH_IGNORE_PATTERNS
+from .item_scorer import SCORER_DIR, check_scorer_items, scorer_fusion
 from .metrics import make_compute_metrics
 from .model_card import GenRecCardData, ModelCardCallback, build_model_card, non_default_arguments
 from .progress import are_progress_bars_disabled
+from .sasrec import SASRecModel
 from .saving import CheckpointError, check_checkpoint, last_complete_checkpoint, staged_directory
 from .schedules import BUDGET_SCHEDULES, time_budget_schedule
 from .semantic_ids import ItemIDScheme
@@ -153,6 +155,25 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
             "while training. Picks the fusion's weight on each dataset's own validation split."
         },
     )
+    scorer_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Fuse the trainer's dense scorer (a SASRec, hf_genrec.item_scorer) into the ranking's beam search: "
+            "each of its scorer_top_k most likely items gains scorer_weight * log(1 + P / scorer_smoothing). 0 "
+            "turns it off; above 0 it needs a scorer (GenRecTrainer(scorer=...), or scorer: sasrec in run_experiment)."
+        },
+    )
+    scorer_weights: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "After training, rank the validation users with each of these scorer weights (crossed with "
+            "transition_weights, if given) and keep the best pair for the test and the saved bundle."
+        },
+    )
+    scorer_top_k: int = field(default=200, metadata={"help": "Items per history that get the scorer's bonus."})
+    scorer_smoothing: float = field(
+        default=0.01, metadata={"help": "Scorer probability at which the fused bonus is scorer_weight * log 2."}
+    )
     ema_decay: float = field(
         default=0.0,
         metadata={
@@ -186,6 +207,13 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
                 f"transition_weight must be >= 0 and transition_smoothing > 0, got {self.transition_weight} and "
                 f"{self.transition_smoothing}."
             )
+        if self.scorer_weight < 0 or self.scorer_smoothing <= 0 or self.scorer_top_k < 1:
+            raise ValueError(
+                f"scorer_weight must be >= 0, scorer_smoothing > 0 and scorer_top_k >= 1, got {self.scorer_weight}, "
+                f"{self.scorer_smoothing} and {self.scorer_top_k}."
+            )
+        if self.scorer_weights is not None and (not self.scorer_weights or min(self.scorer_weights) < 0):
+            raise ValueError(f"scorer_weights must be a non-empty list of weights >= 0, got {self.scorer_weights}.")
         if self.transition_weights is not None and (not self.transition_weights or min(self.transition_weights) < 0):
             raise ValueError(
                 f"transition_weights must be a non-empty list of weights >= 0, got {self.transition_weights}."
@@ -224,6 +252,8 @@ class GenRecTrainer(Seq2SeqTrainer):
         card_data (`GenRecCardData`, *optional*): model-card facts; test metrics and the log are added as they come.
         transitions (`ItemTransitions`, *optional*): successor counts of the training sequences, fused into the
             ranking with ``args.transition_weight`` and saved in every bundle (``transitions.safetensors``).
+        scorer (`SASRecModel`, *optional*): a dense next-item scorer over the same item rows, fused into the ranking
+            with ``args.scorer_weight`` (the hybrid, `hf_genrec.item_scorer`) and saved in every bundle (``scorer/``).
         Other arguments are those of `Seq2SeqTrainer`. Every saved folder (checkpoints included) is a complete
         bundle with a model card; ``push_to_hub=True`` pushes it, never Trainer's pickled states.
     """
@@ -239,6 +269,7 @@ class GenRecTrainer(Seq2SeqTrainer):
         quantizer: ItemIDScheme | None = None,
         card_data: GenRecCardData | None = None,
         transitions: ItemTransitions | None = None,
+        scorer: SASRecModel | None = None,
         **kwargs: Any,
     ):
         if item_tokenizer is None:
@@ -252,8 +283,16 @@ class GenRecTrainer(Seq2SeqTrainer):
                 "transition_weight > 0 fuses the successor prior into the ranking: pass `transitions=` (an "
                 "ItemTransitions fitted on the training part of the sequences, as run_experiment does)."
             )
+        if (getattr(args, "scorer_weight", 0.0) or getattr(args, "scorer_weights", None)) and scorer is None:
+            raise ValueError(
+                "scorer_weight > 0 fuses a dense scorer into the ranking: pass `scorer=` (a SASRecModel trained on the "
+                "item map's rows, e.g. by hf_genrec.sasrec.train_sasrec), or set scorer_weight=0."
+            )
+        if scorer is not None:
+            check_scorer_items(scorer, item_tokenizer.num_items)
         self.item_tokenizer = item_tokenizer
         self.transitions = transitions
+        self.scorer = scorer
         self.genrec_config = genrec_config or GenRecConfig(num_beams=getattr(args, "num_beams", 20))
         self.quantizer = quantizer
         self.card_data = card_data or GenRecCardData(dataset=self.genrec_config.dataset)
@@ -291,6 +330,8 @@ class GenRecTrainer(Seq2SeqTrainer):
         if getattr(args, "constrained_loss", False) and model is not None:
             # ranking must use the distribution the model was trained on: renormalised over the allowed tokens
             model.generation_config.renormalize_logits = True
+        if scorer is not None:
+            scorer.to(self.args.device).eval()
         #: the training clock (and budget, with ``max_train_minutes``); it survives resuming from a checkpoint
         self.clock = TimeBudgetCallback(getattr(args, "max_train_minutes", None))
         self.add_callback(self.clock)
@@ -537,8 +578,8 @@ class GenRecTrainer(Seq2SeqTrainer):
         loss, _, _ = super().prediction_step(model, inputs, prediction_loss_only=True, ignore_keys=ignore_keys)
         inputs = self._prepare_inputs(inputs)
         k = max(self.args.eval_ks)
-        fused = bool(getattr(self.args, "transition_weight", 0.0))
-        # decoded once for both the exclusion and the prior
+        fused = bool(getattr(self.args, "transition_weight", 0.0) or getattr(self.args, "scorer_weight", 0.0))
+        # decoded once for the exclusion, the prior and the scorer
         histories = self._history_items(inputs["input_ids"]) if self.args.exclude_history or fused else None
         indices, _ = generate_items(
             self.accelerator.unwrap_model(model),
@@ -558,18 +599,39 @@ class GenRecTrainer(Seq2SeqTrainer):
             labels = labels.to(inputs["input_ids"].device)
         return loss, indices.to(inputs["input_ids"].device), labels
 
-    def _fusion(self, histories: list[list[int]]) -> TransitionFusionLogitsProcessor:
-        """The successor prior of each history's last items (item rows), for ``transition_weight``."""
-        return TransitionFusionLogitsProcessor(
-            self.trie_index,
-            self._spellings,
-            self.transitions.batch_prior(histories, self.args.transition_recent_items),
-            weight=self.args.transition_weight,
-            smoothing=self.args.transition_smoothing,
-            paths=self._item_paths,
-            # a model trained on softmax(log p + bonus) is ranked with the same distribution
-            normalize=self.args.transition_weight_in_loss > 0,
-        )
+    def _fusion(self, histories: list[list[int]]) -> LogitsProcessorList:
+        """What ranking fuses into the search for histories given as item rows: the successor prior
+        (``transition_weight``), then the dense scorer's candidates (``scorer_weight``), as
+        `GenerativeRecommender` does."""
+        processors = []
+        if self.args.transition_weight:
+            processors.append(
+                TransitionFusionLogitsProcessor(
+                    self.trie_index,
+                    self._spellings,
+                    self.transitions.batch_prior(histories, self.args.transition_recent_items),
+                    weight=self.args.transition_weight,
+                    smoothing=self.args.transition_smoothing,
+                    paths=self._item_paths,
+                    # a model trained on softmax(log p + bonus) is ranked with the same distribution
+                    normalize=self.args.transition_weight_in_loss > 0,
+                )
+            )
+        if getattr(self.args, "scorer_weight", 0.0):
+            processors.append(
+                scorer_fusion(
+                    self.scorer,
+                    histories,
+                    self.trie_index,
+                    self._spellings,
+                    self._item_paths,
+                    self.args.scorer_weight,
+                    self.args.scorer_top_k,
+                    self.args.scorer_smoothing,
+                    exclude_history=self.args.exclude_history,
+                )
+            )
+        return LogitsProcessorList(processors)
 
     def _history_items(self, input_ids: torch.Tensor) -> list[list[int]]:
         """The item rows of each encoded history in the batch (what ``exclude_history`` keeps out)."""
@@ -598,6 +660,8 @@ class GenRecTrainer(Seq2SeqTrainer):
             self.quantizer.save_pretrained(os.path.join(output_dir, "quantizer"))
         if self.transitions is not None:
             self.transitions.save_pretrained(output_dir)
+        if self.scorer is not None:
+            self.scorer.save_pretrained(os.path.join(output_dir, SCORER_DIR))
         self._write_model_card(output_dir)
 
     def _write_model_card(self, output_dir: str) -> None:

@@ -208,16 +208,26 @@ def test_the_prior_alone_ranks_successors_then_the_fallback():
 
 
 class _GridTrainer:
-    """The two things `pick_transition_weight` uses of a trainer: its arguments and `evaluate`."""
+    """The two things `pick_fusion_weights` uses of a trainer: its arguments and `evaluate`."""
 
-    def __init__(self, weights, ndcg_of_weight):
+    def __init__(self, weights, ndcg_of_weight, scorer_weights=None):
         from types import SimpleNamespace
 
-        self.args = SimpleNamespace(transition_weights=weights, transition_weight=0.0, metric_for_best_model=None)
+        self.args = SimpleNamespace(
+            transition_weights=weights,
+            transition_weight=0.0,
+            scorer_weights=scorer_weights,
+            scorer_weight=0.0,
+            metric_for_best_model=None,
+        )
         self.ndcg_of_weight = ndcg_of_weight
 
     def evaluate(self, dataset, metric_key_prefix):
-        return {f"{metric_key_prefix}_ndcg@10": self.ndcg_of_weight(self.args.transition_weight)}
+        if self.args.scorer_weights is None:
+            return {f"{metric_key_prefix}_ndcg@10": self.ndcg_of_weight(self.args.transition_weight)}
+        return {
+            f"{metric_key_prefix}_ndcg@10": self.ndcg_of_weight(self.args.transition_weight, self.args.scorer_weight)
+        }
 
 
 @pytest.mark.parametrize(
@@ -228,20 +238,47 @@ class _GridTrainer:
         (lambda w: -w, 0.0, False),  # the model alone: nothing to widen
     ],
 )
-def test_pick_transition_weight_keeps_the_best_and_warns_at_the_grid_edge(ndcg_of_weight, best, warns, caplog):
+def test_pick_fusion_weights_keeps_the_best_and_warns_at_the_grid_edge(ndcg_of_weight, best, warns, caplog):
     import logging
 
-    from hf_genrec.experiment import pick_transition_weight
+    from hf_genrec.experiment import fusion_records, pick_fusion_weights
 
     trainer = _GridTrainer([0.0, 1.0, 2.0, 4.0, 8.0], ndcg_of_weight)
     with caplog.at_level(logging.WARNING, logger="hf_genrec.experiment"):
-        grid = pick_transition_weight(trainer, validation=None)
-    assert trainer.args.transition_weight == best
-    assert set(grid) == {"0.0", "1.0", "2.0", "4.0", "8.0"}
-    assert grid[str(best)]["ndcg@10"] == max(m["ndcg@10"] for m in grid.values())
+        grid = pick_fusion_weights(trainer, validation=None)
+    assert trainer.args.transition_weight == best and trainer.args.scorer_weight == 0.0
+    assert set(grid) == {(w, 0.0) for w in (0.0, 1.0, 2.0, 4.0, 8.0)}
+    assert grid[best, 0.0]["ndcg@10"] == max(m["ndcg@10"] for m in grid.values())
     assert ("a larger weight may do better" in caplog.text) is warns
     if warns:
         assert "e.g. 16.0" in caplog.text
+    # without a scorer, results.json keeps its one-dimensional record
+    assert fusion_records(grid, trainer.args) == {
+        "transition_weight_validation": {str(w): grid[w, 0.0] for w, _ in grid}
+    }
+
+
+def test_pick_fusion_weights_searches_both_weights_when_a_scorer_grid_is_given(caplog):
+    import logging
+
+    from hf_genrec.experiment import fusion_records, pick_fusion_weights
+
+    # best at the scorer's largest weight, 4, where prior weights 1 and 2 tie: the smaller is taken
+    def ndcg(prior, scorer):
+        return 1 - (prior - 2) ** 2 / 10 + scorer / 100 + (prior == 1) * 0.1
+
+    trainer = _GridTrainer([0.0, 1.0, 2.0], ndcg, scorer_weights=[0.0, 1.0, 4.0])
+    with caplog.at_level(logging.WARNING, logger="hf_genrec.experiment"):
+        grid = pick_fusion_weights(trainer, validation=None)
+    assert len(grid) == 9
+    assert (trainer.args.transition_weight, trainer.args.scorer_weight) == (1.0, 4.0)
+    assert "scorer_weight 4.0, the largest of scorer_weights" in caplog.text
+    assert "transition_weight" not in caplog.text  # the prior's best is inside its grid
+    records = fusion_records(grid, trainer.args)
+    assert records["scorer_weight"] == 4.0 and set(records["fusion_validation"]) == {
+        f"{t}/{s}" for t in (0.0, 1.0, 2.0) for s in (0.0, 1.0, 4.0)
+    }
+    assert records["transition_weight_validation"] == {str(t): grid[t, 4.0] for t in (0.0, 1.0, 2.0)}
 
 
 def test_best_fusion_weight_takes_the_best_metric_and_the_smaller_weight_on_ties():

@@ -1,0 +1,125 @@
+"""The hybrid recipe in `run_experiment`: a SASRec trained first, then fused into the generative model's ranking.
+
+`hf_genrec.item_scorer` fuses a dense next-item scorer into the constrained beam search; this module trains that
+scorer as part of a run (``scorer: sasrec`` in a recipe, ``--scorer sasrec`` on the command line), on the same
+training part of the sequences as the IDs, the successor prior and the model, so nothing of the validation or test
+items leaks into it. Its training minutes come off ``max_train_minutes``: a budget is the whole run's. A resumed
+run reads the scorer back from the checkpoint (its ``scorer/`` folder) instead of training it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .item_scorer import SCORER_DIR
+from .sasrec import SASRecConfig, SASRecModel, left_pad, train_sasrec
+
+logger = logging.getLogger(__name__)
+
+SCORERS = ("sasrec",)
+
+
+@dataclass
+class ScorerArguments:
+    """The dense scorer a run trains before the generative model (none by default)."""
+
+    scorer: str | None = field(
+        default=None,
+        metadata={
+            "help": "sasrec: train a SASRec on the training sequences first and fuse it into the ranking with "
+            "scorer_weight / scorer_weights (the hybrid, hf_genrec.item_scorer). Its minutes count in "
+            "max_train_minutes.",
+            "choices": list(SCORERS),
+        },
+    )
+    scorer_max_minutes: float | None = field(
+        default=None, metadata={"help": "Stop the scorer's training after this many minutes."}
+    )
+    scorer_epochs: int = field(
+        default=200, metadata={"help": "The scorer's training epochs (an upper bound with scorer_max_minutes)."}
+    )
+    scorer_max_history: int = field(default=50, metadata={"help": "Items per training window of the scorer."})
+    scorer_hidden_size: int = field(default=64, metadata={"help": "The scorer's embedding size (2 blocks, 1 head)."})
+    scorer_dropout: float = field(default=0.5, metadata={"help": "The scorer's dropout."})
+    scorer_learning_rate: float = field(default=1e-3, metadata={"help": "The scorer's (constant) learning rate."})
+    scorer_batch_size: int = field(default=128, metadata={"help": "Users per batch of the scorer."})
+
+    def __post_init__(self):
+        if self.scorer is not None and self.scorer not in SCORERS:
+            raise ValueError(f"scorer must be one of {SCORERS} (or None for no scorer), got {self.scorer!r}.")
+        if self.scorer_max_minutes is not None and not self.scorer_max_minutes > 0:
+            raise ValueError(f"scorer_max_minutes must be positive, got {self.scorer_max_minutes}.")
+        if min(self.scorer_epochs, self.scorer_max_history, self.scorer_hidden_size, self.scorer_batch_size) < 1:
+            raise ValueError(
+                "scorer_epochs, scorer_max_history, scorer_hidden_size and scorer_batch_size must be at least 1."
+            )
+
+
+def fit_scorer(
+    scorer_args: ScorerArguments,
+    sequences: list[list[int]],
+    num_items: int,
+    seed: int = 42,
+    checkpoint: str | Path | None = None,
+) -> SASRecModel | None:
+    """The run's scorer: trained on ``sequences`` (item rows, training part only), or read back from
+    ``checkpoint``'s ``scorer/`` folder when resuming. `None` when ``scorer_args.scorer`` is `None`; a checkpoint
+    and arguments that disagree about having a scorer are an error (the budget and ranking would change silently)."""
+    folder = Path(checkpoint) / SCORER_DIR if checkpoint else None
+    if scorer_args.scorer is None:
+        if folder is not None and folder.is_dir():
+            raise ValueError(
+                f"{checkpoint} was trained with a scorer ({folder}); resume it with the same settings (scorer: "
+                "sasrec), or start a new run without one."
+            )
+        return None
+    if folder is not None:
+        if not folder.is_dir():
+            raise ValueError(
+                f"{checkpoint} holds no scorer/ folder: that run was trained without a scorer. Resume it without "
+                "`scorer`, or start a new run with one."
+            )
+        scorer = SASRecModel.from_pretrained(folder)
+        logger.info("Scorer read back from %s (%s)", folder, scorer.config.training_summary)
+        return scorer.eval()
+    config = SASRecConfig(
+        num_items=num_items,
+        max_positions=scorer_args.scorer_max_history,
+        hidden_size=scorer_args.scorer_hidden_size,
+        num_layers=2,
+        num_heads=1,
+        dropout=scorer_args.scorer_dropout,
+    )
+    scorer, _ = train_sasrec(
+        sequences,
+        config,
+        epochs=scorer_args.scorer_epochs,
+        batch_size=scorer_args.scorer_batch_size,
+        learning_rate=scorer_args.scorer_learning_rate,
+        max_minutes=scorer_args.scorer_max_minutes,
+        seed=seed,
+    )
+    return scorer
+
+
+def scorer_minutes(scorer: SASRecModel | None) -> float:
+    """Minutes the scorer's training took (0 without a scorer, or for one trained outside `train_sasrec`)."""
+    summary = scorer.config.training_summary if scorer is not None else None
+    return float((summary or {}).get("train_minutes", 0.0))
+
+
+@torch.no_grad()
+def scorer_ranking(
+    scorer: SASRecModel, histories: list[list[int]], k: int, exclude_history: bool, batch_size: int = 1024
+) -> np.ndarray:
+    """``[n, k]`` the scorer's own top ``k`` item rows for each history: the hybrid's scorer alone, as a baseline."""
+    ranked = []
+    for start in range(0, len(histories), batch_size):
+        tokens = left_pad(histories[start : start + batch_size], scorer.config.max_positions).to(scorer.device)
+        ranked.append(scorer.recommend(tokens, k, exclude_history=exclude_history)[0].cpu().numpy())
+    return np.concatenate(ranked) if ranked else np.zeros((0, k), dtype=np.int64)
