@@ -29,24 +29,32 @@ Run `hf-genrec <command> --help` for the options of a command."""
 def _parse_with_config(
     parser: HfArgumentParser, argv: Sequence[str], default_output: str = "outputs/{dataset}"
 ) -> tuple[list[str], dict]:
-    """Apply ``--config file.yaml`` as defaults (flags override it); returns the remaining argv and the defaults."""
-    parser.add_argument("--config", default=None, help="A YAML file of any of these options; flags override it.")
+    """Apply ``--config file.yaml`` as defaults (flags override it; a later ``--config`` overrides an earlier one,
+    so a recipe can take an overlay such as ``configs/hybrid.yaml``); returns the remaining argv and the defaults."""
+    parser.add_argument(
+        "--config",
+        default=None,
+        action="append",
+        help="A YAML file of any of these options; flags override it. Repeat it to layer files, later ones winning.",
+    )
     argv = list(argv)
     defaults: dict = {}
-    if "--config" in argv:
+    known = {action.dest for action in parser._actions}
+    while "--config" in argv:
         i = argv.index("--config")
-        if i + 1 >= len(argv):
+        if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
             parser.error("--config needs a path to a YAML file.")
         config_path = argv[i + 1]
         del argv[i : i + 2]
         with open(config_path) as f:
-            defaults = yaml.safe_load(f) or {}
-        if not isinstance(defaults, dict):
+            layer = yaml.safe_load(f) or {}
+        if not isinstance(layer, dict):
             parser.error(f"{config_path} must hold a mapping of option names to values.")
-        known = {action.dest for action in parser._actions}
-        unknown = sorted(set(defaults) - known)
+        unknown = sorted(set(layer) - known)
         if unknown:
             parser.error(f"{config_path} has unknown options: {', '.join(unknown)}.")
+        defaults.update(layer)
+    if defaults:
         parser.set_defaults(**defaults)
     if "--output_dir" not in argv and "--output-dir" not in argv and "output_dir" not in defaults:
         dataset = _option(argv, "dataset") or defaults.get("dataset") or "ml-100k"
@@ -81,8 +89,9 @@ def _silence() -> None:
     transformers.logging.set_verbosity_warning()
 
 
-def _train(argv: Sequence[str]) -> int:
-    from .experiment import DataArguments, ItemIDArguments, ModelArguments, format_results_table, run_experiment
+def parse_train_arguments(argv: Sequence[str]) -> tuple:
+    """``hf-genrec train``'s arguments, ``--config`` files applied: data, IDs, model, training, scorer, output."""
+    from .experiment import DataArguments, ItemIDArguments, ModelArguments
     from .hybrid import ScorerArguments
     from .trainer import GenRecTrainingArguments
 
@@ -100,9 +109,13 @@ def _train(argv: Sequence[str]) -> int:
     )
     argv, _ = _parse_with_config(parser, argv)
     # The trailing namespace holds `--config`, already consumed above.
-    data_args, id_args, model_args, training_args, scorer_args, out_args, *_ = parser.parse_args_into_dataclasses(
-        args=argv, look_for_args_file=False
-    )
+    return tuple(parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)[:6])
+
+
+def _train(argv: Sequence[str]) -> int:
+    from .experiment import format_results_table, run_experiment
+
+    data_args, id_args, model_args, training_args, scorer_args, out_args = parse_train_arguments(argv)
     if out_args.quiet:
         _silence()
     resume = training_args.resume_from_checkpoint  # a checkpoint folder, or "last" for the output dir's newest

@@ -374,7 +374,14 @@ def run_experiment(
     scorer_args = scorer_args or ScorerArguments()
     train_rows = [item_tokenizer.index_of(s).tolist() for s in train_sequences]
     start = time.perf_counter()
-    scorer = fit_scorer(scorer_args, train_rows, item_tokenizer.num_items, training_args.seed, checkpoint or None)
+    scorer = fit_scorer(
+        scorer_args,
+        train_rows,
+        item_tokenizer.num_items,
+        training_args.seed,
+        checkpoint or None,
+        budget_minutes=training_args.max_train_minutes,
+    )
     if scorer is not None:
         timings["scorer_s"] = time.perf_counter() - start
         spent = scorer_minutes(scorer)

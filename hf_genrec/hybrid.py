@@ -40,6 +40,13 @@ class ScorerArguments:
     scorer_max_minutes: float | None = field(
         default=None, metadata={"help": "Stop the scorer's training after this many minutes."}
     )
+    scorer_budget_share: float | None = field(
+        default=None,
+        metadata={
+            "help": "Stop the scorer's training after this share of max_train_minutes (the model gets the rest), so "
+            "one setting fits every recipe's budget; with scorer_max_minutes too, the smaller limit holds."
+        },
+    )
     scorer_epochs: int = field(
         default=200, metadata={"help": "The scorer's training epochs (an upper bound with scorer_max_minutes)."}
     )
@@ -54,6 +61,10 @@ class ScorerArguments:
             raise ValueError(f"scorer must be one of {SCORERS} (or None for no scorer), got {self.scorer!r}.")
         if self.scorer_max_minutes is not None and not self.scorer_max_minutes > 0:
             raise ValueError(f"scorer_max_minutes must be positive, got {self.scorer_max_minutes}.")
+        if self.scorer_budget_share is not None and not 0 < self.scorer_budget_share < 1:
+            raise ValueError(
+                f"scorer_budget_share must be between 0 and 1 (the model needs the rest), got {self.scorer_budget_share}."
+            )
         if min(self.scorer_epochs, self.scorer_max_history, self.scorer_hidden_size, self.scorer_batch_size) < 1:
             raise ValueError(
                 "scorer_epochs, scorer_max_history, scorer_hidden_size and scorer_batch_size must be at least 1."
@@ -66,10 +77,12 @@ def fit_scorer(
     num_items: int,
     seed: int = 42,
     checkpoint: str | Path | None = None,
+    budget_minutes: float | None = None,
 ) -> SASRecModel | None:
     """The run's scorer: trained on ``sequences`` (item rows, training part only), or read back from
     ``checkpoint``'s ``scorer/`` folder when resuming. `None` when ``scorer_args.scorer`` is `None`; a checkpoint
-    and arguments that disagree about having a scorer are an error (the budget and ranking would change silently)."""
+    and arguments that disagree about having a scorer are an error (the budget and ranking would change silently).
+    ``budget_minutes`` is the run's training budget, which ``scorer_budget_share`` is a share of."""
     folder = Path(checkpoint) / SCORER_DIR if checkpoint else None
     if scorer_args.scorer is None:
         if folder is not None and folder.is_dir():
@@ -87,6 +100,15 @@ def fit_scorer(
         scorer = SASRecModel.from_pretrained(folder)
         logger.info("Scorer read back from %s (%s)", folder, scorer.config.training_summary)
         return scorer.eval()
+    limits = [scorer_args.scorer_max_minutes]
+    if scorer_args.scorer_budget_share is not None:
+        if budget_minutes is None:
+            raise ValueError(
+                "scorer_budget_share is a share of max_train_minutes, which is not set: set it, or limit the scorer "
+                "with scorer_max_minutes or scorer_epochs."
+            )
+        limits.append(scorer_args.scorer_budget_share * budget_minutes)
+    limits = [limit for limit in limits if limit is not None]
     config = SASRecConfig(
         num_items=num_items,
         max_positions=scorer_args.scorer_max_history,
@@ -101,7 +123,7 @@ def fit_scorer(
         epochs=scorer_args.scorer_epochs,
         batch_size=scorer_args.scorer_batch_size,
         learning_rate=scorer_args.scorer_learning_rate,
-        max_minutes=scorer_args.scorer_max_minutes,
+        max_minutes=min(limits) if limits else None,
         seed=seed,
     )
     return scorer

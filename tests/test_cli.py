@@ -63,16 +63,25 @@ def test_train_then_recommend(data_root, tmp_path, capsys):
 
 def test_yaml_config_and_flag_override(data_root, tmp_path, capsys):
     config = tmp_path / "c.yaml"
-    config.write_text("dataset: ml-100k\nnum_train_epochs: 1\nlearning_rate: 0.5\n")
+    config.write_text("dataset: ml-100k\nnum_train_epochs: 1\nlearning_rate: 0.5\nweight_decay: 0.2\n")
+    overlay = tmp_path / "overlay.yaml"  # a second --config layers over the first
+    overlay.write_text("learning_rate: 0.25\nwarmup_steps: 3\n")
     out = tmp_path / "run"
     flags = [*TINY_FLAGS, "--num_train_epochs", "1"]
     code = main(
         ["train", "--config", str(config), "--data_dir", str(data_root), "--output_dir", str(out),
-         "--item_features", str(data_root / "features.npy"), "--learning_rate", "0.001", *flags]
+         "--item_features", str(data_root / "features.npy"), "--config", str(overlay), *flags]
     )  # fmt: skip
     assert code == 0
     args = json.loads((out / "training_args.json").read_text())
-    assert args["learning_rate"] == 0.001  # the flag beat the YAML's 0.5
+    assert (args["learning_rate"], args["weight_decay"], args["warmup_steps"]) == (0.25, 0.2, 3)
+    code = main(
+        ["train", "--config", str(config), "--config", str(overlay), "--data_dir", str(data_root), "--output_dir",
+         str(out), "--item_features", str(data_root / "features.npy"), "--learning_rate", "0.001", *flags]
+    )  # fmt: skip
+    assert code == 0
+    args = json.loads((out / "training_args.json").read_text())
+    assert args["learning_rate"] == 0.001  # the flag beat both YAML files
     assert json.loads((out / "results.json").read_text())["epochs"] == pytest.approx(1.0)
     assert not (out / "training_args.bin").exists()  # no pickle in the bundle
 
@@ -307,3 +316,25 @@ def test_hybrid_recipe_trains_a_scorer_fuses_it_resumes_and_ranks_as_the_bundle(
     assert "was trained with a scorer" in capsys.readouterr().err
     assert main([*no_scorer, "--output_dir", str(tmp_path / "other"), "--scorer_weight", "1"]) == 1
     assert "pass `scorer=`" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("overlay", [[], ["--config", "configs/hybrid.yaml"]])
+def test_every_shipped_recipe_parses_alone_and_under_the_hybrid_overlay(overlay):
+    """Each configs/*.yaml holds only real options with valid values, on its own and with the hybrid layered on."""
+    from pathlib import Path
+
+    from hf_genrec.cli import parse_train_arguments
+
+    root = Path(__file__).resolve().parents[1]
+    recipes = sorted(p for p in (root / "configs").glob("*.yaml") if p.name != "hybrid.yaml")
+    assert len(recipes) >= 4
+    for path in recipes:
+        layers = [part.replace("configs/", f"{root}/configs/") for part in overlay]
+        data_args, _, _, training_args, scorer_args, _ = parse_train_arguments(["--config", str(path), *layers])
+        assert training_args.max_train_minutes or training_args.num_train_epochs
+        if overlay:
+            assert scorer_args.scorer == "sasrec" and training_args.scorer_weights
+            # the scorer must leave the model most of the recipe's budget, whatever the budget
+            assert scorer_args.scorer_budget_share < 0.5 and scorer_args.scorer_max_minutes is None
+        else:
+            assert scorer_args.scorer is None and training_args.scorer_weight == 0.0

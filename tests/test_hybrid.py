@@ -57,6 +57,16 @@ def test_scorer_arguments_are_checked():
         ScorerArguments(scorer="sasrec", scorer_max_minutes=-1)
     with pytest.raises(ValueError, match="at least 1"):
         ScorerArguments(scorer="sasrec", scorer_max_history=0)
+    with pytest.raises(ValueError, match="scorer_budget_share must be between 0 and 1"):
+        ScorerArguments(scorer="sasrec", scorer_budget_share=1.0)
+
+
+def test_scorer_budget_share_limits_its_training_to_a_share_of_the_run_budget():
+    args = ScorerArguments(scorer="sasrec", scorer_epochs=10_000, scorer_batch_size=4, scorer_budget_share=0.25)
+    with pytest.raises(ValueError, match="max_train_minutes, which is not set"):
+        fit_scorer(args, WALKS * 20, 12)
+    scorer = fit_scorer(args, WALKS * 20, 12, budget_minutes=0.2)  # a quarter: 3 seconds
+    assert 0.05 <= scorer_minutes(scorer) < 0.5 and scorer.config.training_summary["epochs"] < 10_000
 
 
 def test_fit_scorer_trains_or_reads_back_and_refuses_a_mismatched_checkpoint(tmp_path):
