@@ -122,7 +122,8 @@ def fuse_sasrec(args, model, transitions, val, test, exclude) -> dict | None:
 
 def recipe(args) -> tuple[str, dict]:
     """The generative recipe's path and settings: ``--config``, else ``configs/<dataset>.yaml`` (the general Amazon
-    recipe for Amazon categories without one of their own)."""
+    recipe for Amazon categories without one of their own), with each ``--overlay`` file laid over it in order (as
+    ``hf-genrec train --config recipe.yaml --config overlay.yaml`` does)."""
     import yaml
 
     config_path = args.config or f"configs/{args.dataset}.yaml"
@@ -130,7 +131,13 @@ def recipe(args) -> tuple[str, dict]:
         config_path = "configs/amazon-default.yaml"  # the general recipe, unchanged for every category
     if not Path(config_path).exists():
         raise FileNotFoundError(f"No generative recipe at {config_path}; pass --config.")
-    return config_path, yaml.safe_load(Path(config_path).read_text())
+    settings = yaml.safe_load(Path(config_path).read_text())
+    for overlay in getattr(args, "overlay", None) or []:
+        if not Path(overlay).exists():
+            raise FileNotFoundError(f"No recipe overlay at {overlay}.")
+        settings.update(yaml.safe_load(Path(overlay).read_text()) or {})
+        config_path += f" + {overlay}"
+    return config_path, settings
 
 
 def excludes_history(args) -> bool:
@@ -325,6 +332,7 @@ def run_genrec(args, work_dir: Path) -> dict:
     from transformers import HfArgumentParser
 
     from hf_genrec.experiment import DataArguments, ItemIDArguments, ModelArguments, run_experiment
+    from hf_genrec.hybrid import ScorerArguments
     from hf_genrec.trainer import GenRecTrainingArguments
 
     config_path, settings = recipe(args)
@@ -336,8 +344,10 @@ def run_genrec(args, work_dir: Path) -> dict:
     )
     if args.max_test_users:
         settings["max_test_users"] = args.max_test_users
-    parser = HfArgumentParser((DataArguments, ItemIDArguments, ModelArguments, GenRecTrainingArguments))
-    data_args, id_args, model_args, training_args = parser.parse_dict(settings)
+    parser = HfArgumentParser(
+        (DataArguments, ItemIDArguments, ModelArguments, GenRecTrainingArguments, ScorerArguments)
+    )
+    data_args, id_args, model_args, training_args, scorer_args = parser.parse_dict(settings)
     features_minutes = learn_item_features(data_args, id_args, work_dir)
     if features_minutes >= args.budget_minutes:
         raise SystemExit(
@@ -348,7 +358,10 @@ def run_genrec(args, work_dir: Path) -> dict:
     from transformers.trainer_utils import get_last_checkpoint
 
     resume = get_last_checkpoint(str(work_dir)) is not None  # a stopped run continues, budget and curve included
-    results = run_experiment(data_args, id_args, model_args, training_args, resume_from_checkpoint=resume or None)
+    # a recipe with a scorer (``--overlay configs/hybrid.yaml``) trains it first, inside the same budget
+    results = run_experiment(
+        data_args, id_args, model_args, training_args, resume_from_checkpoint=resume or None, scorer_args=scorer_args
+    )
     return {"model": "genrec", "config_file": config_path, "resumed": resume, "curve": results["validation_curve"],
             "exclude_history": settings["exclude_history"], "item_features_minutes": features_minutes,
             **results}  # fmt: skip
@@ -608,6 +621,13 @@ def main() -> None:
     parser.add_argument("--work-dir", default=None, help="Checkpoints (default: outputs/reproduce/<dataset>_<model>).")
     parser.add_argument("--config", default=None, help="Generative recipe (default: configs/<dataset>.yaml).")
     parser.add_argument(
+        "--overlay",
+        nargs="+",
+        default=None,
+        help="YAML files laid over the recipe in order, e.g. configs/hybrid.yaml: the hybrid trained by the library "
+        "(record <dataset>_hybrid-recipe.json).",
+    )
+    parser.add_argument(
         "--exclude-history",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -671,12 +691,18 @@ def main() -> None:
         ranked = popular.predict(len(targets), max(KS), exclude=seen)
         result["baselines"] = {"most_popular": ranking_metrics(ranked, targets, KS)}
     elif args.hybrid_sasrec_minutes > 0:
+        if recipe(args)[1].get("scorer"):
+            parser.error("--hybrid-sasrec-minutes trains its own SASRec; the recipe already has a scorer. Pick one.")
         if args.ensemble > 1:
             parser.error("--hybrid-sasrec-minutes and --ensemble do not combine; pick one.")
         if args.model != "genrec":
             parser.error("--hybrid-sasrec-minutes goes with --model genrec (it trains both models).")
         result = run_hybrid(args, work_dir)
     elif args.ensemble > 1:
+        if recipe(args)[1].get("scorer"):
+            parser.error(
+                "--ensemble does not combine with a recipe that trains a scorer (--overlay configs/hybrid.yaml)."
+            )
         result = ensemble_genrec(args, run_members(args, work_dir, run_genrec))
     else:
         result = run_genrec(args, work_dir)
@@ -695,6 +721,7 @@ def main() -> None:
     # the generative model's record is <dataset>.json (the CLI's results.json keys + budget, steps, curve)
     name = args.dataset if args.model == "genrec" else f"{args.dataset}_{args.model}"
     name = f"{args.dataset}_hybrid" if args.model == "genrec" and args.hybrid_sasrec_minutes > 0 else name
+    name = f"{args.dataset}_hybrid-recipe" if args.model == "genrec" and recipe(args)[1].get("scorer") else name
     output = Path(args.output_dir) / (f"{name}_ensemble{args.ensemble}.json" if args.ensemble > 1 else f"{name}.json")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2, default=str) + "\n")
