@@ -389,7 +389,8 @@ def run_experiment(
             if spent >= training_args.max_train_minutes:
                 raise ValueError(
                     f"The scorer trained for {spent:.1f} of the max_train_minutes={training_args.max_train_minutes} "
-                    "budget, leaving none for the generative model: lower scorer_max_minutes."
+                    "budget, leaving none for the generative model: lower scorer_budget_share or scorer_max_minutes (or "
+                    "raise max_train_minutes)."
                 )
             # the budget is the whole run's: the generative model gets what the scorer left
             training_args.max_train_minutes -= spent
