@@ -179,12 +179,7 @@ def sasrec_features(
     item_ids = list(item_ids)
     if dim < 1 or epochs < 1 or max_length < 1:
         raise ValueError(f"dim, epochs and max_length must be at least 1, got {dim}, {epochs} and {max_length}.")
-    encoded = encode_sequences(sequences, item_ids)
-    if not any(len(rows) >= 2 for rows in encoded):
-        raise ValueError(
-            "No sequence has two items, so SASRec has no next item to learn from; use text or attribute features "
-            "instead."
-        )
+    encoded = encode_sequences(sequences, item_ids)  # train_sasrec refuses sequences with no next item to learn
     config = SASRecConfig(
         num_items=len(item_ids), max_positions=max_length, hidden_size=dim, num_layers=2, num_heads=1, dropout=dropout
     )
