@@ -19,7 +19,7 @@ from .exclude_items import ExcludeItemsLogitsProcessor
 from .features import AttributeEncoder, attribute_features, build_item_features, text_features
 from .hub import push_folder, resolve_bundle
 from .hybrid import ScorerArguments
-from .item_scorer import reindex_items, scorer_fusion, scorer_priors
+from .item_scorer import fusion_processors, reindex_items, scorer_priors
 from .metrics import make_compute_metrics, ndcg_at_k, ranking_metrics, recall_at_k
 from .model_card import GenRecCardData, build_model_card
 from .modeling import TIGER_T5_CONFIG, build_t5_model
@@ -69,7 +69,7 @@ __all__ = [
     "ItemTransitions",
     "TransitionFusionLogitsProcessor",
     "reindex_items",
-    "scorer_fusion",
+    "fusion_processors",
     "scorer_priors",
     "ScorerArguments",
     "train_sasrec",

@@ -24,9 +24,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from transformers import LogitsProcessorList
 
 from .sasrec import SASRecModel, left_pad
-from .transitions import TransitionFusionLogitsProcessor
+from .transitions import ItemTransitions, TransitionFusionLogitsProcessor
 from .trie_logits import TrieIndex
 
 SCORER_DIR = "scorer"
@@ -58,28 +59,54 @@ def scorer_priors(
     return items.cpu().numpy(), top.float().exp().cpu().numpy()
 
 
-def scorer_fusion(
-    scorer: SASRecModel,
+def fusion_processors(
     histories: Sequence[Sequence[int]],
     trie_index: TrieIndex,
     spellings: torch.Tensor,
     paths: torch.Tensor,
-    weight: float,
-    top_k: int = 200,
-    smoothing: float = 0.01,
+    transitions: ItemTransitions | None = None,
+    transition_weight: float = 0.0,
+    transition_recent_items: int = 3,
+    transition_smoothing: float = 0.01,
+    transition_normalize: bool = False,
+    scorer: SASRecModel | None = None,
+    scorer_weight: float = 0.0,
+    scorer_top_k: int = 200,
+    scorer_smoothing: float = 0.01,
     exclude_history: bool = False,
-) -> TransitionFusionLogitsProcessor:
-    """The processor that fuses ``scorer``'s ``top_k`` candidates of each history into a constrained beam search
-    (``weight * log(1 + P / smoothing)`` per item), over the catalogue whose trie, spellings and trie paths are
-    given: one builder for `GenerativeRecommender` and `GenRecTrainer`, so ranking and validation fuse alike."""
-    return TransitionFusionLogitsProcessor(
-        trie_index,
-        spellings,
-        scorer_priors(scorer, histories, top_k, exclude_history=exclude_history),
-        weight=weight,
-        smoothing=smoothing,
-        paths=paths,
-    )
+) -> LogitsProcessorList:
+    """What is fused into a constrained beam search over the catalogue whose trie, spellings and trie paths are
+    given, for histories of item rows: the successor prior of ``transitions`` (``transition_weight``), then the
+    ``scorer``'s ``scorer_top_k`` candidates (``scorer_weight``), each item gaining ``weight * log(1 + P /
+    smoothing)``; a weight of 0 leaves its processor out. One builder for `GenerativeRecommender` and
+    `GenRecTrainer`, so ranking and validation fuse alike."""
+    processors = []
+    if transition_weight:
+        processors.append(
+            TransitionFusionLogitsProcessor(
+                trie_index,
+                spellings,
+                transitions.batch_prior(histories, transition_recent_items),
+                weight=transition_weight,
+                smoothing=transition_smoothing,
+                paths=paths,
+                # a model trained on softmax(log p + bonus) is ranked with the same distribution
+                normalize=transition_normalize,
+            )
+        )
+    if scorer_weight:
+        # a model trained with the prior in its loss renormalises each step after the prior, not after this
+        processors.append(
+            TransitionFusionLogitsProcessor(
+                trie_index,
+                spellings,
+                scorer_priors(scorer, histories, scorer_top_k, exclude_history=exclude_history),
+                weight=scorer_weight,
+                smoothing=scorer_smoothing,
+                paths=paths,
+            )
+        )
+    return LogitsProcessorList(processors)
 
 
 def check_scorer_items(scorer: SASRecModel, num_items: int, new_items: int = 0) -> None:

@@ -28,13 +28,13 @@ from .data.collator import GenRecCollator
 from .decoding import build_trie_index, generate_items, item_spellings
 from .features import DEFAULT_TEXT_MODEL
 from .hub import check_bundle, push_folder, resolve_bundle
-from .item_scorer import SCORER_DIR, check_scorer_items, reindex_items, scorer_fusion
+from .item_scorer import SCORER_DIR, check_scorer_items, fusion_processors, reindex_items
 from .model_card import GenRecCardData, build_model_card
 from .sasrec import SASRecModel
 from .saving import staged_directory
 from .semantic_ids import ItemIDScheme, load_quantizer
 from .tokenization import ItemTokenizer
-from .transitions import TRANSITIONS_NAME, ItemTransitions, TransitionFusionLogitsProcessor
+from .transitions import TRANSITIONS_NAME, ItemTransitions
 from .trie_logits import TrieIndex
 
 QUANTIZER_DIR = "quantizer"
@@ -644,35 +644,23 @@ class GenerativeRecommender:
     ) -> LogitsProcessorList | None:
         """What is fused into the search for histories given as item rows: the successor prior
         (``transition_weight``), then the dense scorer's candidates (``scorer_weight``)."""
-        processors = []
-        if weight:
-            processors.append(
-                TransitionFusionLogitsProcessor(
-                    self.trie_index,
-                    self.spellings,
-                    self.transitions.batch_prior(history_rows, self.config.transition_recent_items),
-                    weight=weight,
-                    smoothing=self.config.transition_smoothing,
-                    paths=self.item_paths,
-                    normalize=self.config.transition_normalize,
-                )
-            )
-        if scorer_weight:
-            # a model trained with the prior in its loss renormalises each step after the prior, not after this
-            processors.append(
-                scorer_fusion(
-                    self.scorer,
-                    history_rows,
-                    self.trie_index,
-                    self.spellings,
-                    self.item_paths,
-                    scorer_weight,
-                    self.config.scorer_top_k,
-                    self.config.scorer_smoothing,
-                    exclude_history=exclude,
-                )
-            )
-        return LogitsProcessorList(processors) if processors else None
+        processors = fusion_processors(
+            history_rows,
+            self.trie_index,
+            self.spellings,
+            self.item_paths,
+            transitions=self.transitions,
+            transition_weight=weight,
+            transition_recent_items=self.config.transition_recent_items,
+            transition_smoothing=self.config.transition_smoothing,
+            transition_normalize=self.config.transition_normalize,
+            scorer=self.scorer,
+            scorer_weight=scorer_weight,
+            scorer_top_k=self.config.scorer_top_k,
+            scorer_smoothing=self.config.scorer_smoothing,
+            exclude_history=exclude,
+        )
+        return processors or None
 
     def _new_item_exclusions(self, exclude: list[list[int]] | None) -> list[list[int]] | None:
         """``exclude`` for the search over the new items alone: a history holding every new item excludes nothing

@@ -27,7 +27,7 @@ from .decoding import build_trie_index, generate_items, item_spellings
 from .dropout import use_bits_dropout
 from .exclude_items import history_excluded_tokens
 from .hub import PUSH_IGNORE_PATTERNS
-from .item_scorer import SCORER_DIR, check_scorer_items, scorer_fusion
+from .item_scorer import SCORER_DIR, check_scorer_items, fusion_processors
 from .metrics import make_compute_metrics
 from .model_card import GenRecCardData, ModelCardCallback, build_model_card, non_default_arguments
 from .progress import are_progress_bars_disabled
@@ -603,35 +603,24 @@ class GenRecTrainer(Seq2SeqTrainer):
         """What ranking fuses into the search for histories given as item rows: the successor prior
         (``transition_weight``), then the dense scorer's candidates (``scorer_weight``), as
         `GenerativeRecommender` does."""
-        processors = []
-        if self.args.transition_weight:
-            processors.append(
-                TransitionFusionLogitsProcessor(
-                    self.trie_index,
-                    self._spellings,
-                    self.transitions.batch_prior(histories, self.args.transition_recent_items),
-                    weight=self.args.transition_weight,
-                    smoothing=self.args.transition_smoothing,
-                    paths=self._item_paths,
-                    # a model trained on softmax(log p + bonus) is ranked with the same distribution
-                    normalize=self.args.transition_weight_in_loss > 0,
-                )
-            )
-        if getattr(self.args, "scorer_weight", 0.0):
-            processors.append(
-                scorer_fusion(
-                    self.scorer,
-                    histories,
-                    self.trie_index,
-                    self._spellings,
-                    self._item_paths,
-                    self.args.scorer_weight,
-                    self.args.scorer_top_k,
-                    self.args.scorer_smoothing,
-                    exclude_history=self.args.exclude_history,
-                )
-            )
-        return LogitsProcessorList(processors)
+        args = self.args
+        return fusion_processors(
+            histories,
+            self.trie_index,
+            self._spellings,
+            self._item_paths,
+            transitions=self.transitions,
+            transition_weight=args.transition_weight,
+            transition_recent_items=args.transition_recent_items,
+            transition_smoothing=args.transition_smoothing,
+            # a model trained on softmax(log p + bonus) is ranked with the same distribution
+            transition_normalize=args.transition_weight_in_loss > 0,
+            scorer=self.scorer,
+            scorer_weight=getattr(args, "scorer_weight", 0.0),
+            scorer_top_k=getattr(args, "scorer_top_k", 200),
+            scorer_smoothing=getattr(args, "scorer_smoothing", 0.01),
+            exclude_history=args.exclude_history,
+        )
 
     def _history_items(self, input_ids: torch.Tensor) -> list[list[int]]:
         """The item rows of each encoded history in the batch (what ``exclude_history`` keeps out)."""

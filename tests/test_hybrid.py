@@ -104,7 +104,7 @@ def test_trainer_checks_its_scorer(tiny_model, item_tokenizer, tmp_path):
 
 
 def test_trainer_fuses_the_scorer_after_the_prior(tiny_model, item_tokenizer, tmp_path):
-    from hf_genrec.item_scorer import scorer_fusion
+    from hf_genrec.item_scorer import fusion_processors
     from hf_genrec.transitions import ItemTransitions
 
     n = item_tokenizer.num_items
@@ -116,8 +116,14 @@ def test_trainer_fuses_the_scorer_after_the_prior(tiny_model, item_tokenizer, tm
     )
     histories = [[0, 1], [5]]
     prior, fused = trainer._fusion(histories)
-    expected = scorer_fusion(
-        scorer, histories, trainer.trie_index, trainer._spellings, trainer._item_paths, 2.0, top_k=3
+    (expected,) = fusion_processors(
+        histories,
+        trainer.trie_index,
+        trainer._spellings,
+        trainer._item_paths,
+        scorer=scorer,
+        scorer_weight=2.0,
+        scorer_top_k=3,
     )
     torch.testing.assert_close(fused.node_bonus, expected.node_bonus)
     assert not torch.equal(prior.node_bonus, fused.node_bonus)
