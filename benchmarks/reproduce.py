@@ -45,7 +45,7 @@ from hf_genrec.baselines import MostPopular, training_part
 from hf_genrec.callbacks import TimeBudgetCallback
 from hf_genrec.data import leave_one_out, load_interactions
 from hf_genrec.metrics import ranking_metrics
-from hf_genrec.sasrec import SASRecConfig, SASRecModel, ensemble_recommend, left_pad, sasrec_training_rows
+from hf_genrec.sasrec import SASRecConfig, SASRecModel, rank_histories, sasrec_training_rows
 from hf_genrec.transitions import ItemTransitions, best_fusion_weight
 
 logger = logging.getLogger("reproduce")
@@ -73,23 +73,15 @@ def sasrec_rank(
     histories: list[list[int]],
     k: int,
     exclude_history: bool,
-    batch_size: int = 1024,
     fusion: tuple[ItemTransitions, dict] | None = None,
 ) -> np.ndarray:
-    """Top-``k`` item rows per history; ``fusion`` (transitions and the recipe's weight, smoothing and recent items)
-    adds the same successor prior the generative recipe fuses into its beam search. Several models rank by the
-    mean of their next-item probabilities (`ensemble_recommend`)."""
-    models = model if isinstance(model, list) else [model]
-    out = []
-    for start in range(0, len(histories), batch_size):
-        chunk = histories[start : start + batch_size]
-        tokens = left_pad(chunk, models[0].config.max_positions).to(models[0].device)
-        bonus = None
-        if fusion is not None and fusion[1]["weight"]:
-            bonus = fusion[0].dense_bonus(chunk, **fusion[1])
-        ranked = ensemble_recommend(models, tokens, k=k, exclude_history=exclude_history, item_bonus=bonus)[0]
-        out.append(ranked.cpu().numpy())
-    return np.concatenate(out)
+    """`hf_genrec.sasrec.rank_histories`; ``fusion`` (transitions and the recipe's weight, smoothing and recent
+    items) adds the same successor prior the generative recipe fuses into its beam search."""
+    bonus = None
+    if fusion is not None and fusion[1]["weight"]:
+        transitions, settings = fusion
+        bonus = lambda chunk: transitions.dense_bonus(chunk, **settings)  # noqa: E731
+    return rank_histories(model, histories, k, exclude_history, item_bonus=bonus)
 
 
 def fuse_sasrec(args, model, transitions, val, test, exclude) -> dict | None:

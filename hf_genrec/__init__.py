@@ -25,7 +25,7 @@ from .model_card import GenRecCardData, build_model_card
 from .modeling import TIGER_T5_CONFIG, build_t5_model
 from .pipeline import GenerativeRecommendationPipeline  # registers pipeline("generative-recommendation")
 from .recommender import GenerativeRecommender
-from .sasrec import SASRecConfig, SASRecModel, train_sasrec
+from .sasrec import BestValidationState, SASRecConfig, SASRecModel, rank_histories, train_sasrec
 from .semantic_ids import (
     RQVAE,
     AtomicIDs,
@@ -73,6 +73,8 @@ __all__ = [
     "scorer_priors",
     "ScorerArguments",
     "train_sasrec",
+    "rank_histories",
+    "BestValidationState",
     "build_trie_index",
     "load_quantizer",
     "shared_beam_search",

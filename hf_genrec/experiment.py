@@ -18,9 +18,10 @@ from .configuration import GenRecConfig
 from .data import leave_one_out, load_interactions
 from .examples import tokenize_examples, tokenize_sequences
 from .features import DEFAULT_TEXT_MODEL, METHODS, build_item_features
-from .hybrid import ScorerArguments, fit_scorer, scorer_minutes, scorer_ranking
+from .hybrid import ScorerArguments, fit_scorer, scorer_minutes
 from .metrics import make_compute_metrics, ranking_metrics, recall_curve
 from .modeling import build_t5_model
+from .sasrec import rank_histories
 from .saving import atomic_write_text, check_checkpoint, last_complete_checkpoint
 from .semantic_ids import (
     RQVAE,
@@ -374,6 +375,16 @@ def run_experiment(
     scorer_args = scorer_args or ScorerArguments()
     train_rows = [item_tokenizer.index_of(s).tolist() for s in train_sequences]
     start = time.perf_counter()
+    scorer_validation = None
+    if scorer_args.scorer is not None and not checkpoint:
+        # the users the model is validated on (the same shuffle and sample), as item rows
+        users = splits["validation"]
+        if data_args.max_eval_users and data_args.max_eval_users < len(users):
+            users = users.shuffle(seed=training_args.seed).select(range(data_args.max_eval_users))
+        scorer_validation = (
+            [item_tokenizer.index_of(history).tolist() for history in users["history"][:]],
+            item_tokenizer.index_of(users["target"][:], context="validation targets").tolist(),
+        )
     scorer = fit_scorer(
         scorer_args,
         train_rows,
@@ -381,6 +392,8 @@ def run_experiment(
         training_args.seed,
         checkpoint or None,
         budget_minutes=training_args.max_train_minutes,
+        validation=scorer_validation,
+        exclude_history=training_args.exclude_history,
     )
     if scorer is not None:
         timings["scorer_s"] = time.perf_counter() - start
@@ -474,7 +487,7 @@ def run_experiment(
     baselines = {"most_popular": popular_metrics, "successor_prior": prior_metrics}
     if scorer is not None:  # the hybrid's scorer alone, reading the same histories
         baselines["scorer"] = ranking_metrics(
-            scorer_ranking(scorer, test_histories, max(ks), training_args.exclude_history), test_targets, ks
+            rank_histories(scorer, test_histories, max(ks), training_args.exclude_history), test_targets, ks
         )
 
     metric_names = [f"{m}@{k}" for m in ("recall", "ndcg") for k in ks] + [f"mrr@{max(ks)}", "invalid_rate"]

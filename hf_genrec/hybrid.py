@@ -13,11 +13,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from .item_scorer import SCORER_DIR
-from .sasrec import SASRecConfig, SASRecModel, left_pad, train_sasrec
+from .sasrec import SASRecConfig, SASRecModel, train_sasrec
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +52,20 @@ class ScorerArguments:
     scorer_dropout: float = field(default=0.5, metadata={"help": "The scorer's dropout."})
     scorer_learning_rate: float = field(default=1e-3, metadata={"help": "The scorer's (constant) learning rate."})
     scorer_batch_size: int = field(default=128, metadata={"help": "Users per batch of the scorer."})
+    scorer_eval_every_epochs: int = field(
+        default=1,
+        metadata={
+            "help": "Rank the run's validation users with the scorer every this many epochs; the weights with the "
+            "best NDCG@10 are the ones kept."
+        },
+    )
+    scorer_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop the scorer's training after this many validation rankings without a better NDCG@10 (its "
+            "unspent minutes go to the generative model)."
+        },
+    )
 
     def __post_init__(self):
         if self.scorer is not None and self.scorer not in SCORERS:
@@ -65,9 +76,12 @@ class ScorerArguments:
             raise ValueError(
                 f"scorer_budget_share must be between 0 and 1 (the model needs the rest), got {self.scorer_budget_share}."
             )
-        if min(self.scorer_epochs, self.scorer_max_history, self.scorer_hidden_size, self.scorer_batch_size) < 1:
+        sizes = (self.scorer_epochs, self.scorer_max_history, self.scorer_hidden_size, self.scorer_batch_size)
+        patience = 1 if self.scorer_patience is None else self.scorer_patience
+        if min(*sizes, self.scorer_eval_every_epochs, patience) < 1:
             raise ValueError(
-                "scorer_epochs, scorer_max_history, scorer_hidden_size and scorer_batch_size must be at least 1."
+                "scorer_epochs, scorer_max_history, scorer_hidden_size, scorer_batch_size, scorer_eval_every_epochs "
+                "and scorer_patience must be at least 1."
             )
 
 
@@ -78,11 +92,15 @@ def fit_scorer(
     seed: int = 42,
     checkpoint: str | Path | None = None,
     budget_minutes: float | None = None,
+    validation: tuple[list[list[int]], list[int]] | None = None,
+    exclude_history: bool = False,
 ) -> SASRecModel | None:
     """The run's scorer: trained on ``sequences`` (item rows, training part only), or read back from
     ``checkpoint``'s ``scorer/`` folder when resuming. `None` when ``scorer_args.scorer`` is `None`; a checkpoint
     and arguments that disagree about having a scorer are an error (the budget and ranking would change silently).
-    ``budget_minutes`` is the run's training budget, which ``scorer_budget_share`` is a share of."""
+    ``budget_minutes`` is the run's training budget, which ``scorer_budget_share`` is a share of. ``validation``
+    (the run's validation users' histories and next items, as item rows) picks the weights kept and, with
+    ``scorer_patience``, when to stop (`hf_genrec.sasrec.train_sasrec`)."""
     folder = Path(checkpoint) / SCORER_DIR if checkpoint else None
     if scorer_args.scorer is None:
         if folder is not None and folder.is_dir():
@@ -125,6 +143,10 @@ def fit_scorer(
         learning_rate=scorer_args.scorer_learning_rate,
         max_minutes=min(limits) if limits else None,
         seed=seed,
+        validation=validation,
+        exclude_history=exclude_history,
+        eval_every_epochs=scorer_args.scorer_eval_every_epochs,
+        patience=scorer_args.scorer_patience,
     )
     return scorer
 
@@ -133,15 +155,3 @@ def scorer_minutes(scorer: SASRecModel | None) -> float:
     """Minutes the scorer's training took (0 without a scorer, or for one trained outside `train_sasrec`)."""
     summary = scorer.config.training_summary if scorer is not None else None
     return float((summary or {}).get("train_minutes", 0.0))
-
-
-@torch.no_grad()
-def scorer_ranking(
-    scorer: SASRecModel, histories: list[list[int]], k: int, exclude_history: bool, batch_size: int = 1024
-) -> np.ndarray:
-    """``[n, k]`` the scorer's own top ``k`` item rows for each history: the hybrid's scorer alone, as a baseline."""
-    ranked = []
-    for start in range(0, len(histories), batch_size):
-        tokens = left_pad(histories[start : start + batch_size], scorer.config.max_positions).to(scorer.device)
-        ranked.append(scorer.recommend(tokens, k, exclude_history=exclude_history)[0].cpu().numpy())
-    return np.concatenate(ranked) if ranked else np.zeros((0, k), dtype=np.int64)

@@ -281,7 +281,11 @@ def test_hybrid_recipe_trains_a_scorer_fuses_it_resumes_and_ranks_as_the_bundle(
     # the scorer steers the search: alone with the model it ranks far better than the model alone
     grid = results["fusion_validation"]
     assert results["scorer_weight"] > 0 and grid["0.0/2.0"]["ndcg@10"] > grid["0.0/0.0"]["ndcg@10"] + 0.2
-    assert results["scorer"]["training"]["epochs"] == 20.0 and results["scorer"]["training"]["train_minutes"] > 0
+    training = results["scorer"]["training"]
+    assert training["epochs"] == 20.0 and training["train_minutes"] > 0
+    # it ranked the run's validation users after every epoch and kept its best state
+    assert len(training["validation_curve"]) == 20
+    assert training["validation_ndcg@10"] == max(point["ndcg@10"] for point in training["validation_curve"])
     # the scorer alone learns the walk (item i is followed by i + 1) in its 20 epochs
     assert results["baselines"]["scorer"]["recall@5"] > 0.8
     config = json.loads((out / "genrec_config.json").read_text())

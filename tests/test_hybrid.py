@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from hf_genrec.hybrid import ScorerArguments, fit_scorer, scorer_minutes, scorer_ranking
-from hf_genrec.sasrec import SASRecConfig, SASRecModel, train_sasrec
+from hf_genrec.hybrid import ScorerArguments, fit_scorer, scorer_minutes
+from hf_genrec.sasrec import BestValidationState, SASRecConfig, SASRecModel, rank_histories, train_sasrec
 from hf_genrec.trainer import GenRecTrainer
 
 from .conftest import tiny_training_args
@@ -19,7 +19,7 @@ def small_config(**overrides) -> SASRecConfig:
 def test_train_sasrec_learns_the_walk_records_its_cost_and_saves_it(tmp_path):
     model, info = train_sasrec(WALKS, small_config(), epochs=30, learning_rate=0.01, seed=0)
     assert info["epochs"] == 30.0 and info["steps"] == 30 and info["train_minutes"] > 0
-    ranked = scorer_ranking(model, [[3, 4, 5], [10, 11]], k=1, exclude_history=False)
+    ranked = rank_histories(model, [[3, 4, 5], [10, 11]], k=1, exclude_history=False)
     assert ranked.tolist() == [[6], [0]]
     assert not model.training
     model.save_pretrained(tmp_path)
@@ -33,6 +33,76 @@ def test_train_sasrec_learns_the_walk_records_its_cost_and_saves_it(tmp_path):
 def test_train_sasrec_stops_at_its_time_budget():
     _, info = train_sasrec(WALKS * 20, small_config(), epochs=10_000, batch_size=4, max_minutes=0.05)
     assert 0.05 <= info["train_minutes"] < 0.5 and info["epochs"] < 10_000
+
+
+# held-out users of the walk: the next item of each history is the one after its last
+WALK_VALIDATION = ([[s, (s + 1) % 12] for s in range(12)], [(s + 2) % 12 for s in range(12)])
+
+
+def test_rank_histories_batches_adds_a_bonus_and_averages_models():
+    model, _ = train_sasrec(WALKS, small_config(), epochs=30, learning_rate=0.01, seed=0)
+    histories = [[s, (s + 1) % 12] for s in range(12)]
+    whole = rank_histories(model, histories, k=3)
+    assert whole[:, 0].tolist() == [(s + 2) % 12 for s in range(12)]
+    assert torch.equal(torch.from_numpy(rank_histories(model, histories, k=3, batch_size=5)), torch.from_numpy(whole))
+    # a bonus large enough puts item 7 first for every history
+    bonus = lambda chunk: torch.nn.functional.one_hot(torch.full((len(chunk),), 7), 12).float() * 100  # noqa: E731
+    assert set(rank_histories(model, histories, k=1, item_bonus=bonus)[:, 0].tolist()) == {7}
+    # an ensemble of a model with itself ranks as the model does
+    assert (rank_histories([model, model], histories, k=3) == whole).all()
+    assert rank_histories(model, [], k=3).shape == (0, 3)
+    with pytest.raises(ValueError, match="at least one SASRecModel"):
+        rank_histories([], histories, k=3)
+
+
+def test_best_validation_state_keeps_the_best_weights_and_stops_on_patience():
+    from transformers import TrainerControl, TrainerState
+
+    good, _ = train_sasrec(WALKS, small_config(), epochs=30, learning_rate=0.01, seed=0)
+    keeper = BestValidationState(*WALK_VALIDATION, every_epochs=2, patience=1)
+    state, control = TrainerState(), TrainerControl()
+    state.epoch, state.global_step = 1.0, 1
+    keeper.on_epoch_end(None, state, control, model=good)  # not a ranking epoch
+    assert keeper.curve == []
+    state.epoch, state.global_step = 2.0, 2
+    keeper.on_epoch_end(None, state, control, model=good)
+    assert keeper.best["ndcg@10"] == 1.0 and keeper.best["epoch"] == 2.0 and not control.should_training_stop
+    trained = {key: value.clone() for key, value in good.state_dict().items()}
+    with torch.no_grad():  # the weights go bad: ranked worse, so the kept state stays the trained one
+        good.item_embeddings.weight.normal_()
+    state.epoch, state.global_step = 4.0, 4
+    keeper.on_epoch_end(None, state, control, model=good)
+    assert keeper.curve[-1]["ndcg@10"] < 1.0 and control.should_training_stop
+    assert all(torch.equal(keeper.best_state[key], trained[key]) for key in trained)
+    assert good.training  # ranking leaves the model training
+    with pytest.raises(ValueError, match="one target per history"):
+        BestValidationState([[0]], [1, 2])
+    with pytest.raises(ValueError, match="must be at least 1"):
+        BestValidationState([[0]], [1], patience=0)
+
+
+def test_train_sasrec_keeps_its_best_validation_state_and_stops_without_progress():
+    model, info = train_sasrec(
+        WALKS, small_config(), epochs=500, learning_rate=0.01, seed=0, validation=WALK_VALIDATION, patience=3
+    )
+    # the walk is learnt perfectly long before 500 epochs; three rankings later training stops
+    assert info["validation_ndcg@10"] == 1.0 and info["epochs"] == info["best_epoch"] + 3 < 500
+    assert [point["epoch"] for point in info["validation_curve"]] == [
+        float(e) for e in range(1, 1 + int(info["epochs"]))
+    ]
+    assert rank_histories(model, WALK_VALIDATION[0], k=1)[:, 0].tolist() == WALK_VALIDATION[1]
+    assert model.config.training_summary["best_epoch"] == info["best_epoch"]
+    with pytest.raises(ValueError, match="outside 0..11"):
+        train_sasrec(WALKS, small_config(), epochs=1, validation=([[0]], [12]))
+
+
+def test_train_sasrec_ranks_the_last_weights_when_the_budget_stops_it_between_rankings():
+    _, info = train_sasrec(
+        WALKS * 20, small_config(), epochs=10_000, batch_size=4, max_minutes=0.03, validation=WALK_VALIDATION,
+        eval_every_epochs=10_000,
+    )  # fmt: skip
+    assert len(info["validation_curve"]) == 1 and info["validation_curve"][0]["epoch"] == info["epochs"] < 10_000
+    assert info["best_epoch"] == info["epochs"]
 
 
 @pytest.mark.parametrize(
@@ -57,6 +127,8 @@ def test_scorer_arguments_are_checked():
         ScorerArguments(scorer="sasrec", scorer_max_minutes=-1)
     with pytest.raises(ValueError, match="at least 1"):
         ScorerArguments(scorer="sasrec", scorer_max_history=0)
+    with pytest.raises(ValueError, match="scorer_patience must be at least 1"):
+        ScorerArguments(scorer="sasrec", scorer_patience=0)
     with pytest.raises(ValueError, match="scorer_budget_share must be between 0 and 1"):
         ScorerArguments(scorer="sasrec", scorer_budget_share=1.0)
 
@@ -75,6 +147,9 @@ def test_fit_scorer_trains_or_reads_back_and_refuses_a_mismatched_checkpoint(tmp
     scorer = fit_scorer(args, WALKS, 12, seed=0)
     assert scorer.config.num_items == 12 and scorer.config.max_positions == 8
     assert scorer.config.training_summary["epochs"] == 2.0
+    # with the run's validation users it keeps its best ranking state and says which
+    validated = fit_scorer(args, WALKS, 12, seed=0, validation=WALK_VALIDATION)
+    assert validated.config.training_summary["best_epoch"] in (1.0, 2.0)
     checkpoint = tmp_path / "checkpoint-5"
     scorer.save_pretrained(checkpoint / "scorer")
     read = fit_scorer(args, WALKS, 12, checkpoint=checkpoint)
