@@ -338,7 +338,8 @@ def test_every_shipped_recipe_parses_alone_and_under_the_hybrid_overlay(overlay)
         assert training_args.max_train_minutes or training_args.num_train_epochs
         if overlay:
             assert scorer_args.scorer == "sasrec" and training_args.scorer_weights
-            # the scorer must leave the model most of the recipe's budget, whatever the budget
-            assert scorer_args.scorer_budget_share < 0.5 and scorer_args.scorer_max_minutes is None
+            # the scorer must leave the model at least half of the recipe's budget, whatever the budget
+            assert scorer_args.scorer_budget_share <= 0.5 and scorer_args.scorer_max_minutes is None
+            assert scorer_args.scorer_patience is not None
         else:
             assert scorer_args.scorer is None and training_args.scorer_weight == 0.0
