@@ -316,6 +316,19 @@ class BestValidationState(TrainerCallback):
             control.should_training_stop = True
 
 
+def check_item_rows(sequences: Sequence[Sequence[int]], num_items: int, what: str) -> list[np.ndarray]:
+    """``sequences`` as arrays, after checking every item row lies in ``0..num_items - 1``; ``what`` names a
+    sequence in the error."""
+    rows = [np.asarray(sequence, dtype=np.int64) for sequence in sequences]
+    bad = next((n for n, r in enumerate(rows) if len(r) and (r.min() < 0 or r.max() >= num_items)), None)
+    if bad is not None:
+        raise ValueError(
+            f"{what} {bad} holds item rows outside 0..{num_items - 1} (config.num_items = {num_items}): number "
+            "items as the item table's rows and size the config to the catalogue."
+        )
+    return rows
+
+
 def train_sasrec(
     sequences: Sequence[Sequence[int]],
     config: SASRecConfig,
@@ -362,13 +375,7 @@ def train_sasrec(
         raise ValueError(f"epochs must be at least 1, got {epochs}.")
     if max_minutes is not None and not max_minutes > 0:
         raise ValueError(f"max_minutes must be positive (or None for no time limit), got {max_minutes}.")
-    rows = [np.asarray(sequence, dtype=np.int64) for sequence in sequences]
-    bad = next((n for n, r in enumerate(rows) if len(r) and (r.min() < 0 or r.max() >= config.num_items)), None)
-    if bad is not None:
-        raise ValueError(
-            f"Sequence {bad} holds item rows outside 0..{config.num_items - 1} (config.num_items = "
-            f"{config.num_items}): number items as the item table's rows and size the config to the catalogue."
-        )
+    rows = check_item_rows(sequences, config.num_items, "Sequence")
     if not any(len(r) >= 2 for r in rows):
         raise ValueError("No sequence has two items, so SASRec has no next item to learn from.")
     with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's generator
@@ -378,12 +385,11 @@ def train_sasrec(
         {key: value.tolist() for key, value in sasrec_training_rows(rows, config.max_positions).items()}
     )
     clock = TimeBudgetCallback(max_minutes)
-    callbacks = [clock]
+    keeper = None
     if validation is not None:
-        callbacks.append(BestValidationState(*validation, exclude_history, eval_every_epochs, patience))
-        bad = next((t for t in callbacks[-1].targets if not 0 <= t < config.num_items), None)
-        if bad is not None:
-            raise ValueError(f"Validation target {bad} is outside 0..{config.num_items - 1}: targets are item rows.")
+        check_item_rows(validation[0], config.num_items, "Validation history")
+        check_item_rows([validation[1]], config.num_items, "The validation targets (one sequence)")
+        keeper = BestValidationState(*validation, exclude_history, eval_every_epochs, patience)
     with tempfile.TemporaryDirectory() as scratch:  # nothing is saved: save_strategy="no"
         args = TrainingArguments(
             output_dir=scratch,
@@ -399,7 +405,9 @@ def train_sasrec(
             use_cpu=not torch.cuda.is_available(),
             disable_tqdm=are_progress_bars_disabled(),
         )
-        trainer = Trainer(model=model, args=args, train_dataset=train, callbacks=callbacks)
+        trainer = Trainer(
+            model=model, args=args, train_dataset=train, callbacks=[clock, keeper] if keeper else [clock]
+        )
         output = trainer.train()
     info = {
         "epochs": float(output.metrics.get("epoch", epochs)),
@@ -413,8 +421,7 @@ def train_sasrec(
         info["train_minutes"],
         " (time budget reached)" if clock.stopped_early else "",
     )
-    if validation is not None:
-        keeper = callbacks[-1]  # it ranked the last weights too, so it holds a best state
+    if keeper is not None:  # it ranked the last weights too, so it holds a best state
         model.load_state_dict(keeper.best_state)
         info.update(
             {

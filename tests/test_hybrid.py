@@ -94,6 +94,8 @@ def test_train_sasrec_keeps_its_best_validation_state_and_stops_without_progress
     assert model.config.training_summary["best_epoch"] == info["best_epoch"]
     with pytest.raises(ValueError, match="outside 0..11"):
         train_sasrec(WALKS, small_config(), epochs=1, validation=([[0]], [12]))
+    with pytest.raises(ValueError, match="Validation history 0 holds item rows outside 0..11"):
+        train_sasrec(WALKS, small_config(), epochs=1, validation=([[12]], [0]))
 
 
 def test_train_sasrec_ranks_the_last_weights_when_the_budget_stops_it_between_rankings():
