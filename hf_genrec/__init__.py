@@ -18,7 +18,7 @@ from .examples import tokenize_examples, tokenize_sequences
 from .exclude_items import ExcludeItemsLogitsProcessor
 from .features import AttributeEncoder, attribute_features, build_item_features, text_features
 from .hub import push_folder, resolve_bundle
-from .hybrid import ScorerArguments
+from .hybrid import ScorerArguments, scorer_settings_for
 from .item_scorer import fusion_processors, reindex_items, scorer_priors
 from .metrics import make_compute_metrics, ndcg_at_k, ranking_metrics, recall_at_k
 from .model_card import GenRecCardData, build_model_card
@@ -72,6 +72,7 @@ __all__ = [
     "fusion_processors",
     "scorer_priors",
     "ScorerArguments",
+    "scorer_settings_for",
     "train_sasrec",
     "rank_histories",
     "BestValidationState",

@@ -341,5 +341,7 @@ def test_every_shipped_recipe_parses_alone_and_under_the_hybrid_overlay(overlay)
             # the scorer must leave the model at least half of the recipe's budget, whatever the budget
             assert scorer_args.scorer_budget_share <= 0.5 and scorer_args.scorer_max_minutes is None
             assert scorer_args.scorer_patience is not None
+            # window and dropout come from the data (scorer_settings_for), not from one dataset's values
+            assert scorer_args.scorer_max_history is None and scorer_args.scorer_dropout is None
         else:
             assert scorer_args.scorer is None and training_args.scorer_weight == 0.0

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from hf_genrec.hybrid import ScorerArguments, fit_scorer, scorer_minutes
+from hf_genrec.hybrid import ScorerArguments, fit_scorer, scorer_minutes, scorer_settings_for
 from hf_genrec.sasrec import BestValidationState, SASRecConfig, SASRecModel, rank_histories, train_sasrec
 from hf_genrec.trainer import GenRecTrainer
 
@@ -133,6 +133,26 @@ def test_scorer_arguments_are_checked():
         ScorerArguments(scorer="sasrec", scorer_patience=0)
     with pytest.raises(ValueError, match="scorer_budget_share must be between 0 and 1"):
         ScorerArguments(scorer="sasrec", scorer_budget_share=1.0)
+    with pytest.raises(ValueError, match=r"scorer_dropout must be in \[0, 1\)"):
+        ScorerArguments(scorer="sasrec", scorer_dropout=1.0)
+
+
+def test_scorer_settings_follow_the_sequence_lengths_unless_set():
+    short, long = [[0, 1, 2]] * 3, [list(range(60))] * 2 + [[0, 1, 2]]  # means 3 and 41: both short
+    assert scorer_settings_for(short)["max_history"] == 50 and scorer_settings_for(short)["dropout"] == 0.5
+    assert scorer_settings_for(long)["max_history"] == 50
+    longer = [list(range(60))] * 3  # mean 60
+    assert scorer_settings_for(longer) == {"max_history": 200, "dropout": 0.2, "mean_length": 60.0}
+    with pytest.raises(ValueError, match="at least one training sequence"):
+        scorer_settings_for([])
+    walks = [[i % 12 for i in range(start, start + 60)] for start in range(4)]
+    from_data = fit_scorer(ScorerArguments(scorer="sasrec", scorer_epochs=1, scorer_hidden_size=8), walks, 12)
+    assert (from_data.config.max_positions, from_data.config.dropout) == (200, 0.2)
+    chosen = ScorerArguments(
+        scorer="sasrec", scorer_epochs=1, scorer_hidden_size=8, scorer_max_history=30, scorer_dropout=0.0
+    )
+    set_by_user = fit_scorer(chosen, walks, 12)
+    assert (set_by_user.config.max_positions, set_by_user.config.dropout) == (30, 0.0)
 
 
 def test_scorer_budget_share_limits_its_training_to_a_share_of_the_run_budget():
