@@ -14,7 +14,7 @@ from .data import InteractionData, kcore_filter, leave_one_out, load_interaction
 from .data.collator import GenRecCollator
 from .decoding import build_trie, build_trie_index, generate_items
 from .dropout import BitsDropout
-from .examples import tokenize_examples, tokenize_sequences
+from .examples import add_scorer_history, tokenize_examples, tokenize_sequences
 from .exclude_items import ExcludeItemsLogitsProcessor
 from .features import AttributeEncoder, attribute_features, build_item_features, text_features
 from .hub import push_folder, resolve_bundle
@@ -110,4 +110,5 @@ __all__ = [
     "recall_at_k",
     "text_features",
     "tokenize_examples",
+    "add_scorer_history",
 ]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import datasets
 import numpy as np
 
+from .data.collator import SCORER_HISTORY
 from .tokenization import ItemTokenizer
 
 
@@ -92,3 +93,42 @@ def tokenize_sequences(
     if not rows["input_ids"]:
         raise ValueError("No training targets: every sequence has fewer than 2 items.")
     return datasets.Dataset.from_dict(rows)
+
+
+def add_scorer_history(
+    examples: datasets.Dataset,
+    sequences: dict[str, Sequence[str]],
+    item_tokenizer: ItemTokenizer,
+    window: int,
+    held_out: int,
+) -> datasets.Dataset:
+    """Adds ``scorer_history``: each row's history read back up to ``window`` items (item rows, oldest first), for
+    a dense scorer (`hf_genrec.item_scorer`) that reads further back than the generative model's ``max_history``.
+
+    Args:
+        examples: leave-one-out rows with ``user_id``, ``history`` and ``target`` (`hf_genrec.data.leave_one_out`).
+        sequences: each user's whole sequence (user id → item ids, oldest first).
+        window: the most items the scorer reads.
+        held_out: how many of the user's last items follow the history (validation: 2, test: 1).
+    """
+    for column in ("user_id", "history"):
+        if column not in examples.column_names:
+            raise ValueError(f"add_scorer_history needs a `{column}` column (columns: {examples.column_names}).")
+    if window < 1 or held_out < 1:
+        raise ValueError(f"window and held_out must be >= 1, got {window} and {held_out}.")
+
+    def longer(batch):
+        out = []
+        for user, history in zip(batch["user_id"], batch["history"]):
+            if user not in sequences:
+                raise ValueError(f"User {user!r} of the examples has no sequence: pass the data the splits came from.")
+            before = list(sequences[user])[: len(sequences[user]) - held_out]
+            if history and before[-len(history) :] != list(history):
+                raise ValueError(
+                    f"User {user!r}'s history is not the end of their sequence with {held_out} item(s) held out: "
+                    "pass held_out=2 for validation rows and 1 for test rows of leave_one_out."
+                )
+            out.append(item_tokenizer.index_of(before[-window:]).tolist())
+        return {SCORER_HISTORY: out}
+
+    return examples.map(longer, batched=True, batch_size=2048, desc="Scorer histories")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -16,9 +17,10 @@ from . import __version__
 from .baselines import MostPopular, training_part
 from .configuration import GenRecConfig
 from .data import leave_one_out, load_interactions
-from .examples import tokenize_examples, tokenize_sequences
+from .data.collator import SCORER_HISTORY
+from .examples import add_scorer_history, tokenize_examples, tokenize_sequences
 from .features import DEFAULT_TEXT_MODEL, METHODS, build_item_features
-from .hybrid import ScorerArguments, fit_scorer, scorer_minutes
+from .hybrid import ScorerArguments, fit_scorer, scorer_minutes, scorer_window_and_dropout
 from .metrics import make_compute_metrics, ranking_metrics, recall_curve
 from .modeling import build_t5_model
 from .sasrec import rank_histories
@@ -42,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 PROTOCOL = (
     "leave-one-out per user (last item = test, second-to-last = validation); training on {train_prefixes}; "
-    "history capped at {max_history} items; full ranking over all {n_items} items by trie-constrained beam search "
+    "history capped at {max_history}; full ranking over all {n_items} items by trie-constrained beam search "
     "({num_beams} beams){excluded}{fused}; metrics averaged over {test_users}"
 )
 ID_SCHEMES = ("rqvae", "rqkmeans", "hierarchical", "title", "random", "atomic")
@@ -376,13 +378,18 @@ def run_experiment(
     train_rows = [item_tokenizer.index_of(s).tolist() for s in train_sequences]
     start = time.perf_counter()
     scorer_validation = None
+    # the scorer reads its own window of each user's history (SASRec's 200 items on MovieLens, where the model reads 50)
+    user_sequences = dict(zip(data.sequences["user_id"][:], data.sequences["item_ids"][:]))
     if scorer_args.scorer is not None and not checkpoint:
+        window, dropout = scorer_window_and_dropout(scorer_args, train_rows)
+        scorer_args = dataclasses.replace(scorer_args, scorer_max_history=window, scorer_dropout=dropout)
         # the users the model is validated on (the same shuffle and sample), as item rows
         users = splits["validation"]
         if data_args.max_eval_users and data_args.max_eval_users < len(users):
             users = users.shuffle(seed=training_args.seed).select(range(data_args.max_eval_users))
+        users = add_scorer_history(users, user_sequences, item_tokenizer, window, held_out=2)
         scorer_validation = (
-            [item_tokenizer.index_of(history).tolist() for history in users["history"][:]],
+            users[SCORER_HISTORY][:],
             item_tokenizer.index_of(users["target"][:], context="validation targets").tolist(),
         )
     scorer = fit_scorer(
@@ -407,6 +414,8 @@ def run_experiment(
                 )
             # the budget is the whole run's: the generative model gets what the scorer left
             training_args.max_train_minutes -= spent
+    # what validation and test read of each history: the model's window, and the scorer's where that is longer
+    read_window = max(data_args.max_history, scorer.config.max_positions) if scorer is not None else None
     examples = {
         name: tokenize_examples(split, item_tokenizer, data_args.max_history)
         for name, split in splits.items()
@@ -422,6 +431,8 @@ def run_experiment(
     validation = examples["validation"]
     if data_args.max_eval_users and data_args.max_eval_users < len(validation):
         validation = validation.shuffle(seed=training_args.seed).select(range(data_args.max_eval_users))
+    if scorer is not None:
+        validation = add_scorer_history(validation, user_sequences, item_tokenizer, read_window, held_out=2)
 
     model, genrec_config = build_model_and_config(item_tokenizer, data_args, id_args, model_args, training_args)
     # successor counts of the training part only, saved in every bundle (ranking fuses them with transition_weight)
@@ -461,6 +472,8 @@ def run_experiment(
     test = examples["test"]
     if data_args.max_test_users and data_args.max_test_users < len(test):
         test = test.shuffle(seed=training_args.seed).select(range(data_args.max_test_users))
+    if scorer is not None:
+        test = add_scorer_history(test, user_sequences, item_tokenizer, read_window, held_out=1)
     start = time.perf_counter()
     evaluated.clear()  # validation ranks are not the test's
     test_metrics = trainer.evaluate(test, metric_key_prefix="test")
@@ -471,8 +484,10 @@ def run_experiment(
     popular = MostPopular(item_tokenizer.item_to_index).fit(train_sequences)
     test_targets = item_tokenizer.index_of(test["target"][:], context="test targets")
     test_histories = [item_tokenizer.index_of(history).tolist() for history in test["history"][:]]
+    # the read histories: the model's window, or the scorer's longer one in a hybrid
+    read = test[SCORER_HISTORY][:] if scorer is not None else test_histories
     # the same protocol as the model's: none of the history it reads
-    seen = test_histories if training_args.exclude_history else None
+    seen = read if training_args.exclude_history else None
     popular_ranking = popular.predict(len(test_targets), max(ks), exclude=seen)
     popular_metrics = ranking_metrics(popular_ranking, test_targets, ks)
     # the fused prior alone (its recent items' successors, then the most popular): what the fusion adds to
@@ -485,9 +500,9 @@ def run_experiment(
     )
     prior_metrics = ranking_metrics(prior_ranking, test_targets, ks)
     baselines = {"most_popular": popular_metrics, "successor_prior": prior_metrics}
-    if scorer is not None:  # the hybrid's scorer alone, reading the same histories
+    if scorer is not None:  # the hybrid's scorer alone, reading the histories it reads in the hybrid
         baselines["scorer"] = ranking_metrics(
-            rank_histories(scorer, test_histories, max(ks), training_args.exclude_history), test_targets, ks
+            rank_histories(scorer, read, max(ks), training_args.exclude_history), test_targets, ks
         )
 
     metric_names = [f"{m}@{k}" for m in ("recall", "ndcg") for k in ks] + [f"mrr@{max(ks)}", "invalid_rate"]
@@ -499,7 +514,8 @@ def run_experiment(
                 if data_args.max_train_targets_per_user is None
                 else f"each user's {data_args.max_train_targets_per_user} most recent prefixes of the rest"
             ),
-            max_history=data_args.max_history,
+            max_history=f"{data_args.max_history} items"
+            + ("" if scorer is None else f" (the scorer's at {scorer.config.max_positions})"),
             n_items=data.num_items,
             num_beams=training_args.num_beams,
             excluded=", never an item of the history read (exclude_history)" if training_args.exclude_history else "",
@@ -520,7 +536,8 @@ def run_experiment(
             + (
                 f", with a SASRec trained on the same sequences fused in (scorer_weight {training_args.scorer_weight}, "
                 f"scorer_top_k {training_args.scorer_top_k}, scorer_smoothing {training_args.scorer_smoothing}; trained for "
-                f"{scorer_minutes(scorer):.1f} min before the model, reading the same history window)"
+                f"{scorer_minutes(scorer):.1f} min before the model, reading up to {scorer.config.max_positions} "
+                "items of each history)"
                 if scorer is not None and training_args.scorer_weight
                 else ""
             ),

@@ -115,6 +115,26 @@ def scorer_settings_for(sequences: list[list[int]]) -> dict:
     return dict(LONG_SETTINGS if mean >= LONG_SEQUENCE_MEAN else SHORT_SETTINGS, mean_length=mean)
 
 
+def scorer_window_and_dropout(scorer_args: ScorerArguments, sequences: list[list[int]]) -> tuple[int, float]:
+    """The scorer's window and dropout: ``scorer_max_history`` and ``scorer_dropout`` where set, else what
+    `scorer_settings_for` picks for these training sequences (logged)."""
+    window, dropout = scorer_args.scorer_max_history, scorer_args.scorer_dropout
+    if window is not None and dropout is not None:
+        return window, dropout
+    settings = scorer_settings_for(sequences)
+    window = window or settings["max_history"]
+    dropout = settings["dropout"] if dropout is None else dropout
+    logger.info(
+        "Scorer window %d items, dropout %.2f (training sequences average %.1f items; the SASRec paper's %s settings "
+        "unless set)",
+        window,
+        dropout,
+        settings["mean_length"],
+        "long-sequence" if settings["mean_length"] >= LONG_SEQUENCE_MEAN else "sparse-data",
+    )
+    return window, dropout
+
+
 def fit_scorer(
     scorer_args: ScorerArguments,
     sequences: list[list[int]],
@@ -157,18 +177,7 @@ def fit_scorer(
             )
         limits.append(scorer_args.scorer_budget_share * budget_minutes)
     limits = [limit for limit in limits if limit is not None]
-    settings = scorer_settings_for(sequences)
-    window = scorer_args.scorer_max_history or settings["max_history"]
-    dropout = settings["dropout"] if scorer_args.scorer_dropout is None else scorer_args.scorer_dropout
-    if scorer_args.scorer_max_history is None or scorer_args.scorer_dropout is None:
-        logger.info(
-            "Scorer window %d items, dropout %.2f (training sequences average %.1f items; the SASRec paper's %s "
-            "settings from the data unless set)",
-            window,
-            dropout,
-            settings["mean_length"],
-            "long-sequence" if settings["mean_length"] >= LONG_SEQUENCE_MEAN else "sparse-data",
-        )
+    window, dropout = scorer_window_and_dropout(scorer_args, sequences)
     config = SASRecConfig(
         num_items=num_items,
         max_positions=window,

@@ -70,6 +70,7 @@ def fusion_processors(
     transition_smoothing: float = 0.01,
     transition_normalize: bool = False,
     scorer: SASRecModel | None = None,
+    scorer_histories: Sequence[Sequence[int]] | None = None,
     scorer_weight: float = 0.0,
     scorer_top_k: int = 200,
     scorer_smoothing: float = 0.01,
@@ -78,8 +79,9 @@ def fusion_processors(
     """What is fused into a constrained beam search over the catalogue whose trie, spellings and trie paths are
     given, for histories of item rows: the successor prior of ``transitions`` (``transition_weight``), then the
     ``scorer``'s ``scorer_top_k`` candidates (``scorer_weight``), each item gaining ``weight * log(1 + P /
-    smoothing)``; a weight of 0 leaves its processor out. One builder for `GenerativeRecommender` and
-    `GenRecTrainer`, so ranking and validation fuse alike."""
+    smoothing)``; a weight of 0 leaves its processor out. The scorer reads ``scorer_histories`` when given (one per
+    history, e.g. further back than the model reads), else ``histories``. One builder for `GenerativeRecommender`
+    and `GenRecTrainer`, so ranking and validation fuse alike."""
     processors = []
     if transition_weight:
         processors.append(
@@ -94,13 +96,20 @@ def fusion_processors(
                 normalize=transition_normalize,
             )
         )
+    if scorer_histories is not None and len(scorer_histories) != len(histories):
+        raise ValueError(f"scorer_histories has {len(scorer_histories)} entries for {len(histories)} histories.")
     if scorer_weight:
         # a model trained with the prior in its loss renormalises each step after the prior, not after this
         processors.append(
             TransitionFusionLogitsProcessor(
                 trie_index,
                 spellings,
-                scorer_priors(scorer, histories, scorer_top_k, exclude_history=exclude_history),
+                scorer_priors(
+                    scorer,
+                    histories if scorer_histories is None else scorer_histories,
+                    scorer_top_k,
+                    exclude_history=exclude_history,
+                ),
                 weight=scorer_weight,
                 smoothing=scorer_smoothing,
                 paths=paths,

@@ -22,7 +22,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from .averaging import TRAINING_WEIGHTS_NAME, WeightAverage, load_training_weights
 from .callbacks import TimeBudgetCallback, read_spent_seconds
 from .configuration import GenRecConfig
-from .data.collator import GenRecCollator
+from .data.collator import SCORER_HISTORY, GenRecCollator
 from .decoding import build_trie_index, generate_items, item_spellings
 from .dropout import use_bits_dropout
 from .exclude_items import history_excluded_tokens
@@ -573,6 +573,8 @@ class GenRecTrainer(Seq2SeqTrainer):
         ignore_keys: list[str] | None = None,
         **gen_kwargs,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        inputs = dict(inputs)
+        scorer_histories = inputs.pop(SCORER_HISTORY, None)  # not a model input
         if not self.args.predict_with_generate or prediction_loss_only:
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
         loss, _, _ = super().prediction_step(model, inputs, prediction_loss_only=True, ignore_keys=ignore_keys)
@@ -590,8 +592,9 @@ class GenRecTrainer(Seq2SeqTrainer):
             k=k,
             method=self.args.decoding_method,
             index=self.trie_index,
-            exclude_items=histories if self.args.exclude_history else None,
-            fusion=self._fusion(histories) if fused else None,
+            # with a scorer's longer window (SCORER_HISTORY) none of the history either of them reads
+            exclude_items=(scorer_histories or histories) if self.args.exclude_history else None,
+            fusion=self._fusion(histories, scorer_histories) if fused else None,
         )
         labels = None
         if "labels" in inputs:
@@ -599,10 +602,13 @@ class GenRecTrainer(Seq2SeqTrainer):
             labels = labels.to(inputs["input_ids"].device)
         return loss, indices.to(inputs["input_ids"].device), labels
 
-    def _fusion(self, histories: list[list[int]]) -> LogitsProcessorList:
+    def _fusion(
+        self, histories: list[list[int]], scorer_histories: list[list[int]] | None = None
+    ) -> LogitsProcessorList:
         """What ranking fuses into the search for histories given as item rows: the successor prior
         (``transition_weight``), then the dense scorer's candidates (``scorer_weight``), as
-        `GenerativeRecommender` does."""
+        `GenerativeRecommender` does. The scorer reads ``scorer_histories`` when the examples carry them (a
+        ``scorer_history`` column, `hf_genrec.add_scorer_history`), else the histories the model reads."""
         args = self.args
         return fusion_processors(
             histories,
@@ -616,11 +622,18 @@ class GenRecTrainer(Seq2SeqTrainer):
             # a model trained on softmax(log p + bonus) is ranked with the same distribution
             transition_normalize=args.transition_weight_in_loss > 0,
             scorer=self.scorer,
+            scorer_histories=scorer_histories,
             scorer_weight=getattr(args, "scorer_weight", 0.0),
             scorer_top_k=getattr(args, "scorer_top_k", 200),
             scorer_smoothing=getattr(args, "scorer_smoothing", 0.01),
             exclude_history=args.exclude_history,
         )
+
+    def _set_signature_columns_if_needed(self) -> None:
+        super()._set_signature_columns_if_needed()
+        # eval rows of a hybrid run carry the scorer's longer history; prediction_step takes it off the inputs
+        if SCORER_HISTORY not in self._signature_columns:
+            self._signature_columns.append(SCORER_HISTORY)
 
     def _history_items(self, input_ids: torch.Tensor) -> list[list[int]]:
         """The item rows of each encoded history in the batch (what ``exclude_history`` keeps out)."""

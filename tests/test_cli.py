@@ -268,7 +268,7 @@ def test_hybrid_recipe_trains_a_scorer_fuses_it_resumes_and_ranks_as_the_bundle(
              "--constrained_loss", "true", "--exclude_history", "true", "--eval_strategy", "epoch",
              "--save_strategy", "epoch", "--load_best_model_at_end", "false", "--max_train_minutes", "5",
              "--transition_weight", "1", "--transition_weights", "0", "1", "--scorer", "sasrec",
-             "--scorer_epochs", "20", "--scorer_max_history", "10", "--scorer_dropout", "0.0",
+             "--max_history", "3", "--scorer_epochs", "20", "--scorer_max_history", "10", "--scorer_dropout", "0.0",
              "--scorer_learning_rate", "0.01", "--scorer_weight", "1", "--scorer_weights", "0", "2", "8"]  # fmt: skip
     assert main(flags) == 0
     results = json.loads((out / "results.json").read_text())
@@ -294,8 +294,10 @@ def test_hybrid_recipe_trains_a_scorer_fuses_it_resumes_and_ranks_as_the_bundle(
         results["transition_weight"],
     )
     assert (out / "scorer" / "config.json").is_file() and "SASRec trained on the same sequences" in results["protocol"]
+    assert "history capped at 3 items (the scorer's at 10)" in results["protocol"]
 
-    # the saved bundle, asked for the test users' top 10 with the picked weights, scores what evaluation scored
+    # the saved bundle, asked for the test users' top 10 with the picked weights, scores what evaluation scored: the
+    # model reads the last 3 items, the scorer (and the exclusion) the whole history, in evaluation as in the bundle
     recommender = GenerativeRecommender.from_pretrained(out)
     assert isinstance(recommender.scorer, SASRecModel)
     test = leave_one_out(load_interactions("ml-100k", str(data_root)), max_history=20)["test"]

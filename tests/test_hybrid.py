@@ -227,3 +227,46 @@ def test_trainer_fuses_the_scorer_after_the_prior(tiny_model, item_tokenizer, tm
     trainer.args.transition_weight = 0.0
     (only,) = trainer._fusion(histories)
     torch.testing.assert_close(only.node_bonus, expected.node_bonus)
+    # the scorer reads the examples' longer histories (SCORER_HISTORY) where they carry them
+    longer = [[4, 3, 0, 1], [2, 5]]
+    (reads_longer,) = trainer._fusion(histories, longer)
+    (expected_longer,) = fusion_processors(
+        histories,
+        trainer.trie_index,
+        trainer._spellings,
+        trainer._item_paths,
+        scorer=scorer,
+        scorer_histories=longer,
+        scorer_weight=2.0,
+        scorer_top_k=3,
+    )
+    torch.testing.assert_close(reads_longer.node_bonus, expected_longer.node_bonus)
+    assert not torch.equal(reads_longer.node_bonus, only.node_bonus)
+    with pytest.raises(ValueError, match="scorer_histories has 1 entries for 2 histories"):
+        trainer._fusion(histories, longer[:1])
+
+
+def test_add_scorer_history_reads_further_back_and_refuses_rows_that_do_not_match(item_tokenizer):
+    import datasets
+
+    from hf_genrec import GenRecCollator
+    from hf_genrec.examples import add_scorer_history
+
+    items = item_tokenizer.item_ids
+    sequences = {"a": items[:6], "b": items[2:5]}
+    validation = datasets.Dataset.from_dict(
+        {"user_id": ["a", "b"], "history": [items[2:4], items[2:3]], "target": [items[4], items[3]]}
+    )
+    rows = add_scorer_history(validation, sequences, item_tokenizer, window=3, held_out=2)
+    assert rows["scorer_history"] == [[1, 2, 3], [2]]
+    with pytest.raises(ValueError, match="pass held_out=2 for validation rows"):
+        add_scorer_history(validation, sequences, item_tokenizer, window=3, held_out=1)
+    with pytest.raises(ValueError, match="User 'b' of the examples has no sequence"):
+        add_scorer_history(validation, {"a": items[:6]}, item_tokenizer, window=3, held_out=2)
+    with pytest.raises(ValueError, match="needs a `user_id` column"):
+        add_scorer_history(validation.remove_columns("user_id"), sequences, item_tokenizer, window=3, held_out=2)
+    # the collator hands the column on as item-row lists, unpadded
+    batch = GenRecCollator(pad_token_id=0)(
+        [{"input_ids": [5, 6], "scorer_history": [1, 2, 3]}, {"input_ids": [7], "scorer_history": [2]}]
+    )
+    assert batch["scorer_history"] == [[1, 2, 3], [2]] and batch["input_ids"].shape == (2, 2)

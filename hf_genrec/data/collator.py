@@ -7,6 +7,9 @@ from typing import Any
 
 import torch
 
+#: the eval-example column with the (longer) history a run's dense scorer reads, as item rows
+SCORER_HISTORY = "scorer_history"
+
 
 @dataclass
 class GenRecCollator:
@@ -15,6 +18,8 @@ class GenRecCollator:
     Packed rows (from `hf_genrec.tokenize_sequences`: ``target_ends`` and a list of spellings as ``labels``) become
     ``labels`` ``[batch, n * width]`` (each target in a block of ``width`` tokens, missing targets all -100) and
     ``target_ends`` ``[batch, n]``, what `GenRecT5ForConditionalGeneration` trains on.
+
+    A ``scorer_history`` column (eval rows of a hybrid run) passes through as a list of item-row lists.
 
     Dynamic padding matters here: most real histories are far shorter than the history cap, so padding every row to
     the cap wastes most of the encoder's work.
@@ -39,6 +44,8 @@ class GenRecCollator:
             input_ids[i, : len(row)] = row
             attention_mask[i, : len(row)] = 1
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if SCORER_HISTORY in features[0]:  # item rows a dense scorer reads (hf_genrec.add_scorer_history); unpadded
+            batch[SCORER_HISTORY] = [list(f[SCORER_HISTORY]) for f in features]
         if "target_ends" in features[0]:
             batch.update(self._packed_targets(features))
         elif "labels" in features[0]:
