@@ -328,6 +328,11 @@ def run_experiment(
     splits = leave_one_out(
         data, max_history=data_args.max_history, max_train_targets_per_user=data_args.max_train_targets_per_user
     )
+    if data_args.max_eval_users and data_args.max_eval_users < len(splits["validation"]):
+        # one random sample of validation users, for the model's checkpoints, its scorer and the fusion grid
+        splits["validation"] = (
+            splits["validation"].shuffle(seed=training_args.seed).select(range(data_args.max_eval_users))
+        )
     timings["data_s"] = time.perf_counter() - start
     logger.info("Loaded %s", data.describe())
     # each user's items without the validation and test ones: IDs, training rows, transitions and baselines
@@ -383,11 +388,8 @@ def run_experiment(
     if scorer_args.scorer is not None and not checkpoint:
         window, dropout = scorer_window_and_dropout(scorer_args, train_rows)
         scorer_args = dataclasses.replace(scorer_args, scorer_max_history=window, scorer_dropout=dropout)
-        # the users the model is validated on (the same shuffle and sample), as item rows
-        users = splits["validation"]
-        if data_args.max_eval_users and data_args.max_eval_users < len(users):
-            users = users.shuffle(seed=training_args.seed).select(range(data_args.max_eval_users))
-        users = add_scorer_history(users, user_sequences, item_tokenizer, window, held_out=2)
+        # the users the model is validated on, as item rows
+        users = add_scorer_history(splits["validation"], user_sequences, item_tokenizer, window, held_out=2)
         scorer_validation = (
             users[SCORER_HISTORY][:],
             item_tokenizer.index_of(users["target"][:], context="validation targets").tolist(),
@@ -429,8 +431,6 @@ def run_experiment(
             max_targets_per_user=data_args.max_train_targets_per_user,
         )
     validation = examples["validation"]
-    if data_args.max_eval_users and data_args.max_eval_users < len(validation):
-        validation = validation.shuffle(seed=training_args.seed).select(range(data_args.max_eval_users))
     if scorer is not None:
         validation = add_scorer_history(validation, user_sequences, item_tokenizer, read_window, held_out=2)
 

@@ -300,6 +300,7 @@ class BestValidationState(TrainerCallback):
         ndcg = ndcg_at_k(rank_histories(model, self.histories, 10, self.exclude_history), self.targets, 10)
         model.train()
         self.curve.append({"epoch": float(state.epoch), "step": state.global_step, "ndcg@10": ndcg})
+        logger.info("SASRec epoch %.1f: validation NDCG@10 %.4f", state.epoch, ndcg)  # a long run's progress
         if ndcg > self.best["ndcg@10"]:
             self.best = {"ndcg@10": ndcg, "epoch": float(state.epoch), "step": state.global_step}
             self.best_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
