@@ -7,6 +7,14 @@ its saved weights, its SASRec alone with the same successor prior fused (``--sas
 harness picked for that SASRec), and the generative model with the prior only. Prints and writes (``--output``)
 Recall@10 / NDCG@10 of each and the mean per-user difference of the hybrid from the other two with its standard
 error (the users are the same, so the difference's error is much smaller than either figure's).
+
+With ``--transition-weights`` and ``--scorer-weights`` the weights are picked again on the run's validation sample
+(``--validation-users`` users drawn with ``--seed``, the sample `run_experiment` validates on): every pair for the
+hybrid, every prior weight for SASRec with the prior (its ``--sasrec-prior-weight`` is then ignored), best NDCG@10
+(the smaller weights on a tie). That widens a finished run's grid without training again:
+
+    python benchmarks/hybrid_paired.py outputs/reproduce/ml-1m_hybrid-data-settings --dataset ml-1m \
+        --data-dir ../shared/data --transition-weights 8 16 32 --scorer-weights 8 16 32
 """
 
 from __future__ import annotations
@@ -39,8 +47,14 @@ def main() -> None:
     parser.add_argument("--dataset", default="amazon-beauty")
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--sasrec-prior-weight", type=float, default=2.0)
+    parser.add_argument("--transition-weights", type=float, nargs="+", default=None)
+    parser.add_argument("--scorer-weights", type=float, nargs="+", default=None)
+    parser.add_argument("--validation-users", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
+    if (args.transition_weights is None) != (args.scorer_weights is None):
+        parser.error("--transition-weights and --scorer-weights go together (the hybrid's grid is their pairs).")
     torch.set_num_threads(2)
     recommender = GenerativeRecommender.from_pretrained(args.bundle)
     if recommender.scorer is None:
@@ -48,41 +62,73 @@ def main() -> None:
     config = recommender.config
     scorer = recommender.scorer
     data = load_interactions(args.dataset, args.data_dir)
-    test = leave_one_out(data, max_history=scorer.config.max_positions)["test"]
+    splits = leave_one_out(data, max_history=scorer.config.max_positions)
     index = recommender.item_tokenizer.item_to_index
-    histories = test["history"][:]
-    targets = np.asarray([index[t] for t in test["target"][:]])
-    rows = [[index[i] for i in h] for h in histories]
 
-    def rank_generative(scorer_weight: float) -> np.ndarray:
-        out = recommender.recommend(histories, k=10, scorer_weight=scorer_weight, batch_size=256)
+    def users(split):
+        histories = split["history"][:]
+        targets = np.asarray([index[t] for t in split["target"][:]])
+        return histories, [[index[i] for i in h] for h in histories], targets
+
+    def rank_generative(histories, transition_weight: float, scorer_weight: float) -> np.ndarray:
+        out = recommender.recommend(
+            histories, k=10, transition_weight=transition_weight, scorer_weight=scorer_weight, batch_size=256
+        )
         return np.asarray([[index[item] for item, _ in row] for row in out])
+
+    def rank_sasrec(rows, prior_weight: float) -> np.ndarray:
+        ranked = []
+        for first in range(0, len(rows), 1024):
+            chunk = rows[first : first + 1024]
+            bonus = recommender.transitions.dense_bonus(
+                chunk, prior_weight, config.transition_smoothing, config.transition_recent_items
+            )
+            tokens = left_pad(chunk, scorer.config.max_positions)
+            ranked.append(scorer.recommend(tokens, k=10, exclude_history=True, item_bonus=bonus)[0].numpy())
+        return np.concatenate(ranked)
+
+    picked = {"hybrid": (config.transition_weight, config.scorer_weight), "sasrec": args.sasrec_prior_weight}
+    grid = None
+    if args.transition_weights is not None:
+        validation = splits["validation"]
+        if args.validation_users < len(validation):
+            validation = validation.shuffle(seed=args.seed).select(range(args.validation_users))
+        v_histories, v_rows, v_targets = users(validation)
+        start = time.perf_counter()
+        grid = {"hybrid": {}, "sasrec_with_prior": {}}
+        for t in sorted(args.transition_weights):
+            for w in sorted(args.scorer_weights):
+                ndcg = per_user(rank_generative(v_histories, t, w), v_targets)["ndcg@10"].mean()
+                grid["hybrid"][f"{t}/{w}"] = float(ndcg)
+                print(f"validation hybrid prior {t} scorer {w}: NDCG@10 {ndcg:.4f}", flush=True)
+            grid["sasrec_with_prior"][str(t)] = float(per_user(rank_sasrec(v_rows, t), v_targets)["ndcg@10"].mean())
+        best = max(grid["hybrid"], key=lambda k: (grid["hybrid"][k], *(-float(x) for x in k.split("/"))))
+        picked["hybrid"] = tuple(float(x) for x in best.split("/"))
+        picked["sasrec"] = float(
+            max(grid["sasrec_with_prior"], key=lambda k: (grid["sasrec_with_prior"][k], -float(k)))
+        )
+        grid["validation_s"] = time.perf_counter() - start
+        print(f"picked: hybrid prior/scorer {best}, SASRec prior {picked['sasrec']}", flush=True)
+
+    histories, rows, targets = users(splits["test"])
 
     timings, ranked = {}, {}
     start = time.perf_counter()
-    ranked["hybrid"] = rank_generative(config.scorer_weight)
+    ranked["hybrid"] = rank_generative(histories, *picked["hybrid"])
     timings["hybrid_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    ranked["generative_with_prior"] = rank_generative(0.0)
+    ranked["generative_with_prior"] = rank_generative(histories, picked["hybrid"][0], 0.0)
     timings["generative_with_prior_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    sasrec = []
-    for first in range(0, len(rows), 1024):
-        chunk = rows[first : first + 1024]
-        bonus = recommender.transitions.dense_bonus(
-            chunk, args.sasrec_prior_weight, config.transition_smoothing, config.transition_recent_items
-        )
-        tokens = left_pad(chunk, scorer.config.max_positions)
-        sasrec.append(scorer.recommend(tokens, k=10, exclude_history=True, item_bonus=bonus)[0].numpy())
-    ranked["sasrec_with_prior"] = np.concatenate(sasrec)
+    ranked["sasrec_with_prior"] = rank_sasrec(rows, picked["sasrec"])
     timings["sasrec_with_prior_s"] = time.perf_counter() - start
 
     users = {name: per_user(r, targets) for name, r in ranked.items()}
     result = {"bundle": args.bundle, "users": len(targets), "weights": {
-        "hybrid": {"transition_weight": config.transition_weight, "scorer_weight": config.scorer_weight},
-        "sasrec_with_prior": {"transition_weight": args.sasrec_prior_weight},
-        "generative_with_prior": {"transition_weight": config.transition_weight},
-    }}  # fmt: skip
+        "hybrid": {"transition_weight": picked["hybrid"][0], "scorer_weight": picked["hybrid"][1]},
+        "sasrec_with_prior": {"transition_weight": picked["sasrec"]},
+        "generative_with_prior": {"transition_weight": picked["hybrid"][0]},
+    }, "validation_grid": grid}  # fmt: skip
     result["metrics"] = {name: {m: float(v.mean()) for m, v in per.items()} for name, per in users.items()}
     result["hybrid_minus"] = {}
     for other in ("sasrec_with_prior", "generative_with_prior"):
