@@ -212,16 +212,22 @@ def test_trainer_fuses_the_scorer_after_the_prior(tiny_model, item_tokenizer, tm
         model=tiny_model, args=args, item_tokenizer=item_tokenizer, transitions=transitions, scorer=scorer
     )
     histories = [[0, 1], [5]]
+
+    def scorer_alone(scorer_histories=None):
+        (processor,) = fusion_processors(
+            histories,
+            trainer.trie_index,
+            trainer._spellings,
+            trainer._item_paths,
+            scorer=scorer,
+            scorer_histories=scorer_histories,
+            scorer_weight=2.0,
+            scorer_top_k=3,
+        )
+        return processor
+
     prior, fused = trainer._fusion(histories)
-    (expected,) = fusion_processors(
-        histories,
-        trainer.trie_index,
-        trainer._spellings,
-        trainer._item_paths,
-        scorer=scorer,
-        scorer_weight=2.0,
-        scorer_top_k=3,
-    )
+    expected = scorer_alone()
     torch.testing.assert_close(fused.node_bonus, expected.node_bonus)
     assert not torch.equal(prior.node_bonus, fused.node_bonus)
     trainer.args.transition_weight = 0.0
@@ -230,16 +236,7 @@ def test_trainer_fuses_the_scorer_after_the_prior(tiny_model, item_tokenizer, tm
     # the scorer reads the examples' longer histories (SCORER_HISTORY) where they carry them
     longer = [[4, 3, 0, 1], [2, 5]]
     (reads_longer,) = trainer._fusion(histories, longer)
-    (expected_longer,) = fusion_processors(
-        histories,
-        trainer.trie_index,
-        trainer._spellings,
-        trainer._item_paths,
-        scorer=scorer,
-        scorer_histories=longer,
-        scorer_weight=2.0,
-        scorer_top_k=3,
-    )
+    expected_longer = scorer_alone(longer)
     torch.testing.assert_close(reads_longer.node_bonus, expected_longer.node_bonus)
     assert not torch.equal(reads_longer.node_bonus, only.node_bonus)
     with pytest.raises(ValueError, match="scorer_histories has 1 entries for 2 histories"):
