@@ -51,6 +51,13 @@ def main() -> None:
     parser.add_argument("--scorer-weights", type=float, nargs="+", default=None)
     parser.add_argument("--validation-users", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--max-history",
+        type=int,
+        default=None,
+        help="Items of each history given to the bundle (default: its scorer's window); every given item is excluded, "
+        "so bundles compared on the same users need the same value.",
+    )
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     if (args.transition_weights is None) != (args.scorer_weights is None):
@@ -62,7 +69,7 @@ def main() -> None:
     config = recommender.config
     scorer = recommender.scorer
     data = load_interactions(args.dataset, args.data_dir)
-    splits = leave_one_out(data, max_history=scorer.config.max_positions)
+    splits = leave_one_out(data, max_history=args.max_history or scorer.config.max_positions)
     index = recommender.item_tokenizer.item_to_index
 
     def users(split):
@@ -83,6 +90,8 @@ def main() -> None:
             bonus = recommender.transitions.dense_bonus(
                 chunk, prior_weight, config.transition_smoothing, config.transition_recent_items
             )
+            for row, history in enumerate(chunk):  # every given item, as the bundle's recommend excludes
+                bonus[row, history] = float("-inf")
             tokens = left_pad(chunk, scorer.config.max_positions)
             ranked.append(scorer.recommend(tokens, k=10, exclude_history=True, item_bonus=bonus)[0].numpy())
         return np.concatenate(ranked)
