@@ -384,7 +384,11 @@ def run_experiment(
     start = time.perf_counter()
     scorer_validation = None
     # the scorer reads its own window of each user's history (SASRec's 200 items on MovieLens, where the model reads 50)
-    user_sequences = dict(zip(data.sequences["user_id"][:], data.sequences["item_ids"][:]))
+    user_sequences = (
+        dict(zip(data.sequences["user_id"][:], data.sequences["item_ids"][:]))
+        if scorer_args.scorer is not None
+        else None
+    )
     if scorer_args.scorer is not None and not checkpoint:
         window, dropout = scorer_window_and_dropout(scorer_args, train_rows)
         scorer_args = dataclasses.replace(scorer_args, scorer_max_history=window, scorer_dropout=dropout)
