@@ -30,42 +30,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import time
 from pathlib import Path
 
-import datasets
 import numpy as np
-import torch
 from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
-from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from hf_genrec.baselines import MostPopular, training_part
-from hf_genrec.callbacks import TimeBudgetCallback
 from hf_genrec.data import leave_one_out, load_interactions
 from hf_genrec.metrics import ranking_metrics
-from hf_genrec.sasrec import SASRecConfig, SASRecModel, rank_histories, sasrec_training_rows
+from hf_genrec.sasrec import TRAINING_SETUP_FILE, SASRecConfig, SASRecModel, rank_histories, train_sasrec
 from hf_genrec.transitions import ItemTransitions, best_fusion_weight
 
 logger = logging.getLogger("reproduce")
 KS = (5, 10)
 TESTED_STATE = "tested_state.safetensors"
-
-
-class ValidationCurve(TrainerCallback):
-    """Ranks a fixed sample of validation users every ``every_epochs`` epochs and records NDCG@10 against minutes."""
-
-    def __init__(self, evaluate, every_epochs: int, start: float, offset_minutes: float = 0.0):
-        self.evaluate, self.every, self.start, self.offset = evaluate, max(1, every_epochs), start, offset_minutes
-        self.points: list[dict] = []
-
-    def on_epoch_end(self, args, state, control, model=None, **kwargs):
-        if round(state.epoch) % self.every == 0:
-            metrics = self.evaluate(model)
-            minutes = self.offset + (time.perf_counter() - self.start) / 60
-            self.points.append({"minutes": minutes, "epoch": state.epoch, "step": state.global_step, **metrics})
-            logger.info("epoch %.0f, %.1f min: validation %s", state.epoch, minutes, metrics)
 
 
 def sasrec_rank(
@@ -176,87 +156,38 @@ def sasrec_transitions(args, data, train_sequences) -> ItemTransitions:
 
 def run_sasrec(args, data, splits, work_dir: Path) -> dict:
     index, train_sequences = sasrec_sequences(data)
-    rows = sasrec_training_rows(train_sequences, args.sasrec_max_length)
-    train = datasets.Dataset.from_dict({key: value.tolist() for key, value in rows.items()})
 
     def split_rows(name, limit=None):
         return sasrec_split_rows(splits, index, name, limit)
 
     val_histories, val_targets = split_rows("validation", args.max_eval_users)
     exclude = excludes_history(args)
-    # The state with the best validation NDCG@10 is kept (on disk, so a resumed run keeps it too) and tested, as the
-    # generative harness keeps its best checkpoint: at 60 minutes SASRec overfits (validation NDCG@10 0.0674 at
-    # epoch 25, 0.0617 at the end of the AMD EPYC run that showed it, which tested its last state).
-    best_path = work_dir / "best_state.safetensors"
-    state_path = work_dir / "curve.json"
-    best = {"ndcg@10": -1.0}
-    if any(work_dir.glob("checkpoint-*")) and best_path.exists() and state_path.exists():  # a stopped run resumes
-        best = json.loads(state_path.read_text()).get("best", best)
-    elif best_path.exists():
-        best_path.unlink()  # a finished run's: never tested in place of this one's
-
-    def evaluate(model):
-        ranked = sasrec_rank(model, val_histories, max(KS), exclude)
-        metrics = ranking_metrics(ranked, val_targets, KS)
-        model.train()
-        if metrics["ndcg@10"] > best["ndcg@10"]:
-            from safetensors.torch import save_file
-
-            work_dir.mkdir(parents=True, exist_ok=True)
-            save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(best_path))
-            best.update({"ndcg@10": float(metrics["ndcg@10"]), "step": model_step()})
-        return {"ndcg@10": metrics["ndcg@10"], "recall@10": metrics["recall@10"]}
-
-    config = sasrec_config(args, data.num_items)
-    torch.manual_seed(args.seed)
-    model = SASRecModel(config)
-    checkpoints = sorted(work_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    previous = (
-        json.loads(state_path.read_text()) if checkpoints and state_path.exists() else {"points": [], "minutes": 0}
-    )
-    remaining = args.budget_minutes - previous["minutes"]
-    steps_per_epoch = math.ceil(len(train) / args.batch_size)
-    training_args = TrainingArguments(
-        output_dir=str(work_dir),
-        num_train_epochs=args.sasrec_epochs,
-        per_device_train_batch_size=args.batch_size,
+    # The library's training: a checkpoint every epoch in the work dir (a stopped run goes on from it, clock and best
+    # state included), and the state with the best validation NDCG@10 kept and tested, as the generative harness keeps
+    # its best checkpoint: at 60 minutes SASRec overfits (validation NDCG@10 0.0674 at epoch 25, 0.0617 at the end of
+    # the AMD EPYC run that showed it, which tested its last state).
+    resume = (work_dir / TRAINING_SETUP_FILE).is_file()
+    if not resume and any(work_dir.glob("checkpoint-*")):
+        raise SystemExit(
+            f"{work_dir} holds checkpoints of an older harness (no {TRAINING_SETUP_FILE}); pass another --work-dir."
+        )
+    model, info = train_sasrec(
+        train_sequences,
+        sasrec_config(args, data.num_items),
+        epochs=args.sasrec_epochs,
+        batch_size=args.batch_size,
         learning_rate=args.sasrec_lr,
-        weight_decay=0.0,
-        lr_scheduler_type="constant",
-        save_strategy="steps",
-        save_steps=steps_per_epoch * args.eval_every_epochs,
-        save_total_limit=1,
-        logging_steps=steps_per_epoch * args.eval_every_epochs,
-        report_to="none",
+        max_minutes=args.budget_minutes,
         seed=args.seed,
-        use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=True,
+        validation=(val_histories, val_targets),
+        exclude_history=exclude,
+        eval_every_epochs=args.eval_every_epochs,
+        output_dir=work_dir,
+        resume=resume,
     )
-    start = time.perf_counter()
-    curve = ValidationCurve(evaluate, args.eval_every_epochs, start, offset_minutes=previous["minutes"])
-    curve.points = previous["points"]
-    trainer = Trainer(model=model, args=training_args, train_dataset=train)
-
-    def model_step() -> int:
-        return trainer.state.global_step
-
-    trainer.add_callback(TimeBudgetCallback(max(remaining, 0.01)))
-    trainer.add_callback(curve)
-
-    class SaveCurve(TrainerCallback):
-        def on_save(self, args_, state, control, **kwargs):
-            minutes = previous["minutes"] + (time.perf_counter() - start) / 60
-            state_path.write_text(json.dumps({"points": curve.points, "minutes": minutes, "best": best}))
-
-    trainer.add_callback(SaveCurve())
-    output = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
-    train_minutes = previous["minutes"] + (time.perf_counter() - start) / 60
-
-    if best_path.exists():
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(str(best_path)))
-        logger.info("Testing the state of step %s (best validation NDCG@10 %.4f)", best.get("step"), best["ndcg@10"])
+    logger.info(
+        "Testing the state of step %s (best validation NDCG@10 %.4f)", info["best_step"], info["validation_ndcg@10"]
+    )
     from safetensors.torch import save_file
 
     # what the hybrid (--hybrid-sasrec-minutes) fuses: the state tested here
@@ -271,16 +202,16 @@ def run_sasrec(args, data, splits, work_dir: Path) -> dict:
     )
     return {
         "model": "sasrec",
-        "config": config.to_diff_dict(),
+        "config": {k: v for k, v in model.config.to_diff_dict().items() if k != "training_summary"},
         "exclude_history": exclude,
         "test": test,
-        "train_minutes": train_minutes,
+        "train_minutes": info["train_minutes"],
         "test_eval_seconds": test_seconds,
         "successor_prior_fusion": fused,
-        "steps": output.global_step,
-        "epochs": output.metrics.get("epoch"),
-        "tested_state": {"step": best.get("step"), "validation_ndcg@10": best["ndcg@10"]},
-        "curve": curve.points,
+        "steps": info["steps"],
+        "epochs": info["epochs"],
+        "tested_state": {"step": info["best_step"], "validation_ndcg@10": info["validation_ndcg@10"]},
+        "curve": info["validation_curve"],
         "protocol": (
             "leave-one-out per user (last item = test, second-to-last = validation); training on every position of "
             f"each user's training part (the {args.sasrec_max_length} most recent items); full ranking over all "
@@ -349,7 +280,12 @@ def run_genrec(args, work_dir: Path) -> dict:
     training_args.max_train_minutes = args.budget_minutes - features_minutes
     from transformers.trainer_utils import get_last_checkpoint
 
-    resume = get_last_checkpoint(str(work_dir)) is not None  # a stopped run continues, budget and curve included
+    from hf_genrec.hybrid import scorer_training_started
+
+    # a stopped run continues, budget and curve included (also one stopped while its scorer trained)
+    resume = get_last_checkpoint(str(work_dir)) is not None or (
+        scorer_args.scorer is not None and scorer_training_started(work_dir)
+    )
     # a recipe with a scorer (``--overlay configs/hybrid.yaml``) trains it first, inside the same budget
     results = run_experiment(
         data_args, id_args, model_args, training_args, resume_from_checkpoint=resume or None, scorer_args=scorer_args
@@ -579,7 +515,7 @@ def ensemble_sasrec(args, data, splits, members: list[tuple[Path, dict]]) -> dic
     models = []
     for member_dir, _ in members:
         model = SASRecModel(sasrec_config(args, data.num_items))
-        model.load_state_dict(load_file(str(member_dir / "best_state.safetensors")))
+        model.load_state_dict(load_file(str(member_dir / TESTED_STATE)))
         models.append(model.eval())
     exclude = excludes_history(args)
     val = sasrec_split_rows(splits, index, "validation", args.max_eval_users)

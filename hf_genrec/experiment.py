@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +21,14 @@ from .data import leave_one_out, load_interactions
 from .data.collator import SCORER_HISTORY
 from .examples import add_scorer_history, tokenize_examples, tokenize_sequences
 from .features import DEFAULT_TEXT_MODEL, METHODS, build_item_features
-from .hybrid import ScorerArguments, fit_scorer, scorer_minutes, scorer_window_and_dropout
+from .hybrid import (
+    SCORER_TRAINING_DIR,
+    ScorerArguments,
+    fit_scorer,
+    scorer_minutes,
+    scorer_training_started,
+    scorer_window_and_dropout,
+)
 from .metrics import make_compute_metrics, ranking_metrics, recall_curve
 from .modeling import build_t5_model
 from .sasrec import rank_histories
@@ -343,9 +351,12 @@ def run_experiment(
         warn_if_items_repeat(data.sequences["item_ids"][:])
 
     checkpoint = resume_from_checkpoint
+    scorer_args = scorer_args or ScorerArguments()
+    # stopped before the model's first checkpoint: the scorer's training goes on, the rest starts again
+    resume_scorer = checkpoint is True and scorer_args.scorer is not None and scorer_training_started(output_dir)
     if checkpoint is True:
         checkpoint = last_complete_checkpoint(output_dir)  # skips a checkpoint left half-written by a crash
-        if checkpoint is None:
+        if checkpoint is None and not resume_scorer:
             raise ValueError(
                 f"resume_from_checkpoint=True, but {output_dir} holds no complete checkpoint-* folder"
                 + (
@@ -379,7 +390,14 @@ def run_experiment(
         item_tokenizer = ItemTokenizer(
             base_tokenizer or minimal_t5_tokenizer(), semantic_ids, history_eos=not model_args.causal_encoder
         )
-    scorer_args = scorer_args or ScorerArguments()
+    scorer_training = output_dir / SCORER_TRAINING_DIR
+    if not checkpoint and not resume_scorer and scorer_training.is_dir():
+        logger.warning(
+            "Starting a new run: removing %s, an earlier run's scorer training (pass resume_from_checkpoint to go on "
+            "with that run instead).",
+            scorer_training,
+        )
+        shutil.rmtree(scorer_training, ignore_errors=True)  # every process may try
     train_rows = [item_tokenizer.index_of(s).tolist() for s in train_sequences]
     start = time.perf_counter()
     scorer_validation = None
@@ -407,6 +425,8 @@ def run_experiment(
         budget_minutes=training_args.max_train_minutes,
         validation=scorer_validation,
         exclude_history=training_args.exclude_history,
+        output_dir=output_dir,
+        resume=resume_scorer,
     )
     if scorer is not None:
         timings["scorer_s"] = time.perf_counter() - start
@@ -613,6 +633,7 @@ def run_experiment(
         timings["content_map_s"] = time.perf_counter() - start
     if trainer.is_world_process_zero():  # under `accelerate launch` every process holds the same results
         atomic_write_text(output_dir / "results.json", json.dumps(results, indent=2) + "\n")
+        shutil.rmtree(scorer_training, ignore_errors=True)  # the bundle and every checkpoint hold the scorer now
     return results
 
 

@@ -4,7 +4,9 @@
 scorer as part of a run (``scorer: sasrec`` in a recipe, ``--scorer sasrec`` on the command line), on the same
 training part of the sequences as the IDs, the successor prior and the model, so nothing of the validation or test
 items leaks into it. Its training minutes come off ``max_train_minutes``: a budget is the whole run's. A resumed
-run reads the scorer back from the checkpoint (its ``scorer/`` folder) instead of training it again.
+run reads the scorer back from the checkpoint (its ``scorer/`` folder) instead of training it again; a run stopped
+before the generative model's first checkpoint continues the scorer's own training (``_scorer_training/`` in the
+output dir: a checkpoint every epoch, then the finished scorer).
 """
 
 from __future__ import annotations
@@ -19,6 +21,15 @@ from .sasrec import SASRecConfig, SASRecModel, train_sasrec
 logger = logging.getLogger(__name__)
 
 SCORERS = ("sasrec",)
+#: where a run trains its scorer, inside its output dir (``_``: not pushed to the Hub; removed once the bundle is saved)
+SCORER_TRAINING_DIR = "_scorer_training"
+
+
+def scorer_training_started(output_dir: str | Path) -> bool:
+    """Whether ``output_dir`` holds a scorer training a resumed run continues (or reads back, once finished)."""
+    from .sasrec import TRAINING_SETUP_FILE
+
+    return (Path(output_dir) / SCORER_TRAINING_DIR / TRAINING_SETUP_FILE).is_file()
 
 
 @dataclass
@@ -144,13 +155,16 @@ def fit_scorer(
     budget_minutes: float | None = None,
     validation: tuple[list[list[int]], list[int]] | None = None,
     exclude_history: bool = False,
+    output_dir: str | Path | None = None,
+    resume: bool = False,
 ) -> SASRecModel | None:
     """The run's scorer: trained on ``sequences`` (item rows, training part only), or read back from
     ``checkpoint``'s ``scorer/`` folder when resuming. `None` when ``scorer_args.scorer`` is `None`; a checkpoint
     and arguments that disagree about having a scorer are an error (the budget and ranking would change silently).
     ``budget_minutes`` is the run's training budget, which ``scorer_budget_share`` is a share of. ``validation``
     (the run's validation users' histories and next items, as item rows) picks the weights kept and, with
-    ``scorer_patience``, when to stop (`hf_genrec.sasrec.train_sasrec`)."""
+    ``scorer_patience``, when to stop (`hf_genrec.sasrec.train_sasrec`). With ``output_dir`` (the run's) the
+    scorer trains in its ``_scorer_training/`` folder, which ``resume`` continues (`train_sasrec`'s ``resume``)."""
     folder = Path(checkpoint) / SCORER_DIR if checkpoint else None
     if scorer_args.scorer is None:
         if folder is not None and folder.is_dir():
@@ -198,6 +212,8 @@ def fit_scorer(
         exclude_history=exclude_history,
         eval_every_epochs=scorer_args.scorer_eval_every_epochs,
         patience=scorer_args.scorer_patience,
+        output_dir=None if output_dir is None else Path(output_dir) / SCORER_TRAINING_DIR,
+        resume=resume,
     )
     return scorer
 

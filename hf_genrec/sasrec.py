@@ -9,10 +9,15 @@ catalogue at every position, which studies found much stronger than the original
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,10 +25,17 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import PretrainedConfig, PreTrainedModel, TrainerCallback
 from transformers.modeling_outputs import MaskedLMOutput
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .dropout import use_bits_dropout
 
 logger = logging.getLogger(__name__)
+
+#: what `BestValidationState` writes into each checkpoint: the kept weights and the ranking history
+BEST_STATE_FILE = "best_state.safetensors"
+BEST_VALIDATION_FILE = "best_validation.json"
+#: what `train_sasrec(output_dir=...)` writes beside its checkpoints: the settings a resumed training must share
+TRAINING_SETUP_FILE = "sasrec_training.json"
 
 
 class SASRecConfig(PretrainedConfig):
@@ -258,6 +270,12 @@ class BestValidationState(TrainerCallback):
 
     With a constant learning rate SASRec overfits once it has learnt what it can: on Beauty its validation NDCG@10
     peaked at epoch 25 (0.0674) and fell to 0.0617 by epoch 125, so the last state is not the one to keep.
+
+    Every checkpoint the `Trainer` saves carries what this callback holds (the kept weights in
+    ``best_state.safetensors``, the best ranking, the curve and the patience count in ``best_validation.json``), so
+    `load` after resuming from it continues as if training had not stopped. Each point of ``curve`` has the
+    ``epoch``, ``step``, ``ndcg@10`` and ``recall@10``, and ``minutes`` of training when ``clock`` (a
+    `hf_genrec.callbacks.TimeBudgetCallback`) is set.
     """
 
     def __init__(
@@ -267,6 +285,7 @@ class BestValidationState(TrainerCallback):
         exclude_history: bool = False,
         every_epochs: int = 1,
         patience: int | None = None,
+        clock=None,
     ):
         if len(histories) != len(targets) or not len(targets):
             raise ValueError(
@@ -279,10 +298,19 @@ class BestValidationState(TrainerCallback):
             )
         self.histories, self.targets = list(histories), np.asarray(targets, dtype=np.int64)
         self.exclude_history, self.every, self.patience = exclude_history, every_epochs, patience
+        self.clock = clock
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best: dict[str, float] = {"ndcg@10": -1.0}
         self.curve: list[dict[str, float]] = []
         self.stale = 0
+
+    @property
+    def out_of_patience(self) -> bool:
+        return self.patience is not None and self.stale >= self.patience
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.out_of_patience:  # resumed after it had already stopped the run
+            control.should_training_stop = True
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         if round(state.epoch) % self.every == 0:
@@ -293,13 +321,50 @@ class BestValidationState(TrainerCallback):
         if state.global_step and (not self.curve or self.curve[-1]["step"] != state.global_step):
             self._rank(state, control, model)
 
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if folder.is_dir() and state.is_world_process_zero:
+            self.save(folder)
+
+    def save(self, folder: str | os.PathLike) -> None:
+        """Write the kept weights and the ranking history into ``folder`` (a checkpoint)."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        if self.best_state is not None:
+            save_file({k: v.contiguous() for k, v in self.best_state.items()}, str(folder / BEST_STATE_FILE))
+        record = {"best": self.best, "curve": self.curve, "stale": self.stale}
+        (folder / BEST_VALIDATION_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+    def load(self, folder: str | os.PathLike) -> None:
+        """Read back what `save` wrote into ``folder``; a checkpoint without it is an error (it was not saved with
+        this callback, so the best state so far would be lost)."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        path = folder / BEST_VALIDATION_FILE
+        if not path.is_file():
+            raise ValueError(
+                f"{folder} holds no {BEST_VALIDATION_FILE}: it was saved without BestValidationState, so the best "
+                "validation state so far is unknown. Start the training again."
+            )
+        record = json.loads(path.read_text())
+        self.best, self.curve, self.stale = record["best"], record["curve"], int(record["stale"])
+        state = folder / BEST_STATE_FILE
+        self.best_state = load_file(str(state)) if state.is_file() else None
+
     def _rank(self, state, control, model) -> None:
-        from .metrics import ndcg_at_k
+        from .metrics import ranking_metrics
 
         model.eval()
-        ndcg = ndcg_at_k(rank_histories(model, self.histories, 10, self.exclude_history), self.targets, 10)
+        metrics = ranking_metrics(rank_histories(model, self.histories, 10, self.exclude_history), self.targets, [10])
         model.train()
-        self.curve.append({"epoch": float(state.epoch), "step": state.global_step, "ndcg@10": ndcg})
+        point = {"epoch": float(state.epoch), "step": state.global_step, "ndcg@10": float(metrics["ndcg@10"])}
+        point["recall@10"] = float(metrics["recall@10"])
+        if self.clock is not None:
+            point["minutes"] = self.clock.elapsed_seconds() / 60
+        self.curve.append(point)
+        ndcg = point["ndcg@10"]
         logger.info("SASRec epoch %.1f: validation NDCG@10 %.4f", state.epoch, ndcg)  # a long run's progress
         if ndcg > self.best["ndcg@10"]:
             self.best = {"ndcg@10": ndcg, "epoch": float(state.epoch), "step": state.global_step}
@@ -307,7 +372,7 @@ class BestValidationState(TrainerCallback):
             self.stale = 0
             return
         self.stale += 1
-        if self.patience is not None and self.stale >= self.patience:
+        if self.out_of_patience:
             logger.info(
                 "SASRec: no better validation NDCG@10 for %d rankings (best %.4f at epoch %.1f); stopping.",
                 self.stale,
@@ -342,6 +407,8 @@ def train_sasrec(
     exclude_history: bool = False,
     eval_every_epochs: int = 1,
     patience: int | None = None,
+    output_dir: str | os.PathLike | None = None,
+    resume: bool = False,
 ) -> tuple[SASRecModel, dict]:
     """Train a `SASRecModel` on item sequences with the stock `Trainer` (full-softmax cross-entropy at every
     position, AdamW at a constant learning rate, no weight decay: the harness's SASRec baseline). With
@@ -354,31 +421,74 @@ def train_sasrec(
         config (`SASRecConfig`): the model's size; ``num_items`` must cover every row of ``sequences``.
         epochs (`int`): passes over the sequences (an upper bound when ``max_minutes`` is set).
         batch_size, learning_rate: of the optimiser.
-        max_minutes (`float`, *optional*): stop after this many minutes of training.
+        max_minutes (`float`, *optional*): stop after this many minutes of training (of the whole training, when
+            it is resumed).
         seed (`int`): seeds the initialisation, dropout and batch order.
         validation (`tuple`, *optional*): ``(histories, targets)``, held-out users' item rows and the next item of
             each, ranked every ``eval_every_epochs`` epochs (e.g. the validation split's users; never the test's).
         exclude_history (`bool`): rank those users' next items without the items of their history.
         eval_every_epochs (`int`): epochs between two validation rankings.
         patience (`int`, *optional*): stop after this many validation rankings without a better NDCG@10.
+        output_dir (`str` or `os.PathLike`, *optional*): save a checkpoint there after every epoch (the last one
+            kept, with the best validation state so far) and the finished model at the end, so that a stopped
+            training can be continued with ``resume=True``. Without it nothing is saved.
+        resume (`bool`): continue the training in ``output_dir``: from its last complete checkpoint, with the clock,
+            best state and patience count where they were, or read back the finished model. The sequences,
+            validation users and settings (all but ``max_minutes``) must be the ones it was started with. Without
+            ``resume`` a training already in ``output_dir`` is an error.
 
     Returns:
         The trained model (in eval mode) and ``{"epochs", "steps", "train_minutes"}``, with validation also
         ``"best_epoch"``, ``"validation_ndcg@10"`` (of the returned weights) and ``"validation_curve"``.
     """
     import datasets
+    from accelerate import PartialState
     from transformers import Trainer, TrainingArguments
 
-    from .callbacks import TimeBudgetCallback
+    from .callbacks import TimeBudgetCallback, read_spent_seconds
     from .progress import are_progress_bars_disabled
+    from .saving import last_complete_checkpoint
 
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}.")
     if max_minutes is not None and not max_minutes > 0:
         raise ValueError(f"max_minutes must be positive (or None for no time limit), got {max_minutes}.")
+    if resume and output_dir is None:
+        raise ValueError("resume=True continues the training saved in output_dir: pass output_dir too.")
     rows = check_item_rows(sequences, config.num_items, "Sequence")
     if not any(len(r) >= 2 for r in rows):
         raise ValueError("No sequence has two items, so SASRec has no next item to learn from.")
+    if validation is not None:
+        check_item_rows(validation[0], config.num_items, "Validation history")
+        check_item_rows([validation[1]], config.num_items, "The validation targets (one sequence)")
+    checkpoint = None
+    if output_dir is not None:
+        output_dir = Path(output_dir)
+        setup = {
+            "config": {
+                k: v for k, v in config.to_diff_dict().items() if k not in ("training_summary", "transformers_version")
+            },
+            "sequences": _fingerprint(rows),
+            "validation": None if validation is None else _fingerprint([*validation[0], validation[1]]),
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "seed": seed,
+            "exclude_history": exclude_history,
+            "eval_every_epochs": eval_every_epochs,
+            "patience": patience,
+        }
+        setup = json.loads(json.dumps(setup))  # as it reads back from the file
+        finished = _check_training_dir(output_dir, setup, resume)
+        # under `accelerate launch` every process checks before the main one writes anything
+        processes = PartialState()
+        processes.wait_for_everyone()
+        if finished is not None:
+            return finished, finished.config.training_summary
+        checkpoint = last_complete_checkpoint(output_dir) if resume else None
+        if processes.is_main_process:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            (output_dir / TRAINING_SETUP_FILE).write_text(json.dumps(setup, indent=2) + "\n")
     with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's generator
         torch.manual_seed(seed)
         model = SASRecModel(config)
@@ -388,28 +498,32 @@ def train_sasrec(
     clock = TimeBudgetCallback(max_minutes)
     keeper = None
     if validation is not None:
-        check_item_rows(validation[0], config.num_items, "Validation history")
-        check_item_rows([validation[1]], config.num_items, "The validation targets (one sequence)")
-        keeper = BestValidationState(*validation, exclude_history, eval_every_epochs, patience)
-    with tempfile.TemporaryDirectory() as scratch:  # nothing is saved: save_strategy="no"
+        keeper = BestValidationState(*validation, exclude_history, eval_every_epochs, patience, clock=clock)
+    if checkpoint is not None:
+        clock.spent_seconds = read_spent_seconds(checkpoint)
+        if keeper is not None:
+            keeper.load(checkpoint)
+        logger.info("SASRec: resuming from %s (%.1f min trained).", checkpoint, clock.spent_seconds / 60)
+    with tempfile.TemporaryDirectory() as scratch:  # nothing is saved there without output_dir
         args = TrainingArguments(
-            output_dir=scratch,
+            output_dir=str(output_dir or scratch),
             num_train_epochs=epochs,
             per_device_train_batch_size=batch_size,
             learning_rate=learning_rate,
             weight_decay=0.0,
             lr_scheduler_type="constant",
-            save_strategy="no",
+            save_strategy="no" if output_dir is None else "epoch",
+            save_total_limit=1,
             logging_strategy="no",
             report_to="none",
             seed=seed,
             use_cpu=not torch.cuda.is_available(),
             disable_tqdm=are_progress_bars_disabled(),
         )
-        trainer = Trainer(
-            model=model, args=args, train_dataset=train, callbacks=[clock, keeper] if keeper else [clock]
-        )
-        output = trainer.train()
+        # the keeper first: its files go into a checkpoint before the clock's, which marks the checkpoint complete
+        callbacks = [keeper, clock] if keeper is not None else [clock]
+        trainer = Trainer(model=model, args=args, train_dataset=train, callbacks=callbacks)
+        output = trainer.train(resume_from_checkpoint=checkpoint)
     info = {
         "epochs": float(output.metrics.get("epoch", epochs)),
         "steps": int(output.global_step),
@@ -427,6 +541,7 @@ def train_sasrec(
         info.update(
             {
                 "best_epoch": keeper.best["epoch"],
+                "best_step": keeper.best["step"],
                 "validation_ndcg@10": keeper.best["ndcg@10"],
                 "validation_curve": keeper.curve,
             }
@@ -435,4 +550,49 @@ def train_sasrec(
             "SASRec: keeping epoch %.1f (validation NDCG@10 %.4f).", keeper.best["epoch"], keeper.best["ndcg@10"]
         )
     model.config.training_summary = info
+    if output_dir is not None and trainer.is_world_process_zero():
+        # the finished model replaces the checkpoints: a resume reads it back instead of training on
+        model.save_pretrained(output_dir)
+        for folder in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+            shutil.rmtree(folder, ignore_errors=True)
     return model.eval(), info
+
+
+def _fingerprint(rows: Sequence[Sequence[int]]) -> str:
+    """A short hash of item-row sequences: a resumed training must see the data it started on."""
+    digest = hashlib.sha1()
+    for row in rows:
+        digest.update(np.asarray(row, dtype=np.int64).tobytes())
+        digest.update(b"|")
+    return f"{len(rows)} sequences, sha1 {digest.hexdigest()[:16]}"
+
+
+def _check_training_dir(output_dir: Path, setup: dict, resume: bool) -> SASRecModel | None:
+    """The finished model of the training in ``output_dir`` when ``resume`` finds one; `None` when training has
+    to start or go on; an error when a training there is not resumed or was started with other settings."""
+    recorded = output_dir / TRAINING_SETUP_FILE
+    if not recorded.is_file():
+        if resume and any(output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")):
+            raise ValueError(f"{output_dir} holds checkpoints but no {TRAINING_SETUP_FILE}: it was not written by "
+                             "train_sasrec, so it cannot be resumed. Pass another output_dir.")  # fmt: skip
+        return None
+    if not resume:
+        raise ValueError(
+            f"{output_dir} already holds a SASRec training ({TRAINING_SETUP_FILE}): pass resume=True to continue it, "
+            "or another output_dir (or delete it) to start again."
+        )
+    previous = json.loads(recorded.read_text())
+    changed = sorted(key for key in setup if previous.get(key) != setup[key])
+    if changed:
+        detail = "; ".join(f"{key}: {previous.get(key)!r} then, {setup[key]!r} now" for key in changed)
+        raise ValueError(
+            f"The SASRec training in {output_dir} was started with other settings or data ({detail}). Resume it "
+            "with the ones it started with, or train into another output_dir."
+        )
+    if (output_dir / "config.json").is_file():
+        model = SASRecModel.from_pretrained(output_dir)
+        logger.info(
+            "SASRec: the training in %s had finished (%s); read back.", output_dir, model.config.training_summary
+        )
+        return model.eval()
+    return None

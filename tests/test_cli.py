@@ -254,6 +254,49 @@ def test_train_with_content_map_then_add_an_item_by_its_text(data_root, tmp_path
     assert "content_map needs an ID scheme that encodes features" in capsys.readouterr().err
 
 
+def hybrid_flags(data_root, out) -> list[str]:
+    return ["train", "--dataset", "ml-100k", "--data_dir", str(data_root), "--output_dir", str(out),
+            "--item_features", str(data_root / "features.npy"), *TINY_FLAGS, "--causal_encoder", "true",
+            "--constrained_loss", "true", "--exclude_history", "true", "--eval_strategy", "epoch",
+            "--save_strategy", "epoch", "--load_best_model_at_end", "false", "--max_train_minutes", "5",
+            "--transition_weight", "1", "--transition_weights", "0", "1", "--scorer", "sasrec",
+            "--max_history", "3", "--scorer_epochs", "20", "--scorer_max_history", "10", "--scorer_dropout", "0.0",
+            "--scorer_learning_rate", "0.01", "--scorer_weight", "1", "--scorer_weights", "0", "2", "8"]  # fmt: skip
+
+
+def test_hybrid_run_stopped_while_its_scorer_trains_goes_on_from_the_scorers_checkpoint(
+    data_root, tmp_path, monkeypatch
+):
+    """A run killed in its scorer's training resumes that training (`_scorer_training/`), not a new one: the
+    scorer's validation curve and kept epoch are those of a run never stopped."""
+    from hf_genrec.sasrec import BestValidationState
+
+    whole = tmp_path / "whole"
+    assert main(hybrid_flags(data_root, whole)) == 0
+    rank = BestValidationState._rank
+
+    def killed_at_epoch_9(self, state, control, model):
+        if state.epoch >= 9:
+            raise KeyboardInterrupt
+        rank(self, state, control, model)
+
+    stopped = tmp_path / "stopped"
+    monkeypatch.setattr(BestValidationState, "_rank", killed_at_epoch_9)
+    with pytest.raises(KeyboardInterrupt):
+        main(hybrid_flags(data_root, stopped))
+    monkeypatch.setattr(BestValidationState, "_rank", rank)
+    assert not list(stopped.glob("checkpoint-*")) and list((stopped / "_scorer_training").glob("checkpoint-*"))
+    assert main([*hybrid_flags(data_root, stopped), "--resume_from_checkpoint", "last"]) == 0
+    curves = [json.loads((run / "results.json").read_text())["scorer"]["training"] for run in (whole, stopped)]
+    assert [[{k: v for k, v in p.items() if k != "minutes"} for p in c["validation_curve"]] for c in curves] == [
+        [{k: v for k, v in p.items() if k != "minutes"} for p in curves[0]["validation_curve"]]
+    ] * 2
+    assert curves[1]["best_epoch"] == curves[0]["best_epoch"] and curves[1]["steps"] == curves[0]["steps"]
+    # a new run in the same folder (no resume) starts its scorer again
+    assert main([*hybrid_flags(data_root, stopped), "--scorer_epochs", "2"]) == 0
+    assert json.loads((stopped / "results.json").read_text())["scorer"]["training"]["epochs"] == 2.0
+
+
 def test_hybrid_recipe_trains_a_scorer_fuses_it_resumes_and_ranks_as_the_bundle(data_root, tmp_path, capsys):
     """--scorer sasrec: a SASRec trained first, fused into validation and test ranking with the weights the grid
     picks, saved in the bundle, read back (not trained again) on resume; the bundle ranks the test users alike."""
@@ -263,14 +306,9 @@ def test_hybrid_recipe_trains_a_scorer_fuses_it_resumes_and_ranks_as_the_bundle(
     from hf_genrec.sasrec import SASRecModel
 
     out = tmp_path / "run"
-    flags = ["train", "--dataset", "ml-100k", "--data_dir", str(data_root), "--output_dir", str(out),
-             "--item_features", str(data_root / "features.npy"), *TINY_FLAGS, "--causal_encoder", "true",
-             "--constrained_loss", "true", "--exclude_history", "true", "--eval_strategy", "epoch",
-             "--save_strategy", "epoch", "--load_best_model_at_end", "false", "--max_train_minutes", "5",
-             "--transition_weight", "1", "--transition_weights", "0", "1", "--scorer", "sasrec",
-             "--max_history", "3", "--scorer_epochs", "20", "--scorer_max_history", "10", "--scorer_dropout", "0.0",
-             "--scorer_learning_rate", "0.01", "--scorer_weight", "1", "--scorer_weights", "0", "2", "8"]  # fmt: skip
+    flags = hybrid_flags(data_root, out)
     assert main(flags) == 0
+    assert not (out / "_scorer_training").exists()  # the bundle holds the scorer
     results = json.loads((out / "results.json").read_text())
     assert set(results["fusion_validation"]) == {f"{t}/{s}" for t in ("0.0", "1.0") for s in ("0.0", "2.0", "8.0")}
     best = max(

@@ -107,6 +107,55 @@ def test_train_sasrec_ranks_the_last_weights_when_the_budget_stops_it_between_ra
     assert info["best_epoch"] == info["epochs"]
 
 
+def walk_training(output_dir, **kwargs):
+    return train_sasrec(
+        WALKS, small_config(), epochs=12, learning_rate=0.01, seed=0, validation=WALK_VALIDATION, batch_size=8,
+        output_dir=output_dir, **kwargs,
+    )  # fmt: skip
+
+
+def test_train_sasrec_resumes_a_stopped_training_where_it_stopped(tmp_path, monkeypatch):
+    whole, whole_info = walk_training(tmp_path / "whole")
+    # the finished model replaced the checkpoints, and a resume reads it back without training
+    assert not list((tmp_path / "whole").glob("checkpoint-*"))
+    again, again_info = walk_training(tmp_path / "whole", resume=True)
+    assert again_info == whole_info and torch.equal(again.item_embeddings.weight, whole.item_embeddings.weight)
+
+    rank = BestValidationState._rank
+
+    def stop_at_epoch_7(self, state, control, model):  # as a killed run: after epoch 6's checkpoint was saved
+        if state.epoch >= 7:
+            raise KeyboardInterrupt
+        rank(self, state, control, model)
+
+    monkeypatch.setattr(BestValidationState, "_rank", stop_at_epoch_7)
+    with pytest.raises(KeyboardInterrupt):
+        walk_training(tmp_path / "stopped")
+    assert [p.name for p in (tmp_path / "stopped").glob("checkpoint-*")] == ["checkpoint-30"]  # 5 steps an epoch
+    monkeypatch.setattr(BestValidationState, "_rank", rank)
+    with pytest.raises(ValueError, match="already holds a SASRec training"):
+        walk_training(tmp_path / "stopped")
+    with pytest.raises(ValueError, match=r"learning_rate: 0.01 then, 0.02 now"):
+        train_sasrec(
+            WALKS, small_config(), epochs=12, learning_rate=0.02, seed=0, validation=WALK_VALIDATION, batch_size=8,
+            output_dir=tmp_path / "stopped", resume=True,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="sequences: '36 sequences"):
+        train_sasrec(
+            WALKS[:-1], small_config(), epochs=12, learning_rate=0.01, seed=0, validation=WALK_VALIDATION,
+            batch_size=8, output_dir=tmp_path / "stopped", resume=True,
+        )  # fmt: skip
+    resumed, info = walk_training(tmp_path / "stopped", resume=True)
+    # the same epochs, validation curve and kept weights as the training that was never stopped
+    assert info["steps"] == whole_info["steps"] and info["best_epoch"] == whole_info["best_epoch"]
+    drop_minutes = lambda curve: [{k: v for k, v in p.items() if k != "minutes"} for p in curve]  # noqa: E731
+    assert drop_minutes(info["validation_curve"]) == drop_minutes(whole_info["validation_curve"])
+    assert all(p["minutes"] > 0 for p in info["validation_curve"])
+    assert torch.allclose(resumed.item_embeddings.weight, whole.item_embeddings.weight, atol=1e-6)
+    with pytest.raises(ValueError, match="pass output_dir too"):
+        train_sasrec(WALKS, small_config(), epochs=1, resume=True)
+
+
 @pytest.mark.parametrize(
     ("sequences", "kwargs", "message"),
     [
