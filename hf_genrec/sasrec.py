@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,6 +29,9 @@ from transformers.modeling_outputs import MaskedLMOutput
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .dropout import use_bits_dropout
+
+if TYPE_CHECKING:
+    from .callbacks import TimeBudgetCallback
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +289,7 @@ class BestValidationState(TrainerCallback):
         exclude_history: bool = False,
         every_epochs: int = 1,
         patience: int | None = None,
-        clock=None,
+        clock: TimeBudgetCallback | None = None,
     ):
         if len(histories) != len(targets) or not len(targets):
             raise ValueError(
