@@ -166,11 +166,8 @@ def run_sasrec(args, data, splits, work_dir: Path) -> dict:
     # state included), and the state with the best validation NDCG@10 kept and tested, as the generative harness keeps
     # its best checkpoint: at 60 minutes SASRec overfits (validation NDCG@10 0.0674 at epoch 25, 0.0617 at the end of
     # the AMD EPYC run that showed it, which tested its last state).
+    # (a work dir with checkpoints of the older harness, without TRAINING_SETUP_FILE, is refused by train_sasrec)
     resume = (work_dir / TRAINING_SETUP_FILE).is_file()
-    if not resume and any(work_dir.glob("checkpoint-*")):
-        raise SystemExit(
-            f"{work_dir} holds checkpoints of an older harness (no {TRAINING_SETUP_FILE}); pass another --work-dir."
-        )
     model, info = train_sasrec(
         train_sequences,
         sasrec_config(args, data.num_items),

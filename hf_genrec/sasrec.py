@@ -451,7 +451,7 @@ def train_sasrec(
 
     from .callbacks import TimeBudgetCallback, read_spent_seconds
     from .progress import are_progress_bars_disabled
-    from .saving import last_complete_checkpoint
+    from .saving import last_complete_checkpoint, staged_directory
 
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}.")
@@ -555,8 +555,10 @@ def train_sasrec(
         )
     model.config.training_summary = info
     if output_dir is not None and trainer.is_world_process_zero():
-        # the finished model replaces the checkpoints: a resume reads it back instead of training on
-        model.save_pretrained(output_dir)
+        # the finished model replaces the checkpoints: a resume reads it back instead of training on. Staged, so a
+        # save cut short never leaves a config.json that announces weights which are not all there
+        with staged_directory(output_dir) as staging:
+            model.save_pretrained(staging)
         for folder in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
             shutil.rmtree(folder, ignore_errors=True)
     return model.eval(), info
@@ -576,9 +578,11 @@ def _check_training_dir(output_dir: Path, setup: dict, resume: bool) -> SASRecMo
     to start or go on; an error when a training there is not resumed or was started with other settings."""
     recorded = output_dir / TRAINING_SETUP_FILE
     if not recorded.is_file():
-        if resume and any(output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")):
-            raise ValueError(f"{output_dir} holds checkpoints but no {TRAINING_SETUP_FILE}: it was not written by "
-                             "train_sasrec, so it cannot be resumed. Pass another output_dir.")  # fmt: skip
+        # not resumable, and a new training beside them would lose its own checkpoints to the Trainer's rotation
+        if any(output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")):
+            raise ValueError(f"{output_dir} holds checkpoints but no {TRAINING_SETUP_FILE}: they were not written by "
+                             "train_sasrec, so they can be neither resumed nor trained beside. Pass another "
+                             "output_dir.")  # fmt: skip
         return None
     if not resume:
         raise ValueError(

@@ -154,6 +154,10 @@ def test_train_sasrec_resumes_a_stopped_training_where_it_stopped(tmp_path, monk
     assert torch.allclose(resumed.item_embeddings.weight, whole.item_embeddings.weight, atol=1e-6)
     with pytest.raises(ValueError, match="pass output_dir too"):
         train_sasrec(WALKS, small_config(), epochs=1, resume=True)
+    (tmp_path / "foreign" / "checkpoint-3").mkdir(parents=True)  # not train_sasrec's: neither resumed nor overwritten
+    for resume in (False, True):
+        with pytest.raises(ValueError, match="holds checkpoints but no sasrec_training.json"):
+            walk_training(tmp_path / "foreign", resume=resume)
 
 
 @pytest.mark.parametrize(
