@@ -6,7 +6,8 @@
 Runs with different ``max_history`` rank different test histories in their records: with ``exclude_history`` (the
 recipes') each excludes the items it read, so a wider window also removes more wrong candidates. Here every bundle
 is given each test user's last ``--max-history`` items: it reads its own window of them, excludes every one of them
-(`GenerativeRecommender.recommend` bans the whole given history), and ranks at its saved fusion weights. Prints and
+(`GenerativeRecommender.recommend` bans the whole given history), and ranks at its saved fusion weights
+(``--transition-weight W`` sets one prior weight for all, 0 ranks the models alone). Prints and
 writes (``--output``) Recall@10 / NDCG@10 of each bundle and each one's mean per-user difference from the first, with
 its standard error (the users are the same, so the difference's error is much smaller than either figure's).
 """
@@ -34,6 +35,12 @@ def main() -> None:
     parser.add_argument("--dataset", default="amazon-beauty")
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--max-history", type=int, required=True, help="Items of each test history every bundle gets.")
+    parser.add_argument(
+        "--transition-weight",
+        type=float,
+        default=None,
+        help="Rank every bundle at this successor-prior weight instead of its saved one (0: the models alone).",
+    )
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     if len(args.bundles) < 2:
@@ -48,7 +55,7 @@ def main() -> None:
         recommender = GenerativeRecommender.from_pretrained(bundle)
         index = recommender.item_tokenizer.item_to_index
         start = time.perf_counter()
-        ranked = recommender.recommend(histories, k=10, batch_size=256)
+        ranked = recommender.recommend(histories, k=10, batch_size=256, transition_weight=args.transition_weight)
         seconds[bundle] = time.perf_counter() - start
         rows = np.asarray([[index[item] for item, _ in row] for row in ranked])
         per[bundle] = per_user(rows, np.asarray([index[t] for t in targets]))
@@ -70,6 +77,7 @@ def main() -> None:
         "dataset": args.dataset,
         "users": len(targets),
         "max_history": args.max_history,
+        "transition_weight": args.transition_weight,
         "metrics": metrics,
         "minus_first": minus_first,
         "ranking_seconds": seconds,

@@ -17,6 +17,8 @@ Variants, interleaved batch by batch in one process (a machine that slows down s
 - ``shared_memory_no_dropout``: the same with dropout 0.
 - ``shared_memory_<E>+<D>_layers``: the same step (dropout 0.1) with E encoder layers and D decoder layers instead of
   4 and 2, for each depth of ``--depths`` (default ``2+1``: the depth of configs/amazon-default.yaml).
+- ``shared_memory_2+1_layers_width_<W>``: the same step at 2+1 layers and width W (MLP 4W, heads of 32) instead of
+  128, for each width of ``--widths`` (default ``64``: the width of configs/amazon-default.yaml).
 - ``..._torch_dropout``: ``shared_memory`` and each depth with torch's own dropout modules instead of
   `hf_genrec.dropout.BitsDropout` (which the models use now), to time what the cheaper CPU masks save.
 
@@ -48,7 +50,8 @@ from hf_genrec.modeling import build_t5_model
 from hf_genrec.semantic_ids import RQKMeans
 from hf_genrec.trie_logits import trie_cross_entropy
 
-#: the T5 the step was first measured on (4 encoder layers, 2 decoder layers); the default recipe's depth is 2+1
+#: the T5 the step was first measured on (4 encoder layers, 2 decoder layers, width 128); the default recipe's is
+#: 2+1 layers at width 64
 RECIPE = dict(d_model=128, d_ff=512, d_kv=32, num_heads=4, num_layers=4, num_decoder_layers=2)
 #: (history cap, users per batch, codes per level) of each dataset's config
 DATASETS = {"amazon-beauty": (20, 32, 256), "ml-1m": (50, 16, 64)}
@@ -70,6 +73,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=40, help="Timed batches per variant (after 5 warm-up ones).")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--depths", default="2+1", help="Comma-separated encoder+decoder depths to time as well.")
+    parser.add_argument("--widths", default="64", help="Comma-separated widths to time at 2+1 layers as well.")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     # checked before the data is read, so a typo fails at once
@@ -79,6 +83,13 @@ def main() -> None:
         if not (encoder.isdigit() and decoder.isdigit()):
             parser.error(f"--depths takes encoder+decoder layer counts such as 2+1, got {depth!r}")
         depths[depth] = dict(num_layers=int(encoder), num_decoder_layers=int(decoder))
+    widths = {}
+    for width in filter(None, args.widths.split(",")):
+        if not width.isdigit() or int(width) % 32:
+            parser.error(f"--widths takes multiples of 32 (heads of 32), got {width!r}")
+        widths[f"2+1_layers_width_{width}"] = dict(
+            num_layers=2, num_decoder_layers=1, d_model=int(width), d_ff=4 * int(width), num_heads=int(width) // 32
+        )
     torch.set_num_threads(args.threads)
     max_history, batch_size, codebook = DATASETS[args.dataset]
 
@@ -101,6 +112,7 @@ def main() -> None:
     # model key -> (T5 size, dropout): the 4+2 recipe with and without dropout, then each extra depth
     shapes = {0.1: (RECIPE, 0.1), 0.0: (RECIPE, 0.0)}
     shapes.update({depth: ({**RECIPE, **layers}, 0.1) for depth, layers in depths.items()})
+    shapes.update({shape: ({**RECIPE, **size}, 0.1) for shape, size in widths.items()})
     models = {
         key: build_t5_model(
             tokenizer, seed=0, causal_encoder=True, item_positions=True, recency_embeddings=True,
@@ -164,6 +176,10 @@ def main() -> None:
             )
             for depth in depths
         },
+        **{
+            f"shared_memory_{shape}": lambda batch, model=models[shape]: (model, trainer.compute_loss(model, batch))
+            for shape in widths
+        },
         "shared_memory_torch_dropout": lambda batch: (
             models[(0.1, "torch")],
             trainer.compute_loss(models[(0.1, "torch")], batch),
@@ -201,6 +217,7 @@ def main() -> None:
         },
         "model": RECIPE,
         "depths": depths,
+        "widths": widths,
         "threads": args.threads,
         "machine": describe_machine(),
         "command": "python benchmarks/training_step.py " + " ".join(sys.argv[1:]),
