@@ -109,7 +109,7 @@ def main() -> None:
         batches[int(i)] for i in rng.choice(len(batches), size=min(len(batches), args.batches + 5), replace=False)
     ]
 
-    # model key -> (T5 size, dropout): the 4+2 recipe with and without dropout, then each extra depth
+    # model key -> (T5 size, dropout): the 4+2 recipe with and without dropout, then each extra depth and width
     shapes = {0.1: (RECIPE, 0.1), 0.0: (RECIPE, 0.0)}
     shapes.update({depth: ({**RECIPE, **layers}, 0.1) for depth, layers in depths.items()})
     shapes.update({shape: ({**RECIPE, **size}, 0.1) for shape, size in widths.items()})
