@@ -2,16 +2,21 @@
 
     python benchmarks/hybrid_paired.py outputs/reproduce/amazon-beauty_hybrid/hybrid --data-dir ../shared/data
 
-Ranks every test user three ways from one hybrid bundle (``reproduce.py --hybrid-sasrec-minutes``): the hybrid at
-its saved weights, its SASRec alone with the same successor prior fused (``--sasrec-prior-weight``, the weight the
-harness picked for that SASRec), and the generative model with the prior only. Prints and writes (``--output``)
-Recall@10 / NDCG@10 of each and the mean per-user difference of the hybrid from the other two with its standard
-error (the users are the same, so the difference's error is much smaller than either figure's).
+Ranks every test user four ways from one hybrid bundle (``reproduce.py --hybrid-sasrec-minutes`` or
+``--overlay configs/hybrid.yaml``): the hybrid at its saved weights, its SASRec with the same successor prior fused
+(``--sasrec-prior-weight``, the weight the harness picked for that SASRec), the same SASRec alone, and the generative
+model with the prior only (``--generative-prior-weight``, default the hybrid's prior weight). Prints and writes
+(``--output``) Recall@10 / NDCG@10 of each and mean per-user differences with their standard errors (the users are
+the same, so a difference's error is much smaller than either figure's): the hybrid against the SASRec with the prior
+and the generative model with the prior (``hybrid_minus``), and the generative model with the prior against the
+SASRec alone and with the prior (``generative_with_prior_minus``): is generative retrieval, as the recipe ranks,
+ahead of the model a practitioner would pick instead?
 
 With ``--transition-weights`` and ``--scorer-weights`` the weights are picked again on the run's validation sample
 (``--validation-users`` users drawn with ``--seed``, the sample `run_experiment` validates on): every pair for the
-hybrid, every prior weight for SASRec with the prior (its ``--sasrec-prior-weight`` is then ignored), best NDCG@10
-(the smaller weights on a tie). That widens a finished run's grid without training again:
+hybrid, every prior weight for SASRec with the prior (its ``--sasrec-prior-weight`` is then ignored), and, when 0 is
+among the scorer weights, every prior weight for the generative model without the scorer; best NDCG@10 (the smaller
+weights on a tie). That widens a finished run's grid without training again:
 
     python benchmarks/hybrid_paired.py outputs/reproduce/ml-1m_hybrid-data-settings --dataset ml-1m \
         --data-dir ../shared/data --transition-weights 8 16 32 --scorer-weights 8 16 32
@@ -47,6 +52,12 @@ def main() -> None:
     parser.add_argument("--dataset", default="amazon-beauty")
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--sasrec-prior-weight", type=float, default=2.0)
+    parser.add_argument(
+        "--generative-prior-weight",
+        type=float,
+        default=None,
+        help="Prior weight for the generative model without the scorer (default: the hybrid's prior weight).",
+    )
     parser.add_argument("--transition-weights", type=float, nargs="+", default=None)
     parser.add_argument("--scorer-weights", type=float, nargs="+", default=None)
     parser.add_argument("--validation-users", type=int, default=2000)
@@ -96,7 +107,11 @@ def main() -> None:
             ranked.append(scorer.recommend(tokens, k=10, exclude_history=True, item_bonus=bonus)[0].numpy())
         return np.concatenate(ranked)
 
-    picked = {"hybrid": (config.transition_weight, config.scorer_weight), "sasrec": args.sasrec_prior_weight}
+    picked = {
+        "hybrid": (config.transition_weight, config.scorer_weight),
+        "sasrec": args.sasrec_prior_weight,
+        "generative": args.generative_prior_weight,
+    }
     grid = None
     if args.transition_weights is not None:
         validation = splits["validation"]
@@ -116,8 +131,18 @@ def main() -> None:
         picked["sasrec"] = float(
             max(grid["sasrec_with_prior"], key=lambda k: (grid["sasrec_with_prior"][k], -float(k)))
         )
+        without_scorer = {k: v for k, v in grid["hybrid"].items() if float(k.split("/")[1]) == 0.0}
+        if without_scorer:  # the generative model with the prior, at its own best weight
+            best_alone = max(without_scorer, key=lambda k: (without_scorer[k], -float(k.split("/")[0])))
+            picked["generative"] = float(best_alone.split("/")[0])
         grid["validation_s"] = time.perf_counter() - start
-        print(f"picked: hybrid prior/scorer {best}, SASRec prior {picked['sasrec']}", flush=True)
+        print(
+            f"picked: hybrid prior/scorer {best}, SASRec prior {picked['sasrec']}, generative prior "
+            f"{picked['generative']}",
+            flush=True,
+        )
+    if picked["generative"] is None:
+        picked["generative"] = picked["hybrid"][0]
 
     histories, rows, targets = users(splits["test"])
 
@@ -126,30 +151,40 @@ def main() -> None:
     ranked["hybrid"] = rank_generative(histories, *picked["hybrid"])
     timings["hybrid_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    ranked["generative_with_prior"] = rank_generative(histories, picked["hybrid"][0], 0.0)
+    ranked["generative_with_prior"] = rank_generative(histories, picked["generative"], 0.0)
     timings["generative_with_prior_s"] = time.perf_counter() - start
     start = time.perf_counter()
     ranked["sasrec_with_prior"] = rank_sasrec(rows, picked["sasrec"])
     timings["sasrec_with_prior_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    ranked["sasrec_alone"] = rank_sasrec(rows, 0.0)
+    timings["sasrec_alone_s"] = time.perf_counter() - start
 
     users = {name: per_user(r, targets) for name, r in ranked.items()}
     result = {"bundle": args.bundle, "users": len(targets), "weights": {
         "hybrid": {"transition_weight": picked["hybrid"][0], "scorer_weight": picked["hybrid"][1]},
         "sasrec_with_prior": {"transition_weight": picked["sasrec"]},
-        "generative_with_prior": {"transition_weight": picked["hybrid"][0]},
+        "generative_with_prior": {"transition_weight": picked["generative"]},
+        "sasrec_alone": {"transition_weight": 0.0},
     }, "validation_grid": grid}  # fmt: skip
     result["metrics"] = {name: {m: float(v.mean()) for m, v in per.items()} for name, per in users.items()}
-    result["hybrid_minus"] = {}
-    for other in ("sasrec_with_prior", "generative_with_prior"):
-        result["hybrid_minus"][other] = {}
-        for metric, values in users["hybrid"].items():
-            diff = values - users[other][metric]
-            result["hybrid_minus"][other][metric] = {
-                "mean": float(diff.mean()),
-                "standard_error": float(diff.std(ddof=1) / np.sqrt(len(diff))),
-            }
+    comparisons = {
+        "hybrid": ("sasrec_with_prior", "generative_with_prior"),
+        "generative_with_prior": ("sasrec_alone", "sasrec_with_prior"),
+    }
+    for first, others in comparisons.items():
+        result[f"{first}_minus"] = {}
+        for other in others:
+            result[f"{first}_minus"][other] = {}
+            for metric, values in users[first].items():
+                diff = values - users[other][metric]
+                result[f"{first}_minus"][other][metric] = {
+                    "mean": float(diff.mean()),
+                    "standard_error": float(diff.std(ddof=1) / np.sqrt(len(diff))),
+                }
     result.update(timings=timings, machine=describe_machine())
-    print(json.dumps({k: result[k] for k in ("metrics", "hybrid_minus", "timings")}, indent=2))
+    shown = ("metrics", "hybrid_minus", "generative_with_prior_minus", "timings")
+    print(json.dumps({k: result[k] for k in shown}, indent=2))
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
