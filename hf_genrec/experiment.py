@@ -618,6 +618,7 @@ def run_experiment(
         "library_version": __version__,
     }
     trainer.card_data.protocol = results["protocol"]
+    trainer.card_data.baselines = results["baselines"]
     trainer.save_model(str(output_dir))  # the bundle, with the test metrics and protocol in its model card
     if id_args.content_map and trainer.is_world_process_zero():
         start = time.perf_counter()

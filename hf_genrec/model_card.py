@@ -47,6 +47,9 @@ class GenRecCardData:
         hyperparameters: non-default training arguments.
         log_history: ``Trainer.state.log_history``.
         dataset: the dataset name (``amazon-beauty``...).
+        baselines: ``{"most_popular": {"recall@10": 0.01, ...}, ...}``, simpler rankers on the same test users
+            under the same protocol (``run_experiment`` fills the most popular items, the successor prior alone
+            and, in a hybrid, the scorer alone), so a reader sees what the model adds to its parts.
     """
 
     test_metrics: dict[str, float] = field(default_factory=dict)
@@ -54,6 +57,7 @@ class GenRecCardData:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     log_history: list[dict] = field(default_factory=list)
     dataset: str | None = None
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class ModelCardCallback(TrainerCallback):
@@ -127,6 +131,30 @@ def _metrics_table(metrics: dict[str, float]) -> str:
             "| " + " | ".join(f"{metrics[n]:.4f}" for n in names) + " |",
         ]
     )
+
+
+# how the card names the baselines run_experiment records; other names are shown as given
+_BASELINE_NAMES = {
+    "most_popular": "the most popular items",
+    "successor_prior": "the successor prior alone (`transitions.safetensors`), then the most popular",
+    "scorer": "the SASRec scorer alone (`scorer/`)",
+}
+
+
+def _baselines_table(baselines: dict[str, dict[str, float]], test_metrics: dict[str, float]) -> str:
+    if not baselines:
+        return ""
+    # the test table's ranking metrics, in its order, where the baselines have them
+    names = [n for n in test_metrics if "@" in n and any(n in m for m in baselines.values())]
+    if not names:
+        names = sorted({n for m in baselines.values() for n in m if "@" in n})
+    lines = ["| ranker | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    if test_metrics and all(n in test_metrics for n in names):
+        lines.append("| **this bundle** | " + " | ".join(f"**{test_metrics[n]:.4f}**" for n in names) + " |")
+    for baseline, metrics in baselines.items():
+        cells = " | ".join("" if metrics.get(n) is None else f"{metrics[n]:.4f}" for n in names)
+        lines.append(f"| {_BASELINE_NAMES.get(baseline, f'`{baseline}`')} | {cells} |")
+    return "\n".join(lines)
 
 
 def _training_log(log_history: list[dict], max_rows: int = 20) -> str:
@@ -224,6 +252,7 @@ def build_model_card(
         top_k=config.top_k,
         protocol=card_data.protocol or "Test split of the dataset, full ranking by constrained beam search.",
         metrics_table=_metrics_table(card_data.test_metrics),
+        baselines_table=_baselines_table(card_data.baselines, card_data.test_metrics),
         hyperparameters=card_data.hyperparameters,
         training_log=_training_log(card_data.log_history),
         versions=_versions(),

@@ -106,6 +106,27 @@ def test_model_card_metadata_and_text(bundle):
     assert "- Transformers: " in text and "- hf_genrec: " in text
 
 
+def test_model_card_sets_the_bundle_beside_its_baselines(bundle):
+    from hf_genrec.model_card import GenRecCardData, build_model_card
+
+    out, _, _ = bundle
+    recommender = GenerativeRecommender.from_pretrained(out)
+    card_data = GenRecCardData(
+        test_metrics={"recall@10": 0.25, "ndcg@10": 0.125, "invalid_rate": 0.0},
+        baselines={"most_popular": {"recall@10": 0.0625, "ndcg@10": 0.03125}, "my_ranker": {"recall@10": 0.5}},
+    )
+    lines = build_model_card(recommender.item_tokenizer, recommender.config, card_data).splitlines()
+    header = lines.index("| ranker | recall@10 | ndcg@10 |")
+    # the bundle first, each baseline under it; a metric a baseline lacks stays empty, unknown names are shown as given
+    assert lines[header + 2 : header + 5] == [
+        "| **this bundle** | **0.2500** | **0.1250** |",
+        "| the most popular items | 0.0625 | 0.0312 |",
+        "| `my_ranker` | 0.5000 |  |",
+    ]
+    no_baselines = build_model_card(recommender.item_tokenizer, recommender.config, GenRecCardData())
+    assert "| ranker |" not in no_baselines and "Simpler rankers" not in no_baselines
+
+
 def test_recommender_and_pipeline_agree(bundle):
     out, _, histories = bundle
     recommender = GenerativeRecommender.from_pretrained(out)

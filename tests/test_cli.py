@@ -333,6 +333,12 @@ def test_hybrid_recipe_trains_a_scorer_fuses_it_resumes_and_ranks_as_the_bundle(
     )
     assert (out / "scorer" / "config.json").is_file() and "SASRec trained on the same sequences" in results["protocol"]
     assert "history capped at 3 items (the scorer's at 10)" in results["protocol"]
+    # the model card sets the bundle beside its parts alone, with the figures results.json records
+    card = (out / "README.md").read_text()
+    scorer_row = next(line for line in card.splitlines() if line.startswith("| the SASRec scorer alone"))
+    assert f"{results['baselines']['scorer']['recall@5']:.4f}" in scorer_row
+    assert "| the successor prior alone" in card and "| the most popular items |" in card
+    assert f"**{results['test']['ndcg@10']:.4f}**" in card
 
     # the saved bundle, asked for the test users' top 10 with the picked weights, scores what evaluation scored: the
     # model reads the last 3 items, the scorer (and the exclusion) the whole history, in evaluation as in the bundle
