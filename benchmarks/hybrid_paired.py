@@ -46,6 +46,16 @@ def per_user(ranked: np.ndarray, targets: np.ndarray, k: int = 10) -> dict[str, 
     return {f"recall@{k}": found.astype(float), f"ndcg@{k}": np.where(found, 1 / np.log2(position + 2), 0.0)}
 
 
+def paired_difference(first: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per metric, the mean over users of ``first - other`` (``per_user`` arrays of the same users) and its standard
+    error."""
+    out = {}
+    for metric, values in first.items():
+        diff = values - other[metric]
+        out[metric] = {"mean": float(diff.mean()), "standard_error": float(diff.std(ddof=1) / np.sqrt(len(diff)))}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bundle")
@@ -173,15 +183,7 @@ def main() -> None:
         "generative_with_prior": ("sasrec_alone", "sasrec_with_prior"),
     }
     for first, others in comparisons.items():
-        result[f"{first}_minus"] = {}
-        for other in others:
-            result[f"{first}_minus"][other] = {}
-            for metric, values in users[first].items():
-                diff = values - users[other][metric]
-                result[f"{first}_minus"][other][metric] = {
-                    "mean": float(diff.mean()),
-                    "standard_error": float(diff.std(ddof=1) / np.sqrt(len(diff))),
-                }
+        result[f"{first}_minus"] = {other: paired_difference(users[first], users[other]) for other in others}
     result.update(timings=timings, machine=describe_machine())
     shown = ("metrics", "hybrid_minus", "generative_with_prior_minus", "timings")
     print(json.dumps({k: result[k] for k in shown}, indent=2))

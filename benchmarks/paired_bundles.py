@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hybrid_paired import per_user  # benchmarks/hybrid_paired.py
+from hybrid_paired import paired_difference, per_user  # benchmarks/hybrid_paired.py
 from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from hf_genrec import GenerativeRecommender
@@ -63,16 +63,7 @@ def main() -> None:
         print(f"{bundle}: {metrics[bundle]} ({seconds[bundle]:.0f} s)", flush=True)
 
     first = args.bundles[0]
-    minus_first = {
-        bundle: {
-            metric: {
-                "mean": float((values - per[first][metric]).mean()),
-                "standard_error": float((values - per[first][metric]).std(ddof=1) / np.sqrt(len(values))),
-            }
-            for metric, values in per[bundle].items()
-        }
-        for bundle in args.bundles[1:]
-    }
+    minus_first = {bundle: paired_difference(per[bundle], per[first]) for bundle in args.bundles[1:]}
     result = {
         "dataset": args.dataset,
         "users": len(targets),
