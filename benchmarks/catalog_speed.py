@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
 
-from hf_genrec.modeling import build_t5_model
-from hf_genrec.recommender import GenerativeRecommender
+from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.semantic_ids import from_codes
+from hf_genrec.serving.recommender import GenerativeRecommender
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
 
 

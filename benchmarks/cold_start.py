@@ -35,9 +35,9 @@ import datasets
 import numpy as np
 from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
 
-from hf_genrec.baselines import training_part
 from hf_genrec.data import leave_one_out, load_interactions
-from hf_genrec.metrics import ranking_metrics
+from hf_genrec.evaluation.baselines import training_part
+from hf_genrec.evaluation.metrics import ranking_metrics
 
 logger = logging.getLogger("cold_start")
 KS = (10,)
@@ -52,7 +52,7 @@ def cold_item_split(item_ids: list[str], share: float, seed: int) -> set[str]:
 
 def load_features(data, cache: Path) -> np.ndarray:
     """Text features of every item (the default recipe's), cached as .npy next to the run."""
-    from hf_genrec.features import build_item_features
+    from hf_genrec.features.item_features import build_item_features
 
     if cache.exists():
         return np.load(cache, allow_pickle=False)
@@ -65,8 +65,8 @@ def parse_recipe(args, work_dir: Path):
     import yaml
     from transformers import HfArgumentParser
 
-    from hf_genrec.experiment import DataArguments, ItemIDArguments, ModelArguments
-    from hf_genrec.trainer import GenRecTrainingArguments
+    from hf_genrec.recipes.run import DataArguments, ItemIDArguments, ModelArguments
+    from hf_genrec.training.trainer import GenRecTrainingArguments
 
     settings = yaml.safe_load(Path(args.config).read_text())
     settings.update(
@@ -82,11 +82,11 @@ def parse_recipe(args, work_dir: Path):
 
 def train(args, data, splits, cold: set[str], features: np.ndarray, work_dir: Path) -> dict:
     """Fit the IDs on the warm items and train on interactions with warm items only; save the bundle."""
-    from hf_genrec.examples import tokenize_examples, tokenize_sequences
-    from hf_genrec.experiment import build_id_scheme, build_model_and_config
+    from hf_genrec.models.prior import ItemTransitions
+    from hf_genrec.recipes.run import build_id_scheme, build_model_and_config
     from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
-    from hf_genrec.trainer import GenRecTrainer
-    from hf_genrec.transitions import ItemTransitions
+    from hf_genrec.training.examples import tokenize_examples, tokenize_sequences
+    from hf_genrec.training.trainer import GenRecTrainer
 
     data_args, id_args, model_args, training_args = parse_recipe(args, work_dir)
     item_ids = data.items["item_id"][:]
@@ -94,7 +94,7 @@ def train(args, data, splits, cold: set[str], features: np.ndarray, work_dir: Pa
     quantizer = build_id_scheme(id_args)
     sequences = [[item for item in seq if item not in cold] for seq in training_part(data.sequences["item_ids"][:])]
     if args.item_features == "collaborative":
-        from hf_genrec.collaborative import collaborative_features
+        from hf_genrec.features.collaborative import collaborative_features
 
         # the cold items co-occur with nothing here: zero rows, left out of the fit below
         features = collaborative_features(
@@ -205,8 +205,8 @@ def evaluate(args, data, splits, cold: set[str], item_ids: list[str], features: 
     """Add the cold items to the trained bundle, then rank the test users with the mode off, on, and at random."""
     import torch
 
-    from hf_genrec.decoding import generate_items
-    from hf_genrec.recommender import GenerativeRecommender, insert_new_items
+    from hf_genrec.decoding.generate import generate_items
+    from hf_genrec.serving.recommender import GenerativeRecommender, insert_new_items
 
     rec = GenerativeRecommender.from_pretrained(args.bundle or work_dir / "bundle")
     n_before = len(rec.item_ids)

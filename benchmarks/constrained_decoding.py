@@ -28,10 +28,10 @@ import torch
 from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
 from transformers import GenerationConfig, T5Config, T5ForConditionalGeneration
 
-from hf_genrec.beam_search import shared_beam_search
-from hf_genrec.constraints import ItemTrie, prefix_allowed_tokens_fn
-from hf_genrec.modeling import TIGER_T5_CONFIG
-from hf_genrec.trie_logits import TrieIndex, TrieLogitsProcessor
+from hf_genrec.decoding.beam_search import shared_beam_search
+from hf_genrec.decoding.prefix_allowed import ItemTrie, prefix_allowed_tokens_fn
+from hf_genrec.decoding.trie import TrieIndex, TrieLogitsProcessor
+from hf_genrec.models.t5 import TIGER_T5_CONFIG
 
 PAD, EOS, FIRST_CODE = 0, 1, 4  # token ids as in hf_genrec's minimal T5 tokenizer: pad, eos, unk, "▁", then codes
 LEVELS, CODES = 4, 256

@@ -35,7 +35,7 @@ from machine import describe_machine  # benchmarks/machine.py (scripts run from 
 
 from hf_genrec import GenerativeRecommender
 from hf_genrec.data import leave_one_out, load_interactions
-from hf_genrec.sasrec import left_pad
+from hf_genrec.models.sasrec import left_pad
 
 
 def per_user(ranked: np.ndarray, targets: np.ndarray, k: int = 10) -> dict[str, np.ndarray]:

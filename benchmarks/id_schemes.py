@@ -24,9 +24,9 @@ import torch
 from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from hf_genrec.data import load_interactions
-from hf_genrec.experiment import DataArguments, ItemIDArguments, ModelArguments, run_experiment
-from hf_genrec.features import build_item_features
-from hf_genrec.trainer import GenRecTrainingArguments
+from hf_genrec.features.item_features import build_item_features
+from hf_genrec.recipes.run import DataArguments, ItemIDArguments, ModelArguments, run_experiment
+from hf_genrec.training.trainer import GenRecTrainingArguments
 
 # One entry per column of the table: the scheme and its settings. Semantic schemes get TIGER's shape (3 levels of
 # 256 codes + collision level); random codes the same shape, so the only difference is what the codes mean.

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 from machine import describe_machine, write_record  # benchmarks/machine.py (scripts run from benchmarks/)
 
-from hf_genrec.baselines import MostPopular, training_part
 from hf_genrec.data import leave_one_out, load_interactions
-from hf_genrec.metrics import ranking_metrics
-from hf_genrec.transitions import ItemTransitions
+from hf_genrec.evaluation.baselines import MostPopular, training_part
+from hf_genrec.evaluation.metrics import ranking_metrics
+from hf_genrec.models.prior import ItemTransitions
 
 
 def main() -> None:

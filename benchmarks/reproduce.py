@@ -8,14 +8,14 @@ protocol (leave-one-out, full ranking, history <= 20 for the generative model), 
 curve of validation NDCG@10 against minutes. A run that is stopped resumes from its last checkpoint in
 ``--work-dir`` when started again with the same arguments.
 
-The generative path runs ``configs/<dataset>.yaml`` (or ``--config``) through ``hf_genrec.experiment`` with the
+The generative path runs ``configs/<dataset>.yaml`` (or ``--config``) through ``hf_genrec.recipes.run`` with the
 budget as ``max_train_minutes``; rerun with a larger ``--budget-minutes`` to continue a finished run further. A
 recipe with ``item_features: sasrec`` trains that SASRec first, and its minutes come off the budget (the record's
 ``item_features_minutes``).
 
 ``--hybrid-sasrec-minutes M`` trains a SASRec for ``M`` minutes of the budget first, the generative recipe for the
 rest, and then ranks with SASRec's next-item distribution fused into the generative model's beam search (the hybrid
-recommender, `hf_genrec.item_scorer`): record ``<dataset>_hybrid.json``, bundle in ``<work-dir>/hybrid``.
+recommender, `hf_genrec.decoding.fusion`): record ``<dataset>_hybrid.json``, bundle in ``<work-dir>/hybrid``.
 
 ``--ensemble N`` splits the budget into N runs of ``budget / N`` minutes, one after the other, with seeds ``seed``,
 ``seed + 1``, ... (the generative runs share the recipe's semantic IDs, which ``id_seed`` fixes), each in
@@ -37,11 +37,11 @@ from pathlib import Path
 import numpy as np
 from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
 
-from hf_genrec.baselines import MostPopular, training_part
 from hf_genrec.data import leave_one_out, load_interactions
-from hf_genrec.metrics import ranking_metrics
-from hf_genrec.sasrec import TRAINING_SETUP_FILE, SASRecConfig, SASRecModel, rank_histories, train_sasrec
-from hf_genrec.transitions import ItemTransitions, best_fusion_weight
+from hf_genrec.evaluation.baselines import MostPopular, training_part
+from hf_genrec.evaluation.metrics import ranking_metrics
+from hf_genrec.models.prior import ItemTransitions, best_fusion_weight
+from hf_genrec.models.sasrec import TRAINING_SETUP_FILE, SASRecConfig, SASRecModel, rank_histories, train_sasrec
 
 logger = logging.getLogger("reproduce")
 KS = (5, 10)
@@ -55,7 +55,7 @@ def sasrec_rank(
     exclude_history: bool,
     fusion: tuple[ItemTransitions, dict] | None = None,
 ) -> np.ndarray:
-    """`hf_genrec.sasrec.rank_histories`; ``fusion`` (transitions and the recipe's weight, smoothing and recent
+    """`hf_genrec.models.sasrec.rank_histories`; ``fusion`` (transitions and the recipe's weight, smoothing and recent
     items) adds the same successor prior the generative recipe fuses into its beam search."""
     bonus = None
     if fusion is not None and fusion[1]["weight"]:
@@ -226,7 +226,7 @@ def learn_item_features(data_args, id_args, work_dir: Path) -> float:
         return 0.0
     from safetensors.numpy import save_file
 
-    from hf_genrec.features import build_item_features
+    from hf_genrec.features.item_features import build_item_features
 
     path, meta = work_dir / "item_features.safetensors", work_dir / "item_features.json"
     if not (path.exists() and meta.exists()):
@@ -251,9 +251,9 @@ def learn_item_features(data_args, id_args, work_dir: Path) -> float:
 def run_genrec(args, work_dir: Path) -> dict:
     from transformers import HfArgumentParser
 
-    from hf_genrec.experiment import DataArguments, ItemIDArguments, ModelArguments, run_experiment
-    from hf_genrec.hybrid import ScorerArguments
-    from hf_genrec.trainer import GenRecTrainingArguments
+    from hf_genrec.recipes.run import DataArguments, ItemIDArguments, ModelArguments, run_experiment
+    from hf_genrec.recipes.scorer import ScorerArguments
+    from hf_genrec.training.trainer import GenRecTrainingArguments
 
     config_path, settings = recipe(args)
     settings["exclude_history"] = excludes_history(args)
@@ -277,7 +277,7 @@ def run_genrec(args, work_dir: Path) -> dict:
     training_args.max_train_minutes = args.budget_minutes - features_minutes
     from transformers.trainer_utils import get_last_checkpoint
 
-    from hf_genrec.hybrid import scorer_training_started
+    from hf_genrec.recipes.scorer import scorer_training_started
 
     # a stopped run continues, budget and curve included (also one stopped while its scorer trained)
     resume = get_last_checkpoint(str(work_dir)) is not None or (
@@ -295,14 +295,14 @@ def run_genrec(args, work_dir: Path) -> dict:
 def run_hybrid(args, work_dir: Path) -> dict:
     """``--hybrid-sasrec-minutes M``: a SASRec for ``M`` minutes of the budget, the generative recipe for the rest,
     then the generative model's beam search with SASRec's next-item distribution fused into it
-    (`hf_genrec.item_scorer`): the successor-prior and scorer weights with the best validation NDCG@10 (the recipe's
+    (`hf_genrec.decoding.fusion`): the successor-prior and scorer weights with the best validation NDCG@10 (the recipe's
     validation sample), then every test user. SASRec reads its own history window (``--sasrec-max-length``), the
     generative model the recipe's. The hybrid bundle is saved in ``<work-dir>/hybrid``."""
     from safetensors.torch import load_file
 
     from hf_genrec import GenerativeRecommender
-    from hf_genrec.item_scorer import reindex_items
-    from hf_genrec.model_card import GenRecCardData
+    from hf_genrec.bundle.model_card import GenRecCardData
+    from hf_genrec.decoding.fusion import reindex_items
 
     data = load_interactions(args.dataset, args.data_dir)
     splits = leave_one_out(data, max_history=args.sasrec_max_length)  # SASRec's window; the model cuts its own

@@ -19,7 +19,7 @@ from transformers import AutoModelForSeq2SeqLM
 
 from hf_genrec import GenRecConfig, GenRecTrainer, GenRecTrainingArguments, ItemTokenizer, leave_one_out
 from hf_genrec.data import load_interactions
-from hf_genrec.examples import tokenize_examples
+from hf_genrec.training.examples import tokenize_examples
 
 
 def main() -> None:

@@ -13,14 +13,14 @@ Variants, interleaved batch by batch in one process (a machine that slows down s
 - ``per_target_memory_skip_eos``: the same, without the EOS step (forced by the trie after a fixed-length ID, so its
   loss and gradient are exactly zero).
 - ``shared_memory``: what `GenRecTrainer` runs now. Each window's states are projected once for all its targets,
-  and recency enters through the projected recency table (`hf_genrec.causal_t5.PackedCrossAttention`); no EOS step.
+  and recency enters through the projected recency table (`hf_genrec.models.causal_t5.PackedCrossAttention`); no EOS step.
 - ``shared_memory_no_dropout``: the same with dropout 0.
 - ``shared_memory_<E>+<D>_layers``: the same step (dropout 0.1) with E encoder layers and D decoder layers instead of
   4 and 2, for each depth of ``--depths`` (default ``2+1``: the depth of configs/amazon-default.yaml).
 - ``shared_memory_2+1_layers_width_<W>``: the same step at 2+1 layers and width W (MLP 4W, heads of 32) instead of
   128, for each width of ``--widths`` (default ``64``: the width of configs/amazon-default.yaml).
 - ``..._torch_dropout``: ``shared_memory`` and each depth with torch's own dropout modules instead of
-  `hf_genrec.dropout.BitsDropout` (which the models use now), to time what the cheaper CPU masks save.
+  `hf_genrec.models.dropout.BitsDropout` (which the models use now), to time what the cheaper CPU masks save.
 
 Writes ``benchmarks/results/training_step_<dataset>.json``: seconds per variant, targets per second, speed-ups.
 """
@@ -41,14 +41,14 @@ import torch
 from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from hf_genrec import GenRecTrainer, GenRecTrainingArguments, ItemTokenizer, minimal_t5_tokenizer
-from hf_genrec.baselines import training_part
 from hf_genrec.data import load_interactions
-from hf_genrec.data.collator import GenRecCollator
-from hf_genrec.dropout import BitsDropout
-from hf_genrec.examples import tokenize_sequences
-from hf_genrec.modeling import build_t5_model
+from hf_genrec.decoding.trie import trie_cross_entropy
+from hf_genrec.evaluation.baselines import training_part
+from hf_genrec.models.dropout import BitsDropout
+from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.semantic_ids import RQKMeans
-from hf_genrec.trie_logits import trie_cross_entropy
+from hf_genrec.training.collator import GenRecCollator
+from hf_genrec.training.examples import tokenize_sequences
 
 #: the T5 the step was first measured on (4 encoder layers, 2 decoder layers, width 128); the default recipe's is
 #: 2+1 layers at width 64

@@ -25,11 +25,11 @@ from machine import describe_machine  # benchmarks/machine.py (scripts run from 
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
 
 from hf_genrec import GenRecTrainer, GenRecTrainingArguments, ItemTokenizer, leave_one_out, minimal_t5_tokenizer
-from hf_genrec.baselines import training_part
 from hf_genrec.data import load_interactions
-from hf_genrec.examples import tokenize_examples, tokenize_sequences
-from hf_genrec.modeling import TIGER_T5_CONFIG, build_t5_model
+from hf_genrec.evaluation.baselines import training_part
+from hf_genrec.models.t5 import TIGER_T5_CONFIG, build_t5_model
 from hf_genrec.semantic_ids import RQKMeans
+from hf_genrec.training.examples import tokenize_examples, tokenize_sequences
 
 #: width 128, MLP 512, 4+2 layers: the default recipe's T5 until its depth went to 2+1 (``DEFAULT_DEPTH``)
 RECIPE_T5_CONFIG = dict(

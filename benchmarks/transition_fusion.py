@@ -25,10 +25,10 @@ import numpy as np
 from machine import describe_machine, write_record  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from hf_genrec import GenerativeRecommender
-from hf_genrec.baselines import training_part
 from hf_genrec.data import leave_one_out, load_interactions
-from hf_genrec.metrics import ranking_metrics
-from hf_genrec.transitions import ItemTransitions
+from hf_genrec.evaluation.baselines import training_part
+from hf_genrec.evaluation.metrics import ranking_metrics
+from hf_genrec.models.prior import ItemTransitions
 
 
 def floats(text: str) -> list[float]:
@@ -46,7 +46,7 @@ def split_by_transition(predictions: np.ndarray, targets: np.ndarray, transition
 def rank_sasrec(args, data, transitions, index, seen, best, exclude: bool) -> dict:
     from reproduce import sasrec_rank
 
-    from hf_genrec.sasrec import SASRecModel
+    from hf_genrec.models.sasrec import SASRecModel
 
     model = SASRecModel.from_pretrained(args.sasrec).eval()
     examples = leave_one_out(data, max_history=model.config.max_positions)["test"]

@@ -22,9 +22,9 @@ import numpy as np
 from machine import describe_machine, write_record  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from hf_genrec import GenerativeRecommender
-from hf_genrec.baselines import training_part
 from hf_genrec.data import leave_one_out, load_interactions
-from hf_genrec.metrics import ranking_metrics
+from hf_genrec.evaluation.baselines import training_part
+from hf_genrec.evaluation.metrics import ranking_metrics
 
 
 def main() -> None:

@@ -23,9 +23,9 @@ from machine import describe_machine, write_record  # benchmarks/machine.py (scr
 from reproduce import KS, rank_genrec
 
 from hf_genrec import GenerativeRecommender
-from hf_genrec.averaging import load_training_weights
 from hf_genrec.data import leave_one_out, load_interactions
-from hf_genrec.metrics import ranking_metrics
+from hf_genrec.evaluation.metrics import ranking_metrics
+from hf_genrec.training.averaging import load_training_weights
 
 
 def main() -> None:

@@ -1,114 +1,81 @@
-"""hf_genrec: generative recommendation with semantic IDs on Hugging Face Transformers."""
+"""hf_genrec: generative recommendation with semantic IDs on Hugging Face Transformers.
 
-__version__ = "0.1.0"
+Importing the package is cheap: each public name is imported from its stage on first use.
+"""
 
-from .baselines import MostPopular
-from .beam_search import shared_beam_search
-from .callbacks import TimeBudgetCallback
-from .catalog import CatalogLog
-from .causal_t5 import GenRecT5Config, GenRecT5ForConditionalGeneration
-from .configuration import GenRecConfig
-from .constraints import ItemTrie, prefix_allowed_tokens_fn
-from .content_map import ContentMap
-from .data import InteractionData, kcore_filter, leave_one_out, load_interactions
-from .data.collator import GenRecCollator
-from .decoding import build_trie, build_trie_index, generate_items
-from .dropout import BitsDropout
-from .examples import add_scorer_history, tokenize_examples, tokenize_sequences
-from .exclude_items import ExcludeItemsLogitsProcessor
-from .features import AttributeEncoder, attribute_features, build_item_features, text_features
-from .hub import push_folder, resolve_bundle
-from .hybrid import ScorerArguments, scorer_settings_for
-from .item_scorer import fusion_processors, reindex_items, scorer_priors
-from .metrics import make_compute_metrics, ndcg_at_k, ranking_metrics, recall_at_k
-from .model_card import GenRecCardData, build_model_card
-from .modeling import TIGER_T5_CONFIG, build_t5_model
-from .pipeline import GenerativeRecommendationPipeline  # registers pipeline("generative-recommendation")
-from .recommender import GenerativeRecommender
-from .sasrec import BestValidationState, SASRecConfig, SASRecModel, rank_histories, train_sasrec
-from .semantic_ids import (
-    RQVAE,
-    AtomicIDs,
-    HierarchicalKMeans,
-    ItemIDScheme,
-    RandomIDs,
-    RQKMeans,
-    SemanticIDs,
-    TitleIDs,
-    from_codes,
-    load_quantizer,
-)
-from .tokenization import ItemTokenizer, minimal_t5_tokenizer
-from .trainer import GenRecTrainer, GenRecTrainingArguments
-from .transitions import ItemTransitions, TransitionFusionLogitsProcessor
-from .trie_logits import TrieIndex, TrieLogitsProcessor
+from __future__ import annotations
 
-__all__ = [
-    "AttributeEncoder",
-    "BitsDropout",
-    "CatalogLog",
-    "ContentMap",
-    "GenRecT5Config",
-    "GenRecT5ForConditionalGeneration",
-    "tokenize_sequences",
-    "SASRecConfig",
-    "SASRecModel",
-    "GenRecCardData",
-    "GenerativeRecommendationPipeline",
-    "build_model_card",
-    "push_folder",
-    "resolve_bundle",
-    "AtomicIDs",
-    "HierarchicalKMeans",
-    "ItemIDScheme",
-    "RandomIDs",
-    "TitleIDs",
-    "TrieIndex",
-    "TrieLogitsProcessor",
-    "ExcludeItemsLogitsProcessor",
-    "ItemTransitions",
-    "TransitionFusionLogitsProcessor",
-    "reindex_items",
-    "fusion_processors",
-    "scorer_priors",
-    "ScorerArguments",
-    "scorer_settings_for",
-    "train_sasrec",
-    "rank_histories",
-    "BestValidationState",
-    "build_trie_index",
-    "load_quantizer",
-    "shared_beam_search",
-    "GenRecCollator",
-    "GenRecConfig",
-    "GenRecTrainer",
-    "GenRecTrainingArguments",
-    "GenerativeRecommender",
-    "InteractionData",
-    "ItemTokenizer",
-    "ItemTrie",
-    "MostPopular",
-    "RQKMeans",
-    "RQVAE",
-    "SemanticIDs",
-    "TIGER_T5_CONFIG",
-    "TimeBudgetCallback",
-    "attribute_features",
-    "build_item_features",
-    "build_t5_model",
-    "build_trie",
-    "from_codes",
-    "generate_items",
-    "kcore_filter",
-    "leave_one_out",
-    "load_interactions",
-    "make_compute_metrics",
-    "minimal_t5_tokenizer",
-    "ndcg_at_k",
-    "prefix_allowed_tokens_fn",
-    "ranking_metrics",
-    "recall_at_k",
-    "text_features",
-    "tokenize_examples",
-    "add_scorer_history",
-]
+import importlib
+from typing import Any
+
+from .models import causal_t5 as _causal_t5  # noqa: F401  registers model_type hf_genrec_t5 with the Auto classes
+from .serving import pipeline as _pipeline  # noqa: F401  registers pipeline("generative-recommendation")
+from .version import __version__  # noqa: F401
+
+# public name -> the module (relative to this package) that holds it, grouped by stage
+_PUBLIC: dict[str, str] = {
+    # data
+    "InteractionData": "data",
+    "load_interactions": "data",
+    "leave_one_out": "data",
+    # item features
+    "build_item_features": "features.item_features",
+    "text_features": "features.item_features",
+    "ContentMap": "features.content_map",
+    # semantic IDs
+    "SemanticIDs": "semantic_ids",
+    "RQKMeans": "semantic_ids",
+    "RQVAE": "semantic_ids",
+    "HierarchicalKMeans": "semantic_ids",
+    "TitleIDs": "semantic_ids",
+    "load_quantizer": "semantic_ids",
+    # tokenizer
+    "ItemTokenizer": "tokenization",
+    "minimal_t5_tokenizer": "tokenization",
+    # models
+    "build_t5_model": "models.t5",
+    "GenRecT5Config": "models.causal_t5",
+    "GenRecT5ForConditionalGeneration": "models.causal_t5",
+    "SASRecConfig": "models.sasrec",
+    "SASRecModel": "models.sasrec",
+    "ItemTransitions": "models.prior",
+    # decoding
+    "TrieIndex": "decoding.trie",
+    "TrieLogitsProcessor": "decoding.trie",
+    "prefix_allowed_tokens_fn": "decoding.prefix_allowed",
+    "ExcludeItemsLogitsProcessor": "decoding.exclude_history",
+    "TransitionFusionLogitsProcessor": "decoding.fusion",
+    "generate_items": "decoding.generate",
+    # training
+    "GenRecTrainer": "training.trainer",
+    "GenRecTrainingArguments": "training.trainer",
+    "GenRecCollator": "training.collator",
+    "tokenize_examples": "training.examples",
+    "train_sasrec": "models.sasrec",
+    # bundle
+    "GenRecConfig": "bundle.config",
+    "GenRecCardData": "bundle.model_card",
+    # serving
+    "GenerativeRecommender": "serving.recommender",
+    "GenerativeRecommendationPipeline": "serving.pipeline",
+    # evaluation
+    "ranking_metrics": "evaluation.metrics",
+    "MostPopular": "evaluation.baselines",
+    # recipes
+    "run_experiment": "recipes.run",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hf_genrec' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

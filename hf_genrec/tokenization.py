@@ -57,7 +57,8 @@ class ItemTokenizer:
     Example:
 
     ```python
-    >>> from hf_genrec import ItemTokenizer, from_codes, minimal_t5_tokenizer
+    >>> from hf_genrec import ItemTokenizer, minimal_t5_tokenizer
+    >>> from hf_genrec.semantic_ids.ids import from_codes
     >>> item_tokenizer = ItemTokenizer(minimal_t5_tokenizer(), from_codes([[0, 1], [0, 2], [1, 1]], ["a", "b", "c"]))
     >>> item_tokenizer.item_spelling("b")
     '<a_0><b_2>'

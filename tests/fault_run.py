@@ -18,11 +18,11 @@ import datasets
 import torch
 from transformers import TrainerCallback
 
-from hf_genrec.examples import tokenize_examples
-from hf_genrec.modeling import build_t5_model
+from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.semantic_ids import RandomIDs
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
-from hf_genrec.trainer import GenRecTrainer
+from hf_genrec.training.examples import tokenize_examples
+from hf_genrec.training.trainer import GenRecTrainer
 
 from .conftest import TINY_T5, cyclic_sequences, tiny_training_args
 

@@ -6,10 +6,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from hf_genrec.averaging import TRAINING_WEIGHTS_NAME, WeightAverage, ema_decay_schedule
-from hf_genrec.examples import tokenize_examples
-from hf_genrec.modeling import build_t5_model
-from hf_genrec.trainer import GenRecTrainer
+from hf_genrec.models.t5 import build_t5_model
+from hf_genrec.training.averaging import TRAINING_WEIGHTS_NAME, WeightAverage, ema_decay_schedule
+from hf_genrec.training.examples import tokenize_examples
+from hf_genrec.training.trainer import GenRecTrainer
 
 from .conftest import TINY_T5, cyclic_sequences, tiny_training_args
 
@@ -145,7 +145,7 @@ def test_resuming_without_averaging_continues_from_the_raw_weights(item_tokenize
     checkpoint = tmp_path / f"checkpoint-{first.state.global_step}"
     raw = load_file(str(checkpoint / TRAINING_WEIGHTS_NAME))
     plain = _trainer(item_tokenizer, tmp_path, data, num_train_epochs=2, ema_decay=0.0)
-    with caplog.at_level("WARNING", logger="hf_genrec.trainer"):
+    with caplog.at_level("WARNING", logger="hf_genrec.training.trainer"):
         plain._load_from_checkpoint(str(checkpoint))
     assert "stops averaging" in caplog.text
     for name, p in plain.model.named_parameters():

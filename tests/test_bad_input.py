@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from hf_genrec import GenerativeRecommender, InteractionData, kcore_filter, leave_one_out
-from hf_genrec.configuration import GenRecConfig
+from hf_genrec import GenerativeRecommender, InteractionData, leave_one_out
+from hf_genrec.bundle.config import GenRecConfig
+from hf_genrec.data.filtering import kcore_filter
 from hf_genrec.data.interactions import build_items, build_sequences
-from hf_genrec.decoding import generate_items
+from hf_genrec.decoding.generate import generate_items
 from hf_genrec.semantic_ids import from_codes
 
 

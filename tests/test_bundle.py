@@ -11,13 +11,13 @@ from huggingface_hub import ModelCard
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 
 import hf_genrec  # noqa: F401  (registers the pipeline task)
-from hf_genrec.configuration import CONFIG_NAME, GenRecConfig
-from hf_genrec.examples import tokenize_examples
-from hf_genrec.modeling import build_t5_model
-from hf_genrec.recommender import GenerativeRecommender
+from hf_genrec.bundle.config import CONFIG_NAME, GenRecConfig
+from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.semantic_ids import RandomIDs
+from hf_genrec.serving.recommender import GenerativeRecommender
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
-from hf_genrec.trainer import GenRecTrainer, GenRecTrainingArguments
+from hf_genrec.training.examples import tokenize_examples
+from hf_genrec.training.trainer import GenRecTrainer, GenRecTrainingArguments
 
 from .conftest import TINY_T5, cyclic_sequences, tiny_training_args
 
@@ -107,7 +107,7 @@ def test_model_card_metadata_and_text(bundle):
 
 
 def test_model_card_sets_the_bundle_beside_its_baselines(bundle):
-    from hf_genrec.model_card import GenRecCardData, build_model_card
+    from hf_genrec.bundle.model_card import GenRecCardData, build_model_card
 
     out, _, _ = bundle
     recommender = GenerativeRecommender.from_pretrained(out)
@@ -166,7 +166,7 @@ def test_config_from_a_newer_version_warns_and_missing_keys_raise(copy, caplog):
     path = copy / CONFIG_NAME
     data = json.loads(path.read_text())
     path.write_text(json.dumps({**data, "library_version": "9.1.0", "speculative_decoding": True}))
-    with caplog.at_level(logging.WARNING, logger="hf_genrec.configuration"):
+    with caplog.at_level(logging.WARNING, logger="hf_genrec.bundle.config"):
         GenerativeRecommender.from_pretrained(copy)
     assert "speculative_decoding" in caplog.text and "pip install -U hf_genrec" in caplog.text
     assert "newer than this one" in caplog.text
@@ -295,7 +295,7 @@ def test_trainer_push_to_hub_pushes_the_bundle_without_pickles(hub, tmp_path):
 
 
 def test_cli_push(bundle, hub, capsys):
-    from hf_genrec.cli import main
+    from hf_genrec.cli.main import main
 
     out, _, _ = bundle
     assert main(["push", str(out), "someone/from-cli", "--commit-message", "first"]) == 0
@@ -306,7 +306,7 @@ def test_cli_push(bundle, hub, capsys):
 
 
 def test_non_default_arguments_lists_only_what_was_set(tmp_path):
-    from hf_genrec.model_card import non_default_arguments
+    from hf_genrec.bundle.model_card import non_default_arguments
 
     assert non_default_arguments(GenRecTrainingArguments(output_dir=str(tmp_path))) == {}
     args = GenRecTrainingArguments(output_dir=str(tmp_path), learning_rate=0.003, transition_weights=[0.0, 2.0])

@@ -7,14 +7,14 @@ import datasets
 import numpy as np
 import pytest
 
-from hf_genrec.catalog import CATALOG_NAME, NewItemIndex, assign_codes
-from hf_genrec.configuration import GenRecConfig
-from hf_genrec.examples import tokenize_examples
-from hf_genrec.modeling import build_t5_model
-from hf_genrec.recommender import GenerativeRecommender, insert_new_items
+from hf_genrec.bundle.config import GenRecConfig
+from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.semantic_ids import RQKMeans, SemanticIDs, from_codes
+from hf_genrec.serving.catalog import CATALOG_NAME, NewItemIndex, assign_codes
+from hf_genrec.serving.recommender import GenerativeRecommender, insert_new_items
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
-from hf_genrec.trainer import GenRecTrainer
+from hf_genrec.training.examples import tokenize_examples
+from hf_genrec.training.trainer import GenRecTrainer
 
 from .conftest import TINY_T5, cyclic_sequences, tiny_training_args
 
@@ -244,7 +244,7 @@ def test_items_without_text_are_placed_by_their_attributes(rec, tmp_path):
 def test_items_with_only_content_join_beside_the_catalogue_items_that_read_alike(rec, tmp_path, monkeypatch):
     """A new item with text but no interactions takes the codes its look-alikes in the catalogue agree on (the
     content map), then a free collision code under them."""
-    import hf_genrec.features as features_module
+    import hf_genrec.features.item_features as features_module
 
     catalogue = [{"item_id": f"item{i}", "title": f"title {i}"} for i in range(N_ITEMS)]
     content = np.random.default_rng(3).normal(size=(N_ITEMS, 12)).astype(np.float32)
@@ -327,7 +327,7 @@ def test_assign_codes_skips_live_retired_and_batch_codes():
 def test_cli_catalog_add_and_remove(trained_bundle, tmp_path, capsys):
     import shutil
 
-    from hf_genrec.cli import main
+    from hf_genrec.cli.main import main
 
     bundle = tmp_path / "bundle"
     shutil.copytree(trained_bundle, bundle)
@@ -377,8 +377,8 @@ def test_cli_catalog_add_and_remove(trained_bundle, tmp_path, capsys):
 
 
 def test_cli_catalog_add_places_item_text_with_the_bundles_content_map(trained_bundle, tmp_path, capsys, monkeypatch):
-    import hf_genrec.features as features_module
-    from hf_genrec.cli import main
+    import hf_genrec.features.item_features as features_module
+    from hf_genrec.cli.main import main
 
     content = np.random.default_rng(3).normal(size=(N_ITEMS, 12)).astype(np.float32)
 
@@ -402,7 +402,7 @@ def test_cli_catalog_add_places_item_text_with_the_bundles_content_map(trained_b
 
 
 def test_items_file_errors(tmp_path):
-    from hf_genrec.catalog import items_file_inputs, read_items_file
+    from hf_genrec.serving.catalog import items_file_inputs, read_items_file
 
     bad = tmp_path / "items.parquet"
     bad.write_text("x")

@@ -6,14 +6,14 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM
 
-from hf_genrec.causal_t5 import GenRecT5ForConditionalGeneration, pool_items
-from hf_genrec.data.collator import GenRecCollator
-from hf_genrec.decoding import generate_items
-from hf_genrec.examples import tokenize_examples, tokenize_sequences
-from hf_genrec.modeling import build_t5_model
-from hf_genrec.recommender import GenerativeRecommender
+from hf_genrec.decoding.generate import generate_items
+from hf_genrec.models.causal_t5 import GenRecT5ForConditionalGeneration, pool_items
+from hf_genrec.models.t5 import build_t5_model
+from hf_genrec.serving.recommender import GenerativeRecommender
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
-from hf_genrec.trainer import GenRecTrainer, GenRecTrainingArguments
+from hf_genrec.training.collator import GenRecCollator
+from hf_genrec.training.examples import tokenize_examples, tokenize_sequences
+from hf_genrec.training.trainer import GenRecTrainer, GenRecTrainingArguments
 
 from .conftest import TINY_T5, cyclic_sequences, make_semantic_ids, random_codes, tiny_training_args
 

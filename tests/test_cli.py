@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from hf_genrec.cli import main
-from hf_genrec.transitions import ItemTransitions
+from hf_genrec.cli.main import main
+from hf_genrec.models.prior import ItemTransitions
 
 from .conftest import cyclic_sequences
 
@@ -228,7 +228,7 @@ def test_train_with_content_map_then_add_an_item_by_its_text(data_root, tmp_path
     """--content_map true saves a content map in the bundle; `catalog add` then places an item from its text."""
     import re
 
-    import hf_genrec.features as features_module
+    import hf_genrec.features.item_features as features_module
 
     content = np.random.default_rng(4).normal(size=(20, 6)).astype(np.float32)
 
@@ -269,7 +269,7 @@ def test_hybrid_run_stopped_while_its_scorer_trains_goes_on_from_the_scorers_che
 ):
     """A run killed in its scorer's training resumes that training (`_scorer_training/`), not a new one: the
     scorer's validation curve and kept epoch are those of a run never stopped."""
-    from hf_genrec.sasrec import BestValidationState
+    from hf_genrec.models.sasrec import BestValidationState
 
     whole = tmp_path / "whole"
     assert main(hybrid_flags(data_root, whole)) == 0
@@ -302,8 +302,8 @@ def test_hybrid_recipe_trains_a_scorer_fuses_it_resumes_and_ranks_as_the_bundle(
     picks, saved in the bundle, read back (not trained again) on resume; the bundle ranks the test users alike."""
     from hf_genrec import GenerativeRecommender
     from hf_genrec.data import leave_one_out, load_interactions
-    from hf_genrec.metrics import ranking_metrics
-    from hf_genrec.sasrec import SASRecModel
+    from hf_genrec.evaluation.metrics import ranking_metrics
+    from hf_genrec.models.sasrec import SASRecModel
 
     out = tmp_path / "run"
     flags = hybrid_flags(data_root, out)
@@ -373,7 +373,7 @@ def test_every_shipped_recipe_parses_alone_and_under_the_hybrid_overlay(overlay)
     """Each configs/*.yaml holds only real options with valid values, on its own and with the hybrid layered on."""
     from pathlib import Path
 
-    from hf_genrec.cli import parse_train_arguments
+    from hf_genrec.cli.main import parse_train_arguments
 
     root = Path(__file__).resolve().parents[1]
     recipes = sorted(p for p in (root / "configs").glob("*.yaml") if p.name != "hybrid.yaml")

@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
-from hf_genrec.collaborative import collaborative_features, cooccurrence_pairs, fold_in_features, sasrec_features
-from hf_genrec.features import CONTENT_AXES, build_item_features
+from hf_genrec.features.collaborative import (
+    collaborative_features,
+    cooccurrence_pairs,
+    fold_in_features,
+    sasrec_features,
+)
+from hf_genrec.features.item_features import CONTENT_AXES, build_item_features
 
 
 def two_communities(n_users: int = 60, seed: int = 0) -> tuple[list[list[str]], list[str]]:

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from hf_genrec.decoding import build_trie_index, generate_items
-from hf_genrec.examples import tokenize_examples, tokenize_sequences
-from hf_genrec.modeling import build_t5_model
+from hf_genrec.decoding.generate import build_trie_index, generate_items
+from hf_genrec.decoding.trie import trie_cross_entropy
+from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
-from hf_genrec.trainer import GenRecTrainer
-from hf_genrec.trie_logits import trie_cross_entropy
+from hf_genrec.training.examples import tokenize_examples, tokenize_sequences
+from hf_genrec.training.trainer import GenRecTrainer
 
 from .conftest import TINY_T5, cyclic_sequences, make_semantic_ids, tiny_training_args
 
@@ -162,8 +162,8 @@ def _brute_force_loss(logits, spellings, histories, catalogue):
 
 @pytest.mark.parametrize("variable", [False, True])
 def test_history_excluded_loss_leaves_each_targets_history_items_out(variable):
-    from hf_genrec.decoding import item_spellings
-    from hf_genrec.exclude_items import history_excluded_tokens
+    from hf_genrec.decoding.exclude_history import history_excluded_tokens
+    from hf_genrec.decoding.generate import item_spellings
     from hf_genrec.semantic_ids import from_codes
 
     from .conftest import random_codes

@@ -4,9 +4,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hf_genrec.constraints import ItemTrie, prefix_allowed_tokens_fn
-from hf_genrec.decoding import generate_items
-from hf_genrec.modeling import build_t5_model
+from hf_genrec.decoding.generate import generate_items
+from hf_genrec.decoding.prefix_allowed import ItemTrie, prefix_allowed_tokens_fn
+from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.semantic_ids import from_codes
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hf_genrec.content_map import CONTENT_MAP_NAME, ContentMap
+from hf_genrec.features.content_map import CONTENT_MAP_NAME, ContentMap
 
 
 def _clustered(n_clusters: int = 6, per_cluster: int = 20, d_in: int = 16, seed: int = 0):
@@ -103,7 +103,7 @@ def _attribute_catalogue():
 
 
 def test_attribute_encoder_embeds_new_items_as_the_catalogue():
-    from hf_genrec.features import AttributeEncoder, attribute_features
+    from hf_genrec.features.item_features import AttributeEncoder, attribute_features
 
     items, _ = _attribute_catalogue()
     encoder = AttributeEncoder.fit(items, max_dim=3)
@@ -120,7 +120,7 @@ def test_attribute_encoder_embeds_new_items_as_the_catalogue():
 
 
 def test_content_map_of_attributes_places_new_items_and_round_trips(tmp_path):
-    from hf_genrec.features import AttributeEncoder
+    from hf_genrec.features.item_features import AttributeEncoder
 
     items, codes = _attribute_catalogue()
     encoder = AttributeEncoder.fit(items, max_dim=4)
@@ -142,7 +142,7 @@ def test_content_map_of_attributes_places_new_items_and_round_trips(tmp_path):
 
 
 def test_training_picks_text_or_attributes_for_the_content_map():
-    from hf_genrec.experiment import content_map_method
+    from hf_genrec.recipes.run import content_map_method
 
     assert content_map_method([{"item_id": "a", "title": "Lipstick", "brand": "acme"}]) == "text"
     # attribute ids only (some Amazon categories have no titles): attributes

@@ -74,7 +74,7 @@ def test_docstring_examples_run(bundle_dir, monkeypatch):
     """A doctest pass over the API reference: every docstring example runs and prints what it shows."""
     ran = _run([t for t in _docstring_examples() if not _reads_data(t)], bundle_dir, monkeypatch)
     # the reference covers the public faces, not only helpers
-    for name in ("GenerativeRecommender", "GenerativeRecommendationPipeline", "recall_at_k", "progress", "plotting"):
+    for name in ("GenerativeRecommender", "GenerativeRecommendationPipeline", "recall_at_k", "progress", "plots"):
         assert any(name in test for test in ran), f"no docstring example of {name} ran"
     assert len(ran) >= 10, ran
 
@@ -138,7 +138,7 @@ def test_readme_quick_start_runs(tmp_path, monkeypatch, capsys):
     for readme_text, smaller in QUICKSTART_SMALLER:
         assert quickstart.count(readme_text) == 1, f"the README quick start no longer has {readme_text!r}"
         quickstart = quickstart.replace(readme_text, smaller)
-    from hf_genrec.progress import disable_progress_bars, enable_progress_bars
+    from hf_genrec.utils.progress import disable_progress_bars, enable_progress_bars
 
     from .hub_server import use_loopback_hub
 
@@ -163,7 +163,7 @@ def test_readme_quick_start_runs(tmp_path, monkeypatch, capsys):
 
 def test_readme_commands_use_real_options(capsys):
     """Every ``hf-genrec`` line in the README names a real command and only options that command has."""
-    from hf_genrec.cli import COMMANDS, main
+    from hf_genrec.cli.main import COMMANDS, main
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     lines = re.findall(r"^hf-genrec (\S+)(.*)$", text, flags=re.MULTILINE)

@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from hf_genrec import ItemTokenizer, minimal_t5_tokenizer
-from hf_genrec.dropout import BitsDropout, bits_dropout, use_bits_dropout
-from hf_genrec.modeling import build_t5_model
-from hf_genrec.sasrec import SASRecConfig, SASRecModel
+from hf_genrec.models.dropout import BitsDropout, bits_dropout, use_bits_dropout
+from hf_genrec.models.sasrec import SASRecConfig, SASRecModel
+from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.semantic_ids import RandomIDs
 
 

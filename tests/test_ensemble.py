@@ -8,12 +8,12 @@ import torch
 from torch.nn import functional as F
 
 from hf_genrec import GenerativeRecommender, generate_items
-from hf_genrec.beam_search import shared_beam_search
-from hf_genrec.configuration import GenRecConfig
-from hf_genrec.decoding import build_trie_index
-from hf_genrec.modeling import build_t5_model
+from hf_genrec.bundle.config import GenRecConfig
+from hf_genrec.decoding.beam_search import shared_beam_search
+from hf_genrec.decoding.generate import build_trie_index
+from hf_genrec.decoding.trie import TrieLogitsProcessor
+from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
-from hf_genrec.trie_logits import TrieLogitsProcessor
 
 from .conftest import TINY_T5, encode_histories, make_semantic_ids
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from hf_genrec.decoding import build_trie_index, generate_items, item_spellings
-from hf_genrec.exclude_items import ExcludeItemsLogitsProcessor
+from hf_genrec.decoding.exclude_history import ExcludeItemsLogitsProcessor
+from hf_genrec.decoding.generate import build_trie_index, generate_items, item_spellings
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
 
 from .conftest import encode_histories, make_semantic_ids
@@ -88,9 +88,9 @@ def test_trainer_and_recommender_keep_history_items_out(tmp_path, tiny_model, it
     import datasets
 
     from hf_genrec import GenerativeRecommender
-    from hf_genrec.configuration import GenRecConfig
-    from hf_genrec.examples import tokenize_examples
-    from hf_genrec.trainer import GenRecTrainer
+    from hf_genrec.bundle.config import GenRecConfig
+    from hf_genrec.training.examples import tokenize_examples
+    from hf_genrec.training.trainer import GenRecTrainer
 
     from .conftest import tiny_training_args
 
@@ -116,7 +116,7 @@ def test_trainer_and_recommender_keep_history_items_out(tmp_path, tiny_model, it
 
 def test_baselines_keep_history_items_out():
     from hf_genrec import MostPopular
-    from hf_genrec.sasrec import SASRecConfig, SASRecModel, left_pad
+    from hf_genrec.models.sasrec import SASRecConfig, SASRecModel, left_pad
 
     popular = MostPopular({"a": 0, "b": 1, "c": 2, "d": 3}).fit([["b", "b", "a"], ["b", "c", "a"], ["d"]])
     assert popular.predict(2, 3).tolist() == [[1, 0, 2], [1, 0, 2]]

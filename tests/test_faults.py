@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_genrec.configuration import GenRecConfig
-from hf_genrec.modeling import build_t5_model
-from hf_genrec.recommender import GenerativeRecommender
-from hf_genrec.saving import CheckpointError, checkpoint_problem, last_complete_checkpoint
+from hf_genrec.bundle.config import GenRecConfig
+from hf_genrec.models.t5 import build_t5_model
+from hf_genrec.serving.recommender import GenerativeRecommender
 from hf_genrec.tokenization import ItemTokenizer
-from hf_genrec.trainer import GenRecTrainer
+from hf_genrec.training.trainer import GenRecTrainer
+from hf_genrec.utils.saving import CheckpointError, checkpoint_problem, last_complete_checkpoint
 
 from .conftest import TINY_T5, tiny_training_args
 from .fault_run import run
@@ -89,7 +89,7 @@ def test_damaged_checkpoint_is_named_and_the_last_complete_one_is_used(uninterru
         CheckpointError, match=r"checkpoint-39: model.safetensors is truncated.*Resume from checkpoint-20"
     ):
         _resume_from(out, out / "checkpoint-39")
-    with caplog.at_level(logging.WARNING, logger="hf_genrec.saving"):
+    with caplog.at_level(logging.WARNING, logger="hf_genrec.utils.saving"):
         assert last_complete_checkpoint(out) == str(out / "checkpoint-20")
     assert "Skipping" in caplog.text and "checkpoint-39" in caplog.text and "checkpoint-25" in caplog.text
 

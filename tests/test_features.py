@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
-from hf_genrec import features as features_module
-from hf_genrec.features import (
+from hf_genrec.features import item_features as features_module
+from hf_genrec.features.item_features import (
     DEFAULT_TEXT_MODEL,
     attribute_features,
     build_item_features,
@@ -145,7 +145,7 @@ def test_build_item_features_auto_picks_text_when_titles_exist(monkeypatch, capl
         return np.ones((len(items), 3), dtype=np.float32)
 
     monkeypatch.setattr(features_module, "text_features", fake_text_features)
-    with caplog.at_level(logging.INFO, logger="hf_genrec.features"):
+    with caplog.at_level(logging.INFO, logger="hf_genrec.features.item_features"):
         out = build_item_features(make_items(ITEMS), batch_size=8)
     assert out.shape == (4, 3) and calls["model"] == DEFAULT_TEXT_MODEL and calls["kwargs"] == {"batch_size": 8}
     assert "text embeddings" in caplog.text and "100% of items have a title" in caplog.text
@@ -153,7 +153,7 @@ def test_build_item_features_auto_picks_text_when_titles_exist(monkeypatch, capl
 
 def test_build_item_features_auto_falls_back_to_attributes(caplog):
     items = make_items([{**row, "title": None} for row in ITEMS])
-    with caplog.at_level(logging.WARNING, logger="hf_genrec.features"):
+    with caplog.at_level(logging.WARNING, logger="hf_genrec.features.item_features"):
         out = build_item_features(items)
     np.testing.assert_array_equal(out, attribute_features(items))
     assert "falling back to TF-IDF attribute features" in caplog.text
@@ -167,7 +167,7 @@ def test_build_item_features_auto_without_text_or_attributes():
 
 def test_build_item_features_accepts_a_list_of_dicts(caplog):
     rows = [{"item_id": "a", "attributes": ["1"]}, {"item_id": "b", "categories": ["c"], "title": None}]
-    with caplog.at_level(logging.WARNING, logger="hf_genrec.features"):
+    with caplog.at_level(logging.WARNING, logger="hf_genrec.features.item_features"):
         x = build_item_features(rows)
     assert x.shape == (2, 2)
 

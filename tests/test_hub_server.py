@@ -122,7 +122,7 @@ def test_unchanged_upload_is_skipped_like_on_the_hub(hub, pushed, tmp_path):
 
 
 def test_default_endpoint_and_cache_are_patched(hub, pushed):
-    # no endpoint=, no cache_dir=: what library code (hf_genrec.hub) does
+    # no endpoint=, no cache_dir=: what library code (hf_genrec.bundle.hub) does
     import huggingface_hub
 
     assert huggingface_hub.model_info(REPO).sha == pushed

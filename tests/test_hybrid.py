@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from hf_genrec.hybrid import ScorerArguments, fit_scorer, scorer_minutes, scorer_settings_for
-from hf_genrec.sasrec import BestValidationState, SASRecConfig, SASRecModel, rank_histories, train_sasrec
-from hf_genrec.trainer import GenRecTrainer
+from hf_genrec.models.sasrec import BestValidationState, SASRecConfig, SASRecModel, rank_histories, train_sasrec
+from hf_genrec.recipes.scorer import ScorerArguments, fit_scorer, scorer_minutes, scorer_settings_for
+from hf_genrec.training.trainer import GenRecTrainer
 
 from .conftest import tiny_training_args
 
@@ -254,8 +254,8 @@ def test_trainer_checks_its_scorer(tiny_model, item_tokenizer, tmp_path):
 
 
 def test_trainer_fuses_the_scorer_after_the_prior(tiny_model, item_tokenizer, tmp_path):
-    from hf_genrec.item_scorer import fusion_processors
-    from hf_genrec.transitions import ItemTransitions
+    from hf_genrec.decoding.fusion import fusion_processors
+    from hf_genrec.models.prior import ItemTransitions
 
     n = item_tokenizer.num_items
     scorer = SASRecModel(small_config(num_items=n)).eval()
@@ -300,7 +300,7 @@ def test_add_scorer_history_reads_further_back_and_refuses_rows_that_do_not_matc
     import datasets
 
     from hf_genrec import GenRecCollator
-    from hf_genrec.examples import add_scorer_history
+    from hf_genrec.training.examples import add_scorer_history
 
     items = item_tokenizer.item_ids
     sequences = {"a": items[:6], "b": items[2:5]}

@@ -6,8 +6,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hf_genrec.decoding import build_trie, generate_items
-from hf_genrec.modeling import build_t5_model
+from hf_genrec.decoding.generate import build_trie, generate_items
+from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.semantic_ids import (
     RQVAE,
     SCHEMES,

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from hf_genrec import GenerativeRecommender
-from hf_genrec.configuration import GenRecConfig
-from hf_genrec.item_scorer import reindex_items, scorer_priors
-from hf_genrec.sasrec import SASRecConfig, SASRecModel, left_pad
+from hf_genrec.bundle.config import GenRecConfig
+from hf_genrec.decoding.fusion import reindex_items, scorer_priors
+from hf_genrec.models.sasrec import SASRecConfig, SASRecModel, left_pad
 
 
 def fixed_scorer(n_items: int, logits: dict[int, float]) -> SASRecModel:
@@ -56,7 +56,7 @@ def test_fused_exact_search_adds_the_scorers_bonus_to_each_items_log_probability
 
 def test_the_scorer_and_the_successor_prior_add_up(tiny_model, item_tokenizer):
     """Both fused at once: each item gains the prior's bonus and the scorer's, on top of the model's score."""
-    from hf_genrec.transitions import ItemTransitions
+    from hf_genrec.models.prior import ItemTransitions
 
     n = item_tokenizer.num_items
     scorer = fixed_scorer(n, {17: 6.0, 5: 4.0})

@@ -3,8 +3,15 @@ import math
 import numpy as np
 import pytest
 
-from hf_genrec.baselines import MostPopular, training_part
-from hf_genrec.metrics import invalid_rate, load_evaluate_metric, mrr_at_k, ndcg_at_k, ranking_metrics, recall_at_k
+from hf_genrec.evaluation.baselines import MostPopular, training_part
+from hf_genrec.evaluation.metrics import (
+    invalid_rate,
+    load_evaluate_metric,
+    mrr_at_k,
+    ndcg_at_k,
+    ranking_metrics,
+    recall_at_k,
+)
 
 PREDS = np.array([[3, 1, 2], [0, 1, 2], [5, -1, 4]])
 TARGETS = np.array([1, 2, 9])

@@ -10,10 +10,10 @@ pytest.importorskip("matplotlib")
 
 from PIL import Image  # noqa: E402
 
-from hf_genrec import plotting  # noqa: E402
-from hf_genrec.cli import main  # noqa: E402
-from hf_genrec.metrics import make_compute_metrics, recall_curve  # noqa: E402
-from hf_genrec.progress import are_progress_bars_disabled, enable_progress_bars  # noqa: E402
+from hf_genrec.cli.main import main  # noqa: E402
+from hf_genrec.evaluation import plots as plotting  # noqa: E402
+from hf_genrec.evaluation.metrics import make_compute_metrics, recall_curve  # noqa: E402
+from hf_genrec.utils.progress import are_progress_bars_disabled, enable_progress_bars  # noqa: E402
 
 from .conftest import make_semantic_ids  # noqa: E402
 from .test_cli import TINY_FLAGS, data_root  # noqa: E402, F401  (the module's tiny dataset fixture)

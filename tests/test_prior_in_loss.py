@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from hf_genrec.decoding import build_trie_index, generate_items, item_spellings
-from hf_genrec.examples import tokenize_sequences
-from hf_genrec.modeling import build_t5_model
+from hf_genrec.decoding.generate import build_trie_index, generate_items, item_spellings
+from hf_genrec.models.prior import ItemTransitions, TransitionFusionLogitsProcessor
+from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
-from hf_genrec.trainer import GenRecTrainer, GenRecTrainingArguments
-from hf_genrec.transitions import ItemTransitions, TransitionFusionLogitsProcessor
+from hf_genrec.training.examples import tokenize_sequences
+from hf_genrec.training.trainer import GenRecTrainer, GenRecTrainingArguments
 
 from .conftest import TINY_T5, encode_histories, make_semantic_ids, tiny_training_args
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from hf_genrec import RQKMeans
-from hf_genrec.progress import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-from hf_genrec.trainer import GenRecTrainer
+from hf_genrec.training.trainer import GenRecTrainer
+from hf_genrec.utils.progress import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
 from .conftest import tiny_training_args
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import Trainer, TrainingArguments
 
-from hf_genrec.metrics import ranking_metrics
-from hf_genrec.sasrec import SASRecConfig, SASRecModel, left_pad, sasrec_training_rows
+from hf_genrec.evaluation.metrics import ranking_metrics
+from hf_genrec.models.sasrec import SASRecConfig, SASRecModel, left_pad, sasrec_training_rows
 
 
 def walks(n_items, n_users, length, seed=0):
@@ -54,7 +54,7 @@ def test_longer_input_than_the_model_reads_is_refused():
 
 
 def test_ensemble_ranks_by_the_mean_probability():
-    from hf_genrec.sasrec import ensemble_recommend
+    from hf_genrec.models.sasrec import ensemble_recommend
 
     config = SASRecConfig(num_items=25, max_positions=6, hidden_size=16, num_layers=1, num_heads=1, dropout=0.0)
     models = []

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from hf_genrec.callbacks import TimeBudgetCallback
-from hf_genrec.schedules import time_budget_schedule
+from hf_genrec.training.callbacks import TimeBudgetCallback
+from hf_genrec.training.schedules import time_budget_schedule
 
 
 def _factor(schedule, step):

@@ -73,9 +73,9 @@ def test_package_never_unpickles_nor_trusts_remote_code(path):
 # ------------------------------------------------------------------ names from configs, bundles and archives
 def test_names_cannot_escape_their_folder(tmp_path):
     from hf_genrec.data import download_dataset, load_interactions
-    from hf_genrec.paths import UnsafePathError, join_inside
     from hf_genrec.semantic_ids import RandomIDs, load_quantizer
     from hf_genrec.semantic_ids._io import resolve_file
+    from hf_genrec.utils.paths import UnsafePathError, join_inside
 
     root = tmp_path / "data"
     root.mkdir()

@@ -7,12 +7,12 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from hf_genrec.configuration import CONFIG_NAME, GenRecConfig
-from hf_genrec.data.collator import GenRecCollator
-from hf_genrec.examples import tokenize_examples
-from hf_genrec.modeling import build_t5_model
-from hf_genrec.recommender import GenerativeRecommender
-from hf_genrec.trainer import GenRecTrainer, GenRecTrainingArguments
+from hf_genrec.bundle.config import CONFIG_NAME, GenRecConfig
+from hf_genrec.models.t5 import build_t5_model
+from hf_genrec.serving.recommender import GenerativeRecommender
+from hf_genrec.training.collator import GenRecCollator
+from hf_genrec.training.examples import tokenize_examples
+from hf_genrec.training.trainer import GenRecTrainer, GenRecTrainingArguments
 
 from .conftest import TINY_T5, cyclic_sequences, tiny_training_args
 
@@ -138,7 +138,7 @@ def test_time_budget_stops_training_after_evaluating(item_tokenizer, tmp_path):
 
 
 def test_resumed_run_continues_the_training_clock(item_tokenizer, tmp_path):
-    from hf_genrec.callbacks import CLOCK_FILE, read_spent_seconds
+    from hf_genrec.training.callbacks import CLOCK_FILE, read_spent_seconds
 
     sequences = cyclic_sequences(40, 20, 6)
     data = tokenize_examples(datasets.Dataset.from_dict(_rows(sequences, 1, 5)), item_tokenizer)

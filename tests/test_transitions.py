@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from hf_genrec.decoding import build_trie_index, generate_items, item_spellings
-from hf_genrec.transitions import ItemTransitions, TransitionFusionLogitsProcessor, best_fusion_weight
+from hf_genrec.decoding.generate import build_trie_index, generate_items, item_spellings
+from hf_genrec.models.prior import ItemTransitions, TransitionFusionLogitsProcessor, best_fusion_weight
 
 from .conftest import encode_histories
 
@@ -94,9 +94,9 @@ def test_trainer_and_recommender_fuse_the_prior_and_bundles_keep_it(tmp_path, ti
     import datasets
 
     from hf_genrec import GenerativeRecommender
-    from hf_genrec.configuration import GenRecConfig
-    from hf_genrec.examples import tokenize_examples
-    from hf_genrec.trainer import GenRecTrainer
+    from hf_genrec.bundle.config import GenRecConfig
+    from hf_genrec.training.examples import tokenize_examples
+    from hf_genrec.training.trainer import GenRecTrainer
 
     from .conftest import tiny_training_args
 
@@ -138,7 +138,7 @@ def test_trainer_and_recommender_fuse_the_prior_and_bundles_keep_it(tmp_path, ti
 
 
 def test_sasrec_ranks_with_the_same_dense_bonus():
-    from hf_genrec.sasrec import SASRecConfig, SASRecModel, left_pad
+    from hf_genrec.models.sasrec import SASRecConfig, SASRecModel, left_pad
 
     torch.manual_seed(0)
     model = SASRecModel(SASRecConfig(num_items=30, max_positions=8, hidden_size=16, num_layers=1, num_heads=1))
@@ -241,10 +241,10 @@ class _GridTrainer:
 def test_pick_fusion_weights_keeps_the_best_and_warns_at_the_grid_edge(ndcg_of_weight, best, warns, caplog):
     import logging
 
-    from hf_genrec.experiment import fusion_records, pick_fusion_weights
+    from hf_genrec.recipes.run import fusion_records, pick_fusion_weights
 
     trainer = _GridTrainer([0.0, 1.0, 2.0, 4.0, 8.0], ndcg_of_weight)
-    with caplog.at_level(logging.WARNING, logger="hf_genrec.experiment"):
+    with caplog.at_level(logging.WARNING, logger="hf_genrec.recipes.run"):
         grid = pick_fusion_weights(trainer, validation=None)
     assert trainer.args.transition_weight == best and trainer.args.scorer_weight == 0.0
     assert set(grid) == {(w, 0.0) for w in (0.0, 1.0, 2.0, 4.0, 8.0)}
@@ -261,14 +261,14 @@ def test_pick_fusion_weights_keeps_the_best_and_warns_at_the_grid_edge(ndcg_of_w
 def test_pick_fusion_weights_searches_both_weights_when_a_scorer_grid_is_given(caplog):
     import logging
 
-    from hf_genrec.experiment import fusion_records, pick_fusion_weights
+    from hf_genrec.recipes.run import fusion_records, pick_fusion_weights
 
     # best at the scorer's largest weight, 4, where prior weights 1 and 2 tie: the smaller is taken
     def ndcg(prior, scorer):
         return 1 - (prior - 2) ** 2 / 10 + scorer / 100 + (prior == 1) * 0.1
 
     trainer = _GridTrainer([0.0, 1.0, 2.0], ndcg, scorer_weights=[0.0, 1.0, 4.0])
-    with caplog.at_level(logging.WARNING, logger="hf_genrec.experiment"):
+    with caplog.at_level(logging.WARNING, logger="hf_genrec.recipes.run"):
         grid = pick_fusion_weights(trainer, validation=None)
     assert len(grid) == 9
     assert (trainer.args.transition_weight, trainer.args.scorer_weight) == (1.0, 4.0)

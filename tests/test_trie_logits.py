@@ -8,13 +8,13 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hf_genrec.beam_search import shared_beam_search
-from hf_genrec.constraints import ItemTrie, prefix_allowed_tokens_fn
-from hf_genrec.decoding import build_trie_index, generate_items
-from hf_genrec.modeling import build_t5_model
+from hf_genrec.decoding.beam_search import shared_beam_search
+from hf_genrec.decoding.generate import build_trie_index, generate_items
+from hf_genrec.decoding.prefix_allowed import ItemTrie, prefix_allowed_tokens_fn
+from hf_genrec.decoding.trie import TrieIndex, TrieLogitsProcessor
+from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.semantic_ids import from_codes
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
-from hf_genrec.trie_logits import TrieIndex, TrieLogitsProcessor
 
 from .conftest import TINY_T5, random_codes
 
@@ -176,7 +176,7 @@ def test_shared_beam_search_refuses_other_models():
 def test_synced_gpus_idle_steps_change_nothing(variable, monkeypatch):
     """Under ZeRO-3/FSDP a process that finished early keeps stepping the decoder (the weights are gathered inside
     every forward pass) until all are done. Simulated here: a peer that decodes the full length every time."""
-    from hf_genrec import beam_search
+    from hf_genrec.decoding import beam_search
 
     rng = np.random.default_rng(0)
     if variable:  # one-code items and two long ones: beam search finishes before the longest spelling's length

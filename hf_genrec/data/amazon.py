@@ -11,15 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._io import (
-    FIX_HINT,
-    DataFormatError,
-    PathLike,
-    clean_str,
-    find_file,
-    iter_lines,
-    parse_timestamp,
-)
+from ._io import FIX_HINT, DataFormatError, PathLike, clean_str, find_file, iter_lines, parse_timestamp
 from .amazon_processed import read_processed_amazon
 from .interactions import InteractionData, build_interaction_data
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .. import __version__
-from ..paths import join_inside
+from ..utils.paths import join_inside
+from ..version import __version__
 from ._io import PathLike
 from .amazon import AMAZON_2014_CATEGORIES, amazon_file_stem, category_slug, parse_meta_record
 

@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from ..paths import join_inside
+from ..utils.paths import join_inside
 from ._io import PathLike
 from .amazon import AMAZON_2014_CATEGORIES, amazon_file_stem, category_slug, read_amazon
 from .download import download_dataset

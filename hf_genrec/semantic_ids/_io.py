@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from ..paths import join_inside
+from ..utils.paths import join_inside
 
 logger = logging.getLogger(__name__)
 
@@ -16,7 +16,7 @@ QUANTIZER_WEIGHTS_NAME = "quantizer.safetensors"
 
 
 def library_version() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return __version__
 

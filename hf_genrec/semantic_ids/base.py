@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..saving import staged_directory
+from ..utils.saving import staged_directory
 from ._io import (
     QUANTIZER_CONFIG_NAME,
     QUANTIZER_WEIGHTS_NAME,

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from ..progress import progress_bar
+from ..utils.progress import progress_bar
 from ._validation import check_codebook_sizes, check_codes, check_enough_items, check_features, check_item_ids
 from .base import ItemIDScheme
 from .ids import SemanticIDs, build_semantic_ids

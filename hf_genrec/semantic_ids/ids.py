@@ -8,7 +8,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ..saving import staged_directory
+from ..utils.saving import staged_directory
 from ._io import drop_unknown_keys, library_version, read_json, read_safetensors, resolve_file, write_json
 from ._validation import check_collision_option, check_item_ids
 from .collisions import add_collision_level as _append_collision_level
@@ -306,7 +306,7 @@ def from_codes(
     Example:
 
     ```python
-    >>> from hf_genrec import from_codes
+    >>> from hf_genrec.semantic_ids.ids import from_codes
     >>> ids = from_codes([[0, 1], [0, 2], [1, 1], [0, 1]], ["a", "b", "c", "d"])  # "a" and "d" share (0, 1)
     >>> ids.codes.tolist()  # so a collision level numbers them
     [[0, 1, 0], [0, 2, 0], [1, 1, 0], [0, 1, 1]]

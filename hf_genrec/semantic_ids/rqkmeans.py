@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from ..progress import progress_bar
+from ..utils.progress import progress_bar
 from ._validation import (
     CHUNK_ROWS,
     check_codebook_sizes,

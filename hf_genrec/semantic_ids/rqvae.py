@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..progress import progress_bar
+from ..utils.progress import progress_bar
 from ._validation import (
     check_codebook_sizes,
     check_codes,

@@ -1,0 +1,125 @@
+"""``genrec_config.json``: what a checkpoint needs beyond the T5 files to serve recommendations."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "genrec_config.json"
+#: keys every genrec_config.json has had since 0.1.0; a file without them was not written by hf_genrec
+REQUIRED_KEYS = ("id_scheme", "num_beams", "top_k", "max_history", "library_version")
+
+
+@dataclass
+class GenRecConfig:
+    """Sidecar configuration of an hf_genrec checkpoint, stamped with the library version that wrote it.
+
+    Args:
+        id_scheme (`str`): how item IDs were made (``"rqkmeans"``, ``"rqvae"``, ``"custom"``...).
+        num_beams (`int`): beams for constrained beam search.
+        top_k (`int`): items returned by default.
+        max_history (`int`): items of history the model reads (older ones are cut).
+        dataset (`str`, *optional*): the dataset it was trained on.
+        new_item_slots (`int`, defaults to 0): places of the top K that `recommend` gives to items added since
+            training (the cold-start mode; 0 turns it off).
+        exclude_history (`bool`, defaults to `False`): `recommend` never returns an item of the history it is
+            given (for data where a user meets an item once, such as reviews or ratings).
+        transition_weight (`float`, defaults to 0.0): weight of the successor prior fused into the beam search
+            (`hf_genrec.models.prior`): each item gains ``transition_weight * log(1 + P(item | history) /
+            transition_smoothing)``. 0 turns it off; it needs the bundle's ``transitions.safetensors``.
+        transition_smoothing (`float`, defaults to 0.01): the successor probability at which the bonus is
+            ``transition_weight * log 2``.
+        transition_recent_items (`int`, defaults to 3): the prior mixes the successors of this many last items of
+            the history (weights 1, 1/2, 1/3, ...).
+        transition_normalize (`bool`, defaults to `False`): normalise each decoding step's fused scores (a
+            log-softmax), as a model trained with the prior in its loss (``transition_weight_in_loss``) needs.
+        scorer_weight (`float`, defaults to 0.0): weight of the bundle's dense next-item scorer (a SASRec in
+            ``scorer/``) fused into the beam search (`hf_genrec.decoding.fusion`): each of the scorer's ``scorer_top_k``
+            most likely items gains ``scorer_weight * log(1 + P_scorer(item | history) / scorer_smoothing)``. 0
+            turns it off.
+        scorer_top_k (`int`, defaults to 200): items per history that get the scorer's bonus.
+        scorer_smoothing (`float`, defaults to 0.01): the scorer probability at which the bonus is
+            ``scorer_weight * log 2``.
+    """
+
+    id_scheme: str = "rqkmeans"
+    num_beams: int = 20
+    top_k: int = 10
+    max_history: int = 20
+    dataset: str | None = None
+    new_item_slots: int = 0
+    exclude_history: bool = False
+    transition_weight: float = 0.0
+    transition_smoothing: float = 0.01
+    transition_recent_items: int = 3
+    transition_normalize: bool = False
+    scorer_weight: float = 0.0
+    scorer_top_k: int = 200
+    scorer_smoothing: float = 0.01
+    extra: dict = field(default_factory=dict)
+    library_version: str = ""
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        from ..version import __version__
+
+        data = dataclasses.asdict(self)
+        data["library_version"] = __version__
+        Path(save_directory).mkdir(parents=True, exist_ok=True)
+        (Path(save_directory) / CONFIG_NAME).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> GenRecConfig:
+        """Read ``genrec_config.json``: unknown keys (a newer hf_genrec) warn and are dropped, missing ones raise."""
+        path = Path(directory) / CONFIG_NAME
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: {directory} is not an hf_genrec checkpoint (a plain T5 checkpoint has no "
+                f"{CONFIG_NAME}). Save one with `GenerativeRecommender.save_pretrained` or `hf-genrec train`."
+            )
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}); the checkpoint is damaged.") from err
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}; the checkpoint is damaged.")
+        missing = [key for key in REQUIRED_KEYS if key not in data]
+        if missing:
+            raise ValueError(
+                f"{path} lacks the required keys {missing}: it was not written by hf_genrec, or was edited by hand. "
+                "Save the recommender again with GenerativeRecommender.save_pretrained()."
+            )
+        from ..version import __version__
+
+        if _version_tuple(data["library_version"]) > _version_tuple(__version__):
+            logger.warning(
+                "%s was written by hf_genrec %s, newer than this one (%s). Upgrade with `pip install -U hf_genrec` if "
+                "loading or recommending fails.",
+                path,
+                data["library_version"],
+                __version__,
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            logger.warning(
+                "%s has keys this version of hf_genrec does not know (%s), written by hf_genrec %s; they are "
+                "ignored. Upgrade with `pip install -U hf_genrec` to use them.",
+                path,
+                ", ".join(unknown),
+                data.get("library_version", "?"),
+            )
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for part in str(version).split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)

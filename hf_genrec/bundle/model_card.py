@@ -1,0 +1,259 @@
+"""Model cards for hf_genrec bundles: Hub metadata (with ``model-index`` metrics) and a readable README.
+
+The card is rendered from the Jinja template shipped in ``hf_genrec/bundle/templates/model_card.md``; its metadata is a
+``huggingface_hub.ModelCardData``, so the Hub shows the test metrics in the model's evaluation widget.
+``ModelCardCallback`` collects what the trainer learns along the way (test metrics, the training log).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from transformers import TrainerCallback
+
+from ..tokenization import ItemTokenizer
+from .config import GenRecConfig
+
+TAGS = ["hf_genrec", "generative-recommendation", "semantic-ids", "recommendation", "t5"]
+# Arguments that describe where/how a run was logged or pushed, not the model: left out of the card.
+_NOT_HYPERPARAMETERS = {
+    "output_dir",
+    "logging_dir",
+    "run_name",
+    "hub_model_id",
+    "hub_token",
+    "hub_private_repo",
+    "hub_strategy",
+    "push_to_hub",
+    "report_to",
+    "overwrite_output_dir",
+    "use_cpu",
+    "dataloader_num_workers",
+    "disable_tqdm",
+}
+
+
+@dataclass
+class GenRecCardData:
+    """What goes into a bundle's model card besides the item map and config.
+
+    Args:
+        test_metrics: ``{"recall@10": 0.05, ...}`` on the test split (filled by ``ModelCardCallback``).
+        protocol: one sentence on how the metrics were computed.
+        hyperparameters: non-default training arguments.
+        log_history: ``Trainer.state.log_history``.
+        dataset: the dataset name (``amazon-beauty``...).
+        baselines: ``{"most_popular": {"recall@10": 0.01, ...}, ...}``, simpler rankers on the same test users
+            under the same protocol (``run_experiment`` fills the most popular items, the successor prior alone
+            and, in a hybrid, the scorer alone), so a reader sees what the model adds to its parts.
+    """
+
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    protocol: str = ""
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    log_history: list[dict] = field(default_factory=list)
+    dataset: str | None = None
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+class ModelCardCallback(TrainerCallback):
+    """Keeps a trainer's ``GenRecCardData`` up to date: test metrics from ``evaluate``, the log history."""
+
+    def __init__(self, card_data: GenRecCardData):
+        self.card_data = card_data
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        for key, value in (metrics or {}).items():
+            if key.startswith("test_") and isinstance(value, (int, float)):
+                name = key[len("test_") :]
+                if "@" in name or name == "invalid_rate":
+                    self.card_data.test_metrics[name] = float(value)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.card_data.log_history = list(state.log_history)
+
+
+# set by TrainingArguments.__post_init__ from other arguments (eval_strategy, metric_for_best_model), not chosen
+_DERIVED_ARGUMENTS = {"do_eval", "greater_is_better"}
+
+
+def _normalised_default(name: str, default: Any) -> Any:
+    if hasattr(default, "value"):  # enums
+        return default.value
+    if isinstance(default, (list, tuple)):
+        return list(default)
+    if name == "accelerator_config" and default is None:
+        from transformers.trainer_pt_utils import AcceleratorConfig
+
+        config = dataclasses.asdict(AcceleratorConfig())
+        config.pop("use_configured_state", None)  # Trainer pops it while setting up devices
+        return config
+    return default
+
+
+def non_default_arguments(args) -> dict[str, Any]:
+    """Training arguments that differ from ``GenRecTrainingArguments``' defaults (as JSON-friendly values).
+
+    Values that ``__post_init__`` turns the defaults into (``debug`` ``""`` into ``[]``, ``accelerator_config``
+    ``None`` into a dict, ``None`` switches into ``False``) and values it derives from other arguments count as
+    defaults: they are not choices of the user. (A default instance cannot serve as the reference: building
+    TrainingArguments resets the accelerator state of a trainer that is running.)
+    """
+    from ..training.trainer import GenRecTrainingArguments
+
+    defaults = {f.name: f.default for f in dataclasses.fields(GenRecTrainingArguments) if f.init}
+    out = {}
+    for name, value in json.loads(args.to_json_string()).items():
+        if name in _NOT_HYPERPARAMETERS or name in _DERIVED_ARGUMENTS or name.startswith("_") or name not in defaults:
+            continue
+        default = defaults[name]
+        if isinstance(default, dataclasses._MISSING_TYPE):
+            continue
+        default = _normalised_default(name, default)
+        if value == default or (default in (None, "") and value in (None, "", [], {}, False)):
+            continue
+        out[name] = value
+    return out
+
+
+def _metrics_table(metrics: dict[str, float]) -> str:
+    if not metrics:
+        return ""
+    names = list(metrics)
+    return "\n".join(
+        [
+            "| " + " | ".join(names) + " |",
+            "|" + "---|" * len(names),
+            "| " + " | ".join(f"{metrics[n]:.4f}" for n in names) + " |",
+        ]
+    )
+
+
+# how the card names the baselines run_experiment records; other names are shown as given
+_BASELINE_NAMES = {
+    "most_popular": "the most popular items",
+    "successor_prior": "the successor prior alone (`transitions.safetensors`), then the most popular",
+    "scorer": "the SASRec scorer alone (`scorer/`)",
+}
+
+
+def _baselines_table(baselines: dict[str, dict[str, float]], test_metrics: dict[str, float]) -> str:
+    if not baselines:
+        return ""
+    # the test table's ranking metrics, in its order, where the baselines have them
+    names = [n for n in test_metrics if "@" in n and any(n in m for m in baselines.values())]
+    if not names:
+        names = sorted({n for m in baselines.values() for n in m if "@" in n})
+    lines = ["| ranker | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    if test_metrics and all(n in test_metrics for n in names):
+        lines.append("| **this bundle** | " + " | ".join(f"**{test_metrics[n]:.4f}**" for n in names) + " |")
+    for baseline, metrics in baselines.items():
+        cells = " | ".join("" if metrics.get(n) is None else f"{metrics[n]:.4f}" for n in names)
+        lines.append(f"| {_BASELINE_NAMES.get(baseline, f'`{baseline}`')} | {cells} |")
+    return "\n".join(lines)
+
+
+def _training_log(log_history: list[dict], max_rows: int = 20) -> str:
+    rows = [e for e in log_history if "loss" in e or any(k.startswith("eval_") for k in e)]
+    if not rows:
+        return ""
+    keep = rows[:: max(1, len(rows) // max_rows)]
+    if keep[-1] is not rows[-1]:
+        keep.append(rows[-1])
+    columns = ["epoch", "step", "loss"] + sorted(
+        {k for e in keep for k in e if k.startswith("eval_") and ("@" in k or k == "eval_loss")}
+    )
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for entry in keep:
+        cells = []
+        for column in columns:
+            value = entry.get(column)
+            cells.append("" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _versions() -> dict[str, str]:
+    import platform
+
+    import datasets
+    import huggingface_hub
+    import tokenizers
+    import torch
+    import transformers
+
+    from ..version import __version__
+
+    return {
+        "hf_genrec": __version__,
+        "Transformers": transformers.__version__,
+        "PyTorch": torch.__version__,
+        "Datasets": datasets.__version__,
+        "Tokenizers": tokenizers.__version__,
+        "huggingface_hub": huggingface_hub.__version__,
+        "Python": platform.python_version(),
+    }
+
+
+def build_model_card(
+    item_tokenizer: ItemTokenizer,
+    config: GenRecConfig,
+    card_data: GenRecCardData | None = None,
+    repo_id: str | None = None,
+) -> str:
+    """The README.md of a bundle: YAML metadata (tags, datasets, ``model-index``) and the rendered template."""
+    from huggingface_hub import EvalResult, ModelCardData
+    from jinja2 import Template
+
+    card_data = card_data or GenRecCardData()
+    dataset = card_data.dataset or config.dataset
+    semantic_ids = item_tokenizer.semantic_ids
+    name = repo_id.split("/")[-1] if repo_id else f"hf_genrec-{semantic_ids.scheme}-{dataset or 'recommender'}"
+    repo_id = repo_id or "path/to/this/folder"
+    eval_results = [
+        EvalResult(
+            task_type="recommendation",
+            task_name="Next-item recommendation",
+            dataset_type=dataset or "custom",
+            dataset_name=dataset or "custom",
+            dataset_split="test",
+            metric_type=name,
+            metric_name=name.replace("recall", "Recall").replace("ndcg", "NDCG").replace("mrr", "MRR"),
+            metric_value=round(value, 6),
+        )
+        for name, value in card_data.test_metrics.items()
+        if "@" in name
+    ]
+    metadata = ModelCardData(
+        library_name="hf_genrec",
+        tags=list(TAGS),
+        datasets=[dataset] if dataset else None,
+        model_name=name,
+        eval_results=eval_results or None,
+        pipeline_tag=None,
+    )
+    example = ", ".join(f'"{item}"' for item in semantic_ids.item_ids[:3])
+    template = resources.files("hf_genrec.bundle").joinpath("templates/model_card.md").read_text(encoding="utf-8")
+    return Template(template, trim_blocks=False).render(
+        card_data=metadata.to_yaml(),
+        model_name=name,
+        repo_id=repo_id,
+        dataset=dataset,
+        n_items=semantic_ids.n_items,
+        n_levels=item_tokenizer.id_length - 1,
+        variable_length=item_tokenizer.is_variable_length,
+        id_scheme=semantic_ids.scheme,
+        id_summary="```\n" + semantic_ids.summary() + "\n```",
+        example_history=f"[{example}]",
+        top_k=config.top_k,
+        protocol=card_data.protocol or "Test split of the dataset, full ranking by constrained beam search.",
+        metrics_table=_metrics_table(card_data.test_metrics),
+        baselines_table=_baselines_table(card_data.baselines, card_data.test_metrics),
+        hyperparameters=card_data.hyperparameters,
+        training_log=_training_log(card_data.log_history),
+        versions=_versions(),
+    )

@@ -1,0 +1,134 @@
+"""Turns leave-one-out rows (``history`` → ``target`` item ids), or whole user sequences, into model inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import datasets
+import numpy as np
+
+from ..tokenization import ItemTokenizer
+from .collator import SCORER_HISTORY
+
+
+def tokenize_examples(
+    split: datasets.Dataset, item_tokenizer: ItemTokenizer, max_history: int | None = 20
+) -> datasets.Dataset:
+    """Adds ``input_ids`` (history spelling + EOS), ``labels`` (target spelling + EOS) and ``length``.
+
+    Unknown item ids raise (naming the id) rather than being skipped, so a history is never silently shortened.
+    ``length`` feeds the length-grouped sampler (``train_sampling_strategy="group_by_length"``).
+    """
+    for column in ("history", "target"):
+        if column not in split.column_names:
+            raise ValueError(
+                f"The split has no `{column}` column (columns: {split.column_names}). Build splits with "
+                "`hf_genrec.data.leave_one_out`, or name your columns `history` (list of item ids) and `target`."
+            )
+
+    def encode(batch):
+        input_ids = [item_tokenizer.encode_history(h, max_items=max_history) for h in batch["history"]]
+        return {
+            "input_ids": input_ids,
+            "labels": [item_tokenizer.encode_target(t) for t in batch["target"]],
+            "length": [len(x) for x in input_ids],
+        }
+
+    return split.map(encode, batched=True, batch_size=2048, desc="Tokenizing examples")
+
+
+def tokenize_sequences(
+    sequences: Sequence[Sequence[str]],
+    item_tokenizer: ItemTokenizer,
+    max_history: int = 20,
+    max_targets_per_user: int | None = None,
+    window_stride: int | None = None,
+) -> datasets.Dataset:
+    """Packed training rows for a causal-encoder model: one row per user window, every next item a target.
+
+    For a user's training items ``s_0 .. s_{n-1}``, target ``s_j`` (``j >= 1``) is predicted from the items before
+    it. A row holds a window ``s_a .. s_{hi-1}`` as ``input_ids`` and the targets ``s_lo .. s_hi`` as ``labels``
+    (one spelling each, EOS included), with ``target_ends[k]``: how many history tokens target ``k`` may read.
+    Users with more than ``max_history + 1`` items get overlapping windows, so every target reads at least
+    ``max_history - window_stride + 1`` items of history (all of them when it has fewer), never more than
+    ``max_history``.
+
+    Args:
+        sequences: each user's training items, oldest first (e.g. `hf_genrec.evaluation.baselines.training_part`).
+        item_tokenizer: its ``history_eos`` must be `False` for fixed-length IDs, as the model sees prefixes.
+        max_history: the most items a target reads (TIGER: 20).
+        max_targets_per_user: train on each user's most recent this-many targets only (default: all).
+        window_stride: targets per window of a long user (default ``max_history // 2``).
+
+    Returns:
+        A `datasets.Dataset` with ``input_ids``, ``target_ends``, ``labels`` (a list of spellings) and ``length``.
+    """
+    if item_tokenizer.history_eos and not item_tokenizer.is_variable_length:
+        raise ValueError(
+            "Packed training shows the model every prefix of a history, and a prefix has no EOS after it, so "
+            "histories must be spelled without one: build the ItemTokenizer with history_eos=False."
+        )
+    if max_history < 1:
+        raise ValueError(f"max_history must be >= 1, got {max_history}.")
+    stride = window_stride or max(1, max_history // 2)
+    if not 1 <= stride <= max_history:
+        raise ValueError(f"window_stride must be in [1, max_history={max_history}], got {stride}.")
+    rows = {"input_ids": [], "target_ends": [], "labels": [], "length": []}
+    spellings = item_tokenizer.spellings()
+    for sequence in sequences:
+        indices = item_tokenizer.index_of(sequence, context="training sequences").tolist()
+        n = len(indices)
+        first = 1 if max_targets_per_user is None else max(1, n - max_targets_per_user)
+        hi = n - 1
+        while hi >= first:
+            start = max(0, hi - max_history)
+            lo = max(first, 1 if start == 0 else max(start + 1, hi - stride + 1))
+            window = sequence[start:hi]
+            ends = np.cumsum(item_tokenizer.history_token_lengths(window))
+            rows["input_ids"].append(item_tokenizer.encode_history(window))
+            rows["target_ends"].append(ends[lo - start - 1 : hi - start].tolist())
+            rows["labels"].append([spellings[indices[j]] for j in range(lo, hi + 1)])
+            rows["length"].append(len(rows["input_ids"][-1]))
+            hi = lo - 1
+    if not rows["input_ids"]:
+        raise ValueError("No training targets: every sequence has fewer than 2 items.")
+    return datasets.Dataset.from_dict(rows)
+
+
+def add_scorer_history(
+    examples: datasets.Dataset,
+    sequences: dict[str, Sequence[str]],
+    item_tokenizer: ItemTokenizer,
+    window: int,
+    held_out: int,
+) -> datasets.Dataset:
+    """Adds ``scorer_history``: each row's history read back up to ``window`` items (item rows, oldest first), for
+    a dense scorer (`hf_genrec.decoding.fusion`) that reads further back than the generative model's ``max_history``.
+
+    Args:
+        examples: leave-one-out rows with ``user_id``, ``history`` and ``target`` (`hf_genrec.data.leave_one_out`).
+        sequences: each user's whole sequence (user id → item ids, oldest first).
+        window: the most items the scorer reads.
+        held_out: how many of the user's last items follow the history (validation: 2, test: 1).
+    """
+    for column in ("user_id", "history"):
+        if column not in examples.column_names:
+            raise ValueError(f"add_scorer_history needs a `{column}` column (columns: {examples.column_names}).")
+    if window < 1 or held_out < 1:
+        raise ValueError(f"window and held_out must be >= 1, got {window} and {held_out}.")
+
+    def longer(batch):
+        out = []
+        for user, history in zip(batch["user_id"], batch["history"]):
+            if user not in sequences:
+                raise ValueError(f"User {user!r} of the examples has no sequence: pass the data the splits came from.")
+            before = list(sequences[user])[: len(sequences[user]) - held_out]
+            if history and before[-len(history) :] != list(history):
+                raise ValueError(
+                    f"User {user!r}'s history is not the end of their sequence with {held_out} item(s) held out: "
+                    "pass held_out=2 for validation rows and 1 for test rows of leave_one_out."
+                )
+            out.append(item_tokenizer.index_of(before[-window:]).tolist())
+        return {SCORER_HISTORY: out}
+
+    return examples.map(longer, batched=True, batch_size=2048, desc="Scorer histories")
