@@ -348,6 +348,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Bad input is the user's to fix: say what was wrong without a traceback.
         print(f"hf-genrec {command}: error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:
+        from ..data.download import DownloadError  # here, so commands that read no data do not import it
+
+        if not isinstance(err, DownloadError):
+            raise
+        # A failed dataset download (offline, unreachable source) says how to use a local copy: no traceback.
+        print(f"hf-genrec {command}: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,14 +10,13 @@ from pathlib import Path
 from ..utils.paths import join_inside
 from ._io import PathLike
 from .amazon import AMAZON_2014_CATEGORIES, amazon_file_stem, category_slug, read_amazon
-from .download import download_dataset
+from .download import DATA_DIR_ENV, download_dataset
 from .filtering import kcore_filter
 from .interactions import InteractionData
 from .movielens import read_movielens
 
 logger = logging.getLogger(__name__)
 
-DATA_DIR_ENV = "HF_GENREC_DATA_DIR"
 KNOWN_DATASETS = ("ml-100k", "ml-1m", "amazon-beauty", "amazon-sports-and-outdoors", "amazon-toys-and-games")
 _AMAZON_NAME = re.compile(r"^amazon-[a-z0-9][a-z0-9_ -]*$")
 
@@ -80,9 +79,12 @@ def load_interactions(
     if not folder.exists():
         if not download:
             raise FileNotFoundError(
-                f"{folder} does not exist. Put the dataset there, point `data_dir` (or ${DATA_DIR_ENV}) at a data "
-                "root that has it, or pass download=True."
+                f"{folder} does not exist. Put the dataset there, point `data_dir` (`--data_dir` for hf-genrec, or "
+                f"${DATA_DIR_ENV}) at a data root that has it, or pass download=True."
             )
+        logger.info(
+            "No local copy of %s at %s; downloading it (download=False only reads local copies).", name, folder
+        )
         download_dataset(name, root)
     if name.startswith("ml-"):
         data = read_movielens(folder, name=name)
