@@ -51,7 +51,7 @@ def main() -> None:
     index = {item: i for i, item in enumerate(recommender.item_ids)}
     targets = np.array([index[item] for item in chosen["target"][:]])
 
-    weights = sorted({0.0, float(recommender.config.transition_weight or 0.0)})
+    weights = sorted({0.0, float(recommender.config.fusion.transition_weight or 0.0)})
     results = {}
     for weight in weights:
         lists = {}

@@ -256,7 +256,9 @@ def evaluate(args, data, splits, cold: set[str], item_ids: list[str], features: 
     # recommend(new_item_slots=n) inserts, so every share of the top 10 is scored from the same two searches.
     start = time.perf_counter()
     new_items, candidates = set(rec.new_item_ids), []
-    excluding = rec.config.exclude_history  # as recommend() does: the history's items are banned in this search too
+    excluding = (
+        rec.config.fusion.exclude_history
+    )  # as recommend() does: the history's items are banned in this search too
     for begin in range(0, len(histories), 64):
         chunk = histories[begin : begin + 64]
         batch = rec._collator([{"input_ids": rec.item_tokenizer.encode_history(h, max_items=20)} for h in chunk])

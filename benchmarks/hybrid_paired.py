@@ -109,7 +109,7 @@ def main() -> None:
         for first in range(0, len(rows), 1024):
             chunk = rows[first : first + 1024]
             bonus = recommender.transitions.dense_bonus(
-                chunk, prior_weight, config.transition_smoothing, config.transition_recent_items
+                chunk, prior_weight, config.fusion.transition_smoothing, config.fusion.transition_recent_items
             )
             for row, history in enumerate(chunk):  # every given item, as the bundle's recommend excludes
                 bonus[row, history] = float("-inf")
@@ -118,7 +118,7 @@ def main() -> None:
         return np.concatenate(ranked)
 
     picked = {
-        "hybrid": (config.transition_weight, config.scorer_weight),
+        "hybrid": (config.fusion.transition_weight, config.fusion.scorer_weight),
         "sasrec": args.sasrec_prior_weight,
         "generative": args.generative_prior_weight,
     }

@@ -38,9 +38,10 @@ import numpy as np
 from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from hf_genrec.data import leave_one_out, load_interactions
+from hf_genrec.decoding.fusion import best_fusion_weight
 from hf_genrec.evaluation.baselines import MostPopular, training_part
 from hf_genrec.evaluation.metrics import ranking_metrics
-from hf_genrec.models.prior import ItemTransitions, best_fusion_weight
+from hf_genrec.models.prior import ItemTransitions
 from hf_genrec.models.sasrec import TRAINING_SETUP_FILE, SASRecConfig, SASRecModel, rank_histories, train_sasrec
 
 logger = logging.getLogger("reproduce")
@@ -353,7 +354,10 @@ def run_hybrid(args, work_dir: Path) -> dict:
     ranked = rank_genrec(recommender, test_histories, max(KS), transition_weight, exclude, scorer_weight)
     test = ranking_metrics(ranked, test_targets, KS)
     test_seconds = time.perf_counter() - start
-    recommender.config.transition_weight, recommender.config.scorer_weight = transition_weight, scorer_weight
+    recommender.config.fusion.transition_weight, recommender.config.fusion.scorer_weight = (
+        transition_weight,
+        scorer_weight,
+    )
     recommender.card_data = GenRecCardData(
         dataset=args.dataset,
         test_metrics=test,

@@ -96,7 +96,7 @@ def main() -> None:
     # counted as run_experiment does (a bundle from before transitions were saved has none; one with another
     # window would not match the flag)
     recommender.transitions = ItemTransitions.fit([[index[i] for i in s] for s in train], len(index), args.window)
-    recommender.config.transition_recent_items = args.recent
+    recommender.config.fusion.transition_recent_items = args.recent
     seen = Counter((a, b) for s in train for a, b in zip(s, s[1:]))
     examples = leave_one_out(data, max_history=recommender.config.max_history)
 
@@ -104,7 +104,7 @@ def main() -> None:
         histories, targets = examples[split]["history"][:], examples[split]["target"][:]
         if users is not None:
             histories, targets = [histories[u] for u in users], [targets[u] for u in users]
-        recommender.config.transition_smoothing = smoothing
+        recommender.config.fusion.transition_smoothing = smoothing
         recommender.transitions.shrinkage = shrinkage
         start = time.perf_counter()
         ranked = recommender.recommend(histories, k=10, batch_size=256, transition_weight=weight)
@@ -136,7 +136,7 @@ def main() -> None:
     if args.sasrec:
         recommender.transitions.shrinkage = best["shrinkage"]
         test["sasrec"] = rank_sasrec(
-            args, data, recommender.transitions, index, seen, best, recommender.config.exclude_history
+            args, data, recommender.transitions, index, seen, best, recommender.config.fusion.exclude_history
         )
     record = {
         "dataset": args.dataset,

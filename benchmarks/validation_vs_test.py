@@ -78,7 +78,7 @@ def main() -> None:
         print(f"  transition seen in training {splits[split]['transition_in_training']:.4f}; target trained on "
               f"{splits[split]['target_training_count_median']:.0f} times (median)")  # fmt: skip
 
-    excluded = recommender.config.exclude_history if args.exclude_history is None else args.exclude_history
+    excluded = recommender.config.fusion.exclude_history if args.exclude_history is None else args.exclude_history
     record = {
         "dataset": args.dataset,
         "bundle": str(args.bundle),

@@ -47,8 +47,8 @@ def main() -> None:
     averaged = GenerativeRecommender.from_pretrained(args.checkpoint)
     raw = GenerativeRecommender.from_pretrained(args.checkpoint)
     updates = load_training_weights(raw.model, args.checkpoint)
-    weight = averaged.config.transition_weight if args.transition_weight is None else args.transition_weight
-    exclude = averaged.config.exclude_history
+    weight = averaged.config.fusion.transition_weight if args.transition_weight is None else args.transition_weight
+    exclude = averaged.config.fusion.exclude_history
     data = load_interactions(args.dataset, args.data_dir)
     examples = leave_one_out(data, max_history=averaged.config.max_history)
     index = averaged.item_tokenizer.item_to_index

@@ -45,6 +45,7 @@ _PUBLIC: dict[str, str] = {
     "prefix_allowed_tokens_fn": "decoding.prefix_allowed",
     "ExcludeItemsLogitsProcessor": "decoding.exclude_history",
     "TransitionFusionLogitsProcessor": "decoding.fusion",
+    "FusionConfig": "decoding.fusion",
     "generate_items": "decoding.generate",
     # training
     "GenRecTrainer": "training.trainer",

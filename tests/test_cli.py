@@ -176,7 +176,7 @@ def test_the_prior_fused_into_training_is_recorded_and_ranks_normalised(data_roo
     assert main(flags) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["transition_weight_in_loss"] == 2.0 and "transition_weight_in_loss 2.0" in results["protocol"]
-    assert json.loads((out / "genrec_config.json").read_text())["transition_normalize"] is True
+    assert json.loads((out / "genrec_config.json").read_text())["fusion"]["transition_normalize"] is True
     from hf_genrec import GenerativeRecommender
 
     assert GenerativeRecommender.from_pretrained(out)._fusion([[0, 1]], 2.0)[0].normalize
@@ -199,7 +199,7 @@ def test_default_recipe_trains_packed_resumes_and_recommends(data_root, tmp_path
     assert set(grid) == {"0.0", "1.0", "4.0"}
     best = max(grid, key=lambda w: (grid[w]["ndcg@10"], -float(w)))
     assert results["transition_weight"] == float(best)
-    assert json.loads((out / "genrec_config.json").read_text())["transition_weight"] == float(best)
+    assert json.loads((out / "genrec_config.json").read_text())["fusion"]["transition_weight"] == float(best)
     assert (out / "transitions.safetensors").is_file() and "successor prior fused in" in results["protocol"]
     assert (
         ItemTransitions.from_pretrained(out).shrinkage == 30.0 and "transition_shrinkage 30.0" in results["protocol"]
@@ -327,7 +327,7 @@ def test_hybrid_recipe_trains_a_scorer_fuses_it_resumes_and_ranks_as_the_bundle(
     # the scorer alone learns the walk (item i is followed by i + 1) in its 20 epochs
     assert results["baselines"]["scorer"]["recall@5"] > 0.8
     config = json.loads((out / "genrec_config.json").read_text())
-    assert (config["scorer_weight"], config["transition_weight"]) == (
+    assert (config["fusion"]["scorer_weight"], config["fusion"]["transition_weight"]) == (
         results["scorer_weight"],
         results["transition_weight"],
     )

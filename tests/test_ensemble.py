@@ -10,6 +10,7 @@ from torch.nn import functional as F
 from hf_genrec import GenerativeRecommender, generate_items
 from hf_genrec.bundle.config import GenRecConfig
 from hf_genrec.decoding.beam_search import shared_beam_search
+from hf_genrec.decoding.fusion import FusionConfig
 from hf_genrec.decoding.generate import build_trie_index
 from hf_genrec.decoding.trie import TrieLogitsProcessor
 from hf_genrec.models.t5 import build_t5_model
@@ -103,7 +104,7 @@ def test_ensemble_refuses_stock_generate_and_mismatched_members(item_tokenizer):
 
 
 def test_recommender_ensemble(item_tokenizer, tmp_path):
-    config = GenRecConfig(num_beams=10, top_k=5, exclude_history=True)
+    config = GenRecConfig(num_beams=10, top_k=5, fusion=FusionConfig(exclude_history=True))
     members = [GenerativeRecommender(m, item_tokenizer, config) for m in _models(item_tokenizer)]
     combined = GenerativeRecommender.ensemble(members)
     ranked = combined.recommend(HISTORIES)

@@ -89,6 +89,7 @@ def test_trainer_and_recommender_keep_history_items_out(tmp_path, tiny_model, it
 
     from hf_genrec import GenerativeRecommender
     from hf_genrec.bundle.config import GenRecConfig
+    from hf_genrec.decoding.fusion import FusionConfig
     from hf_genrec.training.examples import tokenize_examples
     from hf_genrec.training.trainer import GenRecTrainer
 
@@ -107,7 +108,9 @@ def test_trainer_and_recommender_keep_history_items_out(tmp_path, tiny_model, it
         assert (predictions >= 0).all()
     assert overlaps[False] > 0 and overlaps[True] == 0  # the untrained model does rank history items
 
-    recommender = GenerativeRecommender(tiny_model, item_tokenizer, config=GenRecConfig(exclude_history=True))
+    recommender = GenerativeRecommender(
+        tiny_model, item_tokenizer, config=GenRecConfig(fusion=FusionConfig(exclude_history=True))
+    )
     ranked = recommender.recommend(histories, k=10, num_beams=10)
     assert all(len(r) == 10 and not {item for item, _ in r} & set(h) for r, h in zip(ranked, histories))
     plain = recommender.recommend(histories, k=10, num_beams=10, exclude_history=False)

@@ -254,7 +254,7 @@ def test_trainer_checks_its_scorer(tiny_model, item_tokenizer, tmp_path):
 
 
 def test_trainer_fuses_the_scorer_after_the_prior(tiny_model, item_tokenizer, tmp_path):
-    from hf_genrec.decoding.fusion import fusion_processors
+    from hf_genrec.decoding.fusion import FusionConfig, fusion_processors
     from hf_genrec.models.prior import ItemTransitions
 
     n = item_tokenizer.num_items
@@ -272,10 +272,9 @@ def test_trainer_fuses_the_scorer_after_the_prior(tiny_model, item_tokenizer, tm
             trainer.trie_index,
             trainer._spellings,
             trainer._item_paths,
+            FusionConfig(scorer_weight=2.0, scorer_top_k=3),
             scorer=scorer,
             scorer_histories=scorer_histories,
-            scorer_weight=2.0,
-            scorer_top_k=3,
         )
         return processor
 

@@ -8,7 +8,7 @@ import torch
 
 from hf_genrec import GenerativeRecommender
 from hf_genrec.bundle.config import GenRecConfig
-from hf_genrec.decoding.fusion import reindex_items, scorer_priors
+from hf_genrec.decoding.fusion import FusionConfig, reindex_items, scorer_priors
 from hf_genrec.models.sasrec import SASRecConfig, SASRecModel, left_pad
 
 
@@ -36,7 +36,7 @@ def test_fused_exact_search_adds_the_scorers_bonus_to_each_items_log_probability
     ``weight * log(1 + P_scorer / smoothing)`` for the scorer's top-k items, and nothing for the rest."""
     n = item_tokenizer.num_items
     scorer = fixed_scorer(n, {17: 6.0, 5: 4.0})
-    config = GenRecConfig(scorer_weight=1.5, scorer_top_k=2, scorer_smoothing=0.05)
+    config = GenRecConfig(fusion=FusionConfig(scorer_weight=1.5, scorer_top_k=2, scorer_smoothing=0.05))
     recommender = GenerativeRecommender(tiny_model, item_tokenizer, config=config, scorer=scorer)
     plain = recommender.recommend(HISTORIES, k=n - 2, num_beams=n, scorer_weight=0)
     fused = recommender.recommend(HISTORIES, k=n - 2, num_beams=n)
@@ -61,7 +61,9 @@ def test_the_scorer_and_the_successor_prior_add_up(tiny_model, item_tokenizer):
     n = item_tokenizer.num_items
     scorer = fixed_scorer(n, {17: 6.0, 5: 4.0})
     transitions = ItemTransitions.fit([[3, 9], [3, 9], [3, 17], [5, 12]], n)
-    config = GenRecConfig(transition_weight=2.0, transition_recent_items=1, scorer_weight=1.5, scorer_top_k=2)
+    config = GenRecConfig(
+        fusion=FusionConfig(transition_weight=2.0, transition_recent_items=1, scorer_weight=1.5, scorer_top_k=2)
+    )
     recommender = GenerativeRecommender(tiny_model, item_tokenizer, config, transitions=transitions, scorer=scorer)
     plain = recommender.recommend(HISTORIES, k=n - 2, num_beams=n, transition_weight=0, scorer_weight=0)
     fused = recommender.recommend(HISTORIES, k=n - 2, num_beams=n)
@@ -109,14 +111,14 @@ def test_reindex_items_keeps_each_items_score():
 
 def test_bundles_keep_the_scorer_and_the_catalogue_can_change(tmp_path, tiny_model, item_tokenizer):
     n = item_tokenizer.num_items
-    config = GenRecConfig(scorer_weight=30.0)
+    config = GenRecConfig(fusion=FusionConfig(scorer_weight=30.0))
     recommender = GenerativeRecommender(tiny_model, item_tokenizer, config=config, scorer=fixed_scorer(n, {17: 12.0}))
     fused = recommender.recommend(HISTORIES, k=5, num_beams=10)
     assert [row[0][0] for row in fused] == ["item17"] * 3  # the scorer is sure, and weighs much
     recommender.save_pretrained(tmp_path / "bundle")
     assert (tmp_path / "bundle" / "scorer" / "model.safetensors").is_file()
     loaded = GenerativeRecommender.from_pretrained(tmp_path / "bundle")
-    assert loaded.config.scorer_weight == 30.0 and loaded.scorer.config.num_items == n
+    assert loaded.config.fusion.scorer_weight == 30.0 and loaded.scorer.config.num_items == n
     assert loaded.recommend(HISTORIES, k=5, num_beams=10) == fused
     # removing an item before item 17 closes up the catalogue's rows, and the scorer's with them
     loaded.remove_items(["item2"])

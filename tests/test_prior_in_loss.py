@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from hf_genrec.decoding.fusion import TransitionFusionLogitsProcessor
 from hf_genrec.decoding.generate import build_trie_index, generate_items, item_spellings
-from hf_genrec.models.prior import ItemTransitions, TransitionFusionLogitsProcessor
+from hf_genrec.models.prior import ItemTransitions
 from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
 from hf_genrec.training.examples import tokenize_sequences

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from hf_genrec.decoding.fusion import TransitionFusionLogitsProcessor, best_fusion_weight
 from hf_genrec.decoding.generate import build_trie_index, generate_items, item_spellings
-from hf_genrec.models.prior import ItemTransitions, TransitionFusionLogitsProcessor, best_fusion_weight
+from hf_genrec.models.prior import ItemTransitions
 
 from .conftest import encode_histories
 
@@ -95,6 +96,7 @@ def test_trainer_and_recommender_fuse_the_prior_and_bundles_keep_it(tmp_path, ti
 
     from hf_genrec import GenerativeRecommender
     from hf_genrec.bundle.config import GenRecConfig
+    from hf_genrec.decoding.fusion import FusionConfig
     from hf_genrec.training.examples import tokenize_examples
     from hf_genrec.training.trainer import GenRecTrainer
 
@@ -114,7 +116,7 @@ def test_trainer_and_recommender_fuse_the_prior_and_bundles_keep_it(tmp_path, ti
     predictions = trainer.predict(tokenize_examples(rows, item_tokenizer)).predictions
     assert predictions[:2, 0].tolist() == [17, 17] and predictions[2, 0] == 8
 
-    config = GenRecConfig(transition_weight=5.0)
+    config = GenRecConfig(fusion=FusionConfig(transition_weight=5.0))
     recommender = GenerativeRecommender(tiny_model, item_tokenizer, config=config, transitions=transitions)
     fused = recommender.recommend(histories, k=10, num_beams=10)
     assert [row[0][0] for row in fused[:3]] == ["item17", "item17", "item8"]
@@ -122,7 +124,7 @@ def test_trainer_and_recommender_fuse_the_prior_and_bundles_keep_it(tmp_path, ti
     assert fused[3] == plain[3]  # item 22 was never followed by anything: the model alone ranks it
     recommender.save_pretrained(tmp_path / "bundle")
     loaded = GenerativeRecommender.from_pretrained(tmp_path / "bundle")
-    assert loaded.config.transition_weight == 5.0
+    assert loaded.config.fusion.transition_weight == 5.0
     assert loaded.recommend(histories, k=10, num_beams=10) == fused
     # the spelling table the fusion uses is cached, and rebuilt when the catalogue grows
     assert loaded.spellings is loaded.spellings and len(loaded.spellings) == n

@@ -9,6 +9,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..decoding.fusion import FusionConfig
+from ..version import __version__
+
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "genrec_config.json"
@@ -28,24 +31,9 @@ class GenRecConfig:
         dataset (`str`, *optional*): the dataset it was trained on.
         new_item_slots (`int`, defaults to 0): places of the top K that `recommend` gives to items added since
             training (the cold-start mode; 0 turns it off).
-        exclude_history (`bool`, defaults to `False`): `recommend` never returns an item of the history it is
-            given (for data where a user meets an item once, such as reviews or ratings).
-        transition_weight (`float`, defaults to 0.0): weight of the successor prior fused into the beam search
-            (`hf_genrec.models.prior`): each item gains ``transition_weight * log(1 + P(item | history) /
-            transition_smoothing)``. 0 turns it off; it needs the bundle's ``transitions.safetensors``.
-        transition_smoothing (`float`, defaults to 0.01): the successor probability at which the bonus is
-            ``transition_weight * log 2``.
-        transition_recent_items (`int`, defaults to 3): the prior mixes the successors of this many last items of
-            the history (weights 1, 1/2, 1/3, ...).
-        transition_normalize (`bool`, defaults to `False`): normalise each decoding step's fused scores (a
-            log-softmax), as a model trained with the prior in its loss (``transition_weight_in_loss``) needs.
-        scorer_weight (`float`, defaults to 0.0): weight of the bundle's dense next-item scorer (a SASRec in
-            ``scorer/``) fused into the beam search (`hf_genrec.decoding.fusion`): each of the scorer's ``scorer_top_k``
-            most likely items gains ``scorer_weight * log(1 + P_scorer(item | history) / scorer_smoothing)``. 0
-            turns it off.
-        scorer_top_k (`int`, defaults to 200): items per history that get the scorer's bonus.
-        scorer_smoothing (`float`, defaults to 0.01): the scorer probability at which the bonus is
-            ``scorer_weight * log 2``.
+        fusion (`FusionConfig`): what `recommend` bans and fuses by default (history exclusion, the successor
+            prior's and the dense scorer's weights; `hf_genrec.decoding.fusion`). Bundles of hf_genrec 0.1 kept
+            these keys at the top level; they are read into ``fusion``.
     """
 
     id_scheme: str = "rqkmeans"
@@ -54,20 +42,15 @@ class GenRecConfig:
     max_history: int = 20
     dataset: str | None = None
     new_item_slots: int = 0
-    exclude_history: bool = False
-    transition_weight: float = 0.0
-    transition_smoothing: float = 0.01
-    transition_recent_items: int = 3
-    transition_normalize: bool = False
-    scorer_weight: float = 0.0
-    scorer_top_k: int = 200
-    scorer_smoothing: float = 0.01
+    fusion: FusionConfig = field(default_factory=FusionConfig)
     extra: dict = field(default_factory=dict)
     library_version: str = ""
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        from ..version import __version__
+    def __post_init__(self):
+        if not isinstance(self.fusion, FusionConfig):
+            self.fusion = FusionConfig.from_dict(self.fusion)
 
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         data = dataclasses.asdict(self)
         data["library_version"] = __version__
         Path(save_directory).mkdir(parents=True, exist_ok=True)
@@ -94,8 +77,6 @@ class GenRecConfig:
                 f"{path} lacks the required keys {missing}: it was not written by hf_genrec, or was edited by hand. "
                 "Save the recommender again with GenerativeRecommender.save_pretrained()."
             )
-        from ..version import __version__
-
         if _version_tuple(data["library_version"]) > _version_tuple(__version__):
             logger.warning(
                 "%s was written by hf_genrec %s, newer than this one (%s). Upgrade with `pip install -U hf_genrec` if "
@@ -104,6 +85,11 @@ class GenRecConfig:
                 data["library_version"],
                 __version__,
             )
+        # hf_genrec 0.1 wrote the fusion settings at the top level
+        legacy = {key: data.pop(key) for key in FusionConfig.field_names() if key in data}
+        fusion = {**legacy, **data.get("fusion", {})}
+        data["fusion"] = {key: value for key, value in fusion.items() if key in FusionConfig.field_names()}
+        data.update({f"fusion.{key}": value for key, value in fusion.items() if key not in data["fusion"]})
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

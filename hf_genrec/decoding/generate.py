@@ -161,7 +161,8 @@ def generate_items(
     if fusion is not None and method != "fast":
         # generate normalises after every custom processor, which would undo the bonus: normalise before it here
         extra += [_LogSoftmax()] if renormalize else []
-        extra.append(fusion)
+        # generate refuses a LogitsProcessorList nested in another (fusion_processors returns one): flatten it
+        extra += list(fusion) if isinstance(fusion, LogitsProcessorList) else [fusion]
         overrides["renormalize_logits"] = False
     was_training = [m.training for m in models]
     for m in models:

@@ -284,14 +284,7 @@ def build_model_and_config(
         top_k=max(training_args.eval_ks),
         max_history=data_args.max_history,
         dataset=data_args.dataset,
-        exclude_history=training_args.exclude_history,
-        transition_weight=training_args.transition_weight,
-        transition_smoothing=training_args.transition_smoothing,
-        transition_recent_items=training_args.transition_recent_items,
-        transition_normalize=training_args.transition_weight_in_loss > 0,
-        scorer_weight=training_args.scorer_weight,
-        scorer_top_k=training_args.scorer_top_k,
-        scorer_smoothing=training_args.scorer_smoothing,
+        fusion=training_args.fusion,
     )
     return model, genrec_config
 
@@ -488,10 +481,7 @@ def run_experiment(
         if training_args.transition_weights or training_args.scorer_weights
         else None
     )
-    genrec_config.transition_weight = training_args.transition_weight
-    genrec_config.scorer_weight = training_args.scorer_weight
-    genrec_config.scorer_top_k = training_args.scorer_top_k
-    genrec_config.scorer_smoothing = training_args.scorer_smoothing
+    genrec_config.fusion = training_args.fusion  # with the weights the validation grid picked
 
     test = examples["test"]
     if data_args.max_test_users and data_args.max_test_users < len(test):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,7 +15,7 @@ from transformers import AutoModelForSeq2SeqLM, LogitsProcessorList, PreTrainedM
 from ..bundle.config import GenRecConfig
 from ..bundle.hub import check_bundle, push_folder, resolve_bundle
 from ..bundle.model_card import GenRecCardData, build_model_card
-from ..decoding.fusion import SCORER_DIR, check_scorer_items, fusion_processors, reindex_items
+from ..decoding.fusion import SCORER_DIR, FusionConfig, check_scorer_items, fusion_processors, reindex_items
 from ..decoding.generate import build_trie_index, generate_items, item_spellings
 from ..decoding.trie import TrieIndex
 from ..features.collaborative import fold_in_features
@@ -54,11 +55,11 @@ class GenerativeRecommender:
         card_data (`GenRecCardData`, *optional*): metrics and training facts for the model card.
         catalog (`CatalogLog`, *optional*): items added and retired since training (``catalog.json``).
         transitions (`ItemTransitions`, *optional*): successor counts of the training sequences, for the fused
-            prior of ``config.transition_weight`` (``transitions.safetensors``).
+            prior of ``config.fusion.transition_weight`` (``transitions.safetensors``).
         content_map (`ContentMap`, *optional*): item content → codes, for new items with no interactions
             (``content_map.safetensors``; see `fit_content_map`).
         scorer (`SASRecModel`, *optional*): a dense next-item scorer over the same item rows, fused into the beam
-            search with ``config.scorer_weight`` (the hybrid recommender, `hf_genrec.decoding.fusion`; ``scorer/``).
+            search with ``config.fusion.scorer_weight`` (the hybrid recommender, `hf_genrec.decoding.fusion`; ``scorer/``).
 
     Example:
     ```python
@@ -100,7 +101,7 @@ class GenerativeRecommender:
 
     @property
     def scorer(self) -> SASRecModel | None:
-        """The dense next-item scorer fused into the search with ``config.scorer_weight`` (`None`: none)."""
+        """The dense next-item scorer fused into the search with ``config.fusion.scorer_weight`` (`None`: none)."""
         return self._scorer
 
     @scorer.setter
@@ -505,9 +506,8 @@ class GenerativeRecommender:
         batch_size: int = 64,
         method: str = "auto",
         new_item_slots: int | None = None,
-        exclude_history: bool | None = None,
-        transition_weight: float | None = None,
-        scorer_weight: float | None = None,
+        fusion: FusionConfig | Mapping[str, Any] | None = None,
+        **fusion_overrides: Any,
     ) -> list[list[tuple[str, float]]]:
         """Top-``k`` items for each history (item ids, oldest first), with their log-probabilities, best first.
 
@@ -524,18 +524,13 @@ class GenerativeRecommender:
         second search (normalised over the new items only when the model decodes with renormalised scores), or NaN
         when the search did not reach it: these scores are not comparable with the others.
 
-        ``exclude_history`` (default ``config.exclude_history``) keeps every item of each given history (all of
-        it, not only the ``max_history`` items the model reads) out of the results: they are banned inside the
-        beam search, so each history still gets ``k`` items.
-
-        ``transition_weight`` (default ``config.transition_weight``, 0: off) fuses the successor prior of the
-        training sequences into the search (`hf_genrec.models.prior`): items that followed the history's last
-        ``config.transition_recent_items`` items gain ``transition_weight * log(1 + P(item | history) /
-        config.transition_smoothing)``, which the returned scores then include.
-
-        ``scorer_weight`` (default ``config.scorer_weight``, 0: off) fuses the bundle's dense next-item scorer the
-        same way (`hf_genrec.decoding.fusion`, the hybrid recommender): the scorer's ``config.scorer_top_k`` most likely
-        items gain ``scorer_weight * log(1 + P_scorer(item | history) / config.scorer_smoothing)``.
+        ``fusion`` (default ``config.fusion``, a `FusionConfig`) says what the search bans and fuses, and any of its
+        fields passed as a keyword (``exclude_history=True``, ``transition_weight=0``, ...) overrides it for this call:
+        ``exclude_history`` keeps every item of each given history (all of it, not only the ``max_history`` items the
+        model reads) out of the results, banned inside the beam search, so each history still gets ``k`` items;
+        ``transition_weight`` fuses the successor prior of the training sequences (`hf_genrec.models.prior`) and
+        ``scorer_weight`` the bundle's dense next-item scorer (the hybrid): an item gains ``weight * log(1 +
+        P(item | history) / smoothing)``, which the returned scores then include.
         """
         if isinstance(histories, str) or (len(histories) > 0 and isinstance(histories[0], str)):
             raise TypeError(
@@ -558,21 +553,25 @@ class GenerativeRecommender:
         slots = min(self.config.new_item_slots, k) if new_item_slots is None else new_item_slots
         if isinstance(slots, bool) or not isinstance(slots, int) or not 0 <= slots <= k:
             raise ValueError(f"new_item_slots must be an int in [0, k={k}], got {slots!r}.")
-        weight = _fusion_weight(
-            "transition_weight",
-            self.config.transition_weight if transition_weight is None else transition_weight,
-            self.transitions is not None,
-            "the item transitions of the training sequences, and this recommender has none: fit them with "
-            "ItemTransitions.fit(training sequences as item rows, num_items) and set `recommender.transitions`",
-        )
-        scoring = _fusion_weight(
-            "scorer_weight",
-            self.config.scorer_weight if scorer_weight is None else scorer_weight,
-            self.scorer is not None,
-            "a dense next-item scorer, and this recommender has none: set `recommender.scorer` to a SASRecModel "
-            "trained on its item rows",
-        )
-        excluding = self.config.exclude_history if exclude_history is None else exclude_history
+        unknown = sorted(set(fusion_overrides) - set(FusionConfig.field_names()))
+        if unknown:
+            raise TypeError(
+                f"recommend() got unknown keyword arguments {unknown}; besides its own it takes the FusionConfig "
+                f"fields {list(FusionConfig.field_names())}."
+            )
+        fusion = FusionConfig.from_dict(self.config.fusion if fusion is None else fusion).replace(**fusion_overrides)
+        if fusion.transition_weight and self.transitions is None:
+            raise ValueError(
+                "transition_weight needs the item transitions of the training sequences, and this recommender has "
+                "none: fit them with ItemTransitions.fit(training sequences as item rows, num_items) and set "
+                "`recommender.transitions`, or pass transition_weight=0."
+            )
+        if fusion.scorer_weight and self.scorer is None:
+            raise ValueError(
+                "scorer_weight needs a dense next-item scorer, and this recommender has none: set "
+                "`recommender.scorer` to a SASRecModel trained on its item rows, or pass scorer_weight=0."
+            )
+        excluding = fusion.exclude_history
         new_index = self.new_item_trie_index if slots else None
         new_items = set(self.catalog.new_items) if new_index is not None else set()
         results: list[list[tuple[str, float]]] = []
@@ -592,7 +591,7 @@ class GenerativeRecommender:
             attention_mask = batch["attention_mask"].to(self.model.device)
             # each whole history's item rows, once for both the exclusion and the prior
             history_rows = None
-            if excluding or weight or scoring:
+            if excluding or fusion.fuses:
                 history_rows = [self.item_tokenizer.index_of([str(x) for x in h]).tolist() for h in chunk]
             exclude = history_rows if excluding else None
             indices, scores = generate_items(
@@ -605,7 +604,7 @@ class GenerativeRecommender:
                 method=method,
                 index=self.trie_index,
                 exclude_items=exclude,
-                fusion=self._fusion(history_rows, weight, scoring, excluding),
+                fusion=self._fusion(history_rows, fusion),
             )
             item_ids = self.item_tokenizer.item_ids
             rows = [
@@ -639,28 +638,19 @@ class GenerativeRecommender:
             results.extend(rows)
         return results
 
-    def _fusion(
-        self, history_rows: list[list[int]], weight: float, scorer_weight: float = 0.0, exclude: bool = False
-    ) -> LogitsProcessorList | None:
-        """What is fused into the search for histories given as item rows: the successor prior
-        (``transition_weight``), then the dense scorer's candidates (``scorer_weight``)."""
-        processors = fusion_processors(
+    def _fusion(self, history_rows: list[list[int]] | None, fusion: FusionConfig) -> LogitsProcessorList | None:
+        """What ``fusion`` fuses into the search for histories given as item rows (`None`: nothing)."""
+        if not fusion.fuses:
+            return None
+        return fusion_processors(
             history_rows,
             self.trie_index,
             self.spellings,
             self.item_paths,
+            fusion,
             transitions=self.transitions,
-            transition_weight=weight,
-            transition_recent_items=self.config.transition_recent_items,
-            transition_smoothing=self.config.transition_smoothing,
-            transition_normalize=self.config.transition_normalize,
             scorer=self.scorer,
-            scorer_weight=scorer_weight,
-            scorer_top_k=self.config.scorer_top_k,
-            scorer_smoothing=self.config.scorer_smoothing,
-            exclude_history=exclude,
         )
-        return processors or None
 
     def _new_item_exclusions(self, exclude: list[list[int]] | None) -> list[list[int]] | None:
         """``exclude`` for the search over the new items alone: a history holding every new item excludes nothing
@@ -781,16 +771,6 @@ class GenerativeRecommender:
             content_map=content_map,
             scorer=scorer,
         )
-
-
-def _fusion_weight(name: str, value: float, available: bool, needs: str) -> float:
-    """``value`` as a fusion weight: never negative, and above 0 only when what it fuses is there."""
-    weight = float(value)
-    if weight < 0:
-        raise ValueError(f"{name} must be >= 0, got {weight}.")
-    if weight and not available:
-        raise ValueError(f"{name} needs {needs}, or pass {name}=0.")
-    return weight
 
 
 def insert_new_items(

@@ -23,12 +23,18 @@ from ..bundle.config import GenRecConfig
 from ..bundle.hub import PUSH_IGNORE_PATTERNS
 from ..bundle.model_card import GenRecCardData, ModelCardCallback, build_model_card, non_default_arguments
 from ..decoding.exclude_history import history_excluded_tokens
-from ..decoding.fusion import SCORER_DIR, check_scorer_items, fusion_processors
+from ..decoding.fusion import (
+    SCORER_DIR,
+    FusionConfig,
+    TransitionFusionLogitsProcessor,
+    check_scorer_items,
+    fusion_processors,
+)
 from ..decoding.generate import build_trie_index, generate_items, item_spellings
 from ..decoding.trie import TrieIndex, trie_cross_entropy
 from ..evaluation.metrics import make_compute_metrics
 from ..models.dropout import use_bits_dropout
-from ..models.prior import ItemTransitions, TransitionFusionLogitsProcessor
+from ..models.prior import ItemTransitions
 from ..models.sasrec import SASRecModel
 from ..semantic_ids import ItemIDScheme
 from ..tokenization import ItemTokenizer
@@ -43,8 +49,10 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class GenRecTrainingArguments(Seq2SeqTrainingArguments):
-    """`Seq2SeqTrainingArguments` plus the ranking-evaluation settings.
+class GenRecTrainingArguments(Seq2SeqTrainingArguments, FusionConfig):
+    """`Seq2SeqTrainingArguments` plus the ranking-evaluation settings; the fields of `FusionConfig` (what the
+    validation ranking bans and fuses, and what the saved bundle ranks with) are its own, and ``args.fusion`` gives
+    them as one object.
 
     Args:
         num_beams (`int`, defaults to 20): beams of the constrained beam search run at evaluation.
@@ -99,27 +107,12 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
             "capacity on IDs that do not exist."
         },
     )
-    exclude_history: bool = field(
-        default=False,
-        metadata={
-            "help": "Rank only items that are not in the history the model reads (banned inside the beam search), "
-            "for data where a user meets an item once (reviews, ratings); saved bundles' recommend does the same."
-        },
-    )
     exclude_history_in_loss: bool = field(
         default=False,
         metadata={
             "help": "With constrained_loss: leave the items of each target's history out of its training softmax too, "
             "as exclude_history leaves them out of the ranking, so the model is trained on the distribution it is "
             "ranked with."
-        },
-    )
-    transition_weight: float = field(
-        default=0.0,
-        metadata={
-            "help": "Fuse the successor prior of the training sequences into the ranking's beam search "
-            "(hf_genrec.models.prior): an item gains transition_weight * log(1 + P(item | last item) / "
-            "transition_smoothing). 0 turns it off."
         },
     )
     transition_weight_in_loss: float = field(
@@ -131,14 +124,8 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
             "the counts. 0 turns it off; rank such a model with the prior fused."
         },
     )
-    transition_smoothing: float = field(
-        default=0.01, metadata={"help": "Successor probability at which the fused bonus is transition_weight * log 2."}
-    )
     transition_window: int = field(
         default=3, metadata={"help": "Successor prior: items at most this many steps after an item count (1 / steps)."}
-    )
-    transition_recent_items: int = field(
-        default=3, metadata={"help": "Successor prior: mix the successors of this many last history items."}
     )
     transition_shrinkage: float = field(
         default=0.0,
@@ -155,24 +142,12 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
             "while training. Picks the fusion's weight on each dataset's own validation split."
         },
     )
-    scorer_weight: float = field(
-        default=0.0,
-        metadata={
-            "help": "Fuse the trainer's dense scorer (a SASRec, hf_genrec.decoding.fusion) into the ranking's beam search: "
-            "each of its scorer_top_k most likely items gains scorer_weight * log(1 + P / scorer_smoothing). 0 "
-            "turns it off; above 0 it needs a scorer (GenRecTrainer(scorer=...), or scorer: sasrec in run_experiment)."
-        },
-    )
     scorer_weights: list[float] | None = field(
         default=None,
         metadata={
             "help": "After training, rank the validation users with each of these scorer weights (crossed with "
             "transition_weights, if given) and keep the best pair for the test and the saved bundle."
         },
-    )
-    scorer_top_k: int = field(default=200, metadata={"help": "Items per history that get the scorer's bonus."})
-    scorer_smoothing: float = field(
-        default=0.01, metadata={"help": "Scorer probability at which the fused bonus is scorer_weight * log 2."}
     )
     ema_decay: float = field(
         default=0.0,
@@ -202,16 +177,7 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
             )
         if self.transition_weight_in_loss < 0:
             raise ValueError(f"transition_weight_in_loss must be >= 0, got {self.transition_weight_in_loss}.")
-        if self.transition_weight < 0 or self.transition_smoothing <= 0:
-            raise ValueError(
-                f"transition_weight must be >= 0 and transition_smoothing > 0, got {self.transition_weight} and "
-                f"{self.transition_smoothing}."
-            )
-        if self.scorer_weight < 0 or self.scorer_smoothing <= 0 or self.scorer_top_k < 1:
-            raise ValueError(
-                f"scorer_weight must be >= 0, scorer_smoothing > 0 and scorer_top_k >= 1, got {self.scorer_weight}, "
-                f"{self.scorer_smoothing} and {self.scorer_top_k}."
-            )
+        self.check_fusion()
         if self.scorer_weights is not None and (not self.scorer_weights or min(self.scorer_weights) < 0):
             raise ValueError(f"scorer_weights must be a non-empty list of weights >= 0, got {self.scorer_weights}.")
         if self.transition_weights is not None and (not self.transition_weights or min(self.transition_weights) < 0):
@@ -220,11 +186,8 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
             )
         if not self.transition_shrinkage >= 0:
             raise ValueError(f"transition_shrinkage must be >= 0, got {self.transition_shrinkage}.")
-        if self.transition_window < 1 or self.transition_recent_items < 1:
-            raise ValueError(
-                f"transition_window and transition_recent_items must be >= 1, got {self.transition_window} and "
-                f"{self.transition_recent_items}."
-            )
+        if self.transition_window < 1:
+            raise ValueError(f"transition_window must be >= 1, got {self.transition_window}.")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(
                 f"ema_decay must be in [0, 1) (0 turns weight averaging off; 0.999 averages over about 1,000 steps), "
@@ -235,6 +198,12 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments):
                 f"num_beams={self.num_beams} is smaller than the largest K in eval_ks={self.eval_ks}; beam search "
                 "returns at most num_beams items. Raise num_beams or lower eval_ks."
             )
+
+    @property
+    def fusion(self) -> FusionConfig:
+        """The ranking's `FusionConfig`; a model trained with the prior in its loss ranks with renormalised steps."""
+        fusion = FusionConfig.fusion.fget(self)
+        return fusion.replace(transition_normalize=fusion.transition_normalize or self.transition_weight_in_loss > 0)
 
 
 class GenRecTrainer(Seq2SeqTrainer):
@@ -580,7 +549,7 @@ class GenRecTrainer(Seq2SeqTrainer):
         loss, _, _ = super().prediction_step(model, inputs, prediction_loss_only=True, ignore_keys=ignore_keys)
         inputs = self._prepare_inputs(inputs)
         k = max(self.args.eval_ks)
-        fused = bool(getattr(self.args, "transition_weight", 0.0) or getattr(self.args, "scorer_weight", 0.0))
+        fused = self.args.fusion.fuses
         # decoded once for the exclusion, the prior and the scorer
         histories = self._history_items(inputs["input_ids"]) if self.args.exclude_history or fused else None
         indices, _ = generate_items(
@@ -609,24 +578,15 @@ class GenRecTrainer(Seq2SeqTrainer):
         (``transition_weight``), then the dense scorer's candidates (``scorer_weight``), as
         `GenerativeRecommender` does. The scorer reads ``scorer_histories`` when the examples carry them (a
         ``scorer_history`` column, `hf_genrec.add_scorer_history`), else the histories the model reads."""
-        args = self.args
         return fusion_processors(
             histories,
             self.trie_index,
             self._spellings,
             self._item_paths,
+            self.args.fusion,
             transitions=self.transitions,
-            transition_weight=args.transition_weight,
-            transition_recent_items=args.transition_recent_items,
-            transition_smoothing=args.transition_smoothing,
-            # a model trained on softmax(log p + bonus) is ranked with the same distribution
-            transition_normalize=args.transition_weight_in_loss > 0,
             scorer=self.scorer,
             scorer_histories=scorer_histories,
-            scorer_weight=getattr(args, "scorer_weight", 0.0),
-            scorer_top_k=getattr(args, "scorer_top_k", 200),
-            scorer_smoothing=getattr(args, "scorer_smoothing", 0.01),
-            exclude_history=args.exclude_history,
         )
 
     def _set_signature_columns_if_needed(self) -> None:
