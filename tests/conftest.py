@@ -86,3 +86,16 @@ def encode_histories(item_tokenizer, histories):
     input_ids = torch.tensor([r + [item_tokenizer.pad_token_id] * (width - len(r)) for r in rows])
     mask = (torch.arange(width)[None] < torch.tensor([len(r) for r in rows])[:, None]).long()
     return input_ids, mask
+
+
+def assert_plain_tokenizer_spells_items(tokenizer, item_tokenizer) -> None:
+    """``tokenizer`` (a bundle's, loaded by plain Transformers) spells every item of ``item_tokenizer``'s catalogue
+    with the token ids the model was trained on, none of them ``<unk>``, and decodes them back to the spelling.
+    (``convert_tokens_to_ids`` of an unknown token returns ``<unk>``'s id, never None: checking for None proves
+    nothing.)"""
+    for item in item_tokenizer.item_ids:
+        spelling = item_tokenizer.item_spelling(item)
+        ids = tokenizer(spelling).input_ids
+        assert ids == item_tokenizer.encode_target(item), (item, spelling, ids)
+        assert tokenizer.unk_token_id not in ids, (item, spelling, ids)
+        assert tokenizer.decode(ids[:-1]) == spelling

@@ -19,7 +19,7 @@ from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
 from hf_genrec.training.examples import tokenize_examples
 from hf_genrec.training.trainer import GenRecTrainer, GenRecTrainingArguments
 
-from .conftest import TINY_T5, cyclic_sequences, tiny_training_args
+from .conftest import TINY_T5, assert_plain_tokenizer_spells_items, cyclic_sequences, tiny_training_args
 
 ITEMS = [f"item{i}" for i in range(30)]
 
@@ -81,7 +81,11 @@ def test_bundle_files(bundle):
         assert not list(out.rglob(pattern)), pattern
     # plain Transformers classes load it, no remote code
     assert type(AutoModelForSeq2SeqLM.from_pretrained(out)).__name__ == "T5ForConditionalGeneration"
-    assert AutoTokenizer.from_pretrained(out).convert_tokens_to_ids("<b_3>") > 3
+    # the tokenizer spells items as a fresh item tokenizer of the same IDs does (what the model was trained on)
+    item_tokenizer = ItemTokenizer(
+        minimal_t5_tokenizer(), RandomIDs(n_levels=2, codebook_size=4, seed=0).fit(None, ITEMS)
+    )
+    assert_plain_tokenizer_spells_items(AutoTokenizer.from_pretrained(out), item_tokenizer)
     assert json.loads((out / "quantizer" / "quantizer_config.json").read_text())["scheme"] == "random"
 
 

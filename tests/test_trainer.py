@@ -14,7 +14,7 @@ from hf_genrec.training.collator import GenRecCollator
 from hf_genrec.training.examples import tokenize_examples
 from hf_genrec.training.trainer import GenRecTrainer, GenRecTrainingArguments
 
-from .conftest import TINY_T5, cyclic_sequences, tiny_training_args
+from .conftest import TINY_T5, assert_plain_tokenizer_spells_items, cyclic_sequences, tiny_training_args
 
 
 def _rows(sequences, start, stop):
@@ -57,7 +57,7 @@ def test_training_learns_the_pattern(trained):
 
 
 def test_saved_bundle_files_and_plain_loading(trained):
-    _, _, _, out, _ = trained
+    trainer, _, _, out, _ = trained
     names = {p.name for p in out.iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json", CONFIG_NAME, "semantic_ids"} <= names
     assert not list(out.rglob("*.pkl")) and not list(out.rglob("*.bin"))
@@ -65,7 +65,7 @@ def test_saved_bundle_files_and_plain_loading(trained):
     # A plain T5 + tokenizer, loadable without hf_genrec code.
     model = AutoModelForSeq2SeqLM.from_pretrained(out)
     assert type(model).__name__ == "T5ForConditionalGeneration"
-    assert AutoTokenizer.from_pretrained(out).convert_tokens_to_ids("<a_0>") is not None
+    assert_plain_tokenizer_spells_items(AutoTokenizer.from_pretrained(out), trainer.item_tokenizer)
     assert json.loads((out / CONFIG_NAME).read_text())["library_version"]
 
 
