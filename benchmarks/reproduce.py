@@ -42,7 +42,8 @@ from hf_genrec.decoding.fusion import best_fusion_weight
 from hf_genrec.evaluation.baselines import MostPopular, training_part
 from hf_genrec.evaluation.metrics import ranking_metrics
 from hf_genrec.models.prior import ItemTransitions
-from hf_genrec.models.sasrec import TRAINING_SETUP_FILE, SASRecConfig, SASRecModel, rank_histories, train_sasrec
+from hf_genrec.models.sasrec import SASRecConfig, SASRecModel, rank_histories
+from hf_genrec.training.sasrec import TRAINING_SETUP_FILE, train_sasrec
 
 logger = logging.getLogger("reproduce")
 KS = (5, 10)
@@ -228,18 +229,18 @@ def learn_item_features(data_args, id_args, work_dir: Path) -> float:
     from safetensors.numpy import save_file
 
     from hf_genrec.features.item_features import build_item_features
+    from hf_genrec.training.sasrec import train_sasrec_for_features
 
     path, meta = work_dir / "item_features.safetensors", work_dir / "item_features.json"
     if not (path.exists() and meta.exists()):
         data = load_interactions(data_args.dataset, data_args.data_dir, min_count=data_args.min_count)
         start = time.perf_counter()
-        features = build_item_features(
-            data.items,
-            method="sasrec",
-            sequences=training_part(data.sequences["item_ids"][:]),
-            collaborative_dim=id_args.collaborative_dim,
-            sasrec_epochs=id_args.sasrec_epochs,
+        sequences = training_part(data.sequences["item_ids"][:])
+        item_ids = [str(item) for item in data.items["item_id"][:]]
+        sasrec = train_sasrec_for_features(
+            sequences, item_ids, dim=id_args.collaborative_dim, epochs=id_args.sasrec_epochs
         )
+        features = build_item_features(data.items, method="sasrec", sequences=sequences, sasrec_model=sasrec)
         minutes = (time.perf_counter() - start) / 60
         save_file({"item_features": features}, str(path))
         meta.write_text(json.dumps({"method": "sasrec", "minutes": minutes}) + "\n")

@@ -52,7 +52,7 @@ _PUBLIC: dict[str, str] = {
     "GenRecTrainingArguments": "training.trainer",
     "GenRecCollator": "training.collator",
     "tokenize_examples": "training.examples",
-    "train_sasrec": "models.sasrec",
+    "train_sasrec": "training.sasrec",
     # bundle
     "GenRecConfig": "bundle.config",
     "GenRecCardData": "bundle.model_card",

@@ -269,7 +269,7 @@ def test_hybrid_run_stopped_while_its_scorer_trains_goes_on_from_the_scorers_che
 ):
     """A run killed in its scorer's training resumes that training (`_scorer_training/`), not a new one: the
     scorer's validation curve and kept epoch are those of a run never stopped."""
-    from hf_genrec.models.sasrec import BestValidationState
+    from hf_genrec.training.sasrec import BestValidationState
 
     whole = tmp_path / "whole"
     assert main(hybrid_flags(data_root, whole)) == 0

@@ -1,9 +1,15 @@
 """Collaborative item features: PPMI of windowed co-occurrence in the training sequences, factorised by SVD."""
 
+import inspect
+import re
+
 import numpy as np
 import pytest
+import torch
 from datasets import Dataset
 
+from hf_genrec.features import collaborative
+from hf_genrec.features import item_features as item_features_module
 from hf_genrec.features.collaborative import (
     collaborative_features,
     cooccurrence_pairs,
@@ -11,6 +17,8 @@ from hf_genrec.features.collaborative import (
     sasrec_features,
 )
 from hf_genrec.features.item_features import CONTENT_AXES, build_item_features
+from hf_genrec.models.sasrec import SASRecConfig, SASRecModel
+from hf_genrec.training.sasrec import train_sasrec_for_features
 
 
 def two_communities(n_users: int = 60, seed: int = 0) -> tuple[list[list[str]], list[str]]:
@@ -81,7 +89,10 @@ def test_build_item_features_collaborative_and_content_beside_it():
 
 def test_sasrec_features_place_items_that_follow_each_other_close():
     sequences, item_ids = two_communities()
-    vectors = sasrec_features(sequences, item_ids, dim=8, epochs=8, max_length=6, batch_size=32, learning_rate=1e-2)
+    model = train_sasrec_for_features(
+        sequences, item_ids, dim=8, epochs=8, max_length=6, batch_size=32, learning_rate=1e-2
+    )
+    vectors = sasrec_features(model, item_ids, sequences)
     assert vectors.shape == (21, 8) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors[:20], axis=1), 1.0, atol=1e-5)
     assert not vectors[20].any()  # z is in no sequence: its embedding never trained
@@ -91,8 +102,38 @@ def test_sasrec_features_place_items_that_follow_each_other_close():
     assert similarity[same & off_diagonal].mean() > similarity[~same].mean() + 0.5
     # the seed fixes initialisation, dropout and batch order
     items = Dataset.from_dict({"item_id": item_ids})
-    again = build_item_features(items, method="sasrec", sequences=sequences, collaborative_dim=8, sasrec_epochs=1)
-    np.testing.assert_array_equal(again, sasrec_features(sequences, item_ids, dim=8, epochs=1))
+    once = train_sasrec_for_features(sequences, item_ids, dim=8, epochs=1)
+    again = train_sasrec_for_features(sequences, item_ids, dim=8, epochs=1)
+    np.testing.assert_array_equal(
+        build_item_features(items, method="sasrec", sequences=sequences, sasrec_model=again),
+        sasrec_features(once, item_ids, sequences),
+    )
+
+
+def test_sasrec_features_only_read_the_given_model():
+    _, item_ids = two_communities()
+    torch.manual_seed(0)
+    model = SASRecModel(SASRecConfig(num_items=21, max_positions=6, hidden_size=4, num_layers=1))
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    vectors = sasrec_features(model, item_ids)  # no sequences: every row is kept
+    weights = model.item_embeddings.weight[1:].detach().numpy()
+    np.testing.assert_allclose(vectors, weights / np.linalg.norm(weights, axis=1, keepdims=True), rtol=1e-6)
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
+    # features/ trains nothing: it reaches only the stages before it (no models/, no training/), in functions too
+    source = inspect.getsource(collaborative) + inspect.getsource(item_features_module)
+    assert set(re.findall(r"from \.\.(\w+)", source)) <= {"utils", "data"}
+
+
+def test_sasrec_features_refuse_a_missing_or_mismatched_model():
+    sequences, item_ids = two_communities()
+    items = Dataset.from_dict({"item_id": item_ids})
+    with pytest.raises(ValueError, match="pass sasrec_model=.*train_sasrec_for_features"):
+        build_item_features(items, method="sasrec", sequences=sequences)
+    with pytest.raises(TypeError, match="reads the item embeddings of a trained SASRecModel, got ndarray"):
+        sasrec_features(np.zeros((21, 8)), item_ids)
+    small = SASRecModel(SASRecConfig(num_items=5, max_positions=6, hidden_size=4, num_layers=1))
+    with pytest.raises(ValueError, match="scores 5 items but item_ids has 21"):
+        sasrec_features(small, item_ids)
 
 
 @pytest.mark.parametrize(
@@ -103,9 +144,9 @@ def test_sasrec_features_place_items_that_follow_each_other_close():
         ([["a", "b"]], {"epochs": 0}, "must be at least 1"),
     ],
 )
-def test_sasrec_features_bad_input(sequences, kwargs, message):
+def test_train_sasrec_for_features_bad_input(sequences, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        sasrec_features(sequences, ["a", "b", "c"], dim=2, **kwargs)
+        train_sasrec_for_features(sequences, ["a", "b", "c"], dim=2, **kwargs)
 
 
 def test_fold_in_places_a_new_item_at_the_weighted_mean_of_its_neighbours():

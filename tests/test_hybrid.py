@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from hf_genrec.models.sasrec import BestValidationState, SASRecConfig, SASRecModel, rank_histories, train_sasrec
+from hf_genrec.models.sasrec import SASRecConfig, SASRecModel, rank_histories
 from hf_genrec.recipes.scorer import ScorerArguments, fit_scorer, scorer_minutes, scorer_settings_for
+from hf_genrec.training.sasrec import BestValidationState, train_sasrec
 from hf_genrec.training.trainer import GenRecTrainer
 
 from .conftest import tiny_training_args

@@ -7,7 +7,8 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from hf_genrec.evaluation.metrics import ranking_metrics
-from hf_genrec.models.sasrec import SASRecConfig, SASRecModel, left_pad, sasrec_training_rows
+from hf_genrec.models.sasrec import SASRecConfig, SASRecModel, left_pad
+from hf_genrec.training.sasrec import sasrec_training_rows
 
 
 def walks(n_items, n_users, length, seed=0):

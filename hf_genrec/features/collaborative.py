@@ -5,9 +5,10 @@ alike, whether or not people buy them together. Vectors learned from the interac
 uses them together, so IDs built on them share prefixes between items that follow each other in histories, which is
 what the seq2seq model has to predict. The method is the classic count-based one (Levy & Goldberg, 2014): positive
 pointwise mutual information of items co-occurring within a few steps of each other in users' sequences, factorised
-by a truncated SVD (`collaborative_features`). The other method trains a SASRec on the sequences and reads its item
-embeddings (`sasrec_features`): slower (minutes of training), but learnt from order as well as co-occurrence. Both
-need no text, so they also serve catalogues with attribute ids only.
+by a truncated SVD (`collaborative_features`). The other reads the item embeddings of a SASRec trained on the
+sequences (`sasrec_features`; the training is the caller's, `hf_genrec.training.sasrec.train_sasrec_for_features`):
+slower (minutes of training), but learnt from order as well as co-occurrence. Both need no text, so they also serve
+catalogues with attribute ids only. Nothing in this module trains a model.
 
 Build them from the **training part** of each sequence only (`hf_genrec.evaluation.baselines.training_part`): the validation
 and test items must not shape the IDs.
@@ -142,62 +143,63 @@ def collaborative_features(
 
 
 def sasrec_features(
-    sequences: Iterable[Sequence[str]],
-    item_ids: Sequence[str],
-    dim: int = 64,
-    epochs: int = 15,
-    max_length: int = 50,
-    batch_size: int = 128,
-    learning_rate: float = 1e-3,
-    dropout: float = 0.5,
-    seed: int = 0,
+    model: torch.nn.Module, item_ids: Sequence[str], sequences: Iterable[Sequence[str]] | None = None
 ) -> np.ndarray:
-    """Item vectors ``float32 [n_items, dim]``: the item embeddings of a SASRec trained on ``sequences``.
+    """Item vectors ``float32 [n_items, dim]``: the item embeddings of a trained SASRec, unit length.
 
     SASRec scores the next item by the dot product of its state with each item's embedding (shared with its input),
     so items it finds interchangeable as next items get close vectors: the closeness a generative model's ID
-    prefixes should have, learnt from order and context rather than from co-occurrence counts. The price is training
-    the SASRec first (``epochs`` of `hf_genrec.models.sasrec.SASRecModel` with the stock `Trainer`, full-softmax
-    cross-entropy, constant learning rate). On Amazon Beauty, IDs from these vectors did not rank better than IDs from
-    `collaborative_features` (see the README's Beauty results), so the recipes keep those.
+    prefixes should have, learnt from order and context rather than from co-occurrence counts. Nothing is trained
+    here: train the model first, on the training part of the sequences, e.g. with
+    `hf_genrec.training.sasrec.train_sasrec_for_features` (what the recipes do for ``item_features: sasrec``). On
+    Amazon Beauty, IDs from these vectors did not rank better than IDs from `collaborative_features` (see the
+    README's Beauty results), so the recipes keep those.
 
     Args:
-        sequences: each user's items in time order; **only the part a model may train on** (no validation or test
-            items).
+        model: a trained `hf_genrec.models.sasrec.SASRecModel` whose row ``i`` (token ``i + 1``) is ``item_ids[i]``.
         item_ids: the item table's ids; row ``i`` of the result belongs to ``item_ids[i]``.
-        dim: embedding size of the SASRec (2 blocks, 1 head).
-        epochs, max_length, batch_size, learning_rate, dropout: its training (defaults: the SASRec baseline's
-            Beauty settings; after 15 epochs its Beauty validation NDCG@10 is within 4% of its best).
-        seed: seeds the SASRec's initialisation, dropout and batch order (`Trainer` sets torch's global seed).
+        sequences: the item-id sequences the model trained on. Items in none of them get a zero row (their
+            embeddings never trained: they hold their random initialisation), and their number is logged. Without
+            them every row is kept.
 
     Returns:
-        Unit-length rows. Items absent from ``sequences`` get a zero row (their embeddings never trained), and their
-        number is logged.
-    """
-    from ..models.sasrec import SASRecConfig, train_sasrec
+        Unit-length rows (zero rows for the untrained items).
 
+    Example:
+
+    ```python
+    >>> from hf_genrec.models.sasrec import SASRecConfig, SASRecModel
+    >>> sequences, item_ids = [["a", "b", "c"], ["b", "c"]], ["a", "b", "c", "d"]
+    >>> # in practice: model = train_sasrec_for_features(sequences, item_ids) from hf_genrec.training.sasrec
+    >>> model = SASRecModel(SASRecConfig(num_items=len(item_ids), hidden_size=8))
+    >>> vectors = sasrec_features(model, item_ids, sequences)
+    >>> vectors.shape, bool(vectors[3].any())  # "d" is in no sequence: a zero row
+    ((4, 8), False)
+    ```
+    """
+    embeddings = getattr(model, "item_embeddings", None)
+    if not isinstance(embeddings, torch.nn.Embedding):
+        raise TypeError(
+            f"sasrec_features reads the item embeddings of a trained SASRecModel, got {type(model).__name__}. "
+            "Train one first, e.g. hf_genrec.training.sasrec.train_sasrec_for_features(sequences, item_ids)."
+        )
     item_ids = list(item_ids)
-    if dim < 1 or epochs < 1 or max_length < 1:
-        raise ValueError(f"dim, epochs and max_length must be at least 1, got {dim}, {epochs} and {max_length}.")
-    encoded = encode_sequences(sequences, item_ids)  # train_sasrec refuses sequences with no next item to learn
-    config = SASRecConfig(
-        num_items=len(item_ids), max_positions=max_length, hidden_size=dim, num_layers=2, num_heads=1, dropout=dropout
-    )
-    model, info = train_sasrec(
-        encoded, config, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed
-    )
-    seen = np.zeros(len(item_ids), dtype=bool)
-    seen[[row for rows in encoded for row in rows]] = True
-    vectors = model.item_embeddings.weight[1:].detach().float().cpu().numpy()
+    if embeddings.num_embeddings != len(item_ids) + 1:
+        raise ValueError(
+            f"The SASRec scores {embeddings.num_embeddings - 1} items but item_ids has {len(item_ids)}: pass the item "
+            "table it was trained on (its row i is item_ids[i])."
+        )
+    seen = np.ones(len(item_ids), dtype=bool)
+    if sequences is not None:
+        seen[:] = False
+        seen[[row for rows in encode_sequences(sequences, item_ids) for row in rows]] = True
+    vectors = embeddings.weight[1:].detach().float().cpu().numpy()
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=(norms > 1e-12) & seen[:, None])
     logger.info(
-        "SASRec item features: %d x %d after %d epochs (%.1f min); %d items are in no training sequence and get zero "
-        "vectors.",
+        "SASRec item features: %d x %d; %d items are in no training sequence and get zero vectors.",
         len(item_ids),
-        dim,
-        epochs,
-        info["train_minutes"],
+        vectors.shape[1],
         int((~seen).sum()),
     )
     return vectors.astype(np.float32)

@@ -407,7 +407,7 @@ def build_item_features(
     sequences=None,
     collaborative_dim: int = 64,
     collaborative_window: int = 3,
-    sasrec_epochs: int = 15,
+    sasrec_model=None,
     **kwargs,
 ) -> np.ndarray:
     """Item features ``float32 [n_items, d]`` aligned with the item table.
@@ -416,16 +416,18 @@ def build_item_features(
         method: ``"text"`` (:func:`text_features`), ``"attributes"`` (:func:`attribute_features`),
             ``"collaborative"`` (`hf_genrec.features.collaborative.collaborative_features` of ``sequences``),
             ``"content+collaborative"`` (what ``"auto"`` picks, centred and cut to its top 32 principal axes, beside
-            the collaborative vectors, each part unit length), ``"sasrec"`` (the item embeddings of a SASRec trained
-            on ``sequences``: `hf_genrec.features.collaborative.sasrec_features`), ``"array"`` (your ``features``), or
+            the collaborative vectors, each part unit length), ``"sasrec"`` (the item embeddings of ``sasrec_model``,
+            trained on ``sequences``: `hf_genrec.features.collaborative.sasrec_features`), ``"array"`` (your
+            ``features``), or
             ``"auto"``: your
             ``features`` when given, else text when most items have a title, else attributes (the choice and the
             reason are logged).
         sequences: with the collaborative methods, each user's items in time order, **training part only** (no
             validation or test items: `hf_genrec.evaluation.baselines.training_part`).
-        collaborative_dim, collaborative_window: size of the collaborative vectors (and of the SASRec's
-            embeddings) and the co-occurrence window.
-        sasrec_epochs: with ``"sasrec"``, the epochs the SASRec trains.
+        collaborative_dim, collaborative_window: size of the collaborative vectors and the co-occurrence window.
+        sasrec_model: with ``"sasrec"``, a trained `hf_genrec.models.sasrec.SASRecModel` (row ``i`` = the item
+            table's row ``i``) whose item embeddings are read; nothing is trained here. Train it first, e.g. with
+            `hf_genrec.training.sasrec.train_sasrec_for_features(sequences, item_ids, dim=..., epochs=...)`.
         kwargs: passed on to :func:`text_features` or :func:`attribute_features`.
     """
     if method not in METHODS:
@@ -440,7 +442,13 @@ def build_item_features(
             )
         ids = [str(item) for item in _column(items, "item_id")]
         if method == "sasrec":
-            return sasrec_features(sequences, ids, dim=collaborative_dim, epochs=sasrec_epochs)
+            if sasrec_model is None:
+                raise ValueError(
+                    "method='sasrec' reads the item embeddings of a trained SASRec and trains nothing itself: pass "
+                    "sasrec_model=<a SASRecModel trained on these sequences>, e.g. "
+                    "hf_genrec.training.sasrec.train_sasrec_for_features(sequences, item_ids, dim=64, epochs=15)."
+                )
+            return sasrec_features(sasrec_model, ids, sequences)
         vectors = collaborative_features(sequences, ids, dim=collaborative_dim, window=collaborative_window)
         if method == "collaborative":
             return vectors

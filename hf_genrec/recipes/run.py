@@ -36,6 +36,7 @@ from ..semantic_ids import (
 from ..tokenization import ItemTokenizer, minimal_t5_tokenizer
 from ..training.collator import SCORER_HISTORY
 from ..training.examples import add_scorer_history, tokenize_examples, tokenize_sequences
+from ..training.sasrec import train_sasrec_for_features
 from ..training.trainer import GenRecTrainer, GenRecTrainingArguments
 from ..utils.saving import atomic_write_text, check_checkpoint, last_complete_checkpoint
 from ..version import __version__
@@ -182,6 +183,16 @@ def fit_item_ids(
         features = items["title"][:]
     elif id_args.id_scheme in FEATURE_SCHEMES:
         if id_args.item_features in FEATURE_METHODS:
+            sasrec_model = None
+            if id_args.item_features == "sasrec" and sequences is not None:
+                # features/ trains nothing: the SASRec whose item embeddings become the features trains here
+                sequences = list(sequences)
+                sasrec_model = train_sasrec_for_features(
+                    sequences,
+                    [str(item) for item in items["item_id"][:]],
+                    dim=id_args.collaborative_dim,
+                    epochs=id_args.sasrec_epochs,
+                )
             features = build_item_features(
                 items,
                 method=id_args.item_features,
@@ -189,7 +200,7 @@ def fit_item_ids(
                 sequences=sequences,
                 collaborative_dim=id_args.collaborative_dim,
                 collaborative_window=id_args.collaborative_window,
-                sasrec_epochs=id_args.sasrec_epochs,
+                sasrec_model=sasrec_model,
             )
         else:
             array = load_feature_array(id_args.item_features)

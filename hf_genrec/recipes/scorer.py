@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..decoding.fusion import SCORER_DIR
-from ..models.sasrec import SASRecConfig, SASRecModel, train_sasrec
+from ..models.sasrec import SASRecConfig, SASRecModel
+from ..training.sasrec import train_sasrec
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ SCORER_TRAINING_DIR = "_scorer_training"
 
 def scorer_training_started(output_dir: str | Path) -> bool:
     """Whether ``output_dir`` holds a scorer training a resumed run continues (or reads back, once finished)."""
-    from ..models.sasrec import TRAINING_SETUP_FILE
+    from ..training.sasrec import TRAINING_SETUP_FILE
 
     return (Path(output_dir) / SCORER_TRAINING_DIR / TRAINING_SETUP_FILE).is_file()
 
@@ -163,7 +164,7 @@ def fit_scorer(
     and arguments that disagree about having a scorer are an error (the budget and ranking would change silently).
     ``budget_minutes`` is the run's training budget, which ``scorer_budget_share`` is a share of. ``validation``
     (the run's validation users' histories and next items, as item rows) picks the weights kept and, with
-    ``scorer_patience``, when to stop (`hf_genrec.models.sasrec.train_sasrec`). With ``output_dir`` (the run's) the
+    ``scorer_patience``, when to stop (`hf_genrec.training.sasrec.train_sasrec`). With ``output_dir`` (the run's) the
     scorer trains in its ``_scorer_training/`` folder, which ``resume`` continues (`train_sasrec`'s ``resume``)."""
     folder = Path(checkpoint) / SCORER_DIR if checkpoint else None
     if scorer_args.scorer is None:

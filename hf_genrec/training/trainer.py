@@ -255,7 +255,7 @@ class GenRecTrainer(Seq2SeqTrainer):
         if (getattr(args, "scorer_weight", 0.0) or getattr(args, "scorer_weights", None)) and scorer is None:
             raise ValueError(
                 "scorer_weight > 0 fuses a dense scorer into the ranking: pass `scorer=` (a SASRecModel trained on the "
-                "item map's rows, e.g. by hf_genrec.models.sasrec.train_sasrec), or set scorer_weight=0."
+                "item map's rows, e.g. by hf_genrec.training.sasrec.train_sasrec), or set scorer_weight=0."
             )
         if scorer is not None:
             check_scorer_items(scorer, item_tokenizer.num_items)
