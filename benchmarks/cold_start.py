@@ -65,7 +65,7 @@ def parse_recipe(args, work_dir: Path):
     import yaml
     from transformers import HfArgumentParser
 
-    from hf_genrec.recipes.run import DataArguments, ItemIDArguments, ModelArguments
+    from hf_genrec.recipes.arguments import DataArguments, ItemIDArguments, ModelArguments
     from hf_genrec.training.trainer import GenRecTrainingArguments
 
     settings = yaml.safe_load(Path(args.config).read_text())
@@ -83,7 +83,7 @@ def parse_recipe(args, work_dir: Path):
 def train(args, data, splits, cold: set[str], features: np.ndarray, work_dir: Path) -> dict:
     """Fit the IDs on the warm items and train on interactions with warm items only; save the bundle."""
     from hf_genrec.models.prior import ItemTransitions
-    from hf_genrec.recipes.run import build_id_scheme, build_model_and_config
+    from hf_genrec.recipes.run import build_model_and_config
     from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
     from hf_genrec.training.examples import tokenize_examples, tokenize_sequences
     from hf_genrec.training.trainer import GenRecTrainer
@@ -91,7 +91,7 @@ def train(args, data, splits, cold: set[str], features: np.ndarray, work_dir: Pa
     data_args, id_args, model_args, training_args = parse_recipe(args, work_dir)
     item_ids = data.items["item_id"][:]
     warm_rows = [i for i, item in enumerate(item_ids) if item not in cold]
-    quantizer = build_id_scheme(id_args)
+    quantizer = id_args.build_scheme()
     sequences = [[item for item in seq if item not in cold] for seq in training_part(data.sequences["item_ids"][:])]
     if args.item_features == "collaborative":
         from hf_genrec.features.collaborative import collaborative_features

@@ -253,7 +253,8 @@ def learn_item_features(data_args, id_args, work_dir: Path) -> float:
 def run_genrec(args, work_dir: Path) -> dict:
     from transformers import HfArgumentParser
 
-    from hf_genrec.recipes.run import DataArguments, ItemIDArguments, ModelArguments, run_experiment
+    from hf_genrec.recipes.arguments import DataArguments, ItemIDArguments, ModelArguments
+    from hf_genrec.recipes.run import run_experiment
     from hf_genrec.recipes.scorer import ScorerArguments
     from hf_genrec.training.trainer import GenRecTrainingArguments
 

@@ -142,7 +142,7 @@ def test_content_map_of_attributes_places_new_items_and_round_trips(tmp_path):
 
 
 def test_training_picks_text_or_attributes_for_the_content_map():
-    from hf_genrec.recipes.run import content_map_method
+    from hf_genrec.recipes.item_ids import content_map_method
 
     assert content_map_method([{"item_id": "a", "title": "Lipstick", "brand": "acme"}]) == "text"
     # attribute ids only (some Amazon categories have no titles): attributes

@@ -243,10 +243,10 @@ class _GridTrainer:
 def test_pick_fusion_weights_keeps_the_best_and_warns_at_the_grid_edge(ndcg_of_weight, best, warns, caplog):
     import logging
 
-    from hf_genrec.recipes.run import fusion_records, pick_fusion_weights
+    from hf_genrec.recipes.fusion_search import fusion_records, pick_fusion_weights
 
     trainer = _GridTrainer([0.0, 1.0, 2.0, 4.0, 8.0], ndcg_of_weight)
-    with caplog.at_level(logging.WARNING, logger="hf_genrec.recipes.run"):
+    with caplog.at_level(logging.WARNING, logger="hf_genrec.recipes.fusion_search"):
         grid = pick_fusion_weights(trainer, validation=None)
     assert trainer.args.transition_weight == best and trainer.args.scorer_weight == 0.0
     assert set(grid) == {(w, 0.0) for w in (0.0, 1.0, 2.0, 4.0, 8.0)}
@@ -263,14 +263,14 @@ def test_pick_fusion_weights_keeps_the_best_and_warns_at_the_grid_edge(ndcg_of_w
 def test_pick_fusion_weights_searches_both_weights_when_a_scorer_grid_is_given(caplog):
     import logging
 
-    from hf_genrec.recipes.run import fusion_records, pick_fusion_weights
+    from hf_genrec.recipes.fusion_search import fusion_records, pick_fusion_weights
 
     # best at the scorer's largest weight, 4, where prior weights 1 and 2 tie: the smaller is taken
     def ndcg(prior, scorer):
         return 1 - (prior - 2) ** 2 / 10 + scorer / 100 + (prior == 1) * 0.1
 
     trainer = _GridTrainer([0.0, 1.0, 2.0], ndcg, scorer_weights=[0.0, 1.0, 4.0])
-    with caplog.at_level(logging.WARNING, logger="hf_genrec.recipes.run"):
+    with caplog.at_level(logging.WARNING, logger="hf_genrec.recipes.fusion_search"):
         grid = pick_fusion_weights(trainer, validation=None)
     assert len(grid) == 9
     assert (trainer.args.transition_weight, trainer.args.scorer_weight) == (1.0, 4.0)

@@ -91,7 +91,7 @@ def _silence() -> None:
 
 def parse_train_arguments(argv: Sequence[str]) -> tuple:
     """``hf-genrec train``'s arguments, ``--config`` files applied: data, IDs, model, training, scorer, output."""
-    from ..recipes.run import DataArguments, ItemIDArguments, ModelArguments
+    from ..recipes.arguments import DataArguments, ItemIDArguments, ModelArguments
     from ..recipes.scorer import ScorerArguments
     from ..training.trainer import GenRecTrainingArguments
 
@@ -113,7 +113,8 @@ def parse_train_arguments(argv: Sequence[str]) -> tuple:
 
 
 def _train(argv: Sequence[str]) -> int:
-    from ..recipes.run import format_results_table, run_experiment
+    from ..recipes.results import format_results_table
+    from ..recipes.run import run_experiment
 
     data_args, id_args, model_args, training_args, scorer_args, out_args = parse_train_arguments(argv)
     if out_args.quiet:
@@ -163,7 +164,8 @@ class BuildIDsArguments:
 def _build_ids(argv: Sequence[str]) -> int:
     from ..data import load_interactions
     from ..evaluation.baselines import training_part
-    from ..recipes.run import DataArguments, ItemIDArguments, fit_item_ids
+    from ..recipes.arguments import DataArguments, ItemIDArguments
+    from ..recipes.item_ids import fit_item_ids
 
     parser = HfArgumentParser(
         (DataArguments, ItemIDArguments, BuildIDsArguments),

@@ -8,6 +8,7 @@ from .base import SCHEMES, ItemIDScheme, load_quantizer
 from .baselines import AtomicIDs, RandomIDs
 from .collisions import add_collision_level
 from .diagnostics import compute_diagnostics
+from .factory import ID_SCHEMES, build_id_scheme
 from .hierarchical import HierarchicalKMeans
 from .ids import SemanticIDs, from_codes
 from .rqkmeans import RQKMeans, balanced_assignment
@@ -15,6 +16,7 @@ from .rqvae import RQVAE
 from .title import TitleIDs, train_title_tokenizer
 
 __all__ = [
+    "ID_SCHEMES",
     "SCHEMES",
     "AtomicIDs",
     "HierarchicalKMeans",
@@ -26,6 +28,7 @@ __all__ = [
     "TitleIDs",
     "add_collision_level",
     "balanced_assignment",
+    "build_id_scheme",
     "compute_diagnostics",
     "from_codes",
     "load_quantizer",
