@@ -6,8 +6,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
+from hf_genrec.bundle.layout import TRAINING_WEIGHTS_NAME
 from hf_genrec.models.t5 import build_t5_model
-from hf_genrec.training.averaging import TRAINING_WEIGHTS_NAME, WeightAverage, ema_decay_schedule
+from hf_genrec.training.averaging import WeightAverage, ema_decay_schedule
 from hf_genrec.training.examples import tokenize_examples
 from hf_genrec.training.trainer import GenRecTrainer
 

@@ -33,8 +33,6 @@ from ..models.prior import ItemTransitions
 from ..models.sasrec import SASRecModel, left_pad
 from .trie import TrieIndex
 
-SCORER_DIR = "scorer"
-
 
 def scorer_priors(
     scorer: SASRecModel,

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..decoding.fusion import SCORER_DIR
+from ..bundle.layout import SCORER_DIR
 from ..models.sasrec import SASRecConfig, SASRecModel
 from ..training.sasrec import train_sasrec
 

@@ -13,8 +13,6 @@ from typing import Any
 from transformers import AutoModelForSeq2SeqLM, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from ..bundle.config import GenRecConfig
-from ..bundle.hub import check_bundle, resolve_bundle
 from ..tokenization import ItemTokenizer
 from .recommender import GenerativeRecommender
 
@@ -43,21 +41,19 @@ class GenerativeRecommendationPipeline(Pipeline):
     _load_tokenizer = True
 
     def __init__(self, model, tokenizer=None, item_tokenizer: ItemTokenizer | None = None, **kwargs):
+        genrec_config = kwargs.pop("genrec_config", None)
         super().__init__(model=model, tokenizer=tokenizer, **kwargs)
-        source = getattr(model, "name_or_path", None)
-        if item_tokenizer is None or "genrec_config" not in kwargs:
-            if not source:
-                raise ValueError(
-                    "This model was not loaded from an hf_genrec bundle, so the item catalogue is unknown. Pass "
-                    "`item_tokenizer=` (an ItemTokenizer) or load the pipeline with model=<bundle folder or repo id>."
-                )
-            folder = resolve_bundle(source)
-            check_bundle(folder)
-            item_tokenizer = item_tokenizer or ItemTokenizer.from_pretrained(folder)
-            config = GenRecConfig.from_pretrained(folder)
-        else:
-            config = kwargs["genrec_config"]
-        self.recommender = GenerativeRecommender(self.model, item_tokenizer, config)
+        if item_tokenizer is not None and genrec_config is not None:  # a model and catalogue built in memory
+            self.recommender = GenerativeRecommender(self.model, item_tokenizer, genrec_config)
+            return
+        source = getattr(self.model, "name_or_path", None)
+        if not source:
+            raise ValueError(
+                "This model was not loaded from an hf_genrec bundle, so the item catalogue is unknown. Pass "
+                "`item_tokenizer=` and `genrec_config=`, or load the pipeline with model=<bundle folder or repo id>."
+            )
+        # the whole bundle (prior, scorer, catalogue log, quantiser, content map), with the model the pipeline loaded
+        self.recommender = GenerativeRecommender.from_pretrained(source, model=self.model)
 
     def _sanitize_parameters(self, top_k=None, num_beams=None, method=None, genrec_config=None, **kwargs):
         forward = {key: value for key, value in (("k", top_k), ("num_beams", num_beams), ("method", method)) if value}

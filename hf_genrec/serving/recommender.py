@@ -5,40 +5,31 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModelForSeq2SeqLM, LogitsProcessorList, PreTrainedModel
+from transformers import LogitsProcessorList, PreTrainedModel
 
+from ..bundle.catalog_log import CatalogLog
 from ..bundle.config import GenRecConfig
-from ..bundle.hub import check_bundle, push_folder, resolve_bundle
-from ..bundle.model_card import GenRecCardData, build_model_card
-from ..decoding.fusion import SCORER_DIR, FusionConfig, check_scorer_items, fusion_processors, reindex_items
+from ..bundle.hub import push_folder
+from ..bundle.io import BundleContents, load_bundle, save_bundle
+from ..bundle.model_card import GenRecCardData
+from ..decoding.fusion import FusionConfig, check_scorer_items, fusion_processors, reindex_items
 from ..decoding.generate import build_trie_index, generate_items, item_spellings
 from ..decoding.trie import TrieIndex
 from ..features.collaborative import fold_in_features
-from ..features.content_map import CONTENT_MAP_NAME, ContentMap
+from ..features.content_map import ContentMap
 from ..features.item_features import DEFAULT_TEXT_MODEL
-from ..models.prior import TRANSITIONS_NAME, ItemTransitions
+from ..models.prior import ItemTransitions
 from ..models.sasrec import SASRecModel
-from ..semantic_ids import ItemIDScheme, load_quantizer
+from ..semantic_ids import ItemIDScheme
 from ..tokenization import ItemTokenizer
 from ..training.collator import GenRecCollator
-from ..utils.saving import staged_directory
-from .catalog import (
-    CATALOG_NAME,
-    IF_FULL_CHOICES,
-    CatalogLog,
-    NewItemIndex,
-    assign_codes,
-    check_new_item_ids,
-    grow,
-    shrink,
-)
-
-QUANTIZER_DIR = "quantizer"
+from .catalog import IF_FULL_CHOICES, NewItemIndex, assign_codes, check_new_item_ids, grow, shrink
 
 logger = logging.getLogger(__name__)
 
@@ -660,34 +651,29 @@ class GenerativeRecommender:
         new_rows = set(self.item_tokenizer.index_of(self.catalog.new_items).tolist())
         return [[] if new_rows <= set(rows) else rows for rows in exclude]
 
+    def bundle_contents(self) -> BundleContents:
+        """This recommender's parts, as a bundle holds them."""
+        return BundleContents(
+            model=self.model,
+            item_tokenizer=self.item_tokenizer,
+            config=self.config,
+            quantizer=self.quantizer,
+            transitions=self.transitions,
+            scorer=self.scorer,
+            catalog=self.catalog,
+            content_map=self.content_map,
+            card_data=self.card_data,
+        )
+
     def save_pretrained(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> None:
-        """Write the bundle: model (safetensors), tokenizer, item map, quantiser, ``genrec_config.json``, model card."""
+        """Write the bundle (`hf_genrec.bundle.layout`): model, tokenizer, item map, config, quantiser, prior, scorer,
+        catalogue log, content map and model card, whichever this recommender has."""
         if len(self.models) > 1:
             raise ValueError(
                 f"This recommender is an ensemble of {len(self.models)} models, and a bundle holds one: save each "
                 "member's bundle and build the ensemble again after loading them (GenerativeRecommender.ensemble)."
             )
-        # written into a hidden sibling folder and moved into place when complete: a crash while saving leaves the
-        # previous bundle loadable
-        with staged_directory(save_directory) as staging:
-            self.model.save_pretrained(staging)
-            self.item_tokenizer.save_pretrained(staging)
-            self.config.save_pretrained(staging)
-            if self.quantizer is not None:
-                self.quantizer.save_pretrained(staging / QUANTIZER_DIR)
-            if self.transitions is not None:
-                self.transitions.save_pretrained(staging)
-            if self.content_map is not None:
-                self.content_map.save_pretrained(staging)
-            if self.scorer is not None:
-                self.scorer.save_pretrained(staging / SCORER_DIR)
-            if not self.catalog.is_empty():
-                self.catalog.save(staging)
-            card = build_model_card(self.item_tokenizer, self.config, self.card_data, repo_id=repo_id)
-            (staging / "README.md").write_text(card, encoding="utf-8")
-        stale_log = os.path.join(save_directory, CATALOG_NAME)
-        if self.catalog.is_empty() and os.path.isfile(stale_log):  # from an earlier save there: the publish keeps it
-            os.remove(stale_log)
+        save_bundle(self.bundle_contents(), save_directory, repo_id=repo_id)
 
     def push_to_hub(
         self,
@@ -700,8 +686,6 @@ class GenerativeRecommender:
         create_pr: bool = False,
     ):
         """Save the bundle and upload it to ``repo_id`` on the Hub as one commit (created if needed)."""
-        import tempfile
-
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp, repo_id=repo_id)
             return push_folder(
@@ -724,52 +708,40 @@ class GenerativeRecommender:
         token: str | bool | None = None,
         cache_dir: str | os.PathLike | None = None,
         local_files_only: bool = False,
+        model: PreTrainedModel | None = None,
     ) -> GenerativeRecommender:
-        """Load a bundle from a local folder or a Hub repo id; the trie is rebuilt from the item map.
+        """Load a bundle, every part of it, from a local folder or a Hub repo id; the trie is rebuilt from the item map.
 
         Args:
             path_or_repo_id: a folder written by `save_pretrained` / `hf-genrec train`, or ``"user/repo"``.
             device: where to put the model (default: CPU).
             revision, token, cache_dir, local_files_only: as for ``huggingface_hub.snapshot_download``.
+            model (`PreTrainedModel`, *optional*): the bundle's model when it is already loaded (the pipeline's).
         """
-        folder = resolve_bundle(
-            path_or_repo_id, revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only
+        contents = load_bundle(
+            path_or_repo_id,
+            model=model,
+            device=device,
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
         )
-        check_bundle(folder)
-        config = GenRecConfig.from_pretrained(folder)
-        item_tokenizer = ItemTokenizer.from_pretrained(folder)
-        try:
-            model = AutoModelForSeq2SeqLM.from_pretrained(folder)
-        except Exception as err:  # safetensors raises its own error type for damaged files
-            if "safetensor" in type(err).__module__.lower() or "deserializ" in str(err).lower():
-                raise ValueError(
-                    f"{folder}/model.safetensors could not be read ({err}): the file is truncated or damaged. "
-                    "Download it again (delete it from the Hugging Face cache) or save the recommender again."
-                ) from err
-            raise
-        if model.get_input_embeddings().num_embeddings < len(item_tokenizer):
-            raise ValueError(
-                f"The model in {path_or_repo_id} has {model.get_input_embeddings().num_embeddings} token embeddings "
-                f"but the tokenizer has {len(item_tokenizer)} tokens: the model and the item map come from different "
-                "runs."
-            )
-        quantizer = load_quantizer(folder / QUANTIZER_DIR) if (folder / QUANTIZER_DIR).is_dir() else None
-        transitions = ItemTransitions.from_pretrained(folder) if (folder / TRANSITIONS_NAME).is_file() else None
-        content_map = ContentMap.from_pretrained(folder) if (folder / CONTENT_MAP_NAME).is_file() else None
-        scorer = SASRecModel.from_pretrained(folder / SCORER_DIR) if (folder / SCORER_DIR).is_dir() else None
-        if device is not None:
-            model.to(device)
-            if scorer is not None:
-                scorer.to(device)
+        return cls.from_bundle_contents(contents)
+
+    @classmethod
+    def from_bundle_contents(cls, contents: BundleContents) -> GenerativeRecommender:
+        """A recommender of a bundle's parts (`hf_genrec.bundle.io.load_bundle`)."""
         return cls(
-            model,
-            item_tokenizer,
-            config,
-            quantizer=quantizer,
-            catalog=CatalogLog.load(folder),
-            transitions=transitions,
-            content_map=content_map,
-            scorer=scorer,
+            contents.model,
+            contents.item_tokenizer,
+            contents.config,
+            quantizer=contents.quantizer,
+            card_data=contents.card_data,
+            catalog=contents.catalog,
+            transitions=contents.transitions,
+            content_map=contents.content_map,
+            scorer=contents.scorer,
         )
 
 

@@ -12,9 +12,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from ..bundle.layout import TRAINING_WEIGHTS_NAME
+
 #: written into every checkpoint of a run with ``ema_decay``: the raw (not averaged) weights training continues from;
 #: the checkpoint's model files hold the averaged ones, which are what validation ranked and what users load
-TRAINING_WEIGHTS_NAME = "training_weights.safetensors"
 
 
 def ema_decay_schedule(decay: float, num_averaged: int) -> float:

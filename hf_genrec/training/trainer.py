@@ -21,10 +21,11 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 
 from ..bundle.config import GenRecConfig
 from ..bundle.hub import PUSH_IGNORE_PATTERNS
+from ..bundle.io import BundleContents, save_bundle
+from ..bundle.layout import CARD_NAME, TRAINING_WEIGHTS_NAME
 from ..bundle.model_card import GenRecCardData, ModelCardCallback, build_model_card, non_default_arguments
 from ..decoding.exclude_history import history_excluded_tokens
 from ..decoding.fusion import (
-    SCORER_DIR,
     FusionConfig,
     TransitionFusionLogitsProcessor,
     check_scorer_items,
@@ -40,7 +41,7 @@ from ..semantic_ids import ItemIDScheme
 from ..tokenization import ItemTokenizer
 from ..utils.progress import are_progress_bars_disabled
 from ..utils.saving import CheckpointError, check_checkpoint, last_complete_checkpoint, staged_directory
-from .averaging import TRAINING_WEIGHTS_NAME, WeightAverage, load_training_weights
+from .averaging import WeightAverage, load_training_weights
 from .callbacks import TimeBudgetCallback, read_spent_seconds
 from .collator import SCORER_HISTORY, GenRecCollator
 from .schedules import BUDGET_SCHEDULES, time_budget_schedule
@@ -609,29 +610,41 @@ class GenRecTrainer(Seq2SeqTrainer):
             self._save_bundle(str(staging), state_dict)
 
     def _save_bundle(self, output_dir: str, state_dict: dict | None) -> None:
-        super()._save(output_dir, state_dict=state_dict)
-        # Trainer pickles its arguments (`training_args.bin`); bundles hold no pickle, so keep them as JSON.
-        pickled_args = os.path.join(output_dir, TRAINING_ARGS_NAME)
-        if os.path.exists(pickled_args):
-            os.remove(pickled_args)
-        with open(os.path.join(output_dir, "training_args.json"), "w") as f:
-            f.write(self.args.to_json_string())
-        self.item_tokenizer.save_pretrained(output_dir)
-        self.genrec_config.save_pretrained(output_dir)
-        if self.quantizer is not None:
-            self.quantizer.save_pretrained(os.path.join(output_dir, "quantizer"))
-        if self.transitions is not None:
-            self.transitions.save_pretrained(output_dir)
-        if self.scorer is not None:
-            self.scorer.save_pretrained(os.path.join(output_dir, SCORER_DIR))
-        self._write_model_card(output_dir)
+        """The bundle through `hf_genrec.bundle.io.save_bundle`, the model's files written by Trainer's own `_save`
+        (sharding, state dicts gathered from several processes)."""
 
-    def _write_model_card(self, output_dir: str) -> None:
+        def save_model(folder: str) -> None:
+            super(GenRecTrainer, self)._save(folder, state_dict=state_dict)
+            # Trainer pickles its arguments (`training_args.bin`); bundles hold no pickle, so keep them as JSON.
+            pickled_args = os.path.join(folder, TRAINING_ARGS_NAME)
+            if os.path.exists(pickled_args):
+                os.remove(pickled_args)
+            with open(os.path.join(folder, "training_args.json"), "w") as f:
+                f.write(self.args.to_json_string())
+
+        self._update_card_data()
+        contents = BundleContents(
+            model=None,
+            item_tokenizer=self.item_tokenizer,
+            config=self.genrec_config,
+            quantizer=self.quantizer,
+            transitions=self.transitions,
+            scorer=self.scorer,
+            card_data=self.card_data,
+        )
+        save_bundle(contents, output_dir, repo_id=self._card_repo_id(), save_model=save_model, staged=False)
+
+    def _update_card_data(self) -> None:
         self.card_data.hyperparameters = non_default_arguments(self.args)
         self.card_data.log_history = list(self.state.log_history)
-        repo_id = getattr(self, "hub_model_id", None) or self.args.hub_model_id
-        card = build_model_card(self.item_tokenizer, self.genrec_config, self.card_data, repo_id=repo_id)
-        with open(os.path.join(output_dir, "README.md"), "w", encoding="utf-8") as f:
+
+    def _card_repo_id(self) -> str | None:
+        return getattr(self, "hub_model_id", None) or self.args.hub_model_id
+
+    def _write_model_card(self, output_dir: str) -> None:
+        self._update_card_data()
+        card = build_model_card(self.item_tokenizer, self.genrec_config, self.card_data, repo_id=self._card_repo_id())
+        with open(os.path.join(output_dir, CARD_NAME), "w", encoding="utf-8") as f:
             f.write(card)
 
     def create_model_card(self, *args, **kwargs) -> None:

@@ -1,0 +1,181 @@
+"""Write and read a bundle, part by part, through the one layout of `hf_genrec.bundle.layout`.
+
+`save_bundle` is what `GenRecTrainer` (checkpoints and the final model) and `GenerativeRecommender.save_pretrained`
+call; `load_bundle` is what `GenerativeRecommender.from_pretrained` and the pipeline call. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, PreTrainedModel
+
+from ..features.content_map import ContentMap
+from ..models import causal_t5  # noqa: F401  registers model_type hf_genrec_t5, which bundles may hold
+from ..models.prior import ItemTransitions
+from ..models.sasrec import SASRecModel
+from ..semantic_ids import ItemIDScheme, load_quantizer
+from ..tokenization import ItemTokenizer
+from ..utils.saving import staged_directory
+from ..version import __version__
+from .catalog_log import CatalogLog
+from .config import GenRecConfig
+from .hub import resolve_bundle
+from .layout import CARD_NAME, PART_BY_NAME, PARTS, bundle_parts, check_bundle, write_manifest
+from .model_card import GenRecCardData, build_model_card
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BundleContents:
+    """The parts of a bundle, in memory. ``model`` may be `None` when a caller writes the weights itself
+    (`save_bundle`'s ``save_model``)."""
+
+    model: PreTrainedModel | None
+    item_tokenizer: ItemTokenizer
+    config: GenRecConfig = field(default_factory=GenRecConfig)
+    quantizer: ItemIDScheme | None = None
+    transitions: ItemTransitions | None = None
+    scorer: SASRecModel | None = None
+    catalog: CatalogLog = field(default_factory=CatalogLog)
+    content_map: ContentMap | None = None
+    card_data: GenRecCardData | None = None
+
+    def present_parts(self) -> list[str]:
+        """The names of the parts these contents write (the manifest's list)."""
+        present = [part.name for part in PARTS if part.required]
+        present += [name for name in ("quantizer", "transitions", "scorer", "content_map") if getattr(self, name)]
+        if not self.catalog.is_empty():
+            present.append("catalog")
+        return present + ["card"]
+
+
+def save_bundle(
+    contents: BundleContents,
+    save_directory: str | os.PathLike,
+    *,
+    repo_id: str | None = None,
+    save_model: Callable[[str], None] | None = None,
+    staged: bool = True,
+) -> None:
+    """Write ``contents`` as a bundle into ``save_directory``.
+
+    The bundle is written into a hidden sibling folder and moved into place when complete (``staged``), so a crash
+    while saving leaves the previous bundle loadable. Optional parts an earlier save left there and these contents
+    do not have (a prior, a scorer, a catalogue log) are removed, so the folder never mixes two bundles.
+
+    Args:
+        contents (`BundleContents`): what to write.
+        save_directory: the bundle's folder (created if needed).
+        repo_id (`str`, *optional*): the Hub repo the model card names.
+        save_model (`Callable[[str], None]`, *optional*): writes the model's files into the folder it is given, in
+            place of ``contents.model.save_pretrained`` (the trainer's own `_save`, which handles sharded and
+            distributed weights).
+        staged (`bool`, defaults to `True`): write through a staging folder (the trainer stages its own saves).
+    """
+    if contents.model is None and save_model is None:
+        raise ValueError("save_bundle needs contents.model or a save_model function that writes the model's files.")
+    if not staged:
+        _write_parts(contents, Path(save_directory), repo_id, save_model)
+    else:
+        with staged_directory(save_directory) as staging:
+            _write_parts(contents, staging, repo_id, save_model)
+    present = set(contents.present_parts())
+    for part in PARTS:  # left by an earlier save into the same folder: the publish keeps entries it does not write
+        if part.name not in present and part.exists_in(save_directory):
+            target = Path(save_directory) / part.path
+            shutil.rmtree(target) if part.is_folder else target.unlink()
+
+
+def _write_parts(contents: BundleContents, folder: Path, repo_id: str | None, save_model) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if save_model is not None:
+        save_model(str(folder))
+    else:
+        contents.model.save_pretrained(folder)
+    contents.item_tokenizer.save_pretrained(folder)
+    contents.config.save_pretrained(folder)
+    if contents.quantizer is not None:
+        contents.quantizer.save_pretrained(folder / PART_BY_NAME["quantizer"].path)
+    if contents.transitions is not None:
+        contents.transitions.save_pretrained(folder)
+    if contents.scorer is not None:
+        contents.scorer.save_pretrained(folder / PART_BY_NAME["scorer"].path)
+    if contents.content_map is not None:
+        contents.content_map.save_pretrained(folder)
+    if not contents.catalog.is_empty():
+        contents.catalog.save(folder)
+    card_data = contents.card_data or GenRecCardData(dataset=contents.config.dataset)
+    card = build_model_card(contents.item_tokenizer, contents.config, card_data, repo_id=repo_id)
+    (folder / CARD_NAME).write_text(card, encoding="utf-8")
+    write_manifest(folder, contents.present_parts(), __version__)
+
+
+def load_model(folder: str | os.PathLike) -> PreTrainedModel:
+    """The bundle's model, with the Auto class its config calls for (encoder-decoder or decoder-only)."""
+    try:
+        is_encoder_decoder = AutoConfig.from_pretrained(folder).is_encoder_decoder
+        auto = AutoModelForSeq2SeqLM if is_encoder_decoder else AutoModelForCausalLM
+        return auto.from_pretrained(folder)
+    except Exception as err:  # safetensors raises its own error type for damaged files
+        if "safetensor" in type(err).__module__.lower() or "deserializ" in str(err).lower():
+            raise ValueError(
+                f"{folder}/model.safetensors could not be read ({err}): the file is truncated or damaged. "
+                "Download it again (delete it from the Hugging Face cache) or save the recommender again."
+            ) from err
+        raise
+
+
+def load_bundle(
+    path_or_repo_id: str | os.PathLike,
+    *,
+    model: PreTrainedModel | None = None,
+    device: str | torch.device | None = None,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+) -> BundleContents:
+    """Read every part of a bundle from a local folder or a Hub repo id.
+
+    Args:
+        path_or_repo_id: a folder written by `save_bundle` (`hf-genrec train`, `save_pretrained`), or ``"user/repo"``.
+        model (`PreTrainedModel`, *optional*): the bundle's model, already loaded (the pipeline loads it itself).
+        device: where to put the model and the scorer (default: where they load, the CPU).
+        revision, token, cache_dir, local_files_only: as for ``huggingface_hub.snapshot_download``.
+    """
+    folder = resolve_bundle(
+        path_or_repo_id, revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only
+    )
+    check_bundle(folder)
+    parts = set(bundle_parts(folder))
+    config = GenRecConfig.from_pretrained(folder)
+    item_tokenizer = ItemTokenizer.from_pretrained(folder)
+    model = model if model is not None else load_model(folder)
+    if model.get_input_embeddings().num_embeddings < len(item_tokenizer):
+        raise ValueError(
+            f"The model in {path_or_repo_id} has {model.get_input_embeddings().num_embeddings} token embeddings but "
+            f"the tokenizer has {len(item_tokenizer)} tokens: the model and the item map come from different runs."
+        )
+    contents = BundleContents(
+        model=model,
+        item_tokenizer=item_tokenizer,
+        config=config,
+        quantizer=load_quantizer(folder / PART_BY_NAME["quantizer"].path) if "quantizer" in parts else None,
+        transitions=ItemTransitions.from_pretrained(folder) if "transitions" in parts else None,
+        scorer=SASRecModel.from_pretrained(folder / PART_BY_NAME["scorer"].path) if "scorer" in parts else None,
+        catalog=CatalogLog.load(folder),
+        content_map=ContentMap.from_pretrained(folder) if "content_map" in parts else None,
+    )
+    if device is not None:
+        contents.model.to(device)
+        if contents.scorer is not None:
+            contents.scorer.to(device)
+    return contents
