@@ -373,7 +373,7 @@ def test_every_shipped_recipe_parses_alone_and_under_the_hybrid_overlay(overlay)
     """Each configs/*.yaml holds only real options with valid values, on its own and with the hybrid layered on."""
     from pathlib import Path
 
-    from hf_genrec.cli.main import parse_train_arguments
+    from hf_genrec.cli.train import parse_train_arguments
 
     root = Path(__file__).resolve().parents[1]
     recipes = sorted(p for p in (root / "configs").glob("*.yaml") if p.name != "hybrid.yaml")

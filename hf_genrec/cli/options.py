@@ -1,0 +1,84 @@
+"""What the ``hf-genrec`` commands share: YAML files of options laid over each other (``--config``), reading a
+flag's value before parsing, and ``--quiet``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import transformers
+import yaml
+from transformers import HfArgumentParser
+
+from ..utils.progress import disable_progress_bars
+
+CONFIG_HELP = "A YAML file of any of these options; flags override it. Repeat it to layer files, later ones winning."
+
+
+def add_config_option(parser: HfArgumentParser) -> None:
+    """Add ``--config`` (taken out of argv by `pop_config_files` before parsing; listed here for ``--help``)."""
+    parser.add_argument("--config", default=None, action="append", help=CONFIG_HELP)
+
+
+def pop_config_files(parser: HfArgumentParser, argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Take every ``--config FILE`` out of ``argv``: returns the rest of argv and the files, in order."""
+    argv, files = list(argv), []
+    while "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+            parser.error("--config needs a path to a YAML file.")
+        files.append(argv[i + 1])
+        del argv[i : i + 2]
+    return argv, files
+
+
+def read_layer(parser: HfArgumentParser, path: str) -> dict:
+    """The options a YAML file sets; an option ``parser`` does not have is an error naming it."""
+    with open(path, encoding="utf-8") as f:
+        layer = yaml.safe_load(f) or {}
+    if not isinstance(layer, dict):
+        parser.error(f"{path} must hold a mapping of option names to values.")
+    known = {action.dest for action in parser._actions}
+    unknown = sorted(set(layer) - known)
+    if unknown:
+        parser.error(f"{path} has unknown options: {', '.join(unknown)}.")
+    return layer
+
+
+def apply_layers(parser: HfArgumentParser, layers: Sequence[str]) -> dict:
+    """Set the options of the YAML files ``layers`` as ``parser``'s defaults, later files over earlier ones (flags
+    still win); returns the merged options."""
+    defaults: dict = {}
+    for path in layers:
+        defaults.update(read_layer(parser, str(path)))
+    if defaults:
+        parser.set_defaults(**defaults)
+    return defaults
+
+
+def with_default_output(argv: Sequence[str], defaults: dict, output_dir: str) -> list[str]:
+    """``argv`` with ``--output_dir output_dir`` added when neither a flag nor a file (``defaults``) names one."""
+    argv = list(argv)
+    if option_value(argv, "output_dir") is None and "output_dir" not in defaults:
+        argv += ["--output_dir", output_dir]
+    return argv
+
+
+def option_value(argv: Sequence[str], name: str) -> str | None:
+    """The value ``argv`` gives option ``name`` (``--name value``, ``--name=value``, or with dashes for
+    underscores), the last one when given twice; `None` when it is not given."""
+    value = None
+    flags = {f"--{name}", f"--{name.replace('_', '-')}"}
+    for i, token in enumerate(argv):
+        if token in flags and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif "=" in token and token.split("=", 1)[0] in flags:
+            value = token.split("=", 1)[1]
+    return value
+
+
+def silence() -> None:
+    """``--quiet``: no progress bars anywhere (embedding, IDs, training, evaluation) and warnings only."""
+    disable_progress_bars()
+    logging.getLogger().setLevel(logging.WARNING)
+    transformers.logging.set_verbosity_warning()
