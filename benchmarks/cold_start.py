@@ -7,7 +7,7 @@
    (training sequences and validation histories), and the ID scheme (RQ-KMeans) is fitted on the other 95% only,
    over the items' text embeddings (``--item-features text``, the default here) or over collaborative vectors of
    the training part without the cold items (``collaborative``, the recipe's default). The model trains with
-   ``configs/amazon-beauty.yaml`` on a short budget.
+   ``hf_genrec/recipes/amazon-beauty.yaml`` on a short budget.
 2. The cold items are then added with ``GenerativeRecommender.add_items`` (no retraining, no new tokens): with text
    IDs their text embeddings are encoded by the fitted quantiser; with collaborative IDs they have no interactions
    to place them by, so a content map (``fit_content_map`` on the warm items' text embeddings) gives each the codes
@@ -206,7 +206,8 @@ def evaluate(args, data, splits, cold: set[str], item_ids: list[str], features: 
     import torch
 
     from hf_genrec.decoding.generate import generate_items
-    from hf_genrec.serving.recommender import GenerativeRecommender, insert_new_items
+    from hf_genrec.serving.living_catalog import insert_new_items
+    from hf_genrec.serving.recommender import GenerativeRecommender
 
     rec = GenerativeRecommender.from_pretrained(args.bundle or work_dir / "bundle")
     n_before = len(rec.item_ids)
@@ -368,7 +369,7 @@ def _breakdown(lists, targets, ranked_users, cold_users, sample, index) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="amazon-beauty")
-    parser.add_argument("--config", default="configs/amazon-beauty.yaml")
+    parser.add_argument("--config", default="hf_genrec/recipes/amazon-beauty.yaml")
     parser.add_argument("--data-dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
     parser.add_argument("--budget-minutes", type=float, default=15.0)
     parser.add_argument(

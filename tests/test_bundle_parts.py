@@ -121,6 +121,9 @@ def test_manifest_lists_the_parts_and_a_lost_part_fails_loudly(saved, tmp_path):
     parts = read_manifest(folder)
     assert {"model", "item_tokenizer", "config", "quantizer", "transitions", "card"} <= set(parts)
     assert ("scorer" in parts) == (kind == "hybrid") and ("catalog" in parts) == (kind == "grown")
+    card = (folder / "README.md").read_text().split("---\n", 2)[2]  # after the metadata block
+    first_lines = "\n".join(card.strip().splitlines()[:5])
+    assert "How to load it" in first_lines and "import hf_genrec" in first_lines and "from_pretrained" in first_lines
     damaged = tmp_path / "damaged"
     shutil.copytree(folder, damaged)
     shutil.rmtree(damaged / "quantizer")

@@ -12,7 +12,8 @@ from hf_genrec.bundle.layout import CATALOG_NAME
 from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.semantic_ids import RQKMeans, SemanticIDs, from_codes
 from hf_genrec.serving.catalog import NewItemIndex, assign_codes
-from hf_genrec.serving.recommender import GenerativeRecommender, insert_new_items
+from hf_genrec.serving.living_catalog import insert_new_items
+from hf_genrec.serving.recommender import GenerativeRecommender
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
 from hf_genrec.training.examples import tokenize_examples
 from hf_genrec.training.trainer import GenRecTrainer

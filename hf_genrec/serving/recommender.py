@@ -18,23 +18,23 @@ from ..bundle.config import GenRecConfig
 from ..bundle.hub import push_folder
 from ..bundle.io import BundleContents, load_bundle, save_bundle
 from ..bundle.model_card import GenRecCardData
-from ..decoding.fusion import FusionConfig, check_scorer_items, fusion_processors, reindex_items
+from ..decoding.fusion import FusionConfig, check_scorer_items, fusion_processors
 from ..decoding.generate import build_trie_index, generate_items, item_spellings
 from ..decoding.trie import TrieIndex
-from ..features.collaborative import fold_in_features
 from ..features.content_map import ContentMap
-from ..features.item_features import DEFAULT_TEXT_MODEL
 from ..models.prior import ItemTransitions
 from ..models.sasrec import SASRecModel
 from ..semantic_ids import ItemIDScheme
 from ..tokenization import ItemTokenizer
 from ..training.collator import GenRecCollator
-from .catalog import IF_FULL_CHOICES, NewItemIndex, assign_codes, check_new_item_ids, grow, shrink
+from .catalog import NewItemIndex
+from .cold_start import ColdStartMixin
+from .living_catalog import LivingCatalogMixin, insert_new_items
 
 logger = logging.getLogger(__name__)
 
 
-class GenerativeRecommender:
+class GenerativeRecommender(LivingCatalogMixin, ColdStartMixin):
     """A trained generative recommender, ready to serve.
 
     Args:
@@ -182,312 +182,8 @@ class GenerativeRecommender:
         return self._item_paths
 
     @property
-    def new_item_trie_index(self) -> TrieIndex | None:
-        """The trie of the items added since training only (``None`` when there are none), for the cold-start mode."""
-        if self._new_trie_index is None and self.catalog.new_items:
-            rows = self.item_tokenizer.index_of(self.catalog.new_items, context="catalogue log")
-            self._new_trie_index = build_trie_index(self.item_tokenizer, rows=rows)
-        return self._new_trie_index
-
-    @property
-    def new_item_index(self) -> NewItemIndex | None:
-        """The items added since training, bucketed by code prefix, for the cold-start mode (``None``: none)."""
-        if self._new_item_index is None and self.catalog.new_items:
-            semantic_ids = self.item_tokenizer.semantic_ids
-            levels = semantic_ids.n_levels - int(semantic_ids.has_collision_level)
-            rows = self.item_tokenizer.index_of(self.catalog.new_items, context="catalogue log")
-            self._new_item_index = NewItemIndex(self.catalog.new_items, semantic_ids.codes[rows, :levels])
-        return self._new_item_index
-
-    @property
     def item_ids(self) -> list[str]:
         return self.item_tokenizer.item_ids
-
-    @property
-    def new_item_ids(self) -> list[str]:
-        """Items added with `add_items` since training (the candidates of the cold-start mode), oldest first."""
-        return list(self.catalog.new_items)
-
-    # ------------------------------------------------------------------ the living catalogue
-    def add_items(
-        self,
-        item_ids: Sequence[str],
-        features=None,
-        *,
-        codes=None,
-        if_full: str = "error",
-    ) -> dict[str, tuple[int, ...]]:
-        """Add items to the catalogue without retraining: they can be recommended at once.
-
-        The new items are encoded by the bundle's fitted quantiser (or take the ``codes`` you give), get the smallest
-        free collision code under their prefix (never one of a retired item), and join the item map and the
-        constraint index. No token is added; the model is unchanged. Save the recommender to keep the grown
-        catalogue.
-
-        Args:
-            item_ids: ids of the new items; none may be in the catalogue already.
-            features: float ``[len(item_ids), d]``, the same kind of features the quantiser was fitted on (e.g. the
-                same text model's embeddings of the same text template).
-            codes: instead of ``features``, int ``[len(item_ids), levels]`` quantiser codes (without the collision
-                level).
-            if_full: ``"error"`` (default) raises when an item's prefix has no free collision code left;
-                ``"skip"`` adds the others, warns, and leaves those out (absent from the returned dict).
-
-        Returns:
-            The full semantic ID of each added item, ``{item_id: (c0, c1, ..., collision)}``.
-        """
-        if if_full not in IF_FULL_CHOICES:
-            raise ValueError(f"if_full must be one of {IF_FULL_CHOICES}, got {if_full!r}.")
-        semantic_ids = self.item_tokenizer.semantic_ids
-        ids = check_new_item_ids(self.item_tokenizer.item_to_index, item_ids)
-        if (features is None) == (codes is None):
-            raise ValueError("Pass exactly one of `features` (encoded by the quantiser) or `codes`.")
-        if codes is None:
-            base = self._encode(features, len(ids))
-        else:
-            base = np.asarray(codes)
-            if base.ndim != 2 or base.shape[0] != len(ids):
-                raise ValueError(
-                    f"codes must be int [n_items, levels] with one row per item id ({len(ids)}), got shape "
-                    f"{tuple(base.shape)}."
-                )
-        retired = self.catalog.retired_codes(semantic_ids.n_levels)
-        full, placed = assign_codes(semantic_ids, base, retired, item_ids=ids, if_full=if_full)
-        added = [item for item, ok in zip(ids, placed.tolist()) if ok]
-        if added:
-            self._set_item_tokenizer(self.item_tokenizer.with_appended_items(grow(semantic_ids, added, full)))
-            self.catalog.new_items.extend(added)
-        return {item: tuple(int(c) for c in row if c >= 0) for item, row in zip(added, full.tolist())}
-
-    def features_from_sequences(
-        self, item_ids: Sequence[str], sequences: Sequence[Sequence[str]], window: int = 3
-    ) -> np.ndarray:
-        """Features for new items that have interactions but no features of their own, to pass to `add_items`.
-
-        Each new item gets the weighted mean of the features its catalogue neighbours in ``sequences`` stand for
-        (their codes decoded by the bundle's quantiser; see `hf_genrec.features.collaborative.fold_in_features`). This is
-        how new items join a catalogue whose IDs were built from collaborative features (the default recipe),
-        which no feature pipeline can compute for an item outside the training data.
-
-        Example:
-
-        ```python
-        ids = ["new-lipstick"]
-        features = recommender.features_from_sequences(ids, [["old-1", "new-lipstick", "old-7"]])
-        recommender.add_items(ids, features)
-        ```
-        """
-        self._require_quantizer()
-        ids = check_new_item_ids(self.item_tokenizer.item_to_index, item_ids)
-        if isinstance(sequences, str) or (len(sequences) > 0 and isinstance(sequences[0], str)):
-            raise TypeError("`sequences` must be a list of histories (lists of item ids); for one pass `[history]`.")
-        sequences = [[str(item) for item in sequence] for sequence in sequences]  # ids are strings, as elsewhere
-        lookup = self.item_tokenizer.item_to_index
-        neighbours = sorted({item for sequence in sequences for item in sequence} - set(ids))
-        unknown = [item for item in neighbours if item not in lookup]
-        if unknown:
-            raise ValueError(
-                f"{len(unknown)} items in `sequences` are neither in the catalogue nor among the new items (first: "
-                f"{unknown[:5]}); add them in the same call, or leave them out."
-            )
-        rows = np.fromiter((lookup[item] for item in neighbours), dtype=np.int64, count=len(neighbours))
-        return fold_in_features(ids, sequences, neighbours, self._decoded_features(rows), window=window)
-
-    def fit_content_map(
-        self,
-        items,
-        *,
-        content=None,
-        method: str = "text",
-        text_model: str = DEFAULT_TEXT_MODEL,
-        template: str | None = None,
-        attribute_dim: int = 64,
-        **kwargs,
-    ) -> ContentMap:
-        """Learn to give codes to items that have content (text) but no interactions; sets and returns
-        ``self.content_map``.
-
-        Keeps the catalogue items' content features beside their codes; a new item then takes the codes its most
-        similar catalogue items agree on (`hf_genrec.features.content_map`), and `codes_from_content` gives them from its text
-        alone, for ``add_items(ids, codes=...)``. Save the recommender to keep the map (``content_map.safetensors``).
-        Items on the code prefix of an all-zero feature vector (collaborative vectors of items that co-occurred with
-        nothing in training) are left out: their codes say nothing about where items like them belong.
-
-        Args:
-            items: the catalogue's item table (a `datasets.Dataset`, a list of dicts, a dict of columns or a pandas
-                DataFrame) with an ``item_id`` column and the text fields; every item must be in the catalogue.
-            content: instead of embedding the items, your own content features ``[len(items), d]`` (new items
-                then need ``content=`` computed the same way).
-            method: ``"text"`` (default) embeds the items' text; ``"attributes"`` embeds their ``attributes``,
-                ``categories`` and ``brand`` tokens (`hf_genrec.features.item_features.AttributeEncoder`), for catalogues without
-                item text.
-            text_model, template: how the text is embedded (`hf_genrec.features.item_features.text_features`); recorded in the
-                map so new items are embedded the same way.
-            attribute_dim: with ``method="attributes"``, the truncated-SVD axes the TF-IDF vectors are projected on
-                (the vocabulary, idf and axes are saved with the map).
-            kwargs: passed on to `ContentMap.fit` (``n_neighbors``, default 10).
-
-        Example:
-
-        ```python
-        recommender.fit_content_map(data.items)  # catalogue texts, embedded with all-MiniLM-L6-v2
-        new = [{"item_id": "new-lipstick", "title": "Matte lipstick, deep red", "brand": "Acme"}]
-        recommender.add_items(["new-lipstick"], codes=recommender.codes_from_content(new))
-        ```
-        """
-        from ..features.item_features import AttributeEncoder, _column, _columns, text_features
-
-        if "item_id" not in _columns(items):
-            raise ValueError(f"items must be an item table with an `item_id` column; it has {_columns(items)}.")
-        ids = [str(item) for item in _column(items, "item_id")]
-        if not ids:
-            raise ValueError("items is empty: pass the catalogue's item table.")
-        rows = self.item_tokenizer.index_of(ids, context="item table")
-        semantic_ids = self.item_tokenizer.semantic_ids
-        if semantic_ids.is_variable_length:
-            raise ValueError("A content map needs fixed-length IDs; title IDs already come from each item's text.")
-        if method not in ("text", "attributes"):
-            raise ValueError(f"method must be 'text' or 'attributes', got {method!r}.")
-        if content is None and method == "attributes":
-            encoder = AttributeEncoder.fit(items, max_dim=attribute_dim)
-            content = encoder.transform(items)
-            source = {"attributes": encoder}
-        elif content is None:
-            content = text_features(items, model_name_or_path=text_model, template=template, show_progress_bar=False)
-            source = {"text_model": str(text_model), "template": template}
-        else:
-            source = {}
-        content = np.asarray(content)
-        if content.ndim != 2 or len(content) != len(ids):
-            raise ValueError(
-                f"content must be an array [len(items), d] = [{len(ids)}, d], one row per item; got shape "
-                f"{tuple(content.shape)}."
-            )
-        levels = self._code_levels
-        codes = semantic_ids.codes[rows, :levels]
-        keep = np.ones(len(ids), dtype=bool)
-        if self.quantizer is not None:
-            width = self._decoded_features(rows[:1]).shape[1]
-            origin = self.quantizer.encode(np.zeros((1, width), dtype=np.float32))[0, :levels]
-            keep = ~(codes == origin).all(axis=1)
-            if not keep.all():
-                logger.info(
-                    "Content map: %d items on the zero vector's code prefix %s are left out.",
-                    int((~keep).sum()),
-                    origin,
-                )
-        self.content_map = ContentMap.fit(content[keep], codes[keep], **source, **kwargs)
-        self.content_map.diagnostics["left_out_on_zero_prefix"] = int((~keep).sum())
-        return self.content_map
-
-    def codes_from_content(self, items=None, *, content=None) -> np.ndarray:
-        """Codes for new items from their content alone (no interactions needed), to pass to
-        ``add_items(ids, codes=...)``.
-
-        Pass the new items' table (``items``: rows with the same text or attribute fields the catalogue had, embedded
-        the way `fit_content_map` embedded the catalogue) or their content features (``content``).
-        """
-        if self.content_map is None:
-            raise ValueError(
-                "This recommender has no content map: fit one with recommender.fit_content_map(catalogue item table) "
-                "and save the recommender, or place new items from interactions (features_from_sequences)."
-            )
-        if (items is None) == (content is None):
-            raise ValueError(
-                "Pass exactly one of `items` (an item table with text or attribute fields) or `content` (an array)."
-            )
-        if content is None:
-            content = self.content_map.embed(items, show_progress_bar=False)
-        return self.content_map.predict(content)
-
-    def _require_quantizer(self) -> None:
-        if self.quantizer is None:
-            raise ValueError(
-                "This recommender has no quantiser (no `quantizer/` in its bundle), so it cannot decode its items' "
-                "codes into features; pass `codes=` to add_items instead."
-            )
-
-    @property
-    def _code_levels(self) -> int:
-        """Code levels an item's features decide (all but the collision level)."""
-        semantic_ids = self.item_tokenizer.semantic_ids
-        return semantic_ids.n_levels - int(semantic_ids.has_collision_level)
-
-    def _decoded_features(self, rows: np.ndarray) -> np.ndarray:
-        """The features the codes of catalogue rows ``rows`` stand for (decoded by the quantiser)."""
-        return self.quantizer.decode(self.item_tokenizer.semantic_ids.codes[rows, : self._code_levels])
-
-    def remove_items(self, item_ids: Sequence[str]) -> None:
-        """Retire items: they are never generated again, and their semantic IDs are never given to another item.
-
-        Their code tuples are kept in ``catalog.json``; histories that mention a removed item raise as for any
-        unknown id.
-        """
-        if isinstance(item_ids, str | bytes):
-            raise TypeError("item_ids must be a list of ids, not one string; for one item pass `[item_id]`.")
-        ids = [str(item) for item in item_ids]
-        if not ids:
-            raise ValueError("item_ids is empty: there is nothing to remove.")
-        lookup = self.item_tokenizer.item_to_index
-        unknown = [item for item in ids if item not in lookup]
-        if unknown:
-            retired = {entry["item_id"] for entry in self.catalog.retired}
-            was = [item for item in unknown if item in retired]
-            raise ValueError(
-                f"{len(unknown)} of the items to remove are not in the catalogue (first: {unknown[:5]})"
-                + (f"; {was[:5]} were removed before" if was else "")
-                + ". Nothing was removed."
-            )
-        if len(set(ids)) != len(ids):
-            raise ValueError("item_ids repeats ids; list each item to remove once.")
-        rows = np.fromiter((lookup[item] for item in ids), dtype=np.int64, count=len(ids))
-        if len(rows) >= self.item_tokenizer.num_items:
-            raise ValueError("Removing every item would leave an empty catalogue; keep at least one item.")
-        semantic_ids = self.item_tokenizer.semantic_ids
-        keep = np.ones(semantic_ids.n_items, dtype=bool)
-        keep[rows] = False
-        self.catalog.retired.extend(
-            {"item_id": item, "codes": [int(c) for c in semantic_ids.codes[row] if c >= 0]}
-            for item, row in zip(ids, rows.tolist())
-        )
-        gone = set(ids)
-        self.catalog.new_items = [item for item in self.catalog.new_items if item not in gone]
-        scored = [] if self._scorer is None else self.item_ids[: self._scorer.config.num_items]
-        self._set_item_tokenizer(self.item_tokenizer.with_rows_kept(shrink(semantic_ids, keep), keep))
-        if self._scorer is not None:
-            # the catalogue's rows close up over the removed items; the scorer's must too (its items come first)
-            self._scorer = reindex_items(self._scorer, scored, [item for item in scored if item not in gone])
-
-    def _encode(self, features, n_items: int) -> np.ndarray:
-        if self.quantizer is None:
-            raise ValueError(
-                "This recommender has no quantiser (no `quantizer/` in its bundle), so it cannot encode features; "
-                "pass `codes=` computed with the scheme the IDs were made with."
-            )
-        array = np.asarray(features)
-        if array.ndim != 2 or array.shape[0] != n_items:
-            raise ValueError(
-                f"features must be [n_items, d] with one row per item id ({n_items}), got shape {tuple(array.shape)}."
-            )
-        config = self.quantizer.get_config()
-        dim = config.get("dim") or config.get("input_dim")
-        if dim is not None and array.shape[1] != dim:
-            raise ValueError(
-                f"features have width {array.shape[1]} but the quantiser ({self.quantizer.scheme}) was fitted on "
-                f"width {dim}: compute them the way the catalogue's features were made (same text model and "
-                "template, or the same feature pipeline)."
-            )
-        return np.asarray(self.quantizer.encode(array))
-
-    def _set_item_tokenizer(self, item_tokenizer: ItemTokenizer) -> None:
-        if len(item_tokenizer) != len(self.item_tokenizer):  # a guard: updates only use existing tokens
-            raise RuntimeError("The catalogue update changed the tokenizer's vocabulary; this is a bug in hf_genrec.")
-        self.item_tokenizer = item_tokenizer
-        self._trie_index = None
-        self._spellings = None
-        self._item_paths = None
-        self._new_trie_index = None
-        self._new_item_index = None
 
     def recommend(
         self,
@@ -643,14 +339,6 @@ class GenerativeRecommender:
             scorer=self.scorer,
         )
 
-    def _new_item_exclusions(self, exclude: list[list[int]] | None) -> list[list[int]] | None:
-        """``exclude`` for the search over the new items alone: a history holding every new item excludes nothing
-        there (that search would have nothing left); none of its items is inserted anyway."""
-        if exclude is None:
-            return None
-        new_rows = set(self.item_tokenizer.index_of(self.catalog.new_items).tolist())
-        return [[] if new_rows <= set(rows) else rows for rows in exclude]
-
     def bundle_contents(self) -> BundleContents:
         """This recommender's parts, as a bundle holds them."""
         return BundleContents(
@@ -743,24 +431,3 @@ class GenerativeRecommender:
             content_map=contents.content_map,
             scorer=contents.scorer,
         )
-
-
-def insert_new_items(
-    ranked: list[tuple[str, float]],
-    candidates: list[tuple[str, float]],
-    new_items: set[str],
-    k: int,
-    slots: int,
-) -> list[tuple[str, float]]:
-    """The top ``k`` of ``ranked`` with at least ``slots`` new items: ``candidates`` (new items, best first) fill the
-    last places, replacing the lowest-ranked items that are not new, as far as the candidates go."""
-    ranked = list(ranked[:k])
-    present = {item for item, _ in ranked}
-    missing = slots - sum(item in new_items for item in present)
-    extra = [c for c in candidates if c[0] not in present][: max(missing, 0)]
-    if not extra:
-        return ranked
-    to_drop = max(0, len(ranked) + len(extra) - k)
-    old = [item for item, _ in ranked if item not in new_items]
-    dropped = set(old[len(old) - to_drop :]) if to_drop else set()
-    return [r for r in ranked if r[0] not in dropped] + extra
