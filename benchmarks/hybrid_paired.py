@@ -3,7 +3,7 @@
     python benchmarks/hybrid_paired.py outputs/reproduce/amazon-beauty_hybrid/hybrid --data-dir ../shared/data
 
 Ranks every test user four ways from one hybrid bundle (``reproduce.py --hybrid-sasrec-minutes`` or
-``--overlay configs/hybrid.yaml``): the hybrid at its saved weights, its SASRec with the same successor prior fused
+``--overlay hf_genrec/recipes/hybrid.yaml``): the hybrid at its saved weights, its SASRec with the same successor prior fused
 (``--sasrec-prior-weight``, the weight the harness picked for that SASRec), the same SASRec alone, and the generative
 model with the prior only (``--generative-prior-weight``, default the hybrid's prior weight). Prints and writes
 (``--output``) Recall@10 / NDCG@10 of each and mean per-user differences with their standard errors (the users are

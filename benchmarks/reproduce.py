@@ -8,7 +8,8 @@ protocol (leave-one-out, full ranking, history <= 20 for the generative model), 
 curve of validation NDCG@10 against minutes. A run that is stopped resumes from its last checkpoint in
 ``--work-dir`` when started again with the same arguments.
 
-The generative path runs ``configs/<dataset>.yaml`` (or ``--config``) through ``hf_genrec.recipes.run`` with the
+The generative path runs the recipe shipped for the dataset (``hf-genrec recipes``; or ``--config``) through
+``hf_genrec.recipes.run`` with the
 budget as ``max_train_minutes``; rerun with a larger ``--budget-minutes`` to continue a finished run further. A
 recipe with ``item_features: sasrec`` trains that SASRec first, and its minutes come off the budget (the record's
 ``item_features_minutes``).
@@ -43,6 +44,7 @@ from hf_genrec.evaluation.baselines import MostPopular, training_part
 from hf_genrec.evaluation.metrics import ranking_metrics
 from hf_genrec.models.prior import ItemTransitions
 from hf_genrec.models.sasrec import SASRecConfig, SASRecModel, rank_histories
+from hf_genrec.recipes.shipped import recipe_for_dataset, recipe_path
 from hf_genrec.training.sasrec import TRAINING_SETUP_FILE, train_sasrec
 
 logger = logging.getLogger("reproduce")
@@ -95,14 +97,14 @@ def fuse_sasrec(args, model, transitions, val, test, exclude) -> dict | None:
 
 
 def recipe(args) -> tuple[str, dict]:
-    """The generative recipe's path and settings: ``--config``, else ``configs/<dataset>.yaml`` (the general Amazon
-    recipe for Amazon categories without one of their own), with each ``--overlay`` file laid over it in order (as
+    """The generative recipe's path and settings: ``--config``, else the recipe shipped for the dataset
+    (`hf_genrec.recipes.shipped`: the general Amazon recipe for Amazon categories without one of their own), with
+    each ``--overlay`` file laid over it in order (as
     ``hf-genrec train --config recipe.yaml --config overlay.yaml`` does)."""
     import yaml
 
-    config_path = args.config or f"configs/{args.dataset}.yaml"
-    if not Path(config_path).exists() and args.config is None and args.dataset.startswith("amazon-"):
-        config_path = "configs/amazon-default.yaml"  # the general recipe, unchanged for every category
+    # the recipe shipped for the dataset: its own, or the general Amazon recipe for any other Amazon category
+    config_path = args.config or str(recipe_path(recipe_for_dataset(args.dataset)))
     if not Path(config_path).exists():
         raise FileNotFoundError(f"No generative recipe at {config_path}; pass --config.")
     settings = yaml.safe_load(Path(config_path).read_text())
@@ -286,7 +288,7 @@ def run_genrec(args, work_dir: Path) -> dict:
     resume = get_last_checkpoint(str(work_dir)) is not None or (
         scorer_args.scorer is not None and scorer_training_started(work_dir)
     )
-    # a recipe with a scorer (``--overlay configs/hybrid.yaml``) trains it first, inside the same budget
+    # a recipe with a scorer (``--overlay hf_genrec/recipes/hybrid.yaml``) trains it first, inside the same budget
     results = run_experiment(
         data_args, id_args, model_args, training_args, resume_from_checkpoint=resume or None, scorer_args=scorer_args
     )
@@ -550,13 +552,13 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
     parser.add_argument("--output-dir", default="benchmarks/results")
     parser.add_argument("--work-dir", default=None, help="Checkpoints (default: outputs/reproduce/<dataset>_<model>).")
-    parser.add_argument("--config", default=None, help="Generative recipe (default: configs/<dataset>.yaml).")
+    parser.add_argument("--config", default=None, help="Generative recipe (default: the one shipped for the dataset).")
     parser.add_argument(
         "--overlay",
         nargs="+",
         default=None,
-        help="YAML files laid over the recipe in order, e.g. configs/hybrid.yaml: the hybrid trained by the library "
-        "(record <dataset>_hybrid-recipe.json).",
+        help="YAML files laid over the recipe in order, e.g. hf_genrec/recipes/hybrid.yaml: the hybrid trained by the "
+        "library (record <dataset>_hybrid-recipe.json).",
     )
     parser.add_argument(
         "--exclude-history",
@@ -632,7 +634,8 @@ def main() -> None:
     elif args.ensemble > 1:
         if recipe(args)[1].get("scorer"):
             parser.error(
-                "--ensemble does not combine with a recipe that trains a scorer (--overlay configs/hybrid.yaml)."
+                "--ensemble does not combine with a recipe that trains a scorer (--overlay "
+                "hf_genrec/recipes/hybrid.yaml)."
             )
         result = ensemble_genrec(args, run_members(args, work_dir, run_genrec))
     else:

@@ -16,9 +16,9 @@ Variants, interleaved batch by batch in one process (a machine that slows down s
   and recency enters through the projected recency table (`hf_genrec.models.causal_t5.PackedCrossAttention`); no EOS step.
 - ``shared_memory_no_dropout``: the same with dropout 0.
 - ``shared_memory_<E>+<D>_layers``: the same step (dropout 0.1) with E encoder layers and D decoder layers instead of
-  4 and 2, for each depth of ``--depths`` (default ``2+1``: the depth of configs/amazon-default.yaml).
+  4 and 2, for each depth of ``--depths`` (default ``2+1``: the depth of hf_genrec/recipes/amazon-default.yaml).
 - ``shared_memory_2+1_layers_width_<W>``: the same step at 2+1 layers and width W (MLP 4W, heads of 32) instead of
-  128, for each width of ``--widths`` (default ``64``: the width of configs/amazon-default.yaml).
+  128, for each width of ``--widths`` (default ``64``: the width of hf_genrec/recipes/amazon-default.yaml).
 - ``..._torch_dropout``: ``shared_memory`` and each depth with torch's own dropout modules instead of
   `hf_genrec.models.dropout.BitsDropout` (which the models use now), to time what the cheaper CPU masks save.
 

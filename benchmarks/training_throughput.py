@@ -35,7 +35,7 @@ from hf_genrec.training.examples import tokenize_examples, tokenize_sequences
 RECIPE_T5_CONFIG = dict(
     d_model=128, d_ff=512, d_kv=32, num_heads=4, num_layers=4, num_decoder_layers=2, dropout_rate=0.1
 )
-#: configs/amazon-default.yaml's depth
+#: the default recipe's depth (hf_genrec/recipes/amazon-default.yaml)
 DEFAULT_DEPTH = dict(num_layers=2, num_decoder_layers=1)
 
 

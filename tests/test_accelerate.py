@@ -61,7 +61,7 @@ def test_two_processes_train_and_rank_every_user_once_with_single_process_metric
 def test_shipped_accelerate_configs_load():
     from accelerate.commands.config.config_args import load_config_from_file
 
-    folder = REPO / "configs" / "accelerate"
+    folder = REPO / "hf_genrec" / "recipes" / "accelerate"
     kinds = {}
     for path in sorted(folder.glob("*.yaml")):
         config = load_config_from_file(str(path))

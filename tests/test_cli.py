@@ -11,8 +11,9 @@ from hf_genrec.models.prior import ItemTransitions
 
 from .conftest import cyclic_sequences
 
+# `--recipe none`: the options' own defaults under these flags, not the recipe shipped for ml-100k
 TINY_FLAGS = [
-    "--d_model", "16", "--d_ff", "32", "--d_kv", "8", "--num_heads", "2", "--num_layers", "1",
+    "--recipe", "none", "--d_model", "16", "--d_ff", "32", "--d_kv", "8", "--num_heads", "2", "--num_layers", "1",
     "--num_decoder_layers", "1", "--n_levels", "2", "--codebook_size", "4", "--num_train_epochs", "2",
     "--per_device_train_batch_size", "64", "--num_beams", "10", "--use_cpu", "true",
 ]  # fmt: skip
@@ -368,19 +369,18 @@ def test_hybrid_recipe_trains_a_scorer_fuses_it_resumes_and_ranks_as_the_bundle(
     assert "pass `scorer=`" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("overlay", [[], ["--config", "configs/hybrid.yaml"]])
+@pytest.mark.parametrize("overlay", [False, True])
 def test_every_shipped_recipe_parses_alone_and_under_the_hybrid_overlay(overlay):
-    """Each configs/*.yaml holds only real options with valid values, on its own and with the hybrid layered on."""
-    from pathlib import Path
-
+    """Each shipped recipe holds only real options with valid values, on its own and with the hybrid layered on."""
     from hf_genrec.cli.train import parse_train_arguments
+    from hf_genrec.recipes.shipped import DATASET_RECIPES, recipe_path
 
-    root = Path(__file__).resolve().parents[1]
-    recipes = sorted(p for p in (root / "configs").glob("*.yaml") if p.name != "hybrid.yaml")
-    assert len(recipes) >= 4
-    for path in recipes:
-        layers = [part.replace("configs/", f"{root}/configs/") for part in overlay]
-        data_args, _, _, training_args, scorer_args, _ = parse_train_arguments(["--config", str(path), *layers])
+    assert len(DATASET_RECIPES) >= 4
+    for name in DATASET_RECIPES:
+        layers = ["--config", str(recipe_path("hybrid"))] if overlay else []
+        args = parse_train_arguments(["--recipe", name, *layers])
+        assert args.layers[0] == str(recipe_path(name))
+        training_args, scorer_args = args.training, args.scorer
         assert training_args.max_train_minutes or training_args.num_train_epochs
         if overlay:
             assert scorer_args.scorer == "sasrec" and training_args.scorer_weights

@@ -13,7 +13,15 @@ from ..evaluation.baselines import training_part
 from ..evaluation.plots import plot_codebook_usage
 from ..recipes.arguments import DataArguments, ItemIDArguments
 from ..recipes.item_ids import fit_item_ids
-from .options import add_config_option, apply_layers, option_value, pop_config_files, silence, with_default_output
+from .options import (
+    add_config_option,
+    apply_layers,
+    option_value,
+    pop_config_files,
+    read_layer,
+    silence,
+    with_default_output,
+)
 
 
 @dataclass
@@ -42,7 +50,7 @@ def run(argv: Sequence[str]) -> int:
     )
     add_config_option(parser)
     argv, config_files = pop_config_files(parser, argv)
-    defaults = apply_layers(parser, config_files)
+    defaults = apply_layers(parser, [read_layer(parser, path) for path in config_files])
     dataset = option_value(argv, "dataset") or defaults.get("dataset") or DataArguments.dataset
     argv = with_default_output(argv, defaults, f"outputs/{dataset}/ids")
     data_args, id_args, out_args, *_ = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)

@@ -12,12 +12,13 @@ from huggingface_hub.errors import HfHubHTTPError
 
 #: command -> (its module in this package, what it does)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "build-ids": ("ids", "read data, build item IDs with one scheme, print and save their diagnostics (--plot: a PNG)"),
-    "train": ("train", "read data, build item IDs, train and evaluate a generative recommender, save it (--plot: PNGs)"),
+    "build-ids": ("ids", "read data, build item IDs with one scheme, print and save their diagnostics"),
+    "train": ("train", "train and evaluate a recommender from the recipe shipped for --dataset, and save it"),
     "recommend": ("recommend", "print the top-K items for a history with a saved recommender"),
-    "push": ("push", "upload a saved recommender (model, tokenizer, item map, quantiser, card) to the Hugging Face Hub"),
-    "catalog": ("catalog", "add items to, or remove items from, a saved recommender without retraining"),
-}  # fmt: skip
+    "push": ("push", "upload a saved recommender (its whole bundle and card) to the Hugging Face Hub"),
+    "catalog": ("catalog", "add items to, or retire items from, a saved recommender without retraining"),
+    "recipes": ("recipes", "list the shipped recipes and their main settings, or print one"),
+}
 
 USAGE = (
     "hf-genrec <command> [options]\n\ncommands:\n"

@@ -1,5 +1,5 @@
-"""What the ``hf-genrec`` commands share: YAML files of options laid over each other (``--config``), reading a
-flag's value before parsing, and ``--quiet``."""
+"""What the ``hf-genrec`` commands share: YAML files of options laid over each other (a shipped recipe, then each
+``--config``), reading a flag's value before parsing, and ``--quiet``."""
 
 from __future__ import annotations
 
@@ -45,12 +45,12 @@ def read_layer(parser: HfArgumentParser, path: str) -> dict:
     return layer
 
 
-def apply_layers(parser: HfArgumentParser, layers: Sequence[str]) -> dict:
-    """Set the options of the YAML files ``layers`` as ``parser``'s defaults, later files over earlier ones (flags
-    still win); returns the merged options."""
+def apply_layers(parser: HfArgumentParser, layers: Sequence[dict]) -> dict:
+    """Set the options of ``layers`` (each as `read_layer` returns a file's) as ``parser``'s defaults, later layers
+    over earlier ones (flags still win); returns the merged options."""
     defaults: dict = {}
-    for path in layers:
-        defaults.update(read_layer(parser, str(path)))
+    for layer in layers:
+        defaults.update(layer)
     if defaults:
         parser.set_defaults(**defaults)
     return defaults

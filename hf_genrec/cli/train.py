@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,14 +11,25 @@ from typing import NamedTuple
 from transformers import HfArgumentParser
 
 from ..evaluation.plots import plot_results
-from ..recipes.arguments import DataArguments, ItemIDArguments, ModelArguments
+from ..recipes.arguments import DataArguments, ItemIDArguments, ModelArguments, RecipeArguments
 from ..recipes.results import format_results_table
 from ..recipes.run import run_experiment
 from ..recipes.scorer import ScorerArguments
+from ..recipes.shipped import NO_RECIPE, read_recipe, recipe_layers, recipe_path
 from ..semantic_ids import SemanticIDs
 from ..tokenization import ITEM_MAP_DIR
 from ..training.trainer import GenRecTrainingArguments
-from .options import add_config_option, apply_layers, option_value, pop_config_files, silence, with_default_output
+from .options import (
+    add_config_option,
+    apply_layers,
+    option_value,
+    pop_config_files,
+    read_layer,
+    silence,
+    with_default_output,
+)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,7 +49,7 @@ class TrainOutputArguments:
 
 
 class TrainArguments(NamedTuple):
-    """``hf-genrec train``'s arguments, each group a dataclass."""
+    """``hf-genrec train``'s arguments, each group a dataclass, and the YAML files they were read from."""
 
     data: DataArguments
     ids: ItemIDArguments
@@ -45,31 +57,45 @@ class TrainArguments(NamedTuple):
     training: GenRecTrainingArguments
     scorer: ScorerArguments
     output: TrainOutputArguments
+    recipe: RecipeArguments
+    #: the YAML files laid under the flags, the later over the earlier: the shipped recipe, then each --config
+    layers: list[str]
 
 
 def train_parser() -> HfArgumentParser:
     """The parser of ``hf-genrec train``'s options (``--config`` included, for ``--help``)."""
     parser = HfArgumentParser(
         (DataArguments, ItemIDArguments, ModelArguments, GenRecTrainingArguments, ScorerArguments,
-         TrainOutputArguments),
+         TrainOutputArguments, RecipeArguments),
         prog="hf-genrec train",
-        description="Train and evaluate a generative recommender (TIGER recipe).",
+        description="Train and evaluate a recommender. `--dataset NAME` starts from the recipe shipped for NAME "
+        "(`hf-genrec recipes` lists them); --config files lay over it, later ones winning, and flags over all.",
+        allow_abbrev=False,  # the recipe is picked from --dataset before parsing: no abbreviation may hide it
     )  # fmt: skip
     add_config_option(parser)
     return parser
 
 
 def parse_train_arguments(argv: Sequence[str]) -> TrainArguments:
-    """``hf-genrec train``'s arguments from ``argv``, ``--config`` files applied (later files over earlier ones,
-    flags over both); nothing is read or trained."""
+    """``hf-genrec train``'s arguments from ``argv``; nothing is read or trained.
+
+    The shipped recipe for the dataset (``--dataset``, else a --config file's ``dataset``; ``--recipe`` picks
+    another, or none) is laid first, each ``--config`` file over it, and the flags over all of them."""
     parser = train_parser()
     argv, config_files = pop_config_files(parser, argv)
-    defaults = apply_layers(parser, config_files)
-    dataset = option_value(argv, "dataset") or defaults.get("dataset") or DataArguments.dataset
+    configs = [read_layer(parser, path) for path in config_files]
+    chosen = {key: value for layer in configs for key, value in layer.items()}
+    recipe = option_value(argv, "recipe") or chosen.get("recipe")
+    dataset = option_value(argv, "dataset") or chosen.get("dataset")
+    if dataset is None and recipe not in (None, NO_RECIPE):
+        dataset = read_recipe(recipe_path(recipe)).get("dataset")  # e.g. --recipe ml-1m alone
+    dataset = dataset or DataArguments.dataset
+    shipped = recipe_layers(dataset, recipe)
+    defaults = apply_layers(parser, [*(read_layer(parser, str(path)) for path in shipped), *configs])
     argv = with_default_output(argv, defaults, f"outputs/{dataset}")
     # the trailing namespace holds `--config`, already taken out of argv above
     parsed = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
-    return TrainArguments(*parsed[:6])
+    return TrainArguments(*parsed[:7], layers=[*map(str, shipped), *config_files])
 
 
 def run(argv: Sequence[str]) -> int:
@@ -77,6 +103,7 @@ def run(argv: Sequence[str]) -> int:
     args = parse_train_arguments(argv)
     if args.output.quiet:
         silence()
+    logger.info("[recipe] %s", " + ".join(args.layers) if args.layers else "none: the options' own defaults")
     training_args = args.training
     resume = training_args.resume_from_checkpoint  # a checkpoint folder, or "last" for the output dir's newest
     resume = True if resume in ("last", "true", "True") else resume

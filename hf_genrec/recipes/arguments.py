@@ -1,5 +1,5 @@
 """The run's arguments: which data (`DataArguments`), which item IDs (`ItemIDArguments`), which model
-(`ModelArguments`)).
+(`ModelArguments`), and which shipped recipe a run starts from (`RecipeArguments`).
 
 Each is a dataclass `transformers.HfArgumentParser` turns into command-line options (``hf-genrec train --help``) and
 a YAML recipe's keys (``hf_genrec/recipes/*.yaml``).
@@ -12,13 +12,20 @@ from dataclasses import dataclass, field
 from ..features.item_features import DEFAULT_TEXT_MODEL
 from ..semantic_ids import ItemIDScheme
 from ..semantic_ids.factory import ID_SCHEMES, build_id_scheme
+from .shipped import NO_RECIPE
 
 
 @dataclass
 class DataArguments:
     """Which data to train on and how to split it."""
 
-    dataset: str = field(default="ml-100k", metadata={"help": "ml-100k, ml-1m, amazon-beauty or amazon-<category>."})
+    dataset: str = field(
+        default="ml-100k",
+        metadata={
+            "help": "ml-100k, ml-1m, amazon-beauty or amazon-<category> (an Amazon 2014 category); `hf-genrec train` "
+            "starts from the recipe shipped for it."
+        },
+    )
     data_dir: str | None = field(
         default=None,
         metadata={"help": "Data root holding <dataset>/ folders (default: $HF_GENREC_DATA_DIR or the cache)."},
@@ -160,5 +167,18 @@ class ModelArguments:
         metadata={
             "help": "With causal_encoder: the decoder's start token also gets the encoder state of the most recent "
             "history item (the causal encoder's summary of the history)."
+        },
+    )
+
+
+@dataclass
+class RecipeArguments:
+    """Which shipped recipe a run starts from (``hf-genrec recipes`` lists them)."""
+
+    recipe: str | None = field(
+        default=None,
+        metadata={
+            "help": "The shipped recipe under the --config files and flags: a name `hf-genrec recipes` lists, or "
+            f"{NO_RECIPE} for the options' own defaults (TIGER's sizes). Default: the recipe shipped for --dataset."
         },
     )

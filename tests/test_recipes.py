@@ -1,0 +1,131 @@
+"""The shipped recipes: `hf-genrec train --dataset NAME` starts from NAME's, `--config` files lay over it, flags over
+both, and `hf-genrec recipes` lists them. Nothing here trains on a real dataset: the arguments are resolved only."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hf_genrec.cli.main import main
+from hf_genrec.cli.train import parse_train_arguments, train_parser
+from hf_genrec.recipes.shipped import (
+    DATASET_RECIPES,
+    RECIPE_DIR,
+    describe_recipes,
+    recipe_for_dataset,
+    recipe_names,
+    recipe_path,
+)
+
+
+def test_a_dataset_name_resolves_to_its_shipped_recipe():
+    args = parse_train_arguments(["--dataset", "ml-100k"])
+    assert args.layers == [str(RECIPE_DIR / "ml-100k.yaml")]
+    shipped = yaml.safe_load((RECIPE_DIR / "ml-100k.yaml").read_text())
+    # every option the recipe sets reaches the argument dataclasses
+    parsed = {}
+    for group in (args.data, args.ids, args.model, args.training, args.scorer):
+        parsed.update({name: getattr(group, name) for name in shipped if hasattr(group, name)})
+    assert set(parsed) == set(shipped)
+    for name, value in shipped.items():
+        assert parsed[name] == value or (name == "eval_strategy" and parsed[name].value == value), name
+    # the recipe's headline settings, as the README quick start promises them
+    assert (args.model.d_model, args.model.num_layers, args.model.num_decoder_layers) == (64, 2, 1)
+    assert args.training.max_train_minutes == 10 and args.ids.item_features == "collaborative"
+    assert args.training.output_dir == "outputs/ml-100k" and args.recipe.recipe is None
+
+
+@pytest.mark.parametrize(
+    ("dataset", "recipe"),
+    [
+        ("ml-1m", "ml-1m"),
+        ("amazon-beauty", "amazon-beauty"),
+        ("amazon-sports-and-outdoors", "amazon-default"),
+        ("Amazon-Toys_and_Games", "amazon-default"),
+    ],
+)
+def test_every_dataset_gets_its_recipe_and_amazon_categories_the_general_one(dataset, recipe):
+    assert recipe_for_dataset(dataset) == recipe
+    args = parse_train_arguments(["--dataset", dataset])
+    assert args.layers == [str(recipe_path(recipe))] and args.data.dataset == dataset
+    assert args.training.max_train_minutes == yaml.safe_load(recipe_path(recipe).read_text())["max_train_minutes"]
+
+
+def test_config_files_lay_over_the_recipe_and_flags_over_both(tmp_path):
+    first = tmp_path / "first.yaml"
+    first.write_text("learning_rate: 0.01\nd_model: 32\nmax_train_minutes: 3\n")
+    second = tmp_path / "second.yaml"
+    second.write_text("learning_rate: 0.02\n")
+    args = parse_train_arguments(
+        ["--dataset", "ml-1m", "--config", str(first), "--config", str(second), "--max_train_minutes", "2"]
+    )
+    assert args.layers == [str(recipe_path("ml-1m")), str(first), str(second)]
+    assert args.training.learning_rate == 0.02  # the later file wins
+    assert args.model.d_model == 32  # a file over the recipe
+    assert args.training.max_train_minutes == 2  # the flag over every file
+    assert args.data.max_history == 50 and args.training.eval_steps == 600  # the rest is ml-1m's recipe
+    # a --config file may name the dataset, and then its recipe is the one under it
+    named = tmp_path / "named.yaml"
+    named.write_text("dataset: amazon-beauty\nnum_beams: 30\n")
+    args = parse_train_arguments(["--config", str(named)])
+    assert args.layers == [str(recipe_path("amazon-beauty")), str(named)]
+    assert args.training.num_beams == 30 and args.training.max_train_minutes == 60
+
+
+def test_recipe_none_and_another_recipe_by_name():
+    bare = parse_train_arguments(["--dataset", "ml-100k", "--recipe", "none"])
+    assert bare.layers == [] and bare.model.d_model == 128 and bare.training.max_train_minutes is None
+    other = parse_train_arguments(["--dataset", "amazon-sports-and-outdoors", "--recipe", "amazon-beauty"])
+    assert other.layers == [str(recipe_path("amazon-beauty"))]
+    assert other.data.dataset == "amazon-sports-and-outdoors"  # the flag beats the recipe's dataset
+    # a recipe alone names its dataset
+    assert parse_train_arguments(["--recipe", "ml-1m"]).data.dataset == "ml-1m"
+
+
+def test_unknown_dataset_or_recipe_is_an_error_listing_the_choices(tmp_path, capsys):
+    argv = ["--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "out")]
+    assert main(["train", "--dataset", "netflix-prize", *argv]) == 1
+    err = capsys.readouterr().err
+    assert "Unknown dataset 'netflix-prize'" in err and "ml-100k" in err and "ml-1m" in err and "amazon-beauty" in err
+    # an Amazon name that is no 2014 category has no recipe: the error names the way out
+    assert main(["train", "--dataset", "amazon-not-a-category", *argv]) == 1
+    err = capsys.readouterr().err
+    assert "No recipe ships for dataset 'amazon-not-a-category'" in err and "--recipe amazon-default" in err
+    assert main(["train", "--dataset", "ml-100k", "--recipe", "ml-10m", *argv]) == 1
+    err = capsys.readouterr().err
+    assert "No recipe called 'ml-10m'" in err and all(name in err for name in recipe_names())
+    assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_recipes_command_lists_each_recipe_with_its_headline_settings(capsys):
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    for entry in describe_recipes():
+        assert f"  {entry['name']}\n" in out
+        assert entry["summary"].split()[0] in out
+    assert "max_train_minutes 10" in out and "max_train_minutes 60" in out and "codebook_size 256" in out
+    assert "accelerate/ddp.yaml" in out
+    assert main(["recipes", "ml-1m"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == recipe_path("ml-1m").read_text().splitlines()
+    assert main(["recipes", "nope"]) == 1
+    assert "No recipe called 'nope'" in capsys.readouterr().err
+
+
+def test_every_shipped_recipe_sets_only_known_options():
+    parser_options = {action.dest for action in train_parser()._actions}
+    assert set(recipe_names()) >= set(DATASET_RECIPES)
+    for name in recipe_names():
+        settings = yaml.safe_load(recipe_path(name).read_text())
+        assert isinstance(settings, dict) and settings, name
+        assert set(settings) <= parser_options, (name, sorted(set(settings) - parser_options))
+        assert "output_dir" not in settings  # where a run goes is the user's (default outputs/<dataset>)
+
+
+def test_recipes_are_package_data():
+    """setup.cfg ships the recipe files (and the accelerate configs) in the wheel."""
+    setup = (Path(__file__).resolve().parents[1] / "setup.cfg").read_text()
+    line = next(line for line in setup.splitlines() if line.startswith("hf_genrec.recipes ="))
+    patterns = [p.strip() for p in line.split("=", 1)[1].split(",")]
+    shipped = {p.relative_to(RECIPE_DIR) for pattern in patterns for p in RECIPE_DIR.glob(pattern)}
+    assert {Path(f"{name}.yaml") for name in recipe_names()} <= shipped
+    assert Path("accelerate/ddp.yaml") in shipped
