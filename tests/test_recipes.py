@@ -1,8 +1,10 @@
 """The shipped recipes: `hf-genrec train --dataset NAME` starts from NAME's, `--config` files lay over it, flags over
 both, and `hf-genrec recipes` lists them. Nothing here trains on a real dataset: the arguments are resolved only."""
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -16,6 +18,8 @@ from hf_genrec.recipes.shipped import (
     recipe_names,
     recipe_path,
 )
+
+from .test_cli import data_root  # noqa: F401  (the tiny RecBole-format dataset fixture)
 
 
 def test_a_dataset_name_resolves_to_its_shipped_recipe():
@@ -100,9 +104,11 @@ def test_unknown_dataset_or_recipe_is_an_error_listing_the_choices(tmp_path, cap
 def test_recipes_command_lists_each_recipe_with_its_headline_settings(capsys):
     assert main(["recipes"]) == 0
     out = capsys.readouterr().out
+    names = [line.split()[0] for line in out.splitlines() if line.startswith("  ") and not line.startswith("   ")]
+    assert names[: len(describe_recipes())] == [entry["name"] for entry in describe_recipes()]
+    assert [entry["name"] for entry in describe_recipes()] == [*DATASET_RECIPES, "tiger", "hybrid", "sasrec"]
     for entry in describe_recipes():
-        assert f"  {entry['name']}\n" in out
-        assert entry["summary"].split()[0] in out
+        assert " ".join(entry["summary"].split()[:3]) in " ".join(out.split())
     assert "max_train_minutes 10" in out and "max_train_minutes 60" in out and "codebook_size 256" in out
     assert "accelerate/ddp.yaml" in out
     assert main(["recipes", "ml-1m"]) == 0
@@ -129,3 +135,72 @@ def test_recipes_are_package_data():
     shipped = {p.relative_to(RECIPE_DIR) for pattern in patterns for p in RECIPE_DIR.glob(pattern)}
     assert {Path(f"{name}.yaml") for name in recipe_names()} <= shipped
     assert Path("accelerate/ddp.yaml") in shipped
+
+
+def test_model_hybrid_lays_the_scorer_settings_over_the_recipe(tmp_path):
+    args = parse_train_arguments(["--dataset", "ml-100k", "--model", "hybrid"])
+    assert args.layers == [str(recipe_path("ml-100k")), str(recipe_path("hybrid"))]
+    assert args.recipe.model == "hybrid" and args.scorer.scorer == "sasrec"
+    assert args.scorer.scorer_budget_share == 0.5 and args.scorer.scorer_patience == 10
+    assert args.training.scorer_weights == [0.0, 1.0, 2.0, 4.0, 8.0, 16.0]
+    assert args.training.max_train_minutes == 10 and args.model.d_model == 64  # the rest is still ml-100k's
+    assert args.training.output_dir == "outputs/ml-100k-hybrid"  # beside the generative run, not over it
+    # a --config file lays over the overlay too
+    overlay = tmp_path / "half.yaml"
+    overlay.write_text("scorer_budget_share: 0.25\n")
+    args = parse_train_arguments(["--dataset", "ml-100k", "--model", "hybrid", "--config", str(overlay)])
+    assert args.scorer.scorer_budget_share == 0.25 and args.layers[-1] == str(overlay)
+    # the plain recipe has no scorer
+    assert parse_train_arguments(["--dataset", "ml-100k"]).scorer.scorer is None
+
+
+def test_unknown_model_is_an_error_listing_the_choices(tmp_path, capsys):
+    argv = ["train", "--dataset", "ml-100k", "--model", "bert4rec", "--output_dir", str(tmp_path / "out")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Unknown model 'bert4rec'" in err and "tiger, hybrid, sasrec" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_model_sasrec_trains_and_ranks_a_tiny_dataset_under_the_recipes_protocol(data_root, tmp_path, capsys):  # noqa: F811
+    """--model sasrec: SASRec alone, with the ml-100k recipe's split, exclusion and baselines, recorded in the
+    layout of a generative run; the saved model ranks the test users as the run did."""
+    from hf_genrec.data import leave_one_out, load_interactions
+    from hf_genrec.evaluation.metrics import ranking_metrics
+    from hf_genrec.models.sasrec import SASRecModel, rank_histories
+    from hf_genrec.recipes.results import metric_names
+
+    out = tmp_path / "sasrec"
+    argv = ["train", "--dataset", "ml-100k", "--data_dir", str(data_root), "--output_dir", str(out), "--model",
+            "sasrec", "--scorer_epochs", "20", "--scorer_max_history", "10", "--scorer_dropout", "0.0",
+            "--scorer_learning_rate", "0.01", "--scorer_hidden_size", "16", "--use_cpu", "true"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| SASRec |" in printed and "| most_popular |" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["model"] == "sasrec" and results["dataset"] == "ml-100k"
+    assert list(results["test"]) == metric_names([5, 10])  # the generative run's metrics, in its order
+    assert set(results["baselines"]) == {"most_popular", "successor_prior"}
+    assert all(list(metrics) == metric_names([5, 10]) for metrics in results["baselines"].values())
+    assert "leave-one-out" in results["protocol"] and "exclude_history" in results["protocol"]  # the recipe's
+    assert "all 30 test users" in results["protocol"]
+    # the walk (item i is followed by i + 1) is easy: SASRec learns it, far above the most popular items
+    assert results["test"]["recall@5"] > 0.8 > results["baselines"]["most_popular"]["recall@5"]
+    assert results["test"]["invalid_rate"] == 0.0
+    training = results["sasrec"]["training"]
+    # the overlay's patience (10 rankings without a better NDCG@10) may stop it before its 20 epochs
+    assert training["epochs"] <= 20 and len(results["validation_curve"]) == training["epochs"]
+    assert training["validation_ndcg@10"] == max(p["ndcg@10"] for p in results["validation_curve"])
+    assert results["recall_curve"]["SASRec"][4] == pytest.approx(results["test"]["recall@5"])
+    assert not (out / "_scorer_training").exists()
+
+    # the saved SASRec and its item ids rank the test users (history window 10, history excluded) alike
+    model = SASRecModel.from_pretrained(out).eval()
+    item_ids = json.loads((out / "item_ids.json").read_text())
+    index = {item: row for row, item in enumerate(item_ids)}
+    data = load_interactions("ml-100k", str(data_root))
+    test = leave_one_out(data, max_history=10)["test"]
+    histories = [[index[i] for i in history] for history in test["history"][:]]
+    targets = np.array([index[t] for t in test["target"][:]])
+    again = ranking_metrics(rank_histories(model, histories, 10, exclude_history=True), targets, [5, 10])
+    assert again["ndcg@10"] == pytest.approx(results["test"]["ndcg@10"], abs=1e-6)

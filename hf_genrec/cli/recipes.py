@@ -20,13 +20,17 @@ def format_value(value) -> str:
 
 def format_recipes() -> str:
     """The listing ``hf-genrec recipes`` prints."""
-    lines = ["Recipes shipped with hf_genrec (hf-genrec train --dataset NAME starts from the dataset's own):", ""]
-    for kind, title in (("dataset", "Datasets"), ("overlay", "Overlays (--config hf-genrec recipes NAME's file)")):
-        lines.append(f"{title}:")
+    lines = ["Recipes shipped with hf_genrec: hf-genrec train --dataset NAME [--model tiger|hybrid|sasrec]", ""]
+    titles = (
+        ("dataset", "Datasets (--dataset NAME starts from its recipe; --recipe NAME picks one by name):"),
+        ("model", "Models (--model NAME lays its overlay over the dataset's recipe):"),
+    )
+    for kind, title in titles:
+        lines.append(title)
         for entry in describe_recipes():
             if entry["kind"] != kind:
                 continue
-            lines.append(f"  {entry['name']}")
+            lines.append(f"  {entry['name']}" + ("" if entry["path"] is None else f"  ({entry['path'].name})"))
             lines += textwrap.wrap(entry["summary"], WIDTH, initial_indent="    ", subsequent_indent="    ")
             settings = ", ".join(f"{key} {format_value(value)}" for key, value in entry["headline"].items())
             lines += textwrap.wrap(settings, WIDTH, initial_indent="    ", subsequent_indent="    ")

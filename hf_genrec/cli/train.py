@@ -14,8 +14,9 @@ from ..evaluation.plots import plot_results
 from ..recipes.arguments import DataArguments, ItemIDArguments, ModelArguments, RecipeArguments
 from ..recipes.results import format_results_table
 from ..recipes.run import run_experiment
+from ..recipes.sasrec import run_sasrec_experiment
 from ..recipes.scorer import ScorerArguments
-from ..recipes.shipped import NO_RECIPE, read_recipe, recipe_layers, recipe_path
+from ..recipes.shipped import NO_RECIPE, check_model, read_recipe, recipe_layers, recipe_path
 from ..semantic_ids import SemanticIDs
 from ..tokenization import ITEM_MAP_DIR
 from ..training.trainer import GenRecTrainingArguments
@@ -80,19 +81,21 @@ def parse_train_arguments(argv: Sequence[str]) -> TrainArguments:
     """``hf-genrec train``'s arguments from ``argv``; nothing is read or trained.
 
     The shipped recipe for the dataset (``--dataset``, else a --config file's ``dataset``; ``--recipe`` picks
-    another, or none) is laid first, each ``--config`` file over it, and the flags over all of them."""
+    another, or none) is laid first, then the overlay of the ``--model`` (hybrid, sasrec), each ``--config`` file
+    over them, and the flags over all. An unknown dataset, recipe or model is an error listing the choices."""
     parser = train_parser()
     argv, config_files = pop_config_files(parser, argv)
     configs = [read_layer(parser, path) for path in config_files]
     chosen = {key: value for layer in configs for key, value in layer.items()}
+    model = check_model(option_value(argv, "model") or chosen.get("model") or RecipeArguments.model)
     recipe = option_value(argv, "recipe") or chosen.get("recipe")
     dataset = option_value(argv, "dataset") or chosen.get("dataset")
     if dataset is None and recipe not in (None, NO_RECIPE):
         dataset = read_recipe(recipe_path(recipe)).get("dataset")  # e.g. --recipe ml-1m alone
     dataset = dataset or DataArguments.dataset
-    shipped = recipe_layers(dataset, recipe)
+    shipped = recipe_layers(dataset, model, recipe)
     defaults = apply_layers(parser, [*(read_layer(parser, str(path)) for path in shipped), *configs])
-    argv = with_default_output(argv, defaults, f"outputs/{dataset}")
+    argv = with_default_output(argv, defaults, f"outputs/{dataset}" + ("" if model == "tiger" else f"-{model}"))
     # the trailing namespace holds `--config`, already taken out of argv above
     parsed = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
     return TrainArguments(*parsed[:7], layers=[*map(str, shipped), *config_files])
@@ -107,9 +110,12 @@ def run(argv: Sequence[str]) -> int:
     training_args = args.training
     resume = training_args.resume_from_checkpoint  # a checkpoint folder, or "last" for the output dir's newest
     resume = True if resume in ("last", "true", "True") else resume
-    results = run_experiment(
-        args.data, args.ids, args.model, training_args, resume_from_checkpoint=resume, scorer_args=args.scorer
-    )
+    if args.recipe.model == "sasrec":
+        results = run_sasrec_experiment(args.data, training_args, args.scorer, resume_from_checkpoint=resume)
+    else:
+        results = run_experiment(
+            args.data, args.ids, args.model, training_args, resume_from_checkpoint=resume, scorer_args=args.scorer
+        )
     if training_args.process_index != 0:  # under `accelerate launch`, one table is enough
         return 0
     print()
@@ -121,7 +127,8 @@ def run(argv: Sequence[str]) -> int:
     )
     if args.output.plot:
         output_dir = Path(training_args.output_dir)
-        semantic_ids = SemanticIDs.load(output_dir / ITEM_MAP_DIR)
+        # SASRec has no semantic IDs to draw
+        semantic_ids = None if args.recipe.model == "sasrec" else SemanticIDs.load(output_dir / ITEM_MAP_DIR)
         for path in plot_results(results, output_dir, semantic_ids):
             print(f"Plot: {path}")
     return 0

@@ -1,5 +1,5 @@
 """The run's arguments: which data (`DataArguments`), which item IDs (`ItemIDArguments`), which model
-(`ModelArguments`), and which shipped recipe a run starts from (`RecipeArguments`).
+(`ModelArguments`), and which shipped recipe a run starts from and which model kind it trains (`RecipeArguments`).
 
 Each is a dataclass `transformers.HfArgumentParser` turns into command-line options (``hf-genrec train --help``) and
 a YAML recipe's keys (``hf_genrec/recipes/*.yaml``).
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ..features.item_features import DEFAULT_TEXT_MODEL
 from ..semantic_ids import ItemIDScheme
 from ..semantic_ids.factory import ID_SCHEMES, build_id_scheme
-from .shipped import NO_RECIPE
+from .shipped import MODELS, NO_RECIPE
 
 
 @dataclass
@@ -173,7 +173,17 @@ class ModelArguments:
 
 @dataclass
 class RecipeArguments:
-    """Which shipped recipe a run starts from (``hf-genrec recipes`` lists them)."""
+    """Which shipped recipe a run starts from and which model it trains (``hf-genrec recipes`` lists them)."""
+
+    model: str = field(
+        default="tiger",
+        metadata={
+            "help": "tiger: the generative recommender (semantic IDs, a T5, constrained beam search); hybrid: it with "
+            "a SASRec fused into its ranking (the hybrid overlay); sasrec: SASRec alone, under the same split, "
+            "budget and protocol.",
+            "choices": list(MODELS),
+        },
+    )
 
     recipe: str | None = field(
         default=None,

@@ -116,6 +116,7 @@ def generative_results(
     )
     return {
         "dataset": data_args.dataset,
+        "model": "tiger" if scorer is None else "hybrid",
         "protocol": protocol,
         "test": {name: test_metrics[f"test_{name}"] for name in names},
         "baselines": {baseline: {name: metrics[name] for name in names} for baseline, metrics in baselines.items()},
@@ -156,7 +157,8 @@ def generative_results(
 def format_results_table(results: dict) -> str:
     """A markdown table of the model's test metrics beside the baselines'."""
     names = list(results["test"])
-    rows = [("hf_genrec (" + results.get("id_scheme", "") + ")", results["test"])]
+    label = "SASRec" if results.get("model") == "sasrec" else f"hf_genrec ({results.get('id_scheme', '')})"
+    rows = [(label, results["test"])]
     rows += list(results["baselines"].items())
     lines = ["| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for label, metrics in rows:

@@ -2,8 +2,8 @@
 
 ``hf-genrec train --dataset NAME`` starts from the recipe shipped for ``NAME`` (`recipe_for_dataset`): its own for
 ML-100K, ML-1M and Amazon Beauty, the general Amazon recipe (``amazon-default``) for any other Amazon 2014
-category; ``--config`` files (the hybrid overlay, ``hybrid.yaml``, among them) and flags then lay over it. The
-files sit beside this module (``hf_genrec/recipes/*.yaml``), and the configs for ``accelerate launch`` in
+category. ``--model hybrid`` and ``--model sasrec`` lay their overlay over it (`recipe_layers`); ``--config`` files
+and flags then lay over both. The files sit beside this module (``hf_genrec/recipes/*.yaml``), and the configs for ``accelerate launch`` in
 ``accelerate/``. Why each value is what it is: ``docs/recipes.md``.
 """
 
@@ -22,20 +22,23 @@ ACCELERATE_DIR = RECIPE_DIR / "accelerate"
 DATASET_RECIPES = ("ml-100k", "ml-1m", "amazon-beauty", "amazon-default")
 #: the general Amazon recipe: every Amazon 2014 category without a recipe of its own runs it
 AMAZON_DEFAULT = "amazon-default"
-#: recipes laid over a dataset's recipe
-OVERLAYS = ("hybrid",)
+#: model kind -> the overlay laid over the dataset's recipe (`None`: the recipe alone)
+MODELS = {"tiger": None, "hybrid": "hybrid", "sasrec": "sasrec"}
+#: what ``tiger`` is, which has no file to say it
+TIGER_SUMMARY = "The dataset's recipe alone: the generative recommender (semantic IDs, a T5, constrained beam search)."
 #: ``--recipe none``: no shipped recipe under the --config files and flags
 NO_RECIPE = "none"
 #: the settings `hf-genrec recipes` shows for each recipe, where the recipe sets them
 HEADLINE_KEYS = (
     "dataset", "max_history", "id_scheme", "item_features", "n_levels", "codebook_size", "d_model", "num_layers",
-    "num_decoder_layers", "max_train_minutes", "scorer", "scorer_budget_share", "scorer_patience", "scorer_weights",
+    "num_decoder_layers", "max_train_minutes", "scorer", "scorer_hidden_size", "scorer_budget_share", "scorer_patience",
+    "scorer_weights",
 )  # fmt: skip
 
 
 def recipe_names() -> list[str]:
-    """Every shipped recipe and overlay, by name: the dataset recipes first, then the overlays."""
-    return [*DATASET_RECIPES, *OVERLAYS]
+    """Every shipped recipe and overlay, by name: the dataset recipes first, then the model overlays."""
+    return [*DATASET_RECIPES, *(overlay for overlay in MODELS.values() if overlay)]
 
 
 def recipe_path(name: str) -> Path:
@@ -72,12 +75,23 @@ def recipe_for_dataset(dataset: str) -> str:
     )
 
 
-def recipe_layers(dataset: str, recipe: str | None = None) -> list[Path]:
-    """The shipped files a run on ``dataset`` starts from: the dataset's recipe, or the named ``recipe`` (none for
-    ``"none"``)."""
-    if recipe == NO_RECIPE:
-        return []
-    return [recipe_path(recipe if recipe is not None else recipe_for_dataset(dataset))]
+def check_model(model: str) -> str:
+    """``model`` when it names a model kind (`MODELS`), else an error listing them."""
+    if model not in MODELS:
+        raise ValueError(f"Unknown model {model!r}; choose one of {', '.join(MODELS)}.")
+    return model
+
+
+def recipe_layers(dataset: str, model: str = "tiger", recipe: str | None = None) -> list[Path]:
+    """The shipped files a run of ``model`` on ``dataset`` starts from, the later laid over the earlier: the
+    dataset's recipe (or the named ``recipe``; none for ``"none"``), then the model's overlay."""
+    overlay = MODELS[check_model(model)]
+    layers = (
+        [] if recipe == NO_RECIPE else [recipe_path(recipe if recipe is not None else recipe_for_dataset(dataset))]
+    )
+    if overlay is not None:
+        layers.append(recipe_path(overlay))
+    return layers
 
 
 def recipe_summary(path: str | Path) -> str:
@@ -91,14 +105,18 @@ def recipe_summary(path: str | Path) -> str:
 
 
 def describe_recipes() -> list[dict]:
-    """One entry per shipped recipe: ``name``, ``kind`` (``"dataset"`` or ``"overlay"``), ``summary`` (what it is),
-    ``headline`` (its main settings) and ``path``."""
+    """One entry per dataset recipe and model kind: ``name``, ``kind`` (``"dataset"`` or ``"model"``), ``summary``
+    (what it is), ``headline`` (its main settings) and ``path`` (`None` for ``tiger``, which is no file)."""
     entries = []
-    for name in recipe_names():
-        path = recipe_path(name)
+    for name in [*DATASET_RECIPES, *MODELS]:
+        kind = "dataset" if name in DATASET_RECIPES else "model"
+        overlay = name if kind == "dataset" else MODELS[name]
+        if overlay is None:
+            entries.append({"name": name, "kind": kind, "summary": TIGER_SUMMARY, "headline": {}, "path": None})
+            continue
+        path = recipe_path(overlay)
         settings = read_recipe(path)
         headline = {key: settings[key] for key in HEADLINE_KEYS if key in settings}
-        kind = "dataset" if name in DATASET_RECIPES else "overlay"
         entries.append(
             {"name": name, "kind": kind, "summary": recipe_summary(path), "headline": headline, "path": path}
         )
