@@ -302,18 +302,24 @@ def _walks(n_users: int, length: int, seed: int = 0) -> list[list[str]]:
     return walks
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("option", ["recency_embeddings", "start_from_last_state"])
+@pytest.mark.parametrize("option", [None, "recency_embeddings", "start_from_last_state"])
 def test_long_windows_find_the_most_recent_item(causal_tokenizer, tmp_path, option):
-    """With 50-item windows the decoder must find the last item among 50 causal states; either option lets it.
-    (Without them this model reached Recall@5 0.25 here: the states do not say which one is the most recent.)"""
-    walks = _walks(132, 60)
+    """With 50-item windows the decoder must find the last item among 50 causal states: either option lets it learn
+    to (Recall@5 >= 0.75 on held-out users), while the same model and training without them stays near chance (the
+    states do not say which one is the most recent). One layer each side and a short, seeded training keep it to a
+    few seconds."""
+    walks = _walks(168, 60)
     train = tokenize_sequences(walks[:120], causal_tokenizer, max_history=50)
     test_rows = {"history": [w[:-1] for w in walks[120:]], "target": [w[-1] for w in walks[120:]]}
     test = tokenize_examples(datasets.Dataset.from_dict(test_rows), causal_tokenizer, max_history=50)
-    args = tiny_training_args(tmp_path, num_train_epochs=25, per_device_train_batch_size=8, learning_rate=3e-3)
-    config = _item_position_config(causal_tokenizer)
-    model = build_t5_model(causal_tokenizer, seed=0, causal_encoder=True, **{option: True}, **TINY_T5, **config)
+    args = tiny_training_args(tmp_path, num_train_epochs=16, per_device_train_batch_size=8, learning_rate=1e-2)
+    config = {**TINY_T5, "num_layers": 1, "num_decoder_layers": 1, **_item_position_config(causal_tokenizer)}
+    options = {option: True} if option else {}
+    model = build_t5_model(causal_tokenizer, seed=0, causal_encoder=True, **options, **config)
     trainer = GenRecTrainer(model=model, args=args, item_tokenizer=causal_tokenizer, train_dataset=train)
     trainer.train()
-    assert trainer.evaluate(test)["eval_recall@5"] >= 0.75
+    recall = trainer.evaluate(test)["eval_recall@5"]
+    if option is None:
+        assert recall <= 0.4, recall  # 0.19 here: without them the task is not learnt in this budget
+    else:
+        assert recall >= 0.75, recall  # about 0.95 here
