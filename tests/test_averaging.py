@@ -146,7 +146,7 @@ def test_resuming_without_averaging_continues_from_the_raw_weights(item_tokenize
     checkpoint = tmp_path / f"checkpoint-{first.state.global_step}"
     raw = load_file(str(checkpoint / TRAINING_WEIGHTS_NAME))
     plain = _trainer(item_tokenizer, tmp_path, data, num_train_epochs=2, ema_decay=0.0)
-    with caplog.at_level("WARNING", logger="hf_genrec.training.trainer"):
+    with caplog.at_level("WARNING", logger="hf_genrec.training.averaging"):
         plain._load_from_checkpoint(str(checkpoint))
     assert "stops averaging" in caplog.text
     for name, p in plain.model.named_parameters():

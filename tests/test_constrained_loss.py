@@ -10,6 +10,7 @@ from hf_genrec.decoding.trie import trie_cross_entropy
 from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
 from hf_genrec.training.examples import tokenize_examples, tokenize_sequences
+from hf_genrec.training.losses import eos_is_forced, target_histories
 from hf_genrec.training.trainer import GenRecTrainer
 
 from .conftest import TINY_T5, cyclic_sequences, make_semantic_ids, tiny_training_args
@@ -115,7 +116,7 @@ def test_skipping_the_forced_eos_position_keeps_loss_and_gradients(tmp_path, cau
     )
     batch = trainer.data_collator([rows[i] for i in range(len(rows))])
     width = tokenizer.id_length
-    assert trainer._eos_is_forced(batch["labels"].reshape(-1, width))
+    assert eos_is_forced(tokenizer, batch["labels"].reshape(-1, width))
 
     def gradients(loss):
         model.zero_grad()
@@ -135,7 +136,7 @@ def test_skipping_the_forced_eos_position_keeps_loss_and_gradients(tmp_path, cau
     for name, grad in full_grads.items():
         torch.testing.assert_close(skipped_grads[name], grad, msg=name)
     # a column that is not all EOS is kept, as are variable-length spellings
-    assert not trainer._eos_is_forced(batch["labels"].reshape(-1, width)[:, :-1])
+    assert not eos_is_forced(tokenizer, batch["labels"].reshape(-1, width)[:, :-1])
 
 
 def _brute_force_loss(logits, spellings, histories, catalogue):
@@ -220,7 +221,7 @@ def test_trainer_masks_the_history_each_target_reads(tmp_path, causal):
     batch = trainer.data_collator([rows[i] for i in range(len(rows))])
     width = tokenizer.id_length
     labels = batch["labels"].reshape(-1, width)
-    expected_histories = trainer._target_histories(batch["input_ids"], batch.get("target_ends"), len(labels))
+    expected_histories = target_histories(tokenizer, batch["input_ids"], batch.get("target_ends"), len(labels))
     # each target's history, worked out from the rows themselves
     if causal:
         manual = []

@@ -171,3 +171,68 @@ def test_resumed_run_continues_the_training_clock(item_tokenizer, tmp_path):
     minutes = [e["train_minutes"] for e in second.state.log_history if "eval_ndcg@10" in e]
     assert len(minutes) == 3 and minutes == sorted(minutes)  # the curve continues across the restart
     assert minutes[-1] >= spent / 60
+
+
+def test_evaluation_runs_longest_first_and_predict_keeps_the_rows_order(trained):
+    """The evaluation sampler sorts a dataset that has its length column by length (longest first, stable);
+    `predict` returns one row per example in the dataset's order, although the default train_sampling_strategy
+    (group_by_length) would have Trainer shuffle groups of similar length; `evaluate` gives the same metrics."""
+    from hf_genrec.training.sampler import eval_sampler
+
+    trainer, _, _, _, sequences = trained
+    # histories of mixed lengths, so that the length order and the dataset order differ
+    rows = {"history": [], "target": []}
+    for i, seq in enumerate(sequences[48:56]):
+        length = 1 + (3 * i) % 5
+        rows["history"].append(seq[:length])
+        rows["target"].append(seq[length])
+    data = tokenize_examples(datasets.Dataset.from_dict(rows), trainer.item_tokenizer)
+    lengths = data["length"]
+    by_length = list(eval_sampler(data, "length", keep_order=False))
+    assert [lengths[i] for i in by_length] == sorted(lengths, reverse=True)
+    # stable: equal lengths keep their order
+    assert all(a < b for a, b in zip(by_length, by_length[1:]) if lengths[a] == lengths[b])
+    assert list(eval_sampler(data, "length", keep_order=True)) == list(range(len(data)))
+    assert list(eval_sampler(data.remove_columns("length"), "length", keep_order=False)) == list(range(len(data)))
+    assert eval_sampler(None, "length", keep_order=False) is None
+
+    prediction = trainer.predict(data)
+    expected = trainer.item_tokenizer.index_of([str(t) for t in rows["target"]]).tolist()
+    assert prediction.label_ids.tolist() == expected
+    assert prediction.predictions.shape == (len(data), max(trainer.args.eval_ks))
+    metrics = trainer.evaluate(data)
+    assert metrics["eval_recall@5"] == pytest.approx(prediction.metrics["test_recall@5"])
+    assert metrics["eval_ndcg@5"] == pytest.approx(prediction.metrics["test_ndcg@5"])
+
+
+@pytest.mark.parametrize("transition_weight", [0.0, 2.0])
+def test_constrained_loss_is_the_trainers_loss_and_needs_no_precomputed_paths(
+    tmp_path, item_tokenizer, transition_weight
+):
+    """`hf_genrec.training.losses.ConstrainedLoss` is what `compute_loss` returns with ``constrained_loss``; the
+    trainer hands it the trie paths only for the prior, and the prior's fusion walks the trie alike without them."""
+    from hf_genrec.models.prior import ItemTransitions
+    from hf_genrec.training.losses import ConstrainedLoss
+
+    sequences = cyclic_sequences(40, 12, 6)
+    transitions = ItemTransitions.fit(
+        [item_tokenizer.index_of([str(i) for i in seq]).tolist() for seq in sequences], item_tokenizer.num_items
+    )
+    data = tokenize_examples(datasets.Dataset.from_dict(_rows(sequences, 1, 5)), item_tokenizer)
+    args = tiny_training_args(tmp_path, constrained_loss=True, transition_weight_in_loss=transition_weight)
+    model = build_t5_model(item_tokenizer, seed=0, **TINY_T5)
+    trainer = GenRecTrainer(model=model, args=args, item_tokenizer=item_tokenizer, transitions=transitions)
+    batch = trainer.data_collator([data[i] for i in range(16)])
+    model.train()
+    loss = trainer.compute_loss(model, batch)
+    settings = dict(transitions=transitions, transition_weight=transition_weight)
+    with_paths = ConstrainedLoss(
+        item_tokenizer, trainer.trie_index, trainer._spellings, trainer._item_paths, **settings
+    )
+    without = ConstrainedLoss(item_tokenizer, trainer.trie_index, trainer._spellings, None, **settings)
+    torch.testing.assert_close(with_paths(model, batch), loss)
+    torch.testing.assert_close(without(model, batch), loss)
+    plain = ConstrainedLoss(item_tokenizer, trainer.trie_index, trainer._spellings)(model, batch)
+    assert torch.isclose(plain, loss) == (transition_weight == 0)
+    with pytest.raises(ValueError, match="transitions=ItemTransitions.fit"):
+        ConstrainedLoss(item_tokenizer, trainer.trie_index, trainer._spellings, transition_weight=1.0)(model, batch)

@@ -1,8 +1,10 @@
-"""An exponential moving average of a model's weights, for `GenRecTrainer` (``ema_decay``)."""
+"""An exponential moving average of a model's weights, for `GenRecTrainer` (``ema_decay``): the average, the
+callback that keeps it while training, and resuming it from a checkpoint."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 
@@ -11,11 +13,15 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
+from transformers import Trainer, TrainerCallback
 
 from ..bundle.layout import TRAINING_WEIGHTS_NAME
 
-#: written into every checkpoint of a run with ``ema_decay``: the raw (not averaged) weights training continues from;
-#: the checkpoint's model files hold the averaged ones, which are what validation ranked and what users load
+logger = logging.getLogger(__name__)
+
+# TRAINING_WEIGHTS_NAME is written into every checkpoint of a run with ``ema_decay``: the raw (not averaged) weights
+# training continues from; the checkpoint's model files hold the averaged ones, which are what validation ranked and
+# what users load
 
 
 def ema_decay_schedule(decay: float, num_averaged: int) -> float:
@@ -117,3 +123,43 @@ def load_training_weights(model: nn.Module, folder: str | os.PathLike) -> int:
         for name, p in model.named_parameters():
             p.copy_(raw[name].to(p.device))
     return count
+
+
+def resume_weight_average(model: nn.Module, decay: float, checkpoint: str | os.PathLike) -> WeightAverage | None:
+    """What a run resumed from ``checkpoint`` (whose model files are loaded into ``model``) averages with.
+
+    With ``decay`` the checkpoint's average comes back (`WeightAverage.resume`). Without it, a checkpoint of a run that
+    averaged still gets its raw weights loaded into ``model``, with a warning: the optimiser's state belongs to them,
+    not to the average. Returns `None` when nothing is averaged.
+    """
+    if decay:
+        # the checkpoint's model files hold the average; the raw weights training continues from sit beside them
+        return WeightAverage.resume(model, decay, checkpoint)
+    if os.path.exists(os.path.join(checkpoint, TRAINING_WEIGHTS_NAME)):
+        load_training_weights(model, checkpoint)
+        logger.warning(
+            "%s was saved by a run with ema_decay; resuming with ema_decay=0 continues from its raw weights and "
+            "stops averaging. Pass the run's ema_decay to keep averaging.",
+            checkpoint,
+        )
+    return None
+
+
+class WeightAverageCallback(TrainerCallback):
+    """Starts ``trainer.weight_average`` with training (unless a resumed checkpoint brought one back) and averages in
+    the weights after every optimiser step.
+
+    Args:
+        trainer (`Trainer`): a trainer with a ``weight_average`` attribute (`GenRecTrainer`), which ranks and saves
+            with the average.
+    """
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.trainer.weight_average is None:  # not resumed
+            self.trainer.weight_average = WeightAverage(self.trainer.model, args.ema_decay)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer.weight_average.update(self.trainer.model)

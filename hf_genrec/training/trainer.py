@@ -1,38 +1,36 @@
-"""`GenRecTrainer`: a `Seq2SeqTrainer` whose evaluation ranks items by constrained beam search."""
+"""`GenRecTrainer`: a `Seq2SeqTrainer` whose evaluation ranks items by constrained beam search.
+
+The trainer overrides only what it must; the pieces it plugs in live beside it: the arguments
+(`hf_genrec.training.arguments`), the trie-constrained loss (`losses`), the evaluation order (`sampler`), the weight
+average (`averaging`), the training clock and model-card callbacks (`callbacks`), the time-budget schedule
+(`schedules`) and checkpoints (`checkpoints`). Saving goes through `hf_genrec.bundle.io.save_bundle`.
+"""
 
 from __future__ import annotations
 
 import functools
 import inspect
-import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Sampler, SequentialSampler
-from transformers import LogitsProcessorList, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
-from transformers.trainer import TRAINING_ARGS_NAME
+from transformers import LogitsProcessorList, Seq2SeqTrainer
 from transformers.trainer_callback import PrinterCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, SaveStrategy
+
+# Trainer (transformers 5.25) waits on `self.push_in_progress` (is_done, wait_until_done, cancel) when it ends or
+# pushes again, so `_push_from_checkpoint` must hand it this class; transformers exports it from nowhere public.
+from transformers.utils.hub import PushInProgress
 
 from ..bundle.config import GenRecConfig
-from ..bundle.hub import PUSH_IGNORE_PATTERNS
 from ..bundle.io import BundleContents, save_bundle
-from ..bundle.layout import CARD_NAME, TRAINING_WEIGHTS_NAME
+from ..bundle.layout import CARD_NAME
 from ..bundle.model_card import GenRecCardData, ModelCardCallback, build_model_card, non_default_arguments
-from ..decoding.exclude_history import history_excluded_tokens
-from ..decoding.fusion import (
-    FusionConfig,
-    TransitionFusionLogitsProcessor,
-    check_scorer_items,
-    fusion_processors,
-)
+from ..decoding.fusion import check_scorer_items, fusion_processors
 from ..decoding.generate import build_trie_index, generate_items, item_spellings
-from ..decoding.trie import TrieIndex, trie_cross_entropy
+from ..decoding.trie import TrieIndex
 from ..evaluation.metrics import make_compute_metrics
 from ..models.dropout import use_bits_dropout
 from ..models.prior import ItemTransitions
@@ -40,171 +38,15 @@ from ..models.sasrec import SASRecModel
 from ..semantic_ids import ItemIDScheme
 from ..tokenization import ItemTokenizer
 from ..utils.progress import are_progress_bars_disabled
-from ..utils.saving import CheckpointError, check_checkpoint, last_complete_checkpoint, staged_directory
-from .averaging import WeightAverage, load_training_weights
+from ..utils.saving import staged_directory
+from .arguments import GenRecTrainingArguments
+from .averaging import WeightAverage, WeightAverageCallback, resume_weight_average
 from .callbacks import TimeBudgetCallback, read_spent_seconds
+from .checkpoints import push_checkpoint, replace_pickled_arguments, resolve_resume_checkpoint
 from .collator import SCORER_HISTORY, GenRecCollator
+from .losses import ConstrainedLoss
+from .sampler import eval_sampler
 from .schedules import BUDGET_SCHEDULES, time_budget_schedule
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass
-class GenRecTrainingArguments(Seq2SeqTrainingArguments, FusionConfig):
-    """`Seq2SeqTrainingArguments` plus the ranking-evaluation settings; the fields of `FusionConfig` (what the
-    validation ranking bans and fuses, and what the saved bundle ranks with) are its own, and ``args.fusion`` gives
-    them as one object.
-
-    Args:
-        num_beams (`int`, defaults to 20): beams of the constrained beam search run at evaluation.
-        eval_ks (`list[int]`, defaults to `[5, 10]`): the K of Recall@K / NDCG@K; beams must be >= max(K).
-    """
-
-    # Defaults differ from `Seq2SeqTrainingArguments` where a small T5 trained from scratch on item IDs needs it
-    # (as TRL's configs do for their trainers): a larger learning rate and batch, epoch-wise ranking evaluation that
-    # keeps the best checkpoint, length-grouped batches, and no logging integrations unless asked for.
-    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate."})
-    per_device_train_batch_size: int = field(default=256, metadata={"help": "Training batch size per device."})
-    per_device_eval_batch_size: int = field(default=128, metadata={"help": "Evaluation batch size per device."})
-    num_train_epochs: float = field(default=10.0, metadata={"help": "Training epochs."})
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
-    warmup_steps: float = field(default=0.05, metadata={"help": "Warm-up steps (a float < 1 is a share of all)."})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
-    eval_strategy: str = field(default="epoch", metadata={"help": "When to rank the validation users."})
-    save_strategy: str = field(default="epoch", metadata={"help": "When to save a checkpoint."})
-    save_total_limit: int | None = field(default=1, metadata={"help": "Checkpoints kept besides the best."})
-    load_best_model_at_end: bool = field(default=True, metadata={"help": "Keep the best validation checkpoint."})
-    metric_for_best_model: str | None = field(default="ndcg@10", metadata={"help": "Metric choosing the best."})
-    train_sampling_strategy: str = field(
-        default="group_by_length", metadata={"help": "Group histories of similar length into batches."}
-    )
-    logging_steps: float = field(default=50, metadata={"help": "Log the training loss every N steps."})
-    report_to: None | str | list[str] = field(default="none", metadata={"help": "Logging integrations."})
-    num_beams: int = field(default=20, metadata={"help": "Beams for constrained beam search at evaluation."})
-    eval_ks: list[int] = field(default_factory=lambda: [5, 10], metadata={"help": "K values for Recall/NDCG@K."})
-    decoding_method: str = field(
-        default="auto",
-        metadata={
-            "help": "Constrained beam search at evaluation: auto (fast for T5), fast, vectorised or reference; all "
-            "rank the same items.",
-            "choices": ["auto", "fast", "vectorised", "reference"],
-        },
-    )
-    max_train_minutes: float | None = field(
-        default=None, metadata={"help": "Stop training after this many minutes (evaluating and saving first)."}
-    )
-    anneal_over_budget: bool = field(
-        default=True,
-        metadata={
-            "help": "With max_train_minutes and a linear or cosine schedule, decay the learning rate over the time "
-            "budget (or the epochs, if they end first), so a budget-cut run still ends annealed."
-        },
-    )
-    constrained_loss: bool = field(
-        default=False,
-        metadata={
-            "help": "Normalise the training softmax of each decoding step over the tokens the item trie allows there "
-            "(and rank with renormalised scores, generation_config.renormalize_logits), so the model never spends "
-            "capacity on IDs that do not exist."
-        },
-    )
-    exclude_history_in_loss: bool = field(
-        default=False,
-        metadata={
-            "help": "With constrained_loss: leave the items of each target's history out of its training softmax too, "
-            "as exclude_history leaves them out of the ranking, so the model is trained on the distribution it is "
-            "ranked with."
-        },
-    )
-    transition_weight_in_loss: float = field(
-        default=0.0,
-        metadata={
-            "help": "With constrained_loss: fuse the successor prior into the training softmax as well, with this "
-            "weight (each step's softmax over log p_model + the prior's bonus, a product of experts), so the model "
-            "learns what the prior does not already say. Each target's prior leaves its own user's sequence out of "
-            "the counts. 0 turns it off; rank such a model with the prior fused."
-        },
-    )
-    transition_window: int = field(
-        default=3, metadata={"help": "Successor prior: items at most this many steps after an item count (1 / steps)."}
-    )
-    transition_shrinkage: float = field(
-        default=0.0,
-        metadata={
-            "help": "Successor prior: pseudo-count added to each item's total, P(b | a) = count(a, b) / (total(a) + "
-            "transition_shrinkage), so successors of rarely seen items count less (0: plain frequencies)."
-        },
-    )
-    transition_weights: list[float] | None = field(
-        default=None,
-        metadata={
-            "help": "After training, rank the validation users with each of these transition weights and keep the "
-            "best (by metric_for_best_model) for the test and the saved bundle; transition_weight is the one used "
-            "while training. Picks the fusion's weight on each dataset's own validation split."
-        },
-    )
-    scorer_weights: list[float] | None = field(
-        default=None,
-        metadata={
-            "help": "After training, rank the validation users with each of these scorer weights (crossed with "
-            "transition_weights, if given) and keep the best pair for the test and the saved bundle."
-        },
-    )
-    ema_decay: float = field(
-        default=0.0,
-        metadata={
-            "help": "Keep an exponential moving average of the weights with this per-step decay (warmed up as "
-            "min(decay, (1 + n) / (10 + n))): validation ranks the averaged weights, checkpoints and the final model "
-            "hold them, and training goes on from the raw ones. 0 turns it off."
-        },
-    )
-    predict_with_generate: bool = field(
-        default=True, metadata={"help": "Rank items with constrained beam search at evaluation (else loss only)."}
-    )
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.decoding_method not in ("auto", "fast", "vectorised", "reference"):
-            raise ValueError(
-                f"decoding_method must be auto, fast, vectorised or reference, got {self.decoding_method!r}."
-            )
-        if self.exclude_history_in_loss and not self.constrained_loss:
-            raise ValueError(
-                "exclude_history_in_loss masks history items in the trie-normalised loss: it needs constrained_loss=True."
-            )
-        if self.transition_weight_in_loss and not self.constrained_loss:
-            raise ValueError(
-                "transition_weight_in_loss fuses the prior into the trie-normalised loss: it needs constrained_loss=True."
-            )
-        if self.transition_weight_in_loss < 0:
-            raise ValueError(f"transition_weight_in_loss must be >= 0, got {self.transition_weight_in_loss}.")
-        self.check_fusion()
-        if self.scorer_weights is not None and (not self.scorer_weights or min(self.scorer_weights) < 0):
-            raise ValueError(f"scorer_weights must be a non-empty list of weights >= 0, got {self.scorer_weights}.")
-        if self.transition_weights is not None and (not self.transition_weights or min(self.transition_weights) < 0):
-            raise ValueError(
-                f"transition_weights must be a non-empty list of weights >= 0, got {self.transition_weights}."
-            )
-        if not self.transition_shrinkage >= 0:
-            raise ValueError(f"transition_shrinkage must be >= 0, got {self.transition_shrinkage}.")
-        if self.transition_window < 1:
-            raise ValueError(f"transition_window must be >= 1, got {self.transition_window}.")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(
-                f"ema_decay must be in [0, 1) (0 turns weight averaging off; 0.999 averages over about 1,000 steps), "
-                f"got {self.ema_decay}."
-            )
-        if self.num_beams < max(self.eval_ks):
-            raise ValueError(
-                f"num_beams={self.num_beams} is smaller than the largest K in eval_ks={self.eval_ks}; beam search "
-                "returns at most num_beams items. Raise num_beams or lower eval_ks."
-            )
-
-    @property
-    def fusion(self) -> FusionConfig:
-        """The ranking's `FusionConfig`; a model trained with the prior in its loss ranks with renormalised steps."""
-        fusion = FusionConfig.fusion.fget(self)
-        return fusion.replace(transition_normalize=fusion.transition_normalize or self.transition_weight_in_loss > 0)
 
 
 class GenRecTrainer(Seq2SeqTrainer):
@@ -308,82 +150,28 @@ class GenRecTrainer(Seq2SeqTrainer):
         #: the moving average of the weights while `train` runs with ``ema_decay`` (else `None`)
         self.weight_average: WeightAverage | None = None
         if getattr(args, "ema_decay", 0.0):
-            self.add_callback(_WeightAverageCallback(self))
+            self.add_callback(WeightAverageCallback(self))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not getattr(self.args, "constrained_loss", False) or "labels" not in inputs:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        labels = inputs["labels"]
-        # packed rows hold one spelling per block of `width` tokens; plain rows hold one spelling
-        width = labels.shape[1] // inputs["target_ends"].shape[1] if "target_ends" in inputs else labels.shape[1]
-        blocks = labels.reshape(-1, width)
-        spelled = blocks  # whole spellings, EOS included, whatever the loss skips below
-        scale = 1.0
-        if self._eos_is_forced(blocks):
-            # Fixed-length IDs end in EOS, the one token the trie allows after a complete ID: its loss and gradient
-            # are exactly zero, so the decoder skips that position (a fifth of its work with 4-token IDs). The
-            # loss stays the same number: the mean still counts the EOS tokens.
-            full = (blocks != -100).sum()
-            blocks = blocks[:, :-1].contiguous()
-            scale = (blocks != -100).sum() / full.clamp(min=1)
-            width -= 1
-            inputs = {**inputs, "labels": blocks.reshape(labels.shape[0], -1)}
-        outputs = model(**inputs)
-        logits = outputs.logits.reshape(-1, width, outputs.logits.shape[-1])
-        banned = None
-        if getattr(self.args, "exclude_history_in_loss", False):
-            excluded = self._target_histories(inputs["input_ids"], inputs.get("target_ends"), len(blocks))
-            banned = history_excluded_tokens(self.trie_index, self._spellings, excluded, blocks)
-        if getattr(self.args, "transition_weight_in_loss", 0.0):
-            logits = logits.float() + self._prior_bonus(
-                inputs, spelled, blocks.shape[1], logits.shape[-1], model.training
-            )
-        loss = trie_cross_entropy(logits, blocks, self.trie_index, banned=banned) * scale
-        return (loss, outputs) if return_outputs else loss
+        return self._constrained_loss()(model, inputs, return_outputs)
 
-    def _prior_bonus(
-        self, inputs: dict[str, torch.Tensor], blocks: torch.Tensor, width: int, vocab: int, training: bool
-    ) -> torch.Tensor:
-        """``[N, width, vocab]`` the fused prior's bonus for the first ``width`` steps of each label spelling
-        ``blocks`` (whole spellings, EOS included), as the beam search adds it (`TransitionFusionLogitsProcessor`),
-        for ``transition_weight_in_loss``. While training, each target's prior leaves out its own row's items (the
-        window and its last target), which the counts were fitted on."""
-        if self.transitions is None:
-            raise ValueError(
-                "transition_weight_in_loss needs the successor counts of the training sequences: pass "
-                "transitions=ItemTransitions.fit(...) to the trainer."
-            )
-        target_ends = inputs.get("target_ends")
-        histories = self._target_histories(inputs["input_ids"], target_ends, len(blocks))
-        targets = self.item_tokenizer.decode_index(blocks.tolist())
-        per_row = 1 if target_ends is None else target_ends.shape[1]
-        own = []
-        for row in range(len(blocks) // per_row):
-            found = [t for t in targets[row * per_row : (row + 1) * per_row] if t >= 0]
-            # the row's whole sequence: the longest history of its targets, then the last target
-            longest = max(histories[row * per_row : (row + 1) * per_row], key=len)
-            own.extend([longest + found[-1:]] * per_row)
-        # evaluation rows end at held-out targets, which the counts never saw: their prior is the ranking's
-        leave_out = own if training else None
-        # a padding target (no label) gets no prior
-        histories = [h if t >= 0 else [] for h, t in zip(histories, targets)]
-        priors = self.transitions.batch_prior(histories, self.args.transition_recent_items, leave_out)
-        fusion = TransitionFusionLogitsProcessor(
+    def _constrained_loss(self) -> ConstrainedLoss:
+        """The trie-normalised loss with the arguments' settings as they are now (it holds only references)."""
+        args = self.args
+        return ConstrainedLoss(
+            self.item_tokenizer,
             self.trie_index,
             self._spellings,
-            priors,
-            weight=self.args.transition_weight_in_loss,
-            smoothing=self.args.transition_smoothing,
-            paths=self._item_paths,
+            # the trie nodes along each item are walked once, and only for the prior
+            item_paths=self._item_paths if args.transition_weight_in_loss else None,
+            exclude_history=args.exclude_history_in_loss,
+            transitions=self.transitions,
+            transition_weight=args.transition_weight_in_loss,
+            transition_recent_items=args.transition_recent_items,
+            transition_smoothing=args.transition_smoothing,
         )
-        device = blocks.device
-        start = torch.full((len(blocks), 1), self.item_tokenizer.pad_token_id, dtype=torch.long, device=device)
-        zeros = torch.zeros(len(blocks), vocab, device=device)
-        steps = []
-        for step in range(width):
-            prefix = torch.cat([start, blocks[:, :step].clamp(min=0)], dim=1)
-            steps.append(fusion(prefix, zeros))
-        return torch.stack(steps, dim=1)
 
     @functools.cached_property
     def _spellings(self) -> torch.Tensor:
@@ -393,35 +181,6 @@ class GenRecTrainer(Seq2SeqTrainer):
     def _item_paths(self) -> torch.Tensor:
         """``[n_items, max_length]`` the trie nodes along every item's spelling, for the fusion processors."""
         return self.trie_index.item_paths(self._spellings, torch.arange(len(self._spellings)))[1]
-
-    def _target_histories(
-        self, input_ids: torch.Tensor, target_ends: torch.Tensor | None, n_targets: int
-    ) -> list[list[int]]:
-        """The item rows each training target reads, one list per label spelling: for packed rows the items of its
-        row's window up to its ``target_ends`` (padding targets read one token, and have no loss)."""
-        histories = self._history_items(input_ids)
-        if target_ends is None:
-            return histories
-        tokenizer = self.item_tokenizer
-        out = []
-        for rows, ends in zip(histories, target_ends.tolist()):
-            if tokenizer.is_variable_length:
-                item_ends = np.cumsum(tokenizer.item_lengths[rows]) if rows else np.zeros(0, dtype=np.int64)
-            else:
-                item_ends = (tokenizer.id_length - 1) * np.arange(1, len(rows) + 1)
-            out.extend(rows[: int(np.searchsorted(item_ends, end, side="right"))] for end in ends)
-        if len(out) != n_targets:
-            raise ValueError(f"{len(out)} target histories for {n_targets} label spellings.")
-        return out
-
-    def _eos_is_forced(self, blocks: torch.Tensor) -> bool:
-        """Whether the last column of these label spellings ``[N, width]`` holds only EOS (or -100) that follows a
-        complete fixed-length ID, a token the constrained loss gives no loss or gradient."""
-        tokenizer = self.item_tokenizer
-        if tokenizer.is_variable_length or blocks.shape[1] != tokenizer.id_length:
-            return False
-        last = blocks[:, -1]
-        return bool(((last == tokenizer.eos_token_id) | (last == -100)).all())
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         kind = getattr(self.args.lr_scheduler_type, "value", self.args.lr_scheduler_type)
@@ -439,18 +198,8 @@ class GenRecTrainer(Seq2SeqTrainer):
     def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
         """`Trainer.train`; a resumed run also resumes the training clock, so ``max_train_minutes`` counts the
         minutes spent before the checkpoint too."""
-        checkpoint = resume_from_checkpoint
-        if checkpoint is True:
-            # the newest complete one: a run killed while saving leaves a partial checkpoint-N behind
-            checkpoint = last_complete_checkpoint(self.args.output_dir)
-            if checkpoint is None and get_last_checkpoint(self.args.output_dir) is not None:
-                raise CheckpointError(
-                    f"{self.args.output_dir} holds checkpoints, but none is complete and undamaged (see the warnings "
-                    "above). Start the run again without resume_from_checkpoint."
-                )
-            resume_from_checkpoint = checkpoint  # Trainer would pick the newest folder, complete or not
-        if isinstance(checkpoint, str | os.PathLike):
-            check_checkpoint(checkpoint)
+        # True: the newest *complete* checkpoint (Trainer would pick the newest folder, complete or not)
+        checkpoint = resume_from_checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir)
         self.clock.spent_seconds = read_spent_seconds(checkpoint) if isinstance(checkpoint, str) else 0.0
         self.weight_average = None  # a resumed run gets its average back in _load_from_checkpoint
         try:
@@ -466,17 +215,9 @@ class GenRecTrainer(Seq2SeqTrainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
-        if getattr(self.args, "ema_decay", 0.0):
-            # the checkpoint's model files hold the average; the raw weights training continues from sit beside them
-            self.weight_average = WeightAverage.resume(self.model, self.args.ema_decay, resume_from_checkpoint)
-        elif os.path.exists(os.path.join(resume_from_checkpoint, TRAINING_WEIGHTS_NAME)):
-            # the optimiser's state belongs to the raw weights: continue from them, not from the average
-            load_training_weights(self.model, resume_from_checkpoint)
-            logger.warning(
-                "%s was saved by a run with ema_decay; resuming with ema_decay=0 continues from its raw weights and "
-                "stops averaging. Pass the run's ema_decay to keep averaging.",
-                resume_from_checkpoint,
-            )
+        average = resume_weight_average(self.model, getattr(self.args, "ema_decay", 0.0), resume_from_checkpoint)
+        if average is not None:
+            self.weight_average = average
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         """`Seq2SeqTrainer.evaluate`; during training with ``ema_decay`` it ranks with the averaged weights."""
@@ -514,19 +255,10 @@ class GenRecTrainer(Seq2SeqTrainer):
             self._keep_eval_order = False
 
     def _get_eval_sampler(self, eval_dataset):
-        """A fixed evaluation order, sharded across processes: by length for `evaluate`, as given for `predict`.
-
-        With ``train_sampling_strategy="group_by_length"`` (our default) Trainer groups evaluation batches by length
-        in a shuffled order (transformers 5.x), so ``predict()``'s rows would not line up with the users. Metrics do
-        not depend on the order, so `evaluate` keeps the speed of short padded batches with histories sorted by
-        length (stable, no randomness); `predict` keeps the dataset's order.
-        """
-        if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
-            return None
-        column = self.args.length_column_name
-        if not getattr(self, "_keep_eval_order", False) and column in getattr(eval_dataset, "column_names", ()):
-            return LengthSortedSampler(eval_dataset[column])
-        return SequentialSampler(eval_dataset)
+        """A fixed evaluation order, sharded across processes: by length for `evaluate`, as given for `predict`
+        (`hf_genrec.training.sampler.eval_sampler`)."""
+        keep_order = getattr(self, "_keep_eval_order", False)
+        return eval_sampler(eval_dataset, self.args.length_column_name, keep_order)
 
     @property
     def trie_index(self) -> TrieIndex:
@@ -616,11 +348,7 @@ class GenRecTrainer(Seq2SeqTrainer):
         def save_model(folder: str) -> None:
             super(GenRecTrainer, self)._save(folder, state_dict=state_dict)
             # Trainer pickles its arguments (`training_args.bin`); bundles hold no pickle, so keep them as JSON.
-            pickled_args = os.path.join(folder, TRAINING_ARGS_NAME)
-            if os.path.exists(pickled_args):
-                os.remove(pickled_args)
-            with open(os.path.join(folder, "training_args.json"), "w") as f:
-                f.write(self.args.to_json_string())
+            replace_pickled_arguments(folder, self.args)
 
         self._update_card_data()
         contents = BundleContents(
@@ -658,57 +386,17 @@ class GenRecTrainer(Seq2SeqTrainer):
         Trainer's version copies a few weight files and pickles the training arguments into the output folder
         (``training_args.bin``) before pushing; the bundle must hold no pickle, so push the checkpoint's own bundle.
         """
-        from transformers.trainer import HubStrategy, hf_api
-        from transformers.trainer_utils import SaveStrategy
-
         if not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
             return
         if not self.args.hub_always_push and self.push_in_progress is not None and not self.push_in_progress.is_done():
             return
-        from transformers.trainer import PushInProgress
-
         self.callback_handler.on_push_begin(self.args, self.state, self.control)
         if self.args.save_strategy == SaveStrategy.STEPS:
             commit_message = f"Training in progress, step {self.state.global_step}"
         else:
             commit_message = f"Training in progress, epoch {int(self.state.epoch)}"
-        job = hf_api().upload_folder(
-            repo_id=self.hub_model_id,
-            folder_path=checkpoint_folder,
-            commit_message=commit_message,
-            token=self.args.hub_token,
-            run_as_future=True,
-            ignore_patterns=PUSH_IGNORE_PATTERNS + ["optimizer.*", "scheduler.*", "rng_state*", "trainer_state.json"],
-            revision=self.args.hub_revision,
-        )
+        job = push_checkpoint(checkpoint_folder, self.hub_model_id, self.args, commit_message)
         if self.push_in_progress is None or self.push_in_progress.is_done():
             self.push_in_progress = PushInProgress([job])
         else:
             self.push_in_progress.jobs.append(job)
-
-
-class _WeightAverageCallback(TrainerCallback):
-    """Starts the trainer's weight average with training and averages in the weights after every optimiser step."""
-
-    def __init__(self, trainer: GenRecTrainer):
-        self.trainer = trainer
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if self.trainer.weight_average is None:  # not resumed
-            self.trainer.weight_average = WeightAverage(self.trainer.model, args.ema_decay)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.trainer.weight_average.update(self.trainer.model)
-
-
-class LengthSortedSampler(Sampler[int]):
-    """Indices sorted by length, longest first (a stable sort: equal lengths keep their order); deterministic."""
-
-    def __init__(self, lengths):
-        self.order = np.argsort(-np.asarray(lengths), kind="stable").tolist()
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-    def __iter__(self):
-        return iter(self.order)
