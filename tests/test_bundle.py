@@ -310,7 +310,7 @@ def test_cli_push(bundle, hub, capsys):
 
 
 def test_non_default_arguments_lists_only_what_was_set(tmp_path):
-    from hf_genrec.bundle.model_card import non_default_arguments
+    from hf_genrec.training.arguments import non_default_arguments
 
     assert non_default_arguments(GenRecTrainingArguments(output_dir=str(tmp_path))) == {}
     args = GenRecTrainingArguments(output_dir=str(tmp_path), learning_rate=0.003, transition_weights=[0.0, 2.0])

@@ -2,39 +2,20 @@
 
 The card is rendered from the Jinja template shipped in ``hf_genrec/bundle/templates/model_card.md``; its metadata is a
 ``huggingface_hub.ModelCardData``, so the Hub shows the test metrics in the model's evaluation widget.
-``ModelCardCallback`` collects what the trainer learns along the way (test metrics, the training log).
+`hf_genrec.training.callbacks.ModelCardCallback` collects what the trainer learns along the way (test metrics, the
+training log) into a `GenRecCardData`; this module only renders it, so bundles need nothing from training.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
-
-from transformers import TrainerCallback
 
 from ..tokenization import ItemTokenizer
 from .config import GenRecConfig
 
 TAGS = ["hf_genrec", "generative-recommendation", "semantic-ids", "recommendation", "t5"]
-# Arguments that describe where/how a run was logged or pushed, not the model: left out of the card.
-_NOT_HYPERPARAMETERS = {
-    "output_dir",
-    "logging_dir",
-    "run_name",
-    "hub_model_id",
-    "hub_token",
-    "hub_private_repo",
-    "hub_strategy",
-    "push_to_hub",
-    "report_to",
-    "overwrite_output_dir",
-    "use_cpu",
-    "dataloader_num_workers",
-    "disable_tqdm",
-}
 
 
 @dataclass
@@ -42,9 +23,10 @@ class GenRecCardData:
     """What goes into a bundle's model card besides the item map and config.
 
     Args:
-        test_metrics: ``{"recall@10": 0.05, ...}`` on the test split (filled by ``ModelCardCallback``).
+        test_metrics: ``{"recall@10": 0.05, ...}`` on the test split (filled while training by
+            `hf_genrec.training.callbacks.ModelCardCallback`).
         protocol: one sentence on how the metrics were computed.
-        hyperparameters: non-default training arguments.
+        hyperparameters: non-default training arguments (`hf_genrec.training.arguments.non_default_arguments`).
         log_history: ``Trainer.state.log_history``.
         dataset: the dataset name (``amazon-beauty``...).
         baselines: ``{"most_popular": {"recall@10": 0.01, ...}, ...}``, simpler rankers on the same test users
@@ -58,66 +40,6 @@ class GenRecCardData:
     log_history: list[dict] = field(default_factory=list)
     dataset: str | None = None
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
-
-
-class ModelCardCallback(TrainerCallback):
-    """Keeps a trainer's ``GenRecCardData`` up to date: test metrics from ``evaluate``, the log history."""
-
-    def __init__(self, card_data: GenRecCardData):
-        self.card_data = card_data
-
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        for key, value in (metrics or {}).items():
-            if key.startswith("test_") and isinstance(value, (int, float)):
-                name = key[len("test_") :]
-                if "@" in name or name == "invalid_rate":
-                    self.card_data.test_metrics[name] = float(value)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        self.card_data.log_history = list(state.log_history)
-
-
-# set by TrainingArguments.__post_init__ from other arguments (eval_strategy, metric_for_best_model), not chosen
-_DERIVED_ARGUMENTS = {"do_eval", "greater_is_better"}
-
-
-def _normalised_default(name: str, default: Any) -> Any:
-    if hasattr(default, "value"):  # enums
-        return default.value
-    if isinstance(default, (list, tuple)):
-        return list(default)
-    if name == "accelerator_config" and default is None:
-        from transformers.trainer_pt_utils import AcceleratorConfig
-
-        config = dataclasses.asdict(AcceleratorConfig())
-        config.pop("use_configured_state", None)  # Trainer pops it while setting up devices
-        return config
-    return default
-
-
-def non_default_arguments(args) -> dict[str, Any]:
-    """Training arguments that differ from ``GenRecTrainingArguments``' defaults (as JSON-friendly values).
-
-    Values that ``__post_init__`` turns the defaults into (``debug`` ``""`` into ``[]``, ``accelerator_config``
-    ``None`` into a dict, ``None`` switches into ``False``) and values it derives from other arguments count as
-    defaults: they are not choices of the user. (A default instance cannot serve as the reference: building
-    TrainingArguments resets the accelerator state of a trainer that is running.)
-    """
-    from ..training.trainer import GenRecTrainingArguments
-
-    defaults = {f.name: f.default for f in dataclasses.fields(GenRecTrainingArguments) if f.init}
-    out = {}
-    for name, value in json.loads(args.to_json_string()).items():
-        if name in _NOT_HYPERPARAMETERS or name in _DERIVED_ARGUMENTS or name.startswith("_") or name not in defaults:
-            continue
-        default = defaults[name]
-        if isinstance(default, dataclasses._MISSING_TYPE):
-            continue
-        default = _normalised_default(name, default)
-        if value == default or (default in (None, "") and value in (None, "", [], {}, False)):
-            continue
-        out[name] = value
-    return out
 
 
 def _metrics_table(metrics: dict[str, float]) -> str:

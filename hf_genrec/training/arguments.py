@@ -1,10 +1,15 @@
-"""`GenRecTrainingArguments`: `Seq2SeqTrainingArguments` with the ranking, loss and fusion settings of hf_genrec."""
+"""`GenRecTrainingArguments`: `Seq2SeqTrainingArguments` with the ranking, loss and fusion settings of hf_genrec, and
+`non_default_arguments`, the ones a run chose (the model card's hyperparameters)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from transformers import Seq2SeqTrainingArguments
+from transformers.trainer_pt_utils import AcceleratorConfig
 
 from ..decoding.fusion import FusionConfig
 
@@ -165,3 +170,59 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments, FusionConfig):
         """The ranking's `FusionConfig`; a model trained with the prior in its loss ranks with renormalised steps."""
         fusion = FusionConfig.fusion.fget(self)
         return fusion.replace(transition_normalize=fusion.transition_normalize or self.transition_weight_in_loss > 0)
+
+
+# Arguments that describe where/how a run was logged or pushed, not the model: left out of the card.
+_NOT_HYPERPARAMETERS = {
+    "output_dir",
+    "logging_dir",
+    "run_name",
+    "hub_model_id",
+    "hub_token",
+    "hub_private_repo",
+    "hub_strategy",
+    "push_to_hub",
+    "report_to",
+    "overwrite_output_dir",
+    "use_cpu",
+    "dataloader_num_workers",
+    "disable_tqdm",
+}
+# set by TrainingArguments.__post_init__ from other arguments (eval_strategy, metric_for_best_model), not chosen
+_DERIVED_ARGUMENTS = {"do_eval", "greater_is_better"}
+
+
+def _normalised_default(name: str, default: Any) -> Any:
+    if hasattr(default, "value"):  # enums
+        return default.value
+    if isinstance(default, (list, tuple)):
+        return list(default)
+    if name == "accelerator_config" and default is None:
+        config = dataclasses.asdict(AcceleratorConfig())
+        config.pop("use_configured_state", None)  # Trainer pops it while setting up devices
+        return config
+    return default
+
+
+def non_default_arguments(args: Seq2SeqTrainingArguments) -> dict[str, Any]:
+    """Training arguments that differ from ``GenRecTrainingArguments``' defaults (as JSON-friendly values), for the
+    model card's hyperparameters.
+
+    Values that ``__post_init__`` turns the defaults into (``debug`` ``""`` into ``[]``, ``accelerator_config``
+    ``None`` into a dict, ``None`` switches into ``False``) and values it derives from other arguments count as
+    defaults: they are not choices of the user. (A default instance cannot serve as the reference: building
+    TrainingArguments resets the accelerator state of a trainer that is running.)
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(GenRecTrainingArguments) if f.init}
+    out = {}
+    for name, value in json.loads(args.to_json_string()).items():
+        if name in _NOT_HYPERPARAMETERS or name in _DERIVED_ARGUMENTS or name.startswith("_") or name not in defaults:
+            continue
+        default = defaults[name]
+        if default is dataclasses.MISSING:
+            continue
+        default = _normalised_default(name, default)
+        if value == default or (default in (None, "") and value in (None, "", [], {}, False)):
+            continue
+        out[name] = value
+    return out

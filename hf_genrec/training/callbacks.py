@@ -1,4 +1,4 @@
-"""Trainer callbacks."""
+"""Trainer callbacks: the training clock and time budget, and the model card's facts."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 
 from transformers import TrainerCallback
 
+from ..bundle.model_card import GenRecCardData
 from ..utils.saving import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -82,3 +83,20 @@ class TimeBudgetCallback(TrainerCallback):
             if args.save_strategy != "no":
                 control.should_save = True
         return control
+
+
+class ModelCardCallback(TrainerCallback):
+    """Keeps a trainer's `GenRecCardData` up to date: test metrics from ``evaluate``, the log history."""
+
+    def __init__(self, card_data: GenRecCardData):
+        self.card_data = card_data
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        for key, value in (metrics or {}).items():
+            if key.startswith("test_") and isinstance(value, (int, float)):
+                name = key[len("test_") :]
+                if "@" in name or name == "invalid_rate":
+                    self.card_data.test_metrics[name] = float(value)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.card_data.log_history = list(state.log_history)

@@ -1,4 +1,5 @@
-"""Evaluation order for `GenRecTrainer`: histories sorted by length for `evaluate`, the dataset's order for `predict`."""
+"""Evaluation order for `GenRecTrainer`: histories sorted by length for `evaluate`, the dataset's order for
+`predict`."""
 
 from __future__ import annotations
 

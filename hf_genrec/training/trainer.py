@@ -27,7 +27,7 @@ from transformers.utils.hub import PushInProgress
 from ..bundle.config import GenRecConfig
 from ..bundle.io import BundleContents, save_bundle
 from ..bundle.layout import CARD_NAME
-from ..bundle.model_card import GenRecCardData, ModelCardCallback, build_model_card, non_default_arguments
+from ..bundle.model_card import GenRecCardData, build_model_card
 from ..decoding.fusion import check_scorer_items, fusion_processors
 from ..decoding.generate import build_trie_index, generate_items, item_spellings
 from ..decoding.trie import TrieIndex
@@ -39,9 +39,9 @@ from ..semantic_ids import ItemIDScheme
 from ..tokenization import ItemTokenizer
 from ..utils.progress import are_progress_bars_disabled
 from ..utils.saving import staged_directory
-from .arguments import GenRecTrainingArguments
+from .arguments import GenRecTrainingArguments, non_default_arguments
 from .averaging import WeightAverage, WeightAverageCallback, resume_weight_average
-from .callbacks import TimeBudgetCallback, read_spent_seconds
+from .callbacks import ModelCardCallback, TimeBudgetCallback, read_spent_seconds
 from .checkpoints import push_checkpoint, replace_pickled_arguments, resolve_resume_checkpoint
 from .collator import SCORER_HISTORY, GenRecCollator
 from .losses import ConstrainedLoss
