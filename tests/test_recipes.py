@@ -204,3 +204,21 @@ def test_model_sasrec_trains_and_ranks_a_tiny_dataset_under_the_recipes_protocol
     targets = np.array([index[t] for t in test["target"][:]])
     again = ranking_metrics(rank_histories(model, histories, 10, exclude_history=True), targets, [5, 10])
     assert again["ndcg@10"] == pytest.approx(results["test"]["ndcg@10"], abs=1e-6)
+
+
+def test_every_key_of_every_shipped_recipe_carries_a_one_line_comment():
+    """Each option line says what it is (`key: value  # what`), and each file starts by saying what it is and
+    where the evidence behind its values is (docs/recipes.md), which names every option the recipes set."""
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "recipes.md").read_text()
+    for name in recipe_names():
+        lines = recipe_path(name).read_text().splitlines()
+        assert lines[0].startswith("# ") and "docs/recipes.md" in lines[1], name
+        options = [line for line in lines if line and not line.startswith("#")]
+        assert len(options) == len(yaml.safe_load(recipe_path(name).read_text())), name  # one line per key
+        for line in options:
+            key, _, rest = line.partition(":")
+            value, hash_, comment = rest.partition("  # ")
+            assert hash_ and len(comment.split()) >= 2, f"{name}.yaml: {key} has no comment saying what it is"
+            assert yaml.safe_load(f"{key}:{value}") == {key: yaml.safe_load(recipe_path(name).read_text())[key]}
+            assert f"`{key}`" in docs, f"docs/recipes.md says nothing of {key}"
+        assert len(lines) == len(options) + 2, f"{name}.yaml: only the first two lines are whole-line comments"

@@ -95,13 +95,11 @@ def recipe_layers(dataset: str, model: str = "tiger", recipe: str | None = None)
 
 
 def recipe_summary(path: str | Path) -> str:
-    """What a recipe is: the text of its leading comment lines (the first sentence a reader sees)."""
-    lines = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if not line.startswith("#"):
-            break
-        lines.append(line.lstrip("#").strip())
-    return " ".join(line for line in lines if line)
+    """What a recipe is: its first line, a comment."""
+    first = Path(path).read_text(encoding="utf-8").splitlines()[0]
+    if not first.startswith("#"):
+        raise ValueError(f"{path} must start with a comment line saying what the recipe is.")
+    return first.lstrip("#").strip()
 
 
 def describe_recipes() -> list[dict]:
