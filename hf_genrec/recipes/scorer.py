@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..bundle.layout import SCORER_DIR
 from ..models.sasrec import SASRecConfig, SASRecModel
-from ..training.sasrec import train_sasrec
+from ..training.sasrec import TRAINING_SETUP_FILE, train_sasrec
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +28,6 @@ SCORER_TRAINING_DIR = "_scorer_training"
 
 def scorer_training_started(output_dir: str | Path) -> bool:
     """Whether ``output_dir`` holds a scorer training a resumed run continues (or reads back, once finished)."""
-    from ..training.sasrec import TRAINING_SETUP_FILE
-
     return (Path(output_dir) / SCORER_TRAINING_DIR / TRAINING_SETUP_FILE).is_file()
 
 
