@@ -1,6 +1,7 @@
 """The `hf-genrec` command line, end to end on a tiny RecBole-format dataset written in the test."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -36,14 +37,22 @@ def data_root(tmp_path_factory):
     return root
 
 
-def test_train_then_recommend(data_root, tmp_path, capsys):
+def test_train_then_recommend(data_root, tmp_path, capsys, caplog):
     out = tmp_path / "run"
+    caplog.set_level(logging.INFO)
     # Items appear in sequences in first-appearance order, so the features file order is that order too.
     code = main(
         ["train", "--dataset", "ml-100k", "--data_dir", str(data_root), "--output_dir", str(out),
          "--item_features", str(data_root / "features.npy"), *TINY_FLAGS]
     )  # fmt: skip
     assert code == 0
+    # it said what it was doing, stage by stage, as each began
+    said = [record.getMessage() for record in caplog.records]
+    stages = ["[recipe] none", "[data] Reading ml-100k", "[ids] Building item IDs: rqkmeans", "[train] Training",
+              "[test] Ranking 30 test users", f"[save] Saving the recommender and results.json to {out}"]  # fmt: skip
+    at = [next(i for i, message in enumerate(said) if message.startswith(stage)) for stage in stages]
+    assert at == sorted(at)
+    assert "at most 2 epochs" in said[at[3]] and f"checkpoints in {out}" in said[at[3]]
     printed = capsys.readouterr().out
     assert "| hf_genrec (rqkmeans) |" in printed and "| most_popular |" in printed
     results = json.loads((out / "results.json").read_text())

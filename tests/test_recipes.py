@@ -2,6 +2,7 @@
 both, and `hf-genrec recipes` lists them. Nothing here trains on a real dataset: the arguments are resolved only."""
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -162,9 +163,10 @@ def test_unknown_model_is_an_error_listing_the_choices(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_model_sasrec_trains_and_ranks_a_tiny_dataset_under_the_recipes_protocol(data_root, tmp_path, capsys):  # noqa: F811
+def test_model_sasrec_trains_and_ranks_under_the_recipes_protocol(data_root, tmp_path, capsys, caplog):  # noqa: F811
     """--model sasrec: SASRec alone, with the ml-100k recipe's split, exclusion and baselines, recorded in the
-    layout of a generative run; the saved model ranks the test users as the run did."""
+    layout of a generative run; the saved model ranks the test users as the run did. The command says what it does
+    as each stage starts."""
     from hf_genrec.data import leave_one_out, load_interactions
     from hf_genrec.evaluation.metrics import ranking_metrics
     from hf_genrec.models.sasrec import SASRecModel, rank_histories
@@ -174,7 +176,16 @@ def test_model_sasrec_trains_and_ranks_a_tiny_dataset_under_the_recipes_protocol
     argv = ["train", "--dataset", "ml-100k", "--data_dir", str(data_root), "--output_dir", str(out), "--model",
             "sasrec", "--scorer_epochs", "20", "--scorer_max_history", "10", "--scorer_dropout", "0.0",
             "--scorer_learning_rate", "0.01", "--scorer_hidden_size", "16", "--use_cpu", "true"]  # fmt: skip
+    caplog.set_level(logging.INFO)
     assert main(argv) == 0
+    said = [record.getMessage() for record in caplog.records]
+    stages = [next(m for m in said if m.startswith(stage)) for stage in ("[recipe]", "[data]", "[train]", "[test]")]
+    assert stages[0] == f"[recipe] {recipe_path('ml-100k')} + {recipe_path('sasrec')}"
+    assert stages[1] == f"[data] Reading ml-100k from {data_root / 'ml-100k'}"
+    assert "at most 10.0 minutes" in stages[2] and "validating on 30 users" in stages[2]  # the recipe's budget
+    assert stages[3] == "[test] Ranking 30 test users"
+    assert f"[save] Saving SASRec, its item ids and results.json to {out}" in said
+    assert said.index(stages[1]) < said.index(stages[2]) < said.index(stages[3])
     printed = capsys.readouterr().out
     assert "| SASRec |" in printed and "| most_popular |" in printed
     results = json.loads((out / "results.json").read_text())

@@ -113,7 +113,6 @@ def read_data(data_args: DataArguments, id_args: ItemIDArguments, training_args:
         splits["validation"] = (
             splits["validation"].shuffle(seed=training_args.seed).select(range(data_args.max_eval_users))
         )
-    logger.info("Loaded %s", data.describe())
     logger.info(
         "[data] Split leave-one-out: %s validation users%s, %s test users",
         f"{len(splits['validation']):,}",
