@@ -8,11 +8,20 @@ training log) into a `GenRecCardData`; this module only renders it, so bundles n
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+import huggingface_hub
+import tokenizers
+import torch
+import transformers
+from huggingface_hub import EvalResult, ModelCardData
+from jinja2 import Template
+
 from ..tokenization import ItemTokenizer
+from ..version import __version__
 from .config import GenRecConfig
 
 TAGS = ["hf_genrec", "generative-recommendation", "semantic-ids", "recommendation", "t5"]
@@ -100,15 +109,8 @@ def _training_log(log_history: list[dict], max_rows: int = 20) -> str:
 
 
 def _versions() -> dict[str, str]:
-    import platform
-
+    # datasets only for its version: serving a bundle never loads it otherwise (about a second)
     import datasets
-    import huggingface_hub
-    import tokenizers
-    import torch
-    import transformers
-
-    from ..version import __version__
 
     return {
         "hf_genrec": __version__,
@@ -128,9 +130,6 @@ def build_model_card(
     repo_id: str | None = None,
 ) -> str:
     """The README.md of a bundle: YAML metadata (tags, datasets, ``model-index``) and the rendered template."""
-    from huggingface_hub import EvalResult, ModelCardData
-    from jinja2 import Template
-
     card_data = card_data or GenRecCardData()
     dataset = card_data.dataset or config.dataset
     semantic_ids = item_tokenizer.semantic_ids

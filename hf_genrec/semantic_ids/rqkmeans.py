@@ -59,6 +59,7 @@ def train_kmeans(
     verbose: bool = False,
 ) -> np.ndarray:
     """faiss k-means from a k-means++ start (the best of ``n_redo`` starts); returns float32 centroids [k, dim]."""
+    # lazy: faiss loads a large native library, needed only while fitting, never to load or serve a bundle
     import faiss
 
     rng = np.random.default_rng(seed)

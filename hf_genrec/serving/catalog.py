@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..features import item_features
 from ..semantic_ids import SemanticIDs
 from ..semantic_ids.collisions import check_codes
 
@@ -269,13 +270,9 @@ def items_file_inputs(
         return ids, _numeric([[float(v) for v in f.values()] for f in fields]), None
     if codes_from_fields is not None:
         return ids, None, codes_from_fields(fields)
-    from ..features.item_features import DEFAULT_TEXT_MODEL, text_features
-
-    return (
-        ids,
-        text_features(fields, model_name_or_path=text_model or DEFAULT_TEXT_MODEL, show_progress_bar=False),
-        None,
-    )
+    # text_features looked up when called, so that a replaced one (a test's offline fake) is the one used
+    text_model = text_model or item_features.DEFAULT_TEXT_MODEL
+    return ids, item_features.text_features(fields, model_name_or_path=text_model, show_progress_bar=False), None
 
 
 def _is_number(value) -> bool:

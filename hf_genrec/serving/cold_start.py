@@ -7,9 +7,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..features import item_features
 from ..features.collaborative import fold_in_features
 from ..features.content_map import ContentMap
-from ..features.item_features import DEFAULT_TEXT_MODEL
+from ..features.item_features import DEFAULT_TEXT_MODEL, AttributeEncoder, _column, _columns
 from .catalog import check_new_item_ids
 
 logger = logging.getLogger(__name__)
@@ -95,8 +96,6 @@ class ColdStartMixin:
         recommender.add_items(["new-lipstick"], codes=recommender.codes_from_content(new))
         ```
         """
-        from ..features.item_features import AttributeEncoder, _column, _columns, text_features
-
         if "item_id" not in _columns(items):
             raise ValueError(f"items must be an item table with an `item_id` column; it has {_columns(items)}.")
         ids = [str(item) for item in _column(items, "item_id")]
@@ -113,7 +112,10 @@ class ColdStartMixin:
             content = encoder.transform(items)
             source = {"attributes": encoder}
         elif content is None:
-            content = text_features(items, model_name_or_path=text_model, template=template, show_progress_bar=False)
+            # looked up when called, so that a replaced text_features (a test's offline fake) is the one used
+            content = item_features.text_features(
+                items, model_name_or_path=text_model, template=template, show_progress_bar=False
+            )
             source = {"text_model": str(text_model), "template": template}
         else:
             source = {}
