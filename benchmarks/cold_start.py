@@ -66,7 +66,7 @@ def parse_recipe(args, work_dir: Path):
     from transformers import HfArgumentParser
 
     from hf_genrec.recipes.arguments import DataArguments, ItemIDArguments, ModelArguments
-    from hf_genrec.training.trainer import GenRecTrainingArguments
+    from hf_genrec.training.arguments import GenRecTrainingArguments
 
     settings = yaml.safe_load(Path(args.config).read_text())
     settings.update(

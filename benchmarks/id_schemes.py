@@ -27,7 +27,7 @@ from hf_genrec.data import load_interactions
 from hf_genrec.features.item_features import build_item_features
 from hf_genrec.recipes.arguments import DataArguments, ItemIDArguments, ModelArguments
 from hf_genrec.recipes.run import run_experiment
-from hf_genrec.training.trainer import GenRecTrainingArguments
+from hf_genrec.training.arguments import GenRecTrainingArguments
 
 # One entry per column of the table: the scheme and its settings. Semantic schemes get TIGER's shape (3 levels of
 # 256 codes + collision level); random codes the same shape, so the only difference is what the codes mean.

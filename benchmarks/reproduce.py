@@ -258,7 +258,7 @@ def run_genrec(args, work_dir: Path) -> dict:
     from hf_genrec.recipes.arguments import DataArguments, ItemIDArguments, ModelArguments
     from hf_genrec.recipes.run import run_experiment
     from hf_genrec.recipes.scorer import ScorerArguments
-    from hf_genrec.training.trainer import GenRecTrainingArguments
+    from hf_genrec.training.arguments import GenRecTrainingArguments
 
     config_path, settings = recipe(args)
     settings["exclude_history"] = excludes_history(args)

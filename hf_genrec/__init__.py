@@ -49,7 +49,7 @@ _PUBLIC: dict[str, str] = {
     "generate_items": "decoding.generate",
     # training
     "GenRecTrainer": "training.trainer",
-    "GenRecTrainingArguments": "training.trainer",
+    "GenRecTrainingArguments": "training.arguments",
     "GenRecCollator": "training.collator",
     "tokenize_examples": "training.examples",
     "train_sasrec": "training.sasrec",

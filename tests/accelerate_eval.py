@@ -23,8 +23,9 @@ from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.semantic_ids import RandomIDs
 from hf_genrec.serving.recommender import GenerativeRecommender
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
+from hf_genrec.training.arguments import GenRecTrainingArguments
 from hf_genrec.training.examples import tokenize_examples
-from hf_genrec.training.trainer import GenRecTrainer, GenRecTrainingArguments
+from hf_genrec.training.trainer import GenRecTrainer
 
 N_USERS = 23
 TINY_T5 = dict(d_model=32, d_ff=64, d_kv=16, num_heads=2, num_layers=2, num_decoder_layers=2, dropout_rate=0.0)

@@ -38,7 +38,7 @@ def tiny_model(item_tokenizer):
 def tiny_training_args(output_dir, **overrides):
     """`GenRecTrainingArguments` for the few-second training runs of the tests (no saving or evaluation while
     training, CPU, quiet); ``overrides`` replace any setting."""
-    from hf_genrec.training.trainer import GenRecTrainingArguments
+    from hf_genrec.training.arguments import GenRecTrainingArguments
 
     settings = dict(
         num_train_epochs=30, per_device_train_batch_size=16, learning_rate=1e-2, eval_strategy="no",

@@ -16,8 +16,9 @@ from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.semantic_ids import RandomIDs
 from hf_genrec.serving.recommender import GenerativeRecommender
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
+from hf_genrec.training.arguments import GenRecTrainingArguments
 from hf_genrec.training.examples import tokenize_examples
-from hf_genrec.training.trainer import GenRecTrainer, GenRecTrainingArguments
+from hf_genrec.training.trainer import GenRecTrainer
 
 from .conftest import TINY_T5, assert_plain_tokenizer_spells_items, cyclic_sequences, tiny_training_args
 

@@ -11,9 +11,10 @@ from hf_genrec.models.causal_t5 import GenRecT5ForConditionalGeneration, pool_it
 from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.serving.recommender import GenerativeRecommender
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
+from hf_genrec.training.arguments import GenRecTrainingArguments
 from hf_genrec.training.collator import GenRecCollator
 from hf_genrec.training.examples import tokenize_examples, tokenize_sequences
-from hf_genrec.training.trainer import GenRecTrainer, GenRecTrainingArguments
+from hf_genrec.training.trainer import GenRecTrainer
 
 from .conftest import TINY_T5, cyclic_sequences, make_semantic_ids, random_codes, tiny_training_args
 

@@ -10,7 +10,7 @@ import pytest
 from hf_genrec.bundle.config import CONFIG_NAME, GenRecConfig
 from hf_genrec.decoding.fusion import FusionConfig
 from hf_genrec.serving.recommender import GenerativeRecommender
-from hf_genrec.training.trainer import GenRecTrainingArguments
+from hf_genrec.training.arguments import GenRecTrainingArguments
 
 
 def test_training_arguments_carry_the_fusion_fields_once(tmp_path):

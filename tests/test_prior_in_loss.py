@@ -10,8 +10,9 @@ from hf_genrec.decoding.generate import build_trie_index, generate_items, item_s
 from hf_genrec.models.prior import ItemTransitions
 from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
+from hf_genrec.training.arguments import GenRecTrainingArguments
 from hf_genrec.training.examples import tokenize_sequences
-from hf_genrec.training.trainer import GenRecTrainer, GenRecTrainingArguments
+from hf_genrec.training.trainer import GenRecTrainer
 
 from .conftest import TINY_T5, encode_histories, make_semantic_ids, tiny_training_args
 

@@ -10,9 +10,10 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 from hf_genrec.bundle.config import CONFIG_NAME, GenRecConfig
 from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.serving.recommender import GenerativeRecommender
+from hf_genrec.training.arguments import GenRecTrainingArguments
 from hf_genrec.training.collator import GenRecCollator
 from hf_genrec.training.examples import tokenize_examples
-from hf_genrec.training.trainer import GenRecTrainer, GenRecTrainingArguments
+from hf_genrec.training.trainer import GenRecTrainer
 
 from .conftest import TINY_T5, assert_plain_tokenizer_spells_items, cyclic_sequences, tiny_training_args
 
@@ -236,3 +237,13 @@ def test_constrained_loss_is_the_trainers_loss_and_needs_no_precomputed_paths(
     assert torch.isclose(plain, loss) == (transition_weight == 0)
     with pytest.raises(ValueError, match="transitions=ItemTransitions.fit"):
         ConstrainedLoss(item_tokenizer, trainer.trie_index, trainer._spellings, transition_weight=1.0)(model, batch)
+
+
+def test_training_arguments_live_beside_the_trainer_not_in_it():
+    """The public name resolves to `hf_genrec.training.arguments`, which the trainer and the recipes import."""
+    import hf_genrec
+    from hf_genrec.training import arguments, trainer
+
+    assert hf_genrec.GenRecTrainingArguments is arguments.GenRecTrainingArguments
+    assert GenRecTrainingArguments.__module__ == "hf_genrec.training.arguments"
+    assert trainer.GenRecTrainingArguments is arguments.GenRecTrainingArguments

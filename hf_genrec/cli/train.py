@@ -19,7 +19,7 @@ from ..recipes.scorer import ScorerArguments
 from ..recipes.shipped import NO_RECIPE, check_model, read_recipe, recipe_layers, recipe_path
 from ..semantic_ids import SemanticIDs
 from ..tokenization import ITEM_MAP_DIR
-from ..training.trainer import GenRecTrainingArguments
+from ..training.arguments import GenRecTrainingArguments
 from .options import (
     add_config_option,
     apply_layers,

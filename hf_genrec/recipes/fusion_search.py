@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from ..training.trainer import GenRecTrainer, GenRecTrainingArguments
+from ..training.arguments import GenRecTrainingArguments
+from ..training.trainer import GenRecTrainer
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..evaluation.metrics import recall_curve
 from ..models.sasrec import SASRecModel
-from ..training.trainer import GenRecTrainingArguments
+from ..training.arguments import GenRecTrainingArguments
 from ..version import __version__
 from .arguments import DataArguments, ItemIDArguments, ModelArguments
 from .fusion_search import fusion_records

@@ -30,9 +30,10 @@ from ..models.sasrec import SASRecModel, rank_histories
 from ..models.t5 import build_t5_model
 from ..serving.recommender import GenerativeRecommender
 from ..tokenization import ItemTokenizer
+from ..training.arguments import GenRecTrainingArguments
 from ..training.collator import SCORER_HISTORY
 from ..training.examples import add_scorer_history, tokenize_examples, tokenize_sequences
-from ..training.trainer import GenRecTrainer, GenRecTrainingArguments
+from ..training.trainer import GenRecTrainer
 from ..utils.saving import atomic_write_text, last_complete_checkpoint
 from ..version import __version__
 from .arguments import DataArguments, ItemIDArguments, ModelArguments

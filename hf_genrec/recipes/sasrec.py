@@ -23,7 +23,7 @@ from ..evaluation.baselines import MostPopular
 from ..evaluation.metrics import ranking_metrics, recall_curve
 from ..models.prior import ItemTransitions
 from ..models.sasrec import SASRecModel, rank_histories
-from ..training.trainer import GenRecTrainingArguments
+from ..training.arguments import GenRecTrainingArguments
 from ..utils.saving import atomic_write_text
 from ..version import __version__
 from .arguments import DataArguments, ItemIDArguments
