@@ -1,5 +1,6 @@
 """The `hf-genrec` command line, end to end on a tiny RecBole-format dataset written in the test."""
 
+import dataclasses
 import json
 import logging
 
@@ -189,7 +190,9 @@ def test_the_prior_fused_into_training_is_recorded_and_ranks_normalised(data_roo
     assert json.loads((out / "genrec_config.json").read_text())["fusion"]["transition_normalize"] is True
     from hf_genrec import GenerativeRecommender
 
-    assert GenerativeRecommender.from_pretrained(out)._fusion([[0, 1]], 2.0)[0].normalize
+    recommender = GenerativeRecommender.from_pretrained(out)
+    fusion = dataclasses.replace(recommender.config.fusion, transition_weight=2.0)
+    assert recommender._fusion([[0, 1]], fusion)[0].normalize
     flags[flags.index("--constrained_loss") + 1] = "false"
     assert main(flags) == 1  # the prior in the loss needs constrained_loss
 
