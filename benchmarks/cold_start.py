@@ -36,7 +36,7 @@ import numpy as np
 from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from hf_genrec.data import leave_one_out, load_interactions
-from hf_genrec.evaluation.baselines import training_part
+from hf_genrec.data.splits import training_part
 from hf_genrec.evaluation.metrics import ranking_metrics
 
 logger = logging.getLogger("cold_start")

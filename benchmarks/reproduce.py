@@ -39,8 +39,9 @@ import numpy as np
 from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from hf_genrec.data import leave_one_out, load_interactions
+from hf_genrec.data.splits import training_part
 from hf_genrec.decoding.fusion import best_fusion_weight
-from hf_genrec.evaluation.baselines import MostPopular, training_part
+from hf_genrec.evaluation.baselines import MostPopular
 from hf_genrec.evaluation.metrics import ranking_metrics
 from hf_genrec.models.prior import ItemTransitions
 from hf_genrec.models.sasrec import SASRecConfig, SASRecModel, rank_histories

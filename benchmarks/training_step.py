@@ -42,8 +42,8 @@ from machine import describe_machine  # benchmarks/machine.py (scripts run from 
 
 from hf_genrec import GenRecTrainer, GenRecTrainingArguments, ItemTokenizer, minimal_t5_tokenizer
 from hf_genrec.data import load_interactions
+from hf_genrec.data.splits import training_part
 from hf_genrec.decoding.trie import trie_cross_entropy
-from hf_genrec.evaluation.baselines import training_part
 from hf_genrec.models.dropout import BitsDropout
 from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.semantic_ids import RQKMeans

@@ -26,7 +26,7 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTraining
 
 from hf_genrec import GenRecTrainer, GenRecTrainingArguments, ItemTokenizer, leave_one_out, minimal_t5_tokenizer
 from hf_genrec.data import load_interactions
-from hf_genrec.evaluation.baselines import training_part
+from hf_genrec.data.splits import training_part
 from hf_genrec.models.t5 import TIGER_T5_CONFIG, build_t5_model
 from hf_genrec.semantic_ids import RQKMeans
 from hf_genrec.training.examples import tokenize_examples, tokenize_sequences

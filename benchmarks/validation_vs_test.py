@@ -23,7 +23,7 @@ from machine import describe_machine, write_record  # benchmarks/machine.py (scr
 
 from hf_genrec import GenerativeRecommender
 from hf_genrec.data import leave_one_out, load_interactions
-from hf_genrec.evaluation.baselines import training_part
+from hf_genrec.data.splits import training_part
 from hf_genrec.evaluation.metrics import ranking_metrics
 
 

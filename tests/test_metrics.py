@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from hf_genrec.evaluation.baselines import MostPopular, training_part
+from hf_genrec.data.splits import training_part
+from hf_genrec.evaluation.baselines import MostPopular
 from hf_genrec.evaluation.metrics import (
     invalid_rate,
     load_evaluate_metric,

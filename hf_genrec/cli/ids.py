@@ -9,7 +9,7 @@ from pathlib import Path
 from transformers import AutoTokenizer, HfArgumentParser
 
 from ..data import load_interactions
-from ..evaluation.baselines import training_part
+from ..data.splits import training_part
 from ..evaluation.plots import plot_codebook_usage
 from ..recipes.arguments import DataArguments, ItemIDArguments
 from ..recipes.item_ids import fit_item_ids

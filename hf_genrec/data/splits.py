@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 
 import datasets
 import numpy as np
@@ -123,3 +124,8 @@ def leave_one_out(
         ", ".join(f"{k} {len(v):,}" for k, v in splits.items()),
     )
     return datasets.DatasetDict(splits)
+
+
+def training_part(sequences: Iterable[Sequence[str]]) -> list[list[str]]:
+    """Each user's items without the validation and test items (the last two): what a model may train on."""
+    return [list(seq[:-2]) for seq in sequences]

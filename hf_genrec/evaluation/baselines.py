@@ -58,8 +58,3 @@ class MostPopular:
             kept = [i for i in self.ranking[: k + len(banned)].tolist() if i not in banned][:k]
             out[user, : len(kept)] = kept
         return out
-
-
-def training_part(sequences: Iterable[Sequence[str]]) -> list[list[str]]:
-    """Each user's items without the validation and test items (the last two): what a model may train on."""
-    return [list(seq[:-2]) for seq in sequences]

@@ -23,7 +23,8 @@ from ..bundle.config import GenRecConfig
 from ..bundle.layout import bundle_parts, write_manifest
 from ..data import InteractionData, leave_one_out, load_interactions
 from ..data.loading import default_data_dir, normalize_dataset_name
-from ..evaluation.baselines import MostPopular, training_part
+from ..data.splits import training_part
+from ..evaluation.baselines import MostPopular
 from ..evaluation.metrics import make_compute_metrics, ranking_metrics
 from ..models.prior import ItemTransitions
 from ..models.sasrec import SASRecModel, rank_histories
