@@ -1,16 +1,20 @@
 """A tiny, deterministic training run for the fault tests, run as its own process (it gets killed).
 
     python -m tests.fault_run OUTPUT_DIR [--stall-at-step N] [--resume]
+    python -m tests.fault_run OUTPUT_DIR --stall-at-step N --cli -- HF_GENREC_TRAIN_FLAGS...
 
 Trains a tiny T5 on a cyclic walk over 30 items for 3 epochs with a checkpoint every 5 steps, evaluates on held-out
 users and writes ``final_metrics.json``. ``--stall-at-step N`` writes ``stalled`` after step N and then sleeps, so a
 test can kill the process at a known point mid-epoch; ``--resume`` continues from the last complete checkpoint.
+With ``--cli`` the run is ``hf-genrec train`` itself (the recipe's own path) on the flags after ``--``, with the
+same stall.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -82,13 +86,34 @@ def run(output_dir: str | Path, stall_at_step: int | None = None, resume: bool =
     return result
 
 
+def train_cli(argv: list[str], stall_at_step: int | None = None, flag: Path | None = None) -> int:
+    """``hf-genrec train`` on ``argv`` in this process; with ``stall_at_step``, every `GenRecTrainer` it trains
+    stalls after that step (writing ``flag``), as `run` does."""
+    from hf_genrec.cli.main import main as hf_genrec
+
+    if stall_at_step:
+        original = GenRecTrainer.train
+
+        def train_and_stall(self, *args, **kwargs):
+            self.add_callback(Stall(stall_at_step, flag))
+            return original(self, *args, **kwargs)
+
+        GenRecTrainer.train = train_and_stall
+    return hf_genrec(["train", *argv])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("output_dir")
     parser.add_argument("--stall-at-step", type=int)
     parser.add_argument("--resume", action="store_true")
-    cli = parser.parse_args()
+    parser.add_argument("--cli", action="store_true", help="run `hf-genrec train` with the flags after --")
+    argv = sys.argv[1:]
+    flags = argv[argv.index("--") + 1 :] if "--" in argv else []
+    cli = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     torch.set_num_threads(1)
+    if cli.cli:
+        sys.exit(train_cli(flags, cli.stall_at_step, Path(cli.output_dir) / "stalled"))
     run(cli.output_dir, cli.stall_at_step, cli.resume)
 
 

@@ -165,3 +165,120 @@ def test_damaged_bundle_file_is_named_with_what_to_do(damaged, item_tokenizer, t
     with pytest.raises(ValueError, match=r"truncated or damaged.*(Save|save)") as info:
         GenerativeRecommender.from_pretrained(folder)
     assert damaged.split("/")[-1] in str(info.value) or "tokenizer" in str(info.value)
+
+
+# ------------------------------------------------------------------ the recipe's own path: `hf-genrec train`
+def _walk_data(root: Path) -> Path:
+    """``root/ml-100k/`` in RecBole format: 40 users, each step of their walk over 30 items +1 or +2."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    folder = root / "ml-100k"
+    folder.mkdir(parents=True)
+    lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    for user in range(40):
+        item = int(rng.integers(30))
+        for t in range(9):
+            lines.append(f"u{user}\t{item}\t5\t{1000 + t}")
+            item = (item + 1 + int(rng.integers(2))) % 30
+    (folder / "ml-100k.inter").write_text("\n".join(lines) + "\n")
+    items = ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"]
+    (folder / "ml-100k.item").write_text(
+        "\n".join([*items, *(f"{i}\tMovie {i}\t1995\tDrama" for i in range(30))]) + "\n"
+    )
+    return root
+
+
+def _recipe_flags(data_root: Path, out: Path) -> list[str]:
+    """`hf-genrec train --dataset ml-100k`: the shipped recipe (causal encoder, item positions, recency embeddings,
+    decoding from the last state, dropout 0.1, the trie-normalised loss, a 10-minute budget whose cosine schedule
+    anneals over it, validation and a checkpoint every epoch, the best kept, the prior fused), at a tiny size. The
+    warm-up is one step instead of a share of the progress: the budget's progress then never decides the learning
+    rate in a run this short, so the run is deterministic and a resumed one can be compared to it exactly."""
+    return [
+        "--dataset", "ml-100k", "--data_dir", str(data_root), "--output_dir", str(out), "--d_model", "16",
+        "--d_ff", "32", "--d_kv", "8", "--num_layers", "1", "--num_decoder_layers", "1", "--n_levels", "2",
+        "--codebook_size", "4", "--collaborative_dim", "8", "--num_train_epochs", "4",
+        "--per_device_train_batch_size", "4", "--num_beams", "10", "--warmup_steps", "1", "--logging_steps", "1",
+        "--use_cpu", "true", "--quiet", "true",
+    ]  # fmt: skip
+
+
+def test_hf_genrec_train_killed_mid_epoch_resumes_to_the_same_bundle(tmp_path, monkeypatch):
+    """kill -9 of ``hf-genrec train`` on the recipe's path in the middle of epoch 2, then ``--resume_from_checkpoint
+    last``: the run goes on from epoch 1's checkpoint (same item IDs, the clock and the validation curve go on) and
+    ends with a valid bundle whose weights are those of a run never killed."""
+    from safetensors.torch import load_file
+
+    from hf_genrec.bundle.layout import check_bundle
+    from hf_genrec.cli.main import main
+    from hf_genrec.semantic_ids import SemanticIDs
+
+    data = _walk_data(tmp_path / "data")
+    out = tmp_path / "killed"
+    out.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    # 40 users in batches of 4: 10 steps an epoch; step 14 is 4 steps after epoch 1's checkpoint-10
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fault_run", str(out), "--stall-at-step", "14", "--cli", "--",
+         *_recipe_flags(data, out)],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not (out / "stalled").exists():
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the run never reached step 14"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stderr.close()
+    assert not (out / "results.json").exists() and not (out / "model.safetensors").exists()
+    checkpoint = out / "checkpoint-10"
+    assert last_complete_checkpoint(out) == str(checkpoint)
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert config["model_type"] == "hf_genrec_t5" and config["dropout_rate"] == 0.1
+    assert config["item_positions"] and config["recency_embeddings"] and config["start_from_last_state"]
+    clock = json.loads((checkpoint / "training_clock.json").read_text())
+    assert clock["global_step"] == 10 and clock["train_seconds"] > 0
+    # as if the run had spent 100 s before the kill, so the clock's going on shows (a sixth of the budget: the
+    # learning rate still follows the steps)
+    (checkpoint / "training_clock.json").write_text(json.dumps({**clock, "train_seconds": 100.0}))
+    codes = SemanticIDs.load(checkpoint / "semantic_ids").codes  # (the resumed run rotates the checkpoint away)
+
+    steps, training_step = [], GenRecTrainer.training_step
+
+    def counted_step(self, *args, **kwargs):
+        steps.append(self.state.global_step)
+        return training_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(GenRecTrainer, "training_step", counted_step)
+    assert main(["train", *_recipe_flags(data, out), "--resume_from_checkpoint", "last"]) == 0
+    assert steps == list(range(10, 40))  # steps 11 to 40 (counted from 0): the run went on from the checkpoint
+    results = json.loads((out / "results.json").read_text())
+    assert results["train_steps"] == 40
+    curve = results["validation_curve"]
+    assert [point["epoch"] for point in curve] == [1.0, 2.0, 3.0, 4.0]
+    # the bundle holds the best validation checkpoint: one trained after the kill, so the comparison below covers
+    # the resumed training
+    assert max(curve, key=lambda point: (point["ndcg@10"], -point["step"]))["step"] > 14
+    assert 100 / 60 < results["train_minutes"] < 160 / 60  # the run's clock went on from the checkpoint's
+    assert all(point["train_minutes"] > 100 / 60 for point in curve[1:])
+    assert (SemanticIDs.load(out / "semantic_ids").codes == codes).all()  # the IDs were read back, not rebuilt
+    check_bundle(out)
+    recommended = GenerativeRecommender.from_pretrained(out).recommend([["3", "4", "6"]], k=5)[0]
+    assert len(recommended) == 5
+
+    reference = tmp_path / "uninterrupted"
+    steps.clear()
+    assert main(["train", *_recipe_flags(data, reference)]) == 0
+    assert steps == list(range(40))
+    expected = json.loads((reference / "results.json").read_text())
+    assert results["test"] == expected["test"] and results["validation_curve"][-1]["step"] == 40
+    weights, expected_weights = load_file(out / "model.safetensors"), load_file(reference / "model.safetensors")
+    assert weights.keys() == expected_weights.keys()
+    for name in weights:
+        torch.testing.assert_close(weights[name], expected_weights[name], rtol=0, atol=0)
