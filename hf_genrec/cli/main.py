@@ -38,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hf-genrec: unknown command {command!r}.\n\n{USAGE}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # faiss logs each CPU build it tries at INFO; a user needs none of those lines
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     module = importlib.import_module(f"{__package__}.{COMMANDS[command][0]}")
     try:
         return module.run(rest)
