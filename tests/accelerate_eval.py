@@ -4,10 +4,13 @@
     accelerate launch --multi_gpu --num_processes 2 -m tests.accelerate_eval BUNDLE OUT.json --train
     python -m tests.accelerate_eval BUNDLE OUT.json
 
-With ``--train``, 2 epochs on a cyclic walk over 30 items, then the bundle is saved to BUNDLE; then (in both modes)
-the test users are ranked with `predict` and `evaluate`. The test split has 23 users, so with 2 processes and
-batches of 4 the last batches are uneven: Trainer pads the shards and ``gather_for_metrics`` must drop the padding,
-or users would be counted twice.
+With ``--train``, the recipes' model and training at a tiny size (a causal-encoder T5 with item positions, recency
+embeddings and a last-state start, dropout, packed rows, the trie-normalised loss, a time budget with its cosine
+schedule) on walks over 30 items, then the bundle is saved to BUNDLE, and every process writes its weights and the
+rows it trained on beside OUT.json (``OUT.json.rank<r>.safetensors`` / ``.json``); then (in both modes) the test users
+are ranked with `predict` and `evaluate`. The test split has 23 users, so with 2 processes and batches of 4 the last
+batches are uneven: Trainer pads the shards and ``gather_for_metrics`` must drop the padding, or users would be
+counted twice.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import sys
 
 import datasets
 import torch
+from safetensors.torch import save_file
 
 from hf_genrec.bundle.config import GenRecConfig
 from hf_genrec.models.t5 import build_t5_model
@@ -24,7 +28,7 @@ from hf_genrec.semantic_ids import RandomIDs
 from hf_genrec.serving.recommender import GenerativeRecommender
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
 from hf_genrec.training.arguments import GenRecTrainingArguments
-from hf_genrec.training.examples import tokenize_examples
+from hf_genrec.training.examples import tokenize_examples, tokenize_sequences
 from hf_genrec.training.trainer import GenRecTrainer
 
 N_USERS = 23
@@ -44,12 +48,10 @@ def test_split(item_ids: list[str]) -> datasets.Dataset:
     )
 
 
-def train_split(item_ids: list[str]) -> datasets.Dataset:
-    """Every prefix of 40 walks of 6 items (each next item a target)."""
+def train_walks(item_ids: list[str]) -> list[list[str]]:
+    """40 walks of 6 items, each a user's training sequence (packed: every next item a target)."""
     n = len(item_ids)
-    walks = [[item_ids[(s * 7 + t) % n] for t in range(6)] for s in range(40)]
-    pairs = [(walk[:t], walk[t]) for walk in walks for t in range(1, 6)]
-    return datasets.Dataset.from_dict({"history": [h for h, _ in pairs], "target": [t for _, t in pairs]})
+    return [[item_ids[(s * 7 + t) % n] for t in range(6)] for s in range(40)]
 
 
 def arguments(output_dir: str, **overrides) -> GenRecTrainingArguments:
@@ -62,20 +64,43 @@ def arguments(output_dir: str, **overrides) -> GenRecTrainingArguments:
 
 def train(bundle: str, output: str) -> GenRecTrainer:
     items = [f"item{i}" for i in range(30)]
+    # item positions with fixed-length IDs: histories are spelled without EOS
     item_tokenizer = ItemTokenizer(
-        minimal_t5_tokenizer(), RandomIDs(n_levels=2, codebook_size=4, seed=0).fit(None, items)
+        minimal_t5_tokenizer(), RandomIDs(n_levels=2, codebook_size=4, seed=0).fit(None, items), history_eos=False
     )
     args = arguments(
-        f"{output}.trainer", num_train_epochs=12, per_device_train_batch_size=16, learning_rate=1e-2, logging_steps=5
-    )
+        f"{output}.trainer", num_train_epochs=12, per_device_train_batch_size=4, learning_rate=1e-2, logging_steps=5,
+        constrained_loss=True, max_train_minutes=30, lr_scheduler_type="cosine", warmup_steps=1,
+    )  # fmt: skip
+    model = build_t5_model(
+        item_tokenizer, seed=0, causal_encoder=True, item_positions=True, recency_embeddings=True,
+        start_from_last_state=True, **{**TINY_T5, "dropout_rate": 0.1},
+    )  # fmt: skip
     trainer = GenRecTrainer(
-        model=build_t5_model(item_tokenizer, seed=0, **TINY_T5),
+        model=model,
         args=args,
         item_tokenizer=item_tokenizer,
-        train_dataset=tokenize_examples(train_split(items), item_tokenizer),
+        train_dataset=tokenize_sequences(train_walks(items), item_tokenizer, max_history=5),
         genrec_config=GenRecConfig(num_beams=8, top_k=5),
     )
+    # the rows each process trains on: the processes must see different ones for equal weights to mean shared gradients
+    seen = []
+    training_step = trainer.training_step
+
+    def recording_step(model, inputs, *args, **kwargs):
+        seen.append(inputs["input_ids"].tolist())
+        return training_step(model, inputs, *args, **kwargs)
+
+    trainer.training_step = recording_step
+    initial = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
     trainer.train()
+    rank = trainer.args.process_index
+    # each process's own weights, unwrapped from DDP, after the last optimiser step
+    weights = {name: p.detach().contiguous() for name, p in trainer.model.named_parameters()}
+    save_file(weights, f"{output}.rank{rank}.safetensors")
+    moved = max((weights[name] - initial[name]).abs().max().item() for name in weights)
+    with open(f"{output}.rank{rank}.json", "w") as f:
+        json.dump({"batches": seen, "largest_change": moved}, f)
     trainer.save_model(bundle)
     return trainer
 
@@ -88,9 +113,9 @@ def main(bundle: str, output: str, do_train: bool = False) -> None:
     else:
         recommender = GenerativeRecommender.from_pretrained(bundle)
         item_tokenizer = recommender.item_tokenizer
-        trainer = GenRecTrainer(
-            model=recommender.model, args=arguments(f"{output}.trainer"), item_tokenizer=item_tokenizer
-        )
+        # the loss as training computed it: normalised over the tokens the trie allows (constrained_loss)
+        args = arguments(f"{output}.trainer", constrained_loss=True)
+        trainer = GenRecTrainer(model=recommender.model, args=args, item_tokenizer=item_tokenizer)
     test = tokenize_examples(test_split(item_tokenizer.item_ids), item_tokenizer)
     prediction = trainer.predict(test, metric_key_prefix="test")
     evaluated = trainer.evaluate(test, metric_key_prefix="test")

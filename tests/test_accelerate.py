@@ -1,5 +1,6 @@
-"""Under `accelerate launch` with 2 CPU processes (gloo) a tiny recommender trains, and evaluation ranks every test user
-exactly once, with the metrics a single process gets from the same checkpoint."""
+"""Under `accelerate launch` with 2 CPU processes (gloo) a tiny recommender of the recipes' kind (causal encoder, item
+positions, recency embeddings, dropout, packed rows, a time budget) trains with shared gradients, and evaluation ranks
+every test user exactly once, with the metrics a single process gets from the same checkpoint."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from . import accelerate_eval
 
@@ -42,7 +45,17 @@ def test_two_processes_train_and_rank_every_user_once_with_single_process_metric
 
     two, one = json.loads(multi.read_text()), json.loads(single.read_text())
     assert (one["world_size"], two["world_size"]) == (1, 2)
-    assert two["train_losses"][-1] < 0.5 * two["train_losses"][0]  # the two processes trained it together
+    # the processes shared their gradients: they trained on different rows, yet end with the same weights (without
+    # the all-reduce each would have followed its own rows), which moved from where they started
+    ranks = [json.loads(Path(f"{multi}.rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert len(ranks[0]["batches"]) == len(ranks[1]["batches"]) == 60  # 40 users, 4 a process, 12 epochs
+    assert all(a != b for a, b in zip(ranks[0]["batches"], ranks[1]["batches"]))
+    weights = [load_file(f"{multi}.rank{rank}.safetensors") for rank in (0, 1)]
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        torch.testing.assert_close(weights[0][name], weights[1][name], rtol=0, atol=0)
+    assert ranks[0]["largest_change"] > 0.05
+    assert two["train_losses"][-1] < 0.8 * two["train_losses"][0]
     assert not [p for p in bundle.iterdir() if p.name.startswith(".")]  # one bundle, written by the main process
     # 23 users in batches of 4 on 2 processes: the last round is padded; every user is ranked exactly once
     assert len(two["labels"]) == len(two["predictions"]) == accelerate_eval.N_USERS
