@@ -278,6 +278,10 @@ def use_loopback_hub(monkeypatch: pytest.MonkeyPatch, cache_dir: str | None = No
         template = hub.url + "/{repo_id}/resolve/{revision}/{filename}"
         monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
         monkeypatch.setattr(hf_api.api, "endpoint", hub.url)
+        # transformers keeps its own HfApi, made on first use with the endpoint of that moment (5.25: utils.hub.hf_api);
+        # a later test's hub would otherwise be reached at the stopped one's address, retried for 90 s
+        if "transformers.utils.hub" in sys.modules:
+            monkeypatch.setattr(sys.modules["transformers.utils.hub"], "_hf_api", None, raising=False)
         if cache_dir is not None:
             monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache_dir))
         if "datasets.config" in sys.modules:
