@@ -29,6 +29,22 @@ from .fault_run import run
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _kill_when_stalled(process: subprocess.Popen, out: Path, step: int, seconds: float) -> None:
+    """SIGKILL ``process`` once `tests.fault_run` says it stalled at ``step`` (its ``stalled`` file)."""
+    try:
+        deadline = time.monotonic() + seconds
+        while not (out / "stalled").exists():
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, f"the run never reached step {step}"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stderr.close()
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     """The reference: the tiny run of fault_run.py from start to end (3 epochs, a checkpoint every 5 steps)."""
@@ -45,18 +61,7 @@ def test_sigkill_mid_epoch_then_resume_reaches_the_same_result(uninterrupted, tm
         [sys.executable, "-m", "tests.fault_run", str(out), "--stall-at-step", "18"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while not (out / "stalled").exists():
-            assert process.poll() is None, process.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the run never reached step 18"
-            time.sleep(0.2)
-        process.send_signal(signal.SIGKILL)
-        assert process.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.stderr.close()
+    _kill_when_stalled(process, out, step=18, seconds=120)
     assert not (out / "final_metrics.json").exists()
     assert last_complete_checkpoint(out) == str(out / "checkpoint-15")
 
@@ -224,18 +229,7 @@ def test_hf_genrec_train_killed_mid_epoch_resumes_to_the_same_bundle(tmp_path, m
          *_recipe_flags(data, out)],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 180
-        while not (out / "stalled").exists():
-            assert process.poll() is None, process.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "the run never reached step 14"
-            time.sleep(0.2)
-        process.send_signal(signal.SIGKILL)
-        assert process.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.stderr.close()
+    _kill_when_stalled(process, out, step=14, seconds=180)
     assert not (out / "results.json").exists() and not (out / "model.safetensors").exists()
     checkpoint = out / "checkpoint-10"
     assert last_complete_checkpoint(out) == str(checkpoint)

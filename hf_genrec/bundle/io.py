@@ -102,20 +102,39 @@ def _write_parts(contents: BundleContents, folder: Path, repo_id: str | None, sa
         contents.model.save_pretrained(folder)
     contents.item_tokenizer.save_pretrained(folder)
     contents.config.save_pretrained(folder)
-    if contents.quantizer is not None:
-        contents.quantizer.save_pretrained(folder / PART_BY_NAME["quantizer"].path)
-    if contents.transitions is not None:
-        contents.transitions.save_pretrained(folder)
-    if contents.scorer is not None:
-        contents.scorer.save_pretrained(folder / PART_BY_NAME["scorer"].path)
-    if contents.content_map is not None:
-        contents.content_map.save_pretrained(folder)
+    for name in ("quantizer", "transitions", "scorer", "content_map"):
+        if getattr(contents, name) is not None:
+            _write_part(folder, name, getattr(contents, name))
     if not contents.catalog.is_empty():
-        contents.catalog.save(folder)
+        _write_part(folder, "catalog", contents.catalog)
     card_data = contents.card_data or GenRecCardData(dataset=contents.config.dataset)
     card = build_model_card(contents.item_tokenizer, contents.config, card_data, repo_id=repo_id)
     (folder / CARD_NAME).write_text(card, encoding="utf-8")
     write_manifest(folder, contents.present_parts(), __version__)
+
+
+def _write_part(folder: Path, name: str, value) -> None:
+    """Write one optional part where the layout puts it."""
+    part = PART_BY_NAME[name]
+    if name == "catalog":
+        value.save(folder)
+    elif part.is_folder:
+        value.save_pretrained(folder / part.path)
+    else:  # the part's class names its own file in the folder it is given
+        value.save_pretrained(folder)
+
+
+def add_part(save_directory: str | os.PathLike, name: str, value) -> None:
+    """Write one optional part into a saved bundle and list it in the bundle's manifest: a part made after the
+    bundle, such as the content map a run fits from its saved recommender."""
+    folder = Path(save_directory)
+    check_bundle(folder)
+    part = PART_BY_NAME.get(name)
+    if part is None or part.required or name == "card":
+        optional = [p.name for p in PARTS if not p.required and p.name != "card"]
+        raise ValueError(f"add_part writes one of the optional parts {optional}, got {name!r}.")
+    _write_part(folder, name, value)
+    write_manifest(folder, [*bundle_parts(folder), name], __version__)
 
 
 def load_model(folder: str | os.PathLike) -> PreTrainedModel:

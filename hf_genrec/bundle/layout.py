@@ -88,7 +88,7 @@ def write_manifest(folder: str | os.PathLike, parts: list[str], library_version:
     payload = {
         "format_version": MANIFEST_FORMAT_VERSION,
         "library_version": library_version,
-        "parts": {part.name: part.path for part in PARTS if part.name in parts},
+        "parts": {part.name: part.path for part in PARTS if part.name in set(parts)},
     }
     (Path(folder) / MANIFEST_NAME).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 

@@ -20,7 +20,7 @@ from transformers import PreTrainedModel
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..bundle.config import GenRecConfig
-from ..bundle.layout import bundle_parts, write_manifest
+from ..bundle.io import add_part
 from ..data import InteractionData, leave_one_out, load_interactions
 from ..data.loading import default_data_dir, normalize_dataset_name
 from ..data.splits import training_part
@@ -36,7 +36,6 @@ from ..training.collator import SCORER_HISTORY
 from ..training.examples import add_scorer_history, tokenize_examples, tokenize_sequences
 from ..training.trainer import GenRecTrainer
 from ..utils.saving import atomic_write_text, last_complete_checkpoint
-from ..version import __version__
 from .arguments import DataArguments, ItemIDArguments, ModelArguments
 from .fusion_search import pick_fusion_weights
 from .item_ids import RunIDs, build_item_ids, check_content_map_possible, content_map_method
@@ -423,9 +422,7 @@ def save_run(
         content_map = GenerativeRecommender.from_pretrained(output_dir).fit_content_map(
             run_data.data.items, method=method, text_model=id_args.text_model
         )
-        content_map.save_pretrained(output_dir)
-        # the bundle's manifest lists what loading reads back: the content map joins the parts the trainer saved
-        write_manifest(output_dir, [*bundle_parts(output_dir), "content_map"], __version__)
+        add_part(output_dir, "content_map", content_map)  # the bundle's manifest lists it, so loading reads it
         results["content_map"] = content_map.diagnostics
         timings["content_map_s"] = time.perf_counter() - start
     if trainer.is_world_process_zero():  # under `accelerate launch` every process holds the same results

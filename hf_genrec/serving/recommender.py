@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 import tempfile
@@ -340,18 +341,8 @@ class GenerativeRecommender(LivingCatalogMixin, ColdStartMixin):
         )
 
     def bundle_contents(self) -> BundleContents:
-        """This recommender's parts, as a bundle holds them."""
-        return BundleContents(
-            model=self.model,
-            item_tokenizer=self.item_tokenizer,
-            config=self.config,
-            quantizer=self.quantizer,
-            transitions=self.transitions,
-            scorer=self.scorer,
-            catalog=self.catalog,
-            content_map=self.content_map,
-            card_data=self.card_data,
-        )
+        """This recommender's parts, as a bundle holds them (the fields of `BundleContents` are its own)."""
+        return BundleContents(**{part.name: getattr(self, part.name) for part in dataclasses.fields(BundleContents)})
 
     def save_pretrained(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> None:
         """Write the bundle (`hf_genrec.bundle.layout`): model, tokenizer, item map, config, quantiser, prior, scorer,
@@ -420,14 +411,4 @@ class GenerativeRecommender(LivingCatalogMixin, ColdStartMixin):
     @classmethod
     def from_bundle_contents(cls, contents: BundleContents) -> GenerativeRecommender:
         """A recommender of a bundle's parts (`hf_genrec.bundle.io.load_bundle`)."""
-        return cls(
-            contents.model,
-            contents.item_tokenizer,
-            contents.config,
-            quantizer=contents.quantizer,
-            card_data=contents.card_data,
-            catalog=contents.catalog,
-            transitions=contents.transitions,
-            content_map=contents.content_map,
-            scorer=contents.scorer,
-        )
+        return cls(**{part.name: getattr(contents, part.name) for part in dataclasses.fields(contents)})
