@@ -81,6 +81,14 @@ def test_fewer_beams_than_k(item_tokenizer, tiny_model):
     assert len(recommender.recommend([["item1", "item2"]], k=6)[0]) == 6
 
 
+def test_k_that_is_not_a_positive_count(item_tokenizer, tiny_model):
+    recommender = GenerativeRecommender(tiny_model, item_tokenizer, GenRecConfig(num_beams=4, top_k=2))
+    history = [[item_tokenizer.item_ids[0]]]
+    for k in (0, -3, 2.5):  # 0 used to fall back to the default K silently
+        with pytest.raises(ValueError, match="k must be a positive int"):
+            recommender.recommend(history, k=k)
+
+
 def test_repeated_rows_of_one_item_in_an_item_file(tmp_path, caplog):
     from hf_genrec.data import DataFormatError, read_recbole_atomic
 

@@ -233,3 +233,18 @@ def test_every_key_of_every_shipped_recipe_carries_a_one_line_comment():
             assert yaml.safe_load(f"{key}:{value}") == {key: yaml.safe_load(recipe_path(name).read_text())[key]}
             assert f"`{key}`" in docs, f"docs/recipes.md says nothing of {key}"
         assert len(lines) == len(options) + 2, f"{name}.yaml: only the first two lines are whole-line comments"
+
+
+def test_misspelt_options_are_named_with_the_closest_one(tmp_path, capsys):
+    """Transformers' parser says only that some arguments were not used; the CLI names each and what it may mean."""
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", "ml-100k", "--learning_rat", "0.1"])
+    assert "--learning_rat (did you mean --learning_rate?)" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("max_train_minuts: 3\n")
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", "ml-100k", "--config", str(bad)])
+    assert "max_train_minuts (did you mean max_train_minutes?)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", "ml-100k", "--config", str(tmp_path / "missing.yaml")])
+    assert "missing.yaml: no such file" in capsys.readouterr().err

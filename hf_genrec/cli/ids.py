@@ -16,6 +16,7 @@ from ..recipes.item_ids import fit_item_ids
 from .options import (
     add_config_option,
     apply_layers,
+    check_flags,
     option_value,
     pop_config_files,
     read_layer,
@@ -53,6 +54,7 @@ def run(argv: Sequence[str]) -> int:
     defaults = apply_layers(parser, [read_layer(parser, path) for path in config_files])
     dataset = option_value(argv, "dataset") or defaults.get("dataset") or DataArguments.dataset
     argv = with_default_output(argv, defaults, f"outputs/{dataset}/ids")
+    check_flags(parser, argv)
     data_args, id_args, out_args, *_ = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
     if out_args.quiet:
         silence()

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import transformers
 import yaml
@@ -33,7 +35,10 @@ def pop_config_files(parser: HfArgumentParser, argv: Sequence[str]) -> tuple[lis
 
 
 def read_layer(parser: HfArgumentParser, path: str) -> dict:
-    """The options a YAML file sets; an option ``parser`` does not have is an error naming it."""
+    """The options a YAML file sets; an option ``parser`` does not have is an error naming it (and what it may
+    have meant)."""
+    if not Path(path).is_file():
+        parser.error(f"--config {path}: no such file.")
     with open(path, encoding="utf-8") as f:
         layer = yaml.safe_load(f) or {}
     if not isinstance(layer, dict):
@@ -41,8 +46,22 @@ def read_layer(parser: HfArgumentParser, path: str) -> dict:
     known = {action.dest for action in parser._actions}
     unknown = sorted(set(layer) - known)
     if unknown:
-        parser.error(f"{path} has unknown options: {', '.join(unknown)}.")
+        parser.error(f"{path} has unknown options: {', '.join(_with_suggestion(name, known) for name in unknown)}.")
     return layer
+
+
+def _with_suggestion(name: str, known: set[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f"{prefix}{name} (did you mean {prefix}{close[0]}?)" if close else f"{prefix}{name}"
+
+
+def check_flags(parser: HfArgumentParser, argv: Sequence[str]) -> None:
+    """Raise a parser error naming every ``--flag`` in ``argv`` that ``parser`` does not have, with the closest
+    one it does (Transformers' parser says only that some arguments were not used)."""
+    known = {option.lstrip("-") for option in parser._option_string_actions if option.startswith("--")}
+    unknown = [a.split("=", 1)[0][2:] for a in argv if a.startswith("--") and a.split("=", 1)[0][2:] not in known]
+    if unknown:
+        parser.error(f"unknown options: {', '.join(_with_suggestion(name, known, '--') for name in unknown)}.")
 
 
 def apply_layers(parser: HfArgumentParser, layers: Sequence[dict]) -> dict:

@@ -24,7 +24,7 @@ def run(argv: Sequence[str]) -> int:
     if args.json:
         print(json.dumps([{"item_id": item, "score": score} for item, score in items]))
     else:
-        print(f"{'rank':>4}  {'item_id':<20} {'log-prob':>9}  semantic ID")
+        print(f"{'rank':>4}  {'item_id':<20} {'score':>9}  semantic ID")
         for rank, (item, score) in enumerate(items, 1):
             print(f"{rank:>4}  {item:<20} {score:>9.3f}  {recommender.item_tokenizer.item_spelling(item)}")
     return 0

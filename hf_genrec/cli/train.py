@@ -23,6 +23,7 @@ from ..training.arguments import GenRecTrainingArguments
 from .options import (
     add_config_option,
     apply_layers,
+    check_flags,
     option_value,
     pop_config_files,
     read_layer,
@@ -97,6 +98,7 @@ def parse_train_arguments(argv: Sequence[str]) -> TrainArguments:
     defaults = apply_layers(parser, [*(read_layer(parser, str(path)) for path in shipped), *configs])
     argv = with_default_output(argv, defaults, f"outputs/{dataset}" + ("" if model == "tiger" else f"-{model}"))
     # the trailing namespace holds `--config`, already taken out of argv above
+    check_flags(parser, argv)
     parsed = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
     return TrainArguments(*parsed[:7], layers=[*map(str, shipped), *config_files])
 

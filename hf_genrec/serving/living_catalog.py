@@ -151,7 +151,10 @@ class LivingCatalogMixin:
             raise ValueError(
                 f"features have width {array.shape[1]} but the quantiser ({self.quantizer.scheme}) was fitted on "
                 f"width {dim}: compute them the way the catalogue's features were made (same text model and "
-                "template, or the same feature pipeline)."
+                "template, or the same feature pipeline). If the catalogue's IDs came from collaborative features (the "
+                "default recipe), give new items features from the histories they appear in "
+                "(features_from_sequences; `hf-genrec catalog add --histories FILE`), or codes from their text through "
+                "a content map (fit_content_map; the recipe's `content_map: true`)."
             )
         return np.asarray(self.quantizer.encode(array))
 

@@ -27,7 +27,7 @@ class GenerativeRecommendationPipeline(Pipeline):
     >>> import hf_genrec
     >>> from transformers import pipeline
     >>> recommend = pipeline("generative-recommendation", model="outputs/ml-100k")
-    >>> recommend(["50", "181", "100"], top_k=3)  # one history; scores are log-probabilities
+    >>> recommend(["50", "181", "100"], top_k=3)  # one history; scores: log-probabilities (+ fused bonuses)
     [{'item_id': '...', 'score': -...}, {'item_id': '...', 'score': -...}, {'item_id': '...', 'score': -...}]
     >>> batch = recommend([["50", "181"], ["1", "2"]], top_k=3)  # a batch: one list per history
     >>> len(batch), len(batch[0])

@@ -56,7 +56,7 @@ class GenerativeRecommender(LivingCatalogMixin, ColdStartMixin):
     Example:
     ```python
     >>> rec = GenerativeRecommender.from_pretrained("outputs/ml-100k")
-    >>> rec.recommend([["50", "181", "100"]], k=3)  # per history: (item id, log-probability), best first
+    >>> rec.recommend([["50", "181", "100"]], k=3)  # per history: (item id, score), best first
     [[('...', -...), ('...', -...), ('...', -...)]]
     ```
     """
@@ -197,7 +197,8 @@ class GenerativeRecommender(LivingCatalogMixin, ColdStartMixin):
         fusion: FusionConfig | Mapping[str, Any] | None = None,
         **fusion_overrides: Any,
     ) -> list[list[tuple[str, float]]]:
-        """Top-``k`` items for each history (item ids, oldest first), with their log-probabilities, best first.
+        """Top-``k`` items for each history (item ids, oldest first), with their scores, best first: an item's
+        log-probability under the model, plus the bonuses of whatever ``fusion`` adds (so a fused score can be > 0).
 
         ``method`` picks the constrained beam search (see :func:`generate_items`); the default shares each
         history's cross-attention across beams, several times faster than stock ``generate`` with the same results.
@@ -224,7 +225,9 @@ class GenerativeRecommender(LivingCatalogMixin, ColdStartMixin):
             raise TypeError(
                 "`histories` must be a list of histories (a list of lists of item ids); for one user pass `[history]`."
             )
-        k = k or self.config.top_k
+        k = self.config.top_k if k is None else k
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive int (the number of items per history), got {k!r}.")
         if num_beams is not None and num_beams < k:
             raise ValueError(
                 f"num_beams={num_beams} is smaller than k={k}: beam search returns at most num_beams items. Pass "
