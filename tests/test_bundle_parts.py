@@ -14,6 +14,7 @@ from transformers import pipeline
 
 from hf_genrec.bundle.config import GenRecConfig
 from hf_genrec.bundle.layout import MANIFEST_NAME, check_bundle, read_manifest
+from hf_genrec.bundle.model_card import GenRecCardData
 from hf_genrec.cli.main import main
 from hf_genrec.decoding.fusion import FusionConfig
 from hf_genrec.models.prior import ItemTransitions
@@ -60,6 +61,7 @@ def _recommender(kind: str) -> tuple[GenerativeRecommender, list[list[str]]]:
         quantizer=quantizer,
         transitions=ItemTransitions.fit(rows, N_ITEMS, window=3),
         scorer=scorer,
+        card_data=GenRecCardData(test_metrics={"recall@10": 0.4321, "ndcg@10": 0.1234}, protocol="A tiny protocol."),
     )
     histories = [[item_tokenizer.item_ids[i] for i in row[:-1]] for row in rows[:12]]
     return recommender, histories
@@ -124,6 +126,10 @@ def test_manifest_lists_the_parts_and_a_lost_part_fails_loudly(saved, tmp_path):
     card = (folder / "README.md").read_text().split("---\n", 2)[2]  # after the metadata block
     first_lines = "\n".join(card.strip().splitlines()[:5])
     assert "How to load it" in first_lines and "import hf_genrec" in first_lines and "from_pretrained" in first_lines
+    # the card's facts are a part of their own: a bundle saved again (catalog add) keeps its evaluation, and says
+    # that the catalogue changed after it was measured
+    assert "card_data" in parts and "0.4321" in card and "A tiny protocol." in card
+    assert ("3 items were added to the catalogue" in card) == (kind == "grown")
     damaged = tmp_path / "damaged"
     shutil.copytree(folder, damaged)
     shutil.rmtree(damaged / "quantizer")

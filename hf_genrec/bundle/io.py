@@ -54,7 +54,7 @@ class BundleContents:
         present += [name for name in ("quantizer", "transitions", "scorer", "content_map") if getattr(self, name)]
         if not self.catalog.is_empty():
             present.append("catalog")
-        return present + ["card"]
+        return present + ["card_data", "card"]
 
 
 def save_bundle(
@@ -108,7 +108,8 @@ def _write_parts(contents: BundleContents, folder: Path, repo_id: str | None, sa
     if not contents.catalog.is_empty():
         _write_part(folder, "catalog", contents.catalog)
     card_data = contents.card_data or GenRecCardData(dataset=contents.config.dataset)
-    card = build_model_card(contents.item_tokenizer, contents.config, card_data, repo_id=repo_id)
+    card_data.save_pretrained(folder)
+    card = build_model_card(contents.item_tokenizer, contents.config, card_data, repo_id, contents.catalog)
     (folder / CARD_NAME).write_text(card, encoding="utf-8")
     write_manifest(folder, contents.present_parts(), __version__)
 
@@ -192,6 +193,7 @@ def load_bundle(
         scorer=SASRecModel.from_pretrained(folder / PART_BY_NAME["scorer"].path) if "scorer" in parts else None,
         catalog=CatalogLog.load(folder),
         content_map=ContentMap.from_pretrained(folder) if "content_map" in parts else None,
+        card_data=GenRecCardData.from_pretrained(folder) if "card_data" in parts else None,
     )
     if device is not None:
         contents.model.to(device)

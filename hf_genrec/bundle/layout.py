@@ -16,6 +16,7 @@ transitions.safetensors               the successor prior                       
 scorer/                               the dense next-item scorer of a hybrid (a SASRec)    (optional)
 catalog.json                          items added and retired since training               (optional)
 content_map.safetensors               item content -> codes, for items with no interactions (optional)
+genrec_card.json                      what the card says: test metrics, protocol, baselines, training log
 README.md                             the model card with model-index metrics
 ```
 """
@@ -36,6 +37,8 @@ from .config import CONFIG_NAME
 MANIFEST_NAME = "genrec_manifest.json"
 MANIFEST_FORMAT_VERSION = 1
 CARD_NAME = "README.md"
+#: the facts the card is rendered from (metrics, protocol, baselines, training), so a re-saved bundle keeps them
+CARD_DATA_NAME = "genrec_card.json"
 QUANTIZER_DIR = "quantizer"
 SCORER_DIR = "scorer"
 CATALOG_NAME = "catalog.json"
@@ -75,6 +78,7 @@ PARTS: tuple[BundlePart, ...] = (
     BundlePart("scorer", SCORER_DIR, True, False, "the dense next-item scorer of a hybrid"),
     BundlePart("catalog", CATALOG_NAME, False, False, "the items added and retired since training"),
     BundlePart("content_map", CONTENT_MAP_NAME, False, False, "item content -> codes, for new items"),
+    BundlePart("card_data", CARD_DATA_NAME, False, False, "the model card's facts (metrics, protocol, training)"),
     BundlePart("card", CARD_NAME, False, False, "the model card"),
 )
 PART_BY_NAME = {part.name: part for part in PARTS}

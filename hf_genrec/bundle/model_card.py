@@ -8,9 +8,12 @@ training log) into a `GenRecCardData`; this module only renders it, so bundles n
 
 from __future__ import annotations
 
+import json
+import os
 import platform
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import huggingface_hub
@@ -22,7 +25,9 @@ from jinja2 import Template
 
 from ..tokenization import ItemTokenizer
 from ..version import __version__
+from .catalog_log import CatalogLog
 from .config import GenRecConfig
+from .layout import CARD_DATA_NAME
 
 TAGS = ["hf_genrec", "generative-recommendation", "semantic-ids", "recommendation", "t5"]
 
@@ -49,6 +54,21 @@ class GenRecCardData:
     log_history: list[dict] = field(default_factory=list)
     dataset: str | None = None
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        """Write ``genrec_card.json``, so a bundle saved again (after ``hf-genrec catalog add``) keeps its card."""
+        text = json.dumps(asdict(self), indent=1, default=str) + "\n"
+        (Path(save_directory) / CARD_DATA_NAME).write_text(text, encoding="utf-8")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> GenRecCardData:
+        path = Path(directory) / CARD_DATA_NAME
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}); the bundle is damaged. Save it again.") from err
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        return cls(**known)
 
 
 def _metrics_table(metrics: dict[str, float]) -> str:
@@ -123,13 +143,24 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _catalog_note(catalog: CatalogLog | None) -> str:
+    if catalog is None or catalog.is_empty():
+        return ""
+    return (
+        f"Since training, {len(catalog.new_items)} items were added to the catalogue and {len(catalog.retired)} "
+        "retired (`catalog.json`); the figures below were measured on the catalogue as trained."
+    )
+
+
 def build_model_card(
     item_tokenizer: ItemTokenizer,
     config: GenRecConfig,
     card_data: GenRecCardData | None = None,
     repo_id: str | None = None,
+    catalog: CatalogLog | None = None,
 ) -> str:
-    """The README.md of a bundle: YAML metadata (tags, datasets, ``model-index``) and the rendered template."""
+    """The README.md of a bundle: YAML metadata (tags, datasets, ``model-index``) and the rendered template. A
+    ``catalog`` that changed since training is stated beside the metrics, which were measured before it did."""
     card_data = card_data or GenRecCardData()
     dataset = card_data.dataset or config.dataset
     semantic_ids = item_tokenizer.semantic_ids
@@ -177,4 +208,5 @@ def build_model_card(
         hyperparameters=card_data.hyperparameters,
         training_log=_training_log(card_data.log_history),
         versions=_versions(),
+        catalog_note=_catalog_note(catalog),
     )
