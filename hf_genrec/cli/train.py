@@ -127,6 +127,11 @@ def run(argv: Sequence[str]) -> int:
         f"\nTraining: {results['train_seconds']:.0f} s, {results['train_steps']} steps. "
         f"Saved to {training_args.output_dir}"
     )
+    if args.recipe.model != "sasrec":  # a bundle: what a user does with it next
+        print(
+            f"Recommend with it: hf-genrec recommend {training_args.output_dir} --history <item id> ... ; share it: "
+            f"hf-genrec push {training_args.output_dir} <your-name>/<repo>"
+        )
     if args.output.plot:
         output_dir = Path(training_args.output_dir)
         # SASRec has no semantic IDs to draw

@@ -21,6 +21,14 @@ def pick_fusion_weights(trainer: GenRecTrainer, validation) -> dict[tuple[float,
     metric = metric if metric.startswith("fusion_") else f"fusion_{metric}"
     transition_weights = sorted(set(args.transition_weights or [args.transition_weight]))
     scorer_weights = sorted(set(args.scorer_weights or [args.scorer_weight]))
+    logger.info(
+        "[fusion] Ranking the %d validation users at %d weight pairs (transition_weights %s x scorer_weights %s) to "
+        "pick the fusion weights the test and the bundle use",
+        len(validation),
+        len(transition_weights) * len(scorer_weights),
+        transition_weights,
+        scorer_weights,
+    )
     grid = {}
     for transition_weight in transition_weights:
         for scorer_weight in scorer_weights:
@@ -37,7 +45,7 @@ def pick_fusion_weights(trainer: GenRecTrainer, validation) -> dict[tuple[float,
             # a best weight at the edge of the grid says a larger one may rank better still
             logger.warning(
                 "%s %s, the largest of %ss %s, ranked validation best (%s %.4f): a larger weight may do better. Add "
-                "one (e.g. %s) to %ss and rank again.",
+                "one (e.g. %s) to %ss (the --%ss flag, or the recipe key) and rank again.",
                 name,
                 value,
                 name,
@@ -45,6 +53,7 @@ def pick_fusion_weights(trainer: GenRecTrainer, validation) -> dict[tuple[float,
                 metric,
                 grid[best][metric],
                 2 * value,
+                name,
                 name,
             )
     return {pair: {k[len("fusion_") :]: v for k, v in m.items() if "@" in k} for pair, m in grid.items()}
