@@ -22,9 +22,8 @@ def pick_fusion_weights(trainer: GenRecTrainer, validation) -> dict[tuple[float,
     transition_weights = sorted(set(args.transition_weights or [args.transition_weight]))
     scorer_weights = sorted(set(args.scorer_weights or [args.scorer_weight]))
     logger.info(
-        "[fusion] Ranking the %d validation users at %d weight pairs (transition_weights %s x scorer_weights %s) to "
+        "[fusion] Ranking the validation users at %d weight pairs (transition_weights %s x scorer_weights %s) to "
         "pick the fusion weights the test and the bundle use",
-        len(validation),
         len(transition_weights) * len(scorer_weights),
         transition_weights,
         scorer_weights,
