@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from transformers import Seq2SeqTrainingArguments
 from transformers.trainer_pt_utils import AcceleratorConfig
 
@@ -129,6 +130,9 @@ class GenRecTrainingArguments(Seq2SeqTrainingArguments, FusionConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.dataloader_pin_memory and not (torch.cuda.is_available() or torch.backends.mps.is_available()):
+            # with no accelerator pinned memory is never used, and torch warns so from every DataLoader
+            self.dataloader_pin_memory = False
         if self.decoding_method not in ("auto", "fast", "vectorised", "reference"):
             raise ValueError(
                 f"decoding_method must be auto, fast, vectorised or reference, got {self.decoding_method!r}."
@@ -187,6 +191,7 @@ _NOT_HYPERPARAMETERS = {
     "use_cpu",
     "dataloader_num_workers",
     "disable_tqdm",
+    "dataloader_pin_memory",  # follows the machine (off without an accelerator), not a choice
 }
 # set by TrainingArguments.__post_init__ from other arguments (eval_strategy, metric_for_best_model), not chosen
 _DERIVED_ARGUMENTS = {"do_eval", "greater_is_better"}
