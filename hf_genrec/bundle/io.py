@@ -32,6 +32,9 @@ from .model_card import GenRecCardData, build_model_card
 
 logger = logging.getLogger(__name__)
 
+#: written into every bundle (the card is rendered from its facts); not objects of `BundleContents` of their own
+_CARD_PARTS = ("card_data", "card")
+
 
 @dataclass
 class BundleContents:
@@ -49,12 +52,14 @@ class BundleContents:
     card_data: GenRecCardData | None = None
 
     def present_parts(self) -> list[str]:
-        """The names of the parts these contents write (the manifest's list)."""
-        present = [part.name for part in PARTS if part.required]
-        present += [name for name in ("quantizer", "transitions", "scorer", "content_map") if getattr(self, name)]
-        if not self.catalog.is_empty():
-            present.append("catalog")
-        return present + ["card_data", "card"]
+        """The names of the parts these contents write (the manifest's list), in the layout's order."""
+        return [part.name for part in PARTS if part.required or part.name in _CARD_PARTS or self._holds(part.name)]
+
+    def _holds(self, name: str) -> bool:
+        """Whether these contents have the optional part ``name`` (an empty catalogue log is none)."""
+        if name == "catalog":
+            return not self.catalog.is_empty()
+        return getattr(self, name, None) is not None
 
 
 def save_bundle(
@@ -102,16 +107,28 @@ def _write_parts(contents: BundleContents, folder: Path, repo_id: str | None, sa
         contents.model.save_pretrained(folder)
     contents.item_tokenizer.save_pretrained(folder)
     contents.config.save_pretrained(folder)
-    for name in ("quantizer", "transitions", "scorer", "content_map"):
-        if getattr(contents, name) is not None:
+    present = contents.present_parts()
+    for name in present:
+        if not PART_BY_NAME[name].required and name not in _CARD_PARTS:
             _write_part(folder, name, getattr(contents, name))
-    if not contents.catalog.is_empty():
-        _write_part(folder, "catalog", contents.catalog)
     card_data = contents.card_data or GenRecCardData(dataset=contents.config.dataset)
+    write_card(folder, contents.item_tokenizer, contents.config, card_data, repo_id, contents.catalog)
+    write_manifest(folder, present, __version__)
+
+
+def write_card(
+    folder: str | os.PathLike,
+    item_tokenizer: ItemTokenizer,
+    config: GenRecConfig,
+    card_data: GenRecCardData,
+    repo_id: str | None = None,
+    catalog: CatalogLog | None = None,
+) -> None:
+    """Write the model card (``README.md``) and the facts it is rendered from (``genrec_card.json``) together, so a
+    bundle saved again renders the same card."""
     card_data.save_pretrained(folder)
-    card = build_model_card(contents.item_tokenizer, contents.config, card_data, repo_id, contents.catalog)
-    (folder / CARD_NAME).write_text(card, encoding="utf-8")
-    write_manifest(folder, contents.present_parts(), __version__)
+    card = build_model_card(item_tokenizer, config, card_data, repo_id, catalog)
+    (Path(folder) / CARD_NAME).write_text(card, encoding="utf-8")
 
 
 def _write_part(folder: Path, name: str, value) -> None:
@@ -131,8 +148,8 @@ def add_part(save_directory: str | os.PathLike, name: str, value) -> None:
     folder = Path(save_directory)
     check_bundle(folder)
     part = PART_BY_NAME.get(name)
-    if part is None or part.required or name == "card":
-        optional = [p.name for p in PARTS if not p.required and p.name != "card"]
+    if part is None or part.required or name in _CARD_PARTS:
+        optional = [p.name for p in PARTS if not p.required and p.name not in _CARD_PARTS]
         raise ValueError(f"add_part writes one of the optional parts {optional}, got {name!r}.")
     _write_part(folder, name, value)
     write_manifest(folder, [*bundle_parts(folder), name], __version__)

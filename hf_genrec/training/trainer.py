@@ -25,9 +25,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, SaveS
 from transformers.utils.hub import PushInProgress
 
 from ..bundle.config import GenRecConfig
-from ..bundle.io import BundleContents, save_bundle
-from ..bundle.layout import CARD_NAME
-from ..bundle.model_card import GenRecCardData, build_model_card
+from ..bundle.io import BundleContents, save_bundle, write_card
+from ..bundle.model_card import GenRecCardData
 from ..decoding.fusion import check_scorer_items, fusion_processors
 from ..decoding.generate import build_trie_index, generate_items, item_spellings
 from ..decoding.trie import TrieIndex
@@ -371,9 +370,7 @@ class GenRecTrainer(Seq2SeqTrainer):
 
     def _write_model_card(self, output_dir: str) -> None:
         self._update_card_data()
-        card = build_model_card(self.item_tokenizer, self.genrec_config, self.card_data, repo_id=self._card_repo_id())
-        with open(os.path.join(output_dir, CARD_NAME), "w", encoding="utf-8") as f:
-            f.write(card)
+        write_card(output_dir, self.item_tokenizer, self.genrec_config, self.card_data, self._card_repo_id())
 
     def create_model_card(self, *args, **kwargs) -> None:
         """Write hf_genrec's model card (Trainer's generic one knows nothing of items, IDs or ranking metrics)."""
