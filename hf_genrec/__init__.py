@@ -63,7 +63,7 @@ _PUBLIC: dict[str, str] = {
     "ranking_metrics": "evaluation.metrics",
     "MostPopular": "evaluation.baselines",
     # recipes
-    "run_experiment": "recipes.run",
+    "run_recipe": "recipes.launch",
 }
 
 __all__ = sorted(_PUBLIC)

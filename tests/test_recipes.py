@@ -248,3 +248,38 @@ def test_misspelt_options_are_named_with_the_closest_one(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--dataset", "ml-100k", "--config", str(tmp_path / "missing.yaml")])
     assert "missing.yaml: no such file" in capsys.readouterr().err
+
+
+def test_python_options_lay_over_the_recipe_as_the_flags_do(tmp_path):
+    """`run_recipe(dataset, **options)` reads the same settings as `hf-genrec train --dataset ... --option value`."""
+    from hf_genrec.recipes.launch import parse_recipe_arguments
+
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("learning_rate: 0.001\nd_model: 32\n")
+    from_python = parse_recipe_arguments(
+        ["--config", str(overlay)],
+        options={"dataset": "ml-1m", "max_train_minutes": 3, "eval_ks": [1, 10], "d_model": 48, "model": "hybrid"},
+    )
+    from_flags = parse_train_arguments(
+        ["--config", str(overlay), "--dataset", "ml-1m", "--max_train_minutes", "3", "--eval_ks", "1", "10",
+         "--d_model", "48", "--model", "hybrid"]
+    )  # fmt: skip
+    assert (
+        from_python.layers
+        == from_flags.layers
+        == [str(recipe_path("ml-1m")), str(recipe_path("hybrid")), str(overlay)]
+    )
+    for group in ("data", "ids", "model", "scorer", "recipe"):
+        assert getattr(from_python, group) == getattr(from_flags, group), group
+    assert from_python.training.to_dict() == from_flags.training.to_dict()
+    assert from_python.model.d_model == 48 and from_python.training.learning_rate == 0.001  # options over files
+    assert from_python.training.output_dir == "outputs/ml-1m-hybrid"
+
+
+def test_run_recipe_names_a_misspelt_option_before_reading_anything(capsys):
+    from hf_genrec import run_recipe
+
+    with pytest.raises(SystemExit):
+        run_recipe("ml-100k", max_train_minuts=1)
+    err = capsys.readouterr().err
+    assert "run_recipe's options has unknown options: max_train_minuts (did you mean max_train_minutes?)" in err

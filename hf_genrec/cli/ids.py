@@ -13,16 +13,16 @@ from ..data.splits import training_part
 from ..evaluation.plots import plot_codebook_usage
 from ..recipes.arguments import DataArguments, ItemIDArguments
 from ..recipes.item_ids import fit_item_ids
-from .options import (
+from ..recipes.layers import (
     add_config_option,
     apply_layers,
     check_flags,
     option_value,
     pop_config_files,
     read_layer,
-    silence,
     with_default_output,
 )
+from .quiet import silence
 
 
 @dataclass

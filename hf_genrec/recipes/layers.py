@@ -1,18 +1,14 @@
-"""What the ``hf-genrec`` commands share: YAML files of options laid over each other (a shipped recipe, then each
-``--config``), reading a flag's value before parsing, and ``--quiet``."""
+"""Options laid over each other: a shipped recipe, then each ``--config`` YAML file (or a Python dict of options),
+then the flags; and reading a flag's value before parsing."""
 
 from __future__ import annotations
 
 import difflib
-import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import transformers
 import yaml
 from transformers import HfArgumentParser
-
-from ..utils.progress import disable_progress_bars
 
 CONFIG_HELP = "A YAML file of any of these options; flags override it. Repeat it to layer files, later ones winning."
 
@@ -43,11 +39,17 @@ def read_layer(parser: HfArgumentParser, path: str) -> dict:
         layer = yaml.safe_load(f) or {}
     if not isinstance(layer, dict):
         parser.error(f"{path} must hold a mapping of option names to values.")
+    return check_layer(parser, layer, path)
+
+
+def check_layer(parser: HfArgumentParser, layer: Mapping, source: str) -> dict:
+    """``layer`` as a dict; an option ``parser`` does not have is an error naming it, where it came from
+    (``source``) and the closest option there is."""
     known = {action.dest for action in parser._actions}
     unknown = sorted(set(layer) - known)
     if unknown:
-        parser.error(f"{path} has unknown options: {', '.join(_with_suggestion(name, known) for name in unknown)}.")
-    return layer
+        parser.error(f"{source} has unknown options: {', '.join(_with_suggestion(name, known) for name in unknown)}.")
+    return dict(layer)
 
 
 def _with_suggestion(name: str, known: set[str], prefix: str = "") -> str:
@@ -94,10 +96,3 @@ def option_value(argv: Sequence[str], name: str) -> str | None:
         elif "=" in token and token.split("=", 1)[0] in flags:
             value = token.split("=", 1)[1]
     return value
-
-
-def silence() -> None:
-    """``--quiet``: no progress bars anywhere (embedding, IDs, training, evaluation) and warnings only."""
-    disable_progress_bars()
-    logging.getLogger().setLevel(logging.WARNING)
-    transformers.logging.set_verbosity_warning()
