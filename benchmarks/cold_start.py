@@ -33,7 +33,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
+from machine import describe_machine, stamp, write_record  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from hf_genrec.data import leave_one_out, load_interactions
 from hf_genrec.data.splits import training_part
@@ -352,8 +352,8 @@ def evaluate(args, data, splits, cold: set[str], item_ids: list[str], features: 
         "machine": describe_machine(),
         "torch_threads": torch.get_num_threads(),
     }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    # the command, machine and date at the top as in every record (report.py reads them there)
+    write_record(stamp({"command": result["metadata"]["command"], **result}), args.output)
     print(json.dumps({k: result[k] for k in ("cold_items", "all_items")}, indent=2))
 
 

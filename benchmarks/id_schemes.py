@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
+from machine import write_record  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from hf_genrec.data import load_interactions
 from hf_genrec.features.item_features import build_item_features
@@ -126,13 +126,10 @@ def main() -> None:
                 "batch_size": args.batch_size,
                 "seed": args.seed,
             },
-            "machine": describe_machine(),
-            "command": "python benchmarks/id_schemes.py" + (" --quick" if args.quick else ""),
             "most_popular": result["baselines"]["most_popular"],
             "schemes": rows,
         }
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(payload, indent=2) + "\n")  # after every scheme: a long run keeps its progress
+        write_record(payload, output)  # after every scheme: a long run keeps its progress
     print(format_table(json.loads(output.read_text())))
 
 

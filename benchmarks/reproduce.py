@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import describe_machine  # benchmarks/machine.py (scripts run from benchmarks/)
+from machine import describe_machine, write_record  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from hf_genrec.data import leave_one_out, load_interactions
 from hf_genrec.data.splits import training_part
@@ -658,8 +658,7 @@ def main() -> None:
     name = f"{args.dataset}_hybrid" if args.model == "genrec" and args.hybrid_sasrec_minutes > 0 else name
     name = f"{args.dataset}_hybrid-recipe" if args.model == "genrec" and recipe(args)[1].get("scorer") else name
     output = Path(args.output_dir) / (f"{name}_ensemble{args.ensemble}.json" if args.ensemble > 1 else f"{name}.json")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_record(result, output)
     print(json.dumps({k: result[k] for k in ("dataset", "model", "test", "train_minutes") if k in result}, indent=2))
 
 

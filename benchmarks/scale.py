@@ -141,7 +141,7 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from machine import describe_machine
+    from machine import describe_machine, write_record
 
     results = []
     for n_items in args.items:
@@ -164,9 +164,9 @@ def main() -> None:
         "machine": describe_machine(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "results": results,
+        "command": command,
     }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(record, indent=2) + "\n")
+    write_record(record, args.output)
 
     print("\n| case | size | wall (s) | peak RSS (MB) | input (MB) |")
     print("|---|---|---:|---:|---:|")

@@ -102,7 +102,7 @@ class WeightAverage:
 def load_training_weights(model: nn.Module, folder: str | os.PathLike) -> int:
     """Load the raw weights a checkpoint of a run with ``ema_decay`` keeps beside its averaged ones into ``model``.
 
-    Returns the number of averaging updates up to that checkpoint. `benchmarks/weight_average.py` ranks with both.
+    Returns the number of averaging updates up to that checkpoint. `benchmarks/paired.py averaged` ranks with both.
     """
     path = os.path.join(folder, TRAINING_WEIGHTS_NAME)
     if not os.path.exists(path):

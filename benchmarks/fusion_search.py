@@ -1,32 +1,33 @@
-"""The successor prior fused into a trained recommender's beam search: a grid of weights on validation users, the
-best one on the test users.
+"""Fusion search: which successor-prior settings rank best, on validation users, and what the pick gives on test.
 
-The prior counts which item followed which in the training part of users' sequences (`ItemTransitions`), so it
-adds what a generative model recalls worst: that item B followed item A in someone else's history. This script
-ranks validation users with every (weight, smoothing, shrinkage) of the grid, picks the one with the best validation
-NDCG@10, and ranks all test users with it and without it (weight 0), splitting the test figures by whether the
-user's (last item -> target) transition occurs in the training sequences:
+    python benchmarks/fusion_search.py grid outputs/reproduce/amazon-beauty_genrec --data-dir ../shared/data
+    python benchmarks/fusion_search.py grid outputs/reproduce/ml-1m_genrec --dataset ml-1m --data-dir ../shared/data \\
+        --weights 8,16,32,64 --smoothings 0.01 --shrinkages 30 --output-name ml-1m_transition_fusion_wider-grid.json
+    python benchmarks/fusion_search.py prior-alone --data-dir ../shared/data --dataset amazon-beauty
 
-    python benchmarks/transition_fusion.py outputs/reproduce/amazon-beauty_genrec --data-dir ../shared/data
+- ``grid``: the prior fused into a trained recommender's beam search, every (weight, smoothing, shrinkage) of a grid
+  on validation users, the best on the test users;
+- ``prior-alone``: the prior alone as a recommender, on validation users, for several pseudo-counts.
 
-Writes ``benchmarks/results/<dataset>_transition_fusion.json``.
+The hybrid's scorer weights are searched the same way by ``paired.py hybrid --transition-weights ...
+--scorer-weights ...`` (it ranks the hybrid against its own parts on the same users).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from machine import describe_machine, write_record  # benchmarks/machine.py (scripts run from benchmarks/)
+from machine import dispatch, write_record  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from hf_genrec import GenerativeRecommender
 from hf_genrec.data import leave_one_out, load_interactions
 from hf_genrec.data.splits import training_part
+from hf_genrec.evaluation.baselines import MostPopular
 from hf_genrec.evaluation.metrics import ranking_metrics
 from hf_genrec.models.prior import ItemTransitions
 
@@ -44,7 +45,7 @@ def split_by_transition(predictions: np.ndarray, targets: np.ndarray, transition
 
 
 def rank_sasrec(args, data, transitions, index, seen, best, exclude: bool) -> dict:
-    from reproduce import sasrec_rank
+    from reproduce import sasrec_rank  # benchmarks/reproduce.py: SASRec ranked as the harness ranks it
 
     from hf_genrec.models.sasrec import SASRecModel
 
@@ -65,8 +66,25 @@ def rank_sasrec(args, data, transitions, index, seen, best, exclude: bool) -> di
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def transition_grid(argv: list[str]) -> None:
+    """The successor prior fused into a trained recommender's beam search: a grid of weights on validation users, the
+    best one on the test users.
+
+    The prior counts which item followed which in the training part of users' sequences (`ItemTransitions`), so it
+    adds what a generative model recalls worst: that item B followed item A in someone else's history. This script
+    ranks validation users with every (weight, smoothing, shrinkage) of the grid, picks the one with the best validation
+    NDCG@10, and ranks all test users with it and without it (weight 0), splitting the test figures by whether the
+    user's (last item -> target) transition occurs in the training sequences:
+
+        python benchmarks/fusion_search.py grid outputs/reproduce/amazon-beauty_genrec --data-dir ../shared/data
+
+    Writes ``benchmarks/results/<dataset>_transition_fusion.json``.
+    """
+    parser = argparse.ArgumentParser(
+        prog="fusion_search.py grid",
+        description=transition_grid.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("bundle", help="A folder written by reproduce.py or `hf-genrec train`.")
     parser.add_argument("--dataset", default="amazon-beauty")
     parser.add_argument("--data-dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
@@ -86,7 +104,7 @@ def main() -> None:
     )
     parser.add_argument("--output-dir", default="benchmarks/results")
     parser.add_argument("--output-name", default=None, help="Default: <dataset>_transition_fusion.json.")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     data = load_interactions(args.dataset, args.data_dir)
     sequences = data.sequences["item_ids"][:]
@@ -144,15 +162,65 @@ def main() -> None:
         "validation_users": len(users),
         "window": args.window,
         "recent_items": args.recent,
-        "grid": grid,
+        "grid": transition_grid,
         "best": {"weight": best["weight"], "smoothing": best["smoothing"], "shrinkage": best["shrinkage"]},
         "test": test,
-        "command": "python benchmarks/transition_fusion.py " + " ".join(sys.argv[1:]),
-        "machine": describe_machine(),
     }
     out = Path(args.output_dir) / (args.output_name or f"{args.dataset}_transition_fusion.json")
     write_record(record, out)
 
 
+def prior_alone(argv: list[str]) -> None:
+    """The successor prior alone as a recommender, on validation users, for several pseudo-counts
+    (`ItemTransitions.shrinkage`): which counts-to-probabilities rule ranks best, with no model involved.
+
+        python benchmarks/fusion_search.py prior-alone --data-dir ../shared/data --dataset amazon-beauty --shrinkages 0,10,30,100,1000
+
+    Each user is ranked as `hf-genrec train`'s ``successor_prior`` baseline ranks test users: the successors of the
+    last 3 history items (window 3), then the most popular items, never an item of the history. The counts come from
+    the training part of each sequence only. Writes ``benchmarks/results/<dataset>_prior_alone.json``.
+    """
+    parser = argparse.ArgumentParser(
+        prog="fusion_search.py prior-alone",
+        description=prior_alone.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--dataset", default="amazon-beauty")
+    parser.add_argument("--data-dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
+    parser.add_argument("--shrinkages", default="0,10,30,100,1000")
+    parser.add_argument("--window", type=int, default=3)
+    parser.add_argument("--recent", type=int, default=3)
+    parser.add_argument("--split", choices=["validation", "test"], default="validation")
+    parser.add_argument("--output-dir", default="benchmarks/results")
+    args = parser.parse_args(argv)
+
+    data = load_interactions(args.dataset, args.data_dir)
+    train = training_part(data.sequences["item_ids"][:])
+    index = {item: row for row, item in enumerate(data.items["item_id"][:])}
+    rows = [[index[i] for i in s] for s in train]
+    popular = MostPopular(index).fit(train)
+    examples = leave_one_out(data, max_history=20)[args.split]
+    histories = [[index[i] for i in h] for h in examples["history"][:]]
+    targets = np.array([index[t] for t in examples["target"][:]])
+    results = {}
+    for shrinkage in [float(x) for x in args.shrinkages.split(",")]:
+        start = time.perf_counter()
+        prior = ItemTransitions.fit(rows, len(index), window=args.window, shrinkage=shrinkage)
+        ranked = prior.predict(histories, 10, recent=args.recent, fallback=popular.ranking, exclude=histories)
+        metrics = ranking_metrics(ranked, targets, (5, 10))
+        results[str(shrinkage)] = {**metrics, "seconds": round(time.perf_counter() - start, 1)}
+        print(f"shrinkage {shrinkage}: { {k: round(v, 4) for k, v in metrics.items()} }", flush=True)
+    record = {
+        "dataset": args.dataset,
+        "split": args.split,
+        "users": len(targets),
+        "window": args.window,
+        "recent_items": args.recent,
+        "by_shrinkage": results,
+    }
+    out = Path(args.output_dir) / f"{args.dataset}_prior_alone.json"
+    write_record(record, out)
+
+
 if __name__ == "__main__":
-    main()
+    dispatch(__doc__, {"grid": transition_grid, "prior-alone": prior_alone})
