@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import json
 import re
 import sys
 import tarfile
@@ -163,6 +164,42 @@ def test_license_is_the_apache_text_setup_cfg_declares():
     text = (ROOT / "LICENSE").read_text(encoding="utf-8")
     assert "Apache License" in text and "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text
     assert "The hf_genrec authors" in text.splitlines()[0]
+
+
+# ---------------------------------------------------------------------------------------------------- model cards
+def _flat(value, path=""):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _flat(item, f"{path}/{key}")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield path, float(value)
+
+
+@pytest.mark.parametrize("card", sorted(p.name for p in (ROOT / "model_cards").glob("*.md") if p.name != "README.md"))
+def test_model_card_says_how_to_get_it_with_figures_from_its_record(card):
+    import yaml
+
+    text = (ROOT / "model_cards" / card).read_text(encoding="utf-8")
+    # a reader needs where to get the checkpoint or the command that makes it, not the story of the session
+    assert "## How to get it" in text and "hf-genrec push" in text
+    assert not re.search(r"no network|had no network|this session", text, re.I)
+    records = sorted(set(re.findall(r"\(\.\./(benchmarks/results/[^)]+\.json)\)", text)))
+    assert records, f"{card} links no benchmark record"
+    assert all((ROOT / record).is_file() for record in records), f"{card} links a record that does not exist"
+    recorded = [
+        (path, value)
+        for record in records
+        for path, value in _flat(json.loads((ROOT / record).read_text(encoding="utf-8")))
+        if "test" in path
+    ]
+    metadata = yaml.safe_load(text.split("---")[1])
+    for result in metadata["model-index"][0]["results"]:
+        for metric in result["metrics"]:
+            # the model-index holds the record's figures, as rounded in the card, and no others
+            decimals = len(str(metric["value"]).split(".")[1])
+            assert any(
+                path.endswith(metric["type"]) and round(value, decimals) == metric["value"] for path, value in recorded
+            ), f"{card}: {metric['type']} {metric['value']} is in none of {records}"
 
 
 # ---------------------------------------------------------------------------------------------------- built files
