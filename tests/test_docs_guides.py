@@ -54,6 +54,11 @@ SMALLER: dict[str, list[tuple[str, str]]] = {
     ],
     "living-catalogue.md": [("rec.fit_content_map(data.items)", 'rec.fit_content_map(data.items, method="attributes")')],
     "hybrid.md": [("epochs=200, max_minutes=5", "epochs=1")],
+    "index.md": [
+        ('run_recipe("ml-100k", output_dir="outputs/ml-100k")',
+         'run_recipe("ml-100k", output_dir="outputs/ml-100k", max_steps=6, max_eval_users=40, max_test_users=60, '
+         'transition_weights=[0.0, 2.0])'),
+    ],
 }  # fmt: skip
 
 
@@ -196,7 +201,7 @@ def test_guide_python_runs(guide, bundle_dir, tmp_path, monkeypatch):
     """The guide's Python blocks, in order, in one namespace, as a reader would paste them (smaller settings)."""
     blocks = [b for b in read_blocks(DOCS / guide) if b.lang == "python" and not (b.marker and b.marker[0] == "skip")]
     source = "".join(b.code for b in blocks)
-    if "load_interactions(" in source:
+    if "load_interactions(" in source or "run_recipe(" in source:
         data_dir = os.environ.get("HF_GENREC_DATA_DIR")
         if not (data_dir and (Path(data_dir) / "ml-100k").is_dir()):
             pytest.skip("this guide reads ml-100k; set HF_GENREC_DATA_DIR to a folder holding it")

@@ -128,8 +128,9 @@ def run_recipe(dataset: str | None = None, *, config: str | Path | Sequence[str 
 
     Args:
         dataset (`str`, *optional*):
-            The dataset (``ml-100k``, ``ml-1m``, ``amazon-beauty``, any Amazon 2014 category, or a RecBole
-            atomic-file name under ``data_dir``); its shipped recipe is laid first. Default: ``ml-100k``.
+            The dataset: ``ml-100k``, ``ml-1m``, ``amazon-beauty`` or any Amazon 2014 category as
+            ``amazon-<category>``, read from ``data_dir`` (or downloaded); its shipped recipe is laid first.
+            Default: ``ml-100k``.
         config (`str` or list of `str`, *optional*):
             YAML files of options laid over the recipe, later ones winning (``--config`` on the command line).
         options:
