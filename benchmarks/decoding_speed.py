@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import dispatch, write_record  # benchmarks/machine.py (scripts run from benchmarks/)
+from machine import bundle_parser, dispatch, write_record  # benchmarks/machine.py (scripts run from benchmarks/)
 from transformers import AutoModelForSeq2SeqLM, GenerationConfig, T5Config, T5ForConditionalGeneration
 
 from hf_genrec import GenerativeRecommender, GenRecConfig, GenRecTrainer, GenRecTrainingArguments, ItemTokenizer
@@ -256,14 +256,7 @@ def beam_width(argv: list[str]) -> None:
 
     Writes ``benchmarks/results/<dataset>_beam_width.json``.
     """
-    parser = argparse.ArgumentParser(
-        prog="decoding_speed.py beams",
-        description=beam_width.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("bundle", help="A folder written by reproduce.py or `hf-genrec train`.")
-    parser.add_argument("--dataset", default="amazon-beauty")
-    parser.add_argument("--data-dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
+    parser = bundle_parser("decoding_speed.py beams", beam_width.__doc__)
     parser.add_argument("--beams", type=ints, default=[10, 20, 50, 100], help="Comma-separated beam widths.")
     parser.add_argument("--users", type=int, default=3000, help="Random validation users (seed 0).")
     parser.add_argument("--output-dir", default="benchmarks/results")

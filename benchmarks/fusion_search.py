@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from machine import dispatch, write_record  # benchmarks/machine.py (scripts run from benchmarks/)
+from machine import bundle_parser, dispatch, write_record  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from hf_genrec import GenerativeRecommender
 from hf_genrec.data import leave_one_out, load_interactions
@@ -80,14 +80,7 @@ def transition_grid(argv: list[str]) -> None:
 
     Writes ``benchmarks/results/<dataset>_transition_fusion.json``.
     """
-    parser = argparse.ArgumentParser(
-        prog="fusion_search.py grid",
-        description=transition_grid.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("bundle", help="A folder written by reproduce.py or `hf-genrec train`.")
-    parser.add_argument("--dataset", default="amazon-beauty")
-    parser.add_argument("--data-dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
+    parser = bundle_parser("fusion_search.py grid", transition_grid.__doc__)
     parser.add_argument("--weights", type=floats, default=[0.0, 0.5, 1.0, 2.0, 4.0])
     parser.add_argument("--smoothings", type=floats, default=[0.01, 0.03])
     parser.add_argument(

@@ -3,6 +3,7 @@ command, machine and date that made it), and the dispatch of a script's subcomma
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -67,3 +68,14 @@ def dispatch(doc: str, commands: dict[str, Callable[[list[str]], None]], argv: l
     for name, command in commands.items():
         print(f"  {name:<14} {(command.__doc__ or '').strip().splitlines()[0]}")
     raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
+
+
+def bundle_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """A subcommand's parser that reads a trained bundle and its dataset: ``BUNDLE --dataset --data-dir``."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("bundle", help="A folder written by reproduce.py or `hf-genrec train`.")
+    parser.add_argument("--dataset", default="amazon-beauty")
+    parser.add_argument("--data-dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
+    return parser

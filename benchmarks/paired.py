@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import dispatch, write_record  # benchmarks/machine.py (scripts run from benchmarks/)
+from machine import bundle_parser, dispatch, write_record  # benchmarks/machine.py (scripts run from benchmarks/)
 from reproduce import KS, rank_genrec  # benchmarks/reproduce.py
 
 from hf_genrec import GenerativeRecommender
@@ -288,14 +288,7 @@ def validation_vs_test(argv: list[str]) -> None:
     a split's (last history item -> target) transition occurs in the training sequences, and how often its target was
     trained on. Writes ``<output-dir>/<dataset>_validation_vs_test[_history-excluded].json``.
     """
-    parser = argparse.ArgumentParser(
-        prog="paired.py splits",
-        description=validation_vs_test.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("bundle", help="A folder written by reproduce.py or `hf-genrec train`.")
-    parser.add_argument("--dataset", default="amazon-beauty")
-    parser.add_argument("--data-dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
+    parser = bundle_parser("paired.py splits", validation_vs_test.__doc__)
     parser.add_argument("--num-beams", type=int, default=20)
     parser.add_argument(
         "--exclude-history",
