@@ -63,6 +63,70 @@ def tokenize_sequences(
     Returns:
         A `datasets.Dataset` with ``input_ids``, ``target_ends``, ``labels`` (a list of spellings) and ``length``.
     """
+    stride = _check_packing(item_tokenizer, max_history, window_stride)
+    rows = {"input_ids": [], "target_ends": [], "labels": [], "length": []}
+    spellings = item_tokenizer.spellings()
+    for sequence in sequences:
+        indices = item_tokenizer.index_of(sequence, context="training sequences").tolist()
+        for start, lo, hi in _windows(len(indices), max_history, stride, max_targets_per_user):
+            window = sequence[start:hi]
+            ends = np.cumsum(item_tokenizer.history_token_lengths(window))
+            rows["input_ids"].append(item_tokenizer.encode_history(window))
+            rows["target_ends"].append(ends[lo - start - 1 : hi - start].tolist())
+            rows["labels"].append([spellings[indices[j]] for j in range(lo, hi + 1)])
+            rows["length"].append(len(rows["input_ids"][-1]))
+    if not rows["input_ids"]:
+        raise ValueError("No training targets: every sequence has fewer than 2 items.")
+    return datasets.Dataset.from_dict(rows)
+
+
+def tokenize_causal_sequences(
+    sequences: Sequence[Sequence[str]],
+    item_tokenizer: ItemTokenizer,
+    max_history: int = 20,
+    max_targets_per_user: int | None = None,
+    window_stride: int | None = None,
+) -> datasets.Dataset:
+    """Packed training rows for a decoder-only model (`hf_genrec.models.causal_lm`): one row per user window.
+
+    The windows are `tokenize_sequences`'s: a row spells the items ``s_a .. s_hi`` back to back and its targets are
+    ``s_lo .. s_hi``, each predicted (the model shifts the labels itself) from the items of the row before it, so
+    every target reads at most ``max_history`` items and at least ``max_history - window_stride + 1`` (all it has,
+    early on). One causal pass trains every target of the window. Rows start with the first history token (no BOS),
+    as evaluation rows (`hf_genrec.models.causal_lm.causal_rows`) and ranking prompts do.
+
+    Fixed-length IDs are spelled without EOS (the item tokenizer's ``history_eos`` must be `False`), so their
+    targets' labels are the codes only: the EOS that closes a spelling is forced by the trie and not trained.
+    Variable-length spellings keep their EOS, which is then a label like any other token.
+
+    Args:
+        sequences: each user's training items, oldest first (e.g. `hf_genrec.evaluation.baselines.training_part`).
+        item_tokenizer: its ``history_eos`` must be `False` for fixed-length IDs.
+        max_history: the most items a target reads (TIGER: 20).
+        max_targets_per_user: train on each user's most recent this-many targets only (default: all).
+        window_stride: targets per window of a long user (default ``max_history // 2``).
+
+    Returns:
+        A `datasets.Dataset` with ``input_ids``, ``labels`` (as long as ``input_ids``: the target items' tokens, -100
+        on the other items) and ``length``. `GenRecCollator` pads them.
+    """
+    stride = _check_packing(item_tokenizer, max_history, window_stride)
+    rows = {"input_ids": [], "labels": [], "length": []}
+    for sequence in sequences:
+        n = len(item_tokenizer.index_of(sequence, context="training sequences"))
+        for start, lo, hi in _windows(n, max_history, stride, max_targets_per_user):
+            tokens = item_tokenizer.encode_history(sequence[start : hi + 1])
+            context = int(item_tokenizer.history_token_lengths(sequence[start:lo]).sum())
+            rows["input_ids"].append(tokens)
+            rows["labels"].append([-100] * context + tokens[context:])
+            rows["length"].append(len(tokens))
+    if not rows["input_ids"]:
+        raise ValueError("No training targets: every sequence has fewer than 2 items.")
+    return datasets.Dataset.from_dict(rows)
+
+
+def _check_packing(item_tokenizer: ItemTokenizer, max_history: int, window_stride: int | None) -> int:
+    """The window stride of packed rows, once the settings are checked."""
     if item_tokenizer.history_eos and not item_tokenizer.is_variable_length:
         raise ValueError(
             "Packed training shows the model every prefix of a history, and a prefix has no EOS after it, so "
@@ -73,26 +137,19 @@ def tokenize_sequences(
     stride = window_stride or max(1, max_history // 2)
     if not 1 <= stride <= max_history:
         raise ValueError(f"window_stride must be in [1, max_history={max_history}], got {stride}.")
-    rows = {"input_ids": [], "target_ends": [], "labels": [], "length": []}
-    spellings = item_tokenizer.spellings()
-    for sequence in sequences:
-        indices = item_tokenizer.index_of(sequence, context="training sequences").tolist()
-        n = len(indices)
-        first = 1 if max_targets_per_user is None else max(1, n - max_targets_per_user)
-        hi = n - 1
-        while hi >= first:
-            start = max(0, hi - max_history)
-            lo = max(first, 1 if start == 0 else max(start + 1, hi - stride + 1))
-            window = sequence[start:hi]
-            ends = np.cumsum(item_tokenizer.history_token_lengths(window))
-            rows["input_ids"].append(item_tokenizer.encode_history(window))
-            rows["target_ends"].append(ends[lo - start - 1 : hi - start].tolist())
-            rows["labels"].append([spellings[indices[j]] for j in range(lo, hi + 1)])
-            rows["length"].append(len(rows["input_ids"][-1]))
-            hi = lo - 1
-    if not rows["input_ids"]:
-        raise ValueError("No training targets: every sequence has fewer than 2 items.")
-    return datasets.Dataset.from_dict(rows)
+    return stride
+
+
+def _windows(n: int, max_history: int, stride: int, max_targets_per_user: int | None):
+    """``(start, lo, hi)`` of a user's windows of ``n`` items, newest first: items ``start .. hi - 1`` are read,
+    targets ``lo .. hi`` are trained (target ``j`` reads ``start .. j - 1``)."""
+    first = 1 if max_targets_per_user is None else max(1, n - max_targets_per_user)
+    hi = n - 1
+    while hi >= first:
+        start = max(0, hi - max_history)
+        lo = max(first, 1 if start == 0 else max(start + 1, hi - stride + 1))
+        yield start, lo, hi
+        hi = lo - 1
 
 
 def add_scorer_history(
