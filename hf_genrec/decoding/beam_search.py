@@ -6,6 +6,9 @@ Here the decoder's queries of all beams of a history attend to one shared copy i
 the (tiny) self-attention cache is re-ordered. The search itself follows ``GenerationMixin._beam_search`` step for
 step (2 x beams candidates, finished hypotheses, the early-stop heuristic), so the results are the same items with
 the same scores, up to float rounding.
+
+Decoder-only models (causal LMs) decode through the same search with `_CausalLMDecoder`: each history's prompt runs
+once, not once per beam, and its key/value cache is copied to the beams after the first step.
 """
 
 from __future__ import annotations
@@ -17,9 +20,14 @@ import torch
 from torch.nn import functional as F
 from transformers import LogitsProcessor, PreTrainedModel
 
+from .causal_lm_decoder import _CausalLMDecoder, supports_cached_prompt
+
 
 def supports_shared_beam_search(model: PreTrainedModel) -> bool:
-    """The fast path covers T5-style encoder-decoders (T5, mT5-like configs); others use stock ``generate``."""
+    """The fast path covers T5-style encoder-decoders (T5, mT5-like configs) and decoder-only causal LMs (GPT-2,
+    Llama, Qwen2, ...: `_CausalLMDecoder`); others use stock ``generate``."""
+    if supports_cached_prompt(model):
+        return True
     needed = ("encoder", "decoder", "lm_head")
     return getattr(model.config, "model_type", None) in ("t5", "mt5", "hf_genrec_t5") and all(
         hasattr(model, n) for n in needed
@@ -102,8 +110,12 @@ class _T5Decoder:
         return self.model.lm_head(hidden)[:, 0, :]
 
 
-def _start_decoder(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> _T5Decoder:
-    """Encode the histories once and set up ``model``'s decoder over them."""
+def _start_decoder(
+    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, pad_token_id: int
+) -> _T5Decoder | _CausalLMDecoder:
+    """Encode the histories once and set up ``model``'s decoder over them (a causal LM: run its prompts once)."""
+    if supports_cached_prompt(model):
+        return _CausalLMDecoder(model, input_ids, attention_mask, pad_token_id)
     encoded = model.encoder(input_ids=input_ids, attention_mask=attention_mask)
     # An item-position encoder (GenRecT5Config.item_positions) returns states per item, with their own mask.
     item_mask = getattr(encoded, "item_attention_mask", None)
@@ -161,6 +173,10 @@ def shared_beam_search(
     ``score_processor`` runs after that, on the normalised log-probabilities: for bonuses that must not be
     normalised away (`hf_genrec.models.prior.TransitionFusionLogitsProcessor`).
 
+    A decoder-only ``model`` (a causal LM) reads ``input_ids`` as its prompts (padded on either side; they are
+    left-padded here); the returned sequences then start with ``decoder_start_token_id`` as a placeholder, and
+    ``logits_processor`` sees that one token before the spelling, as for T5 (``decoder_start_length=1``).
+
     ``model`` may be several models over the same vocabulary (an ensemble, e.g. seeds of one recipe): each step's
     next-token distribution is then the mean of theirs, each taken after ``logits_processor`` (and ``renormalize``),
     so a spelling's score is the log of the product over its steps of the averaged probabilities, as ensembles of
@@ -175,7 +191,9 @@ def shared_beam_search(
         raise ValueError("shared_beam_search needs a model (or a non-empty list of models for an ensemble).")
     for member in models:
         if not supports_shared_beam_search(member):
-            raise ValueError(f"shared_beam_search supports T5 encoder-decoders, not {type(member).__name__}.")
+            raise ValueError(
+                f"shared_beam_search supports T5 encoder-decoders and causal LMs, not {type(member).__name__}."
+            )
     vocab_sizes = {member.config.vocab_size for member in models}
     if len(vocab_sizes) > 1:
         raise ValueError(
@@ -186,7 +204,7 @@ def shared_beam_search(
         raise ValueError(f"num_return_sequences={num_return_sequences} > num_beams={num_beams}.")
     device = input_ids.device
     batch = input_ids.shape[0]
-    decoders = [_start_decoder(member, input_ids, attention_mask) for member in models]
+    decoders = [_start_decoder(member, input_ids, attention_mask, pad_token_id) for member in models]
 
     def next_log_probs(prefix: torch.Tensor, position: int) -> torch.Tensor:
         """The (ensemble's) normalised, constrained next-token log-probabilities after each row of ``prefix``."""

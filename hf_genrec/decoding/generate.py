@@ -2,14 +2,19 @@
 
 Three interchangeable ways to keep beam search on the catalogue, all with the same results:
 
-- ``"fast"`` (default for T5): :func:`~hf_genrec.decoding.beam_search.shared_beam_search`, cross-attention shared by beams,
-  masked by :class:`~hf_genrec.decoding.trie.TrieLogitsProcessor`;
+- ``"fast"`` (the default): :func:`~hf_genrec.decoding.beam_search.shared_beam_search`, cross-attention shared by beams
+  (T5) or each prompt run once for all its beams (decoder-only models), masked by
+  :class:`~hf_genrec.decoding.trie.TrieLogitsProcessor`;
 - ``"vectorised"``: stock ``model.generate`` with the ``TrieLogitsProcessor``;
 - ``"reference"``: stock ``model.generate`` with the Python ``prefix_allowed_tokens_fn``.
+
+A decoder-only model (``AutoModelForCausalLM``: GPT-2, Llama, Qwen2, ...) reads the history's spelling as its prompt
+and spells the next item after it; the histories are left-padded for it here, whichever side they were padded on.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,6 +23,7 @@ from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
 
 from ..tokenization import ItemTokenizer
 from .beam_search import shared_beam_search, supports_shared_beam_search
+from .causal_lm_decoder import left_pad
 from .exclude_history import ExcludeItemsLogitsProcessor
 from .prefix_allowed import ItemTrie, prefix_allowed_tokens_fn
 from .trie import TrieIndex, TrieLogitsProcessor
@@ -68,6 +74,19 @@ def item_spellings(item_tokenizer: ItemTokenizer) -> np.ndarray:
     return np.where(np.arange(table.shape[1])[None, :] < lengths[:, None], table, -1)
 
 
+def _reading_from(processor: LogitsProcessor, start_length: int) -> LogitsProcessor:
+    """``processor`` (each of a list) reading the spelling after ``start_length`` tokens of every sequence: a copy
+    with that ``decoder_start_length`` (a decoder-only model's sequences start with its prompt), the caller's
+    processor left as it was."""
+    if isinstance(processor, LogitsProcessorList):
+        return LogitsProcessorList(_reading_from(member, start_length) for member in processor)
+    if not hasattr(processor, "decoder_start_length"):
+        return processor
+    shifted = copy.copy(processor)
+    shifted.decoder_start_length = start_length
+    return shifted
+
+
 class _LogSoftmax(LogitsProcessor):
     """Normalise scores over the tokens left, as ``renormalize_logits=True`` does at the end of ``generate``."""
 
@@ -94,11 +113,13 @@ def generate_items(
     """Top-``k`` items for each encoded history by trie-constrained beam search.
 
     Args:
-        model: the seq2seq model, or several trained on the same item tokenizer (an ensemble, e.g. seeds of one
-            recipe): each decoding step then follows the mean of their next-token distributions
-            (`shared_beam_search`; ensembles need the ``"fast"`` method, which ``"auto"`` picks for T5 models).
-        method: ``"auto"`` (``"fast"`` for T5 models, else ``"vectorised"``), ``"fast"``, ``"vectorised"`` or
-            ``"reference"`` (see the module docstring); all return the same items and scores.
+        model: the seq2seq model or decoder-only causal LM, or several trained on the same item tokenizer (an
+            ensemble, e.g. seeds of one recipe): each decoding step then follows the mean of their next-token
+            distributions (`shared_beam_search`; ensembles need the ``"fast"`` method, which ``"auto"`` picks).
+        input_ids: ``[batch, length]`` the encoded histories (`ItemTokenizer.encode_history`), padded on either
+            side (a decoder-only model's prompts are left-padded here).
+        method: ``"auto"`` (``"fast"`` for T5 models and causal LMs, else ``"vectorised"``), ``"fast"``,
+            ``"vectorised"`` or ``"reference"`` (see the module docstring); all return the same items and scores.
         index: a prebuilt :class:`TrieIndex` (built from ``item_tokenizer`` when missing).
         trie: a prebuilt :class:`ItemTrie` for ``method="reference"``.
         synced_gpus: keep every process decoding until all are done, as DeepSpeed ZeRO-3 and FSDP need (each forward
@@ -109,7 +130,8 @@ def generate_items(
             history still gets ``k`` items while the catalogue has that many left.
         fusion: a processor that adds a bonus to the normalised, constrained log-probabilities, applied after
             everything else on every path (e.g. `hf_genrec.models.prior.TransitionFusionLogitsProcessor`); the
-            returned scores then include it.
+            returned scores then include it. Built as for T5 (``decoder_start_length=1``): for a decoder-only model
+            a copy reading after the prompt is used.
 
     Returns:
         `(indices, scores)`, both ``[batch, k]``: item row indices best first (``-1`` where beam search ran out of
@@ -145,6 +167,15 @@ def generate_items(
     start_id = model.generation_config.decoder_start_token_id
     if start_id is None:
         start_id = item_tokenizer.pad_token_id
+    decoder_only = not getattr(model.config, "is_encoder_decoder", False)
+    # the tokens in front of the spelling in every sequence the processors see: T5's decoder start token (the fast
+    # path keeps one as a placeholder for causal LMs too), or the left-padded prompt stock generate keeps in front
+    start_length = 1
+    if decoder_only and method != "fast":
+        input_ids, attention_mask = left_pad(input_ids, attention_mask, item_tokenizer.pad_token_id)
+        start_length = input_ids.shape[1]
+    if decoder_only and fusion is not None:
+        fusion = _reading_from(fusion, start_length)
     if index is None and (method != "reference" or exclude_items is not None):
         index = build_trie_index(item_tokenizer)
     extra = []
@@ -155,9 +186,11 @@ def generate_items(
                 "item rows per history (an empty one to exclude nothing)."
             )
         spellings = torch.from_numpy(item_spellings(item_tokenizer))
-        extra.append(ExcludeItemsLogitsProcessor(index, spellings, exclude_items))
+        extra.append(ExcludeItemsLogitsProcessor(index, spellings, exclude_items, decoder_start_length=start_length))
     renormalize = bool(getattr(model.generation_config, "renormalize_logits", False))
     overrides = {}
+    if decoder_only:  # a pretrained checkpoint's generation config names its own text's end and padding tokens
+        overrides.update(pad_token_id=item_tokenizer.pad_token_id, eos_token_id=item_tokenizer.eos_token_id)
     if fusion is not None and method != "fast":
         # generate normalises after every custom processor, which would undo the bonus: normalise before it here
         extra += [_LogSoftmax()] if renormalize else []
@@ -169,7 +202,7 @@ def generate_items(
         m.eval()
     try:
         if method != "reference":
-            processor = LogitsProcessorList([TrieLogitsProcessor(index), *extra])
+            processor = LogitsProcessorList([TrieLogitsProcessor(index, decoder_start_length=start_length), *extra])
         if method == "fast":
             sequences, scores = shared_beam_search(
                 models if len(models) > 1 else model,
@@ -191,7 +224,9 @@ def generate_items(
                 constraint = {"logits_processor": processor}
             else:
                 trie = trie if trie is not None else build_trie(item_tokenizer)
-                allowed = prefix_allowed_tokens_fn(trie, item_tokenizer.pad_token_id, start_id)
+                allowed = prefix_allowed_tokens_fn(
+                    trie, item_tokenizer.pad_token_id, start_id, prompt_length=start_length if decoder_only else None
+                )
                 constraint = {"prefix_allowed_tokens_fn": allowed, "logits_processor": LogitsProcessorList(extra)}
             out = model.generate(
                 input_ids=input_ids,
@@ -215,7 +250,8 @@ def generate_items(
         for m, mode in zip(models, was_training):
             m.train(mode)
     batch = input_ids.shape[0]
-    indices = torch.tensor(item_tokenizer.decode_index(sequences[:, 1:].tolist()), dtype=torch.long).view(batch, k)
+    spelled = sequences[:, start_length:].tolist()
+    indices = torch.tensor(item_tokenizer.decode_index(spelled), dtype=torch.long).view(batch, k)
     scores = scores.float().view(batch, k).cpu()
     # When the catalogue offers fewer spellings than beams, beam search fills the rest with copies of the start
     # beam that it scores -1e9 (and with dead beams at -inf): those are not recommendations.

@@ -58,7 +58,7 @@ class ItemTrie:
 
 
 def prefix_allowed_tokens_fn(
-    trie: ItemTrie, pad_token_id: int, decoder_start_token_id: int | None = None
+    trie: ItemTrie, pad_token_id: int, decoder_start_token_id: int | None = None, *, prompt_length: int | None = None
 ) -> Callable[[int, torch.Tensor], list[int]]:
     """The ``prefix_allowed_tokens_fn`` for `model.generate` that keeps every beam on the item trie.
 
@@ -67,12 +67,16 @@ def prefix_allowed_tokens_fn(
         pad_token_id (`int`): returned for finished or dead beams so that generate always has one allowed token.
         decoder_start_token_id (`int`, *optional*): stripped from the front of the decoder input (T5 uses the pad
             token); defaults to ``pad_token_id``.
+        prompt_length (`int`, *optional*): for a decoder-only model, the width of the (left-padded) prompt that
+            ``generate`` keeps at the front of every sequence: those tokens are stripped instead of a start token.
     """
     start = pad_token_id if decoder_start_token_id is None else decoder_start_token_id
 
     def allowed(batch_id: int, input_ids: torch.Tensor) -> list[int]:
         prefix = input_ids.tolist()
-        if prefix and prefix[0] == start:
+        if prompt_length is not None:
+            prefix = prefix[prompt_length:]
+        elif prefix and prefix[0] == start:
             prefix = prefix[1:]
         tokens = trie.next_tokens(prefix)
         # A finished spelling or a beam that beam search keeps alive at -inf score: any single token will do.
