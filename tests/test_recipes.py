@@ -107,7 +107,8 @@ def test_recipes_command_lists_each_recipe_with_its_headline_settings(capsys):
     out = capsys.readouterr().out
     names = [line.split()[0] for line in out.splitlines() if line.startswith("  ") and not line.startswith("   ")]
     assert names[: len(describe_recipes())] == [entry["name"] for entry in describe_recipes()]
-    assert [entry["name"] for entry in describe_recipes()] == [*DATASET_RECIPES, "tiger", "hybrid", "sasrec"]
+    shipped = [*DATASET_RECIPES, "tiger", "hybrid", "decoder", "sasrec"]
+    assert [entry["name"] for entry in describe_recipes()] == shipped
     for entry in describe_recipes():
         assert " ".join(entry["summary"].split()[:3]) in " ".join(out.split())
     assert "max_train_minutes 10" in out and "max_train_minutes 60" in out and "codebook_size 256" in out
@@ -159,7 +160,7 @@ def test_unknown_model_is_an_error_listing_the_choices(tmp_path, capsys):
     argv = ["train", "--dataset", "ml-100k", "--model", "bert4rec", "--output_dir", str(tmp_path / "out")]
     assert main(argv) == 1
     err = capsys.readouterr().err
-    assert "Unknown model 'bert4rec'" in err and "tiger, hybrid, sasrec" in err
+    assert "Unknown model 'bert4rec'" in err and "tiger, hybrid, decoder, sasrec" in err
     assert not (tmp_path / "out").exists()
 
 

@@ -122,8 +122,17 @@ class ItemIDArguments:
 
 @dataclass
 class ModelArguments:
-    """Size of the T5 trained from scratch (defaults: TIGER's)."""
+    """Which model is trained and its size (defaults: TIGER's T5, trained from scratch)."""
 
+    backbone: str = field(
+        default="t5",
+        metadata={
+            "help": "t5 (the default: GenRecT5), or a decoder-only backbone: a model type (llama, gpt2, qwen2, ...) "
+            "built from scratch with d_model/num_layers/num_heads/d_ff, or a path/Hub id of a pretrained causal LM "
+            "(its embeddings resized to the item tokens). d_kv, num_decoder_layers and the causal_encoder options "
+            "are the T5's; --model decoder turns those off."
+        },
+    )
     base_tokenizer: str | None = field(
         default=None, metadata={"help": "A T5 tokenizer to extend (id or path); default: a minimal one built offline."}
     )
@@ -179,8 +188,8 @@ class RecipeArguments:
         default="tiger",
         metadata={
             "help": "tiger: the generative recommender (semantic IDs, a T5, constrained beam search); hybrid: it with "
-            "a SASRec fused into its ranking (the hybrid overlay); sasrec: SASRec alone, under the same split, "
-            "budget and protocol.",
+            "a SASRec fused into its ranking (the hybrid overlay); decoder: a decoder-only causal LM (a Llama) in "
+            "the T5's place (the decoder overlay); sasrec: SASRec alone, under the same split, budget and protocol.",
             "choices": list(MODELS),
         },
     )

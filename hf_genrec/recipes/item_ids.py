@@ -28,6 +28,7 @@ from ..tokenization import ItemTokenizer, minimal_t5_tokenizer
 from ..training.sasrec import train_sasrec_for_features
 from ..utils.saving import check_checkpoint
 from .arguments import ItemIDArguments, ModelArguments
+from .backbone import is_decoder_backbone, pretrained_backbone
 
 logger = logging.getLogger(__name__)
 
@@ -135,16 +136,18 @@ def build_item_ids(
         return RunIDs(item_tokenizer, semantic_ids, quantizer)
     logger.info("[ids] Building item IDs: %s", id_scheme_text(id_args))
     base_tokenizer = None
-    if model_args.base_tokenizer:
-        base_tokenizer = AutoTokenizer.from_pretrained(model_args.base_tokenizer)
+    # a pretrained causal LM's own tokenizer, unless another is named: the item tokens are added to its vocabulary
+    base_name = model_args.base_tokenizer or pretrained_backbone(model_args)
+    if base_name:
+        base_tokenizer = AutoTokenizer.from_pretrained(base_name)
     quantizer, semantic_ids, id_timings = fit_item_ids(items, id_args, base_tokenizer, sequences=train_sequences)
     timings.update(id_timings)
     logger.info("Semantic IDs:\n%s", semantic_ids.summary())
     if isinstance(quantizer, TitleIDs):
         base_tokenizer = quantizer.tokenizer  # title IDs are spelled with this tokenizer's pieces
-    item_tokenizer = ItemTokenizer(
-        base_tokenizer or minimal_t5_tokenizer(), semantic_ids, history_eos=not model_args.causal_encoder
-    )
+    # the causal encoder and a decoder-only backbone read histories as bare spellings (their rows hold targets too)
+    history_eos = not (model_args.causal_encoder or is_decoder_backbone(model_args))
+    item_tokenizer = ItemTokenizer(base_tokenizer or minimal_t5_tokenizer(), semantic_ids, history_eos=history_eos)
     return RunIDs(item_tokenizer, semantic_ids, quantizer)
 
 

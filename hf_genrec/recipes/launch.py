@@ -74,9 +74,9 @@ def parse_recipe_arguments(
     """A run's settings from ``argv``; nothing is read or trained.
 
     The shipped recipe for the dataset (``--dataset``, else a --config file's ``dataset``; ``--recipe`` picks
-    another, or none) is laid first, then the overlay of the ``--model`` (hybrid, sasrec), each ``--config`` file
-    over them, then ``options`` (a dict, as a last file), and the flags over all. An unknown dataset, recipe, model or
-    option is an error listing the choices."""
+    another, or none) is laid first, then the overlay of the ``--model`` (hybrid, decoder, sasrec), each
+    ``--config`` file over them, then ``options`` (a dict, as a last file), and the flags over all. An unknown
+    dataset, recipe, model or option is an error listing the choices."""
     parser = recipe_parser(extra_groups, prog)
     argv, config_files = pop_config_files(parser, argv)
     configs = [read_layer(parser, path) for path in config_files]

@@ -11,6 +11,7 @@ from ..models.sasrec import SASRecModel
 from ..training.arguments import GenRecTrainingArguments
 from ..version import __version__
 from .arguments import DataArguments, ItemIDArguments, ModelArguments
+from .backbone import count_train_targets, is_decoder_backbone
 from .fusion_search import fusion_records
 from .scorer import scorer_minutes
 
@@ -116,7 +117,8 @@ def generative_results(
     )
     return {
         "dataset": data_args.dataset,
-        "model": "tiger" if scorer is None else "hybrid",
+        "model": "hybrid" if scorer is not None else "decoder" if is_decoder_backbone(model_args) else "tiger",
+        "backbone": model_args.backbone,
         "protocol": protocol,
         "test": {name: test_metrics[f"test_{name}"] for name in names},
         "baselines": {baseline: {name: metrics[name] for name in names} for baseline, metrics in baselines.items()},
@@ -140,11 +142,7 @@ def generative_results(
         "timings": timings,
         "train_steps": train_output.global_step,
         "train_examples": len(examples["train"]),
-        "train_targets": (
-            sum(len(ends) for ends in examples["train"]["target_ends"])
-            if model_args.causal_encoder
-            else len(examples["train"])
-        ),
+        "train_targets": count_train_targets(examples["train"], trainer.item_tokenizer, model_args),
         "epochs": train_output.metrics.get("epoch"),
         "num_parameters": num_parameters,
         "data": {"users": data.num_users, "items": data.num_items, "interactions": data.num_interactions},

@@ -12,7 +12,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +28,15 @@ from ..evaluation.baselines import MostPopular
 from ..evaluation.metrics import make_compute_metrics, ranking_metrics
 from ..models.prior import ItemTransitions
 from ..models.sasrec import SASRecModel, rank_histories
-from ..models.t5 import build_t5_model
 from ..serving.recommender import GenerativeRecommender
 from ..tokenization import ItemTokenizer
 from ..training.arguments import GenRecTrainingArguments
 from ..training.collator import SCORER_HISTORY
-from ..training.examples import add_scorer_history, tokenize_examples, tokenize_sequences
+from ..training.examples import add_scorer_history, tokenize_examples
 from ..training.trainer import GenRecTrainer
 from ..utils.saving import atomic_write_text, last_complete_checkpoint
 from .arguments import DataArguments, ItemIDArguments, ModelArguments
+from .backbone import build_backbone, check_backbone, training_rows
 from .fusion_search import pick_fusion_weights
 from .item_ids import RunIDs, build_item_ids, check_content_map_possible, content_map_method
 from .results import generative_results
@@ -59,9 +59,9 @@ def build_model_and_config(
     model_args: ModelArguments,
     training_args: GenRecTrainingArguments,
 ) -> tuple[PreTrainedModel, GenRecConfig]:
-    """The freshly initialised T5 of ``model_args`` and the bundle's `GenRecConfig`, as `run_experiment` trains them."""
-    model_config = {k: v for k, v in asdict(model_args).items() if k != "base_tokenizer"}
-    model = build_t5_model(item_tokenizer, seed=training_args.seed, **model_config)
+    """The freshly initialised model of ``model_args`` (the T5, or a decoder-only backbone) and the bundle's
+    `GenRecConfig`, as `run_experiment` trains them."""
+    model = build_backbone(item_tokenizer, model_args, training_args.seed)
     model.generation_config.num_beams = training_args.num_beams
     genrec_config = GenRecConfig(
         id_scheme=id_args.id_scheme,
@@ -70,6 +70,7 @@ def build_model_and_config(
         max_history=data_args.max_history,
         dataset=data_args.dataset,
         fusion=training_args.fusion,
+        backbone=model_args.backbone,
     )
     return model, genrec_config
 
@@ -261,22 +262,17 @@ def build_trainer(
     model_args: ModelArguments,
     training_args: GenRecTrainingArguments,
 ) -> RunModel:
-    """Tokenize the examples (one row per history prefix, or one packed row per user with the causal encoder),
-    build the T5 and the successor prior of the training part, and the trainer that ties them together."""
+    """Tokenize the examples (one row per history prefix, or one row per user window with the causal encoder or a
+    decoder-only backbone), build the model and the successor prior of the training part, and the trainer that ties them together."""
     item_tokenizer = ids.item_tokenizer
     read_window = max(data_args.max_history, scorer.config.max_positions) if scorer is not None else None
     examples = {
         name: tokenize_examples(split, item_tokenizer, data_args.max_history)
         for name, split in run_data.splits.items()
-        if not (name == "train" and model_args.causal_encoder)
+        if name != "train"
     }
-    if model_args.causal_encoder:  # one packed row per user window instead of one row per prefix
-        examples["train"] = tokenize_sequences(
-            run_data.train_sequences,
-            item_tokenizer,
-            data_args.max_history,
-            max_targets_per_user=data_args.max_train_targets_per_user,
-        )
+    # one row per history prefix, or one packed (causal-encoder T5) or causal (decoder-only) row per user window
+    examples["train"] = training_rows(run_data.train_sequences, run_data.splits, item_tokenizer, data_args, model_args)
     validation = examples["validation"]
     if scorer is not None:
         user_sequences = user_sequences_by_id(run_data.data)
@@ -451,6 +447,7 @@ def run_experiment(
     output_dir.mkdir(parents=True, exist_ok=True)
     scorer_args = scorer_args or ScorerArguments()
     timings: dict[str, float] = {}
+    check_backbone(model_args)  # before any data is read
 
     start = time.perf_counter()
     run_data = read_data(data_args, id_args, training_args)

@@ -2,9 +2,10 @@
 
 ``hf-genrec train --dataset NAME`` starts from the recipe shipped for ``NAME`` (`recipe_for_dataset`): its own for
 ML-100K, ML-1M and Amazon Beauty, the general Amazon recipe (``amazon-default``) for any other Amazon 2014
-category. ``--model hybrid`` and ``--model sasrec`` lay their overlay over it (`recipe_layers`); ``--config`` files
-and flags then lay over both. The files sit beside this module (``hf_genrec/recipes/*.yaml``), and the configs for ``accelerate launch`` in
-``accelerate/``. Why each value is what it is: ``docs/recipes.md``.
+category. ``--model hybrid``, ``--model decoder`` and ``--model sasrec`` lay their overlay over it
+(`recipe_layers`); ``--config`` files and flags then lay over both. The files sit beside this module
+(``hf_genrec/recipes/*.yaml``), and the configs for ``accelerate launch`` in ``accelerate/``. Why each value is
+what it is: ``docs/recipes.md``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ DATASET_RECIPES = ("ml-100k", "ml-1m", "amazon-beauty", "amazon-default")
 #: the general Amazon recipe: every Amazon 2014 category without a recipe of its own runs it
 AMAZON_DEFAULT = "amazon-default"
 #: model kind -> the overlay laid over the dataset's recipe (`None`: the recipe alone)
-MODELS = {"tiger": None, "hybrid": "hybrid", "sasrec": "sasrec"}
+MODELS = {"tiger": None, "hybrid": "hybrid", "decoder": "decoder", "sasrec": "sasrec"}
 #: what ``tiger`` is, which has no file to say it
 TIGER_SUMMARY = "The dataset's recipe alone: the generative recommender (semantic IDs, a T5, constrained beam search)."
 #: ``--recipe none``: no shipped recipe under the --config files and flags
@@ -31,8 +32,8 @@ NO_RECIPE = "none"
 #: the settings `hf-genrec recipes` shows for each recipe, where the recipe sets them
 HEADLINE_KEYS = (
     "dataset", "max_history", "id_scheme", "item_features", "n_levels", "codebook_size", "d_model", "num_layers",
-    "num_decoder_layers", "max_train_minutes", "scorer", "scorer_hidden_size", "scorer_budget_share", "scorer_patience",
-    "scorer_weights",
+    "num_decoder_layers", "backbone", "max_train_minutes", "scorer", "scorer_hidden_size", "scorer_budget_share",
+    "scorer_patience", "scorer_weights",
 )  # fmt: skip
 
 
