@@ -1,4 +1,4 @@
-"""``genrec_config.json``: what a checkpoint needs beyond the T5 files to serve recommendations."""
+"""``genrec_config.json``: what a checkpoint needs beyond the model's files to serve recommendations."""
 
 from __future__ import annotations
 
@@ -34,6 +34,10 @@ class GenRecConfig:
         fusion (`FusionConfig`): what `recommend` bans and fuses by default (history exclusion, the successor
             prior's and the dense scorer's weights; `hf_genrec.decoding.fusion`). Bundles of hf_genrec 0.1 kept
             these keys at the top level; they are read into ``fusion``.
+        backbone (`str`, *optional*): the model's architecture: ``"t5"`` (an encoder-decoder) or the decoder-only
+            backbone it was built from (a model type such as ``"llama"``, or the pretrained checkpoint `hf-genrec
+            train` started from). Saving fills it in from the model's ``config.json`` when unset; `None` in bundles
+            written before decoder-only backbones, all of them T5s.
     """
 
     id_scheme: str = "rqkmeans"
@@ -43,6 +47,7 @@ class GenRecConfig:
     dataset: str | None = None
     new_item_slots: int = 0
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    backbone: str | None = None
     extra: dict = field(default_factory=dict)
     library_version: str = ""
 
@@ -62,7 +67,7 @@ class GenRecConfig:
         path = Path(directory) / CONFIG_NAME
         if not path.is_file():
             raise FileNotFoundError(
-                f"{path} not found: {directory} is not an hf_genrec checkpoint (a plain T5 checkpoint has no "
+                f"{path} not found: {directory} is not an hf_genrec checkpoint (a plain Transformers checkpoint has no "
                 f"{CONFIG_NAME}). Save one with `GenerativeRecommender.save_pretrained` or `hf-genrec train`."
             )
         try:

@@ -6,6 +6,8 @@ call; `load_bundle` is what `GenerativeRecommender.from_pretrained` and the pipe
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -106,14 +108,25 @@ def _write_parts(contents: BundleContents, folder: Path, repo_id: str | None, sa
     else:
         contents.model.save_pretrained(folder)
     contents.item_tokenizer.save_pretrained(folder)
-    contents.config.save_pretrained(folder)
+    config = with_backbone(contents.config, folder)
+    config.save_pretrained(folder)
     present = contents.present_parts()
     for name in present:
         if not PART_BY_NAME[name].required and name not in _CARD_PARTS:
             _write_part(folder, name, getattr(contents, name))
-    card_data = contents.card_data or GenRecCardData(dataset=contents.config.dataset)
-    write_card(folder, contents.item_tokenizer, contents.config, card_data, repo_id, contents.catalog)
+    card_data = contents.card_data or GenRecCardData(dataset=config.dataset)
+    write_card(folder, contents.item_tokenizer, config, card_data, repo_id, contents.catalog)
     write_manifest(folder, present, __version__)
+
+
+def with_backbone(config: GenRecConfig, folder: str | os.PathLike) -> GenRecConfig:
+    """``config`` with its ``backbone`` read from the saved model's ``config.json`` when unset (``"t5"`` for an
+    encoder-decoder, else the model type), so a bundle says what its model is whoever built it."""
+    if config.backbone is not None or not (Path(folder) / "config.json").is_file():
+        return config
+    model_config = json.loads((Path(folder) / "config.json").read_text())
+    encoder_decoder = model_config.get("is_encoder_decoder", False)
+    return dataclasses.replace(config, backbone="t5" if encoder_decoder else model_config.get("model_type"))
 
 
 def write_card(

@@ -163,6 +163,10 @@ def build_model_card(
     ``catalog`` that changed since training is stated beside the metrics, which were measured before it did."""
     card_data = card_data or GenRecCardData()
     dataset = card_data.dataset or config.dataset
+    backbone = config.backbone or "t5"  # bundles without one are T5s
+    decoder_only = None if backbone == "t5" else backbone
+    # a decoder-only model's tags: its model type (a pretrained checkpoint's path or Hub id makes no tag)
+    tags = list(TAGS) if decoder_only is None else [*TAGS[:-1], "decoder-only", *[backbone][: "/" not in backbone]]
     semantic_ids = item_tokenizer.semantic_ids
     name = repo_id.split("/")[-1] if repo_id else f"hf_genrec-{semantic_ids.scheme}-{dataset or 'recommender'}"
     repo_id = repo_id or "path/to/this/folder"
@@ -182,18 +186,21 @@ def build_model_card(
     ]
     metadata = ModelCardData(
         library_name="hf_genrec",
-        tags=list(TAGS),
+        tags=tags,
         datasets=[dataset] if dataset else None,
         model_name=name,
         eval_results=eval_results or None,
         pipeline_tag=None,
     )
     example = ", ".join(f'"{item}"' for item in semantic_ids.item_ids[:3])
+    architecture = "a T5" if decoder_only is None else f"a decoder-only causal LM (`{config.backbone}`)"
     template = resources.files("hf_genrec.bundle").joinpath("templates/model_card.md").read_text(encoding="utf-8")
     return Template(template, trim_blocks=False).render(
         card_data=metadata.to_yaml(),
         model_name=name,
         repo_id=repo_id,
+        architecture=architecture,
+        auto_class="AutoModelForSeq2SeqLM" if decoder_only is None else "AutoModelForCausalLM",
         dataset=dataset,
         n_items=semantic_ids.n_items,
         n_levels=item_tokenizer.id_length - 1,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from transformers import AutoModelForSeq2SeqLM, Pipeline
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from ..tokenization import ItemTokenizer
@@ -81,6 +81,8 @@ class GenerativeRecommendationPipeline(Pipeline):
         return [{"item_id": item, "score": score} for item, score in model_outputs["items"][0]]
 
 
+# a bundle holds an encoder-decoder (T5) or a decoder-only causal LM (Llama, GPT-2, Qwen2, ...): the pipeline
+# tries the Auto classes in this order and keeps the first that knows the bundle's config
 PIPELINE_REGISTRY.register_pipeline(
-    TASK, pipeline_class=GenerativeRecommendationPipeline, pt_model=AutoModelForSeq2SeqLM
+    TASK, pipeline_class=GenerativeRecommendationPipeline, pt_model=(AutoModelForSeq2SeqLM, AutoModelForCausalLM)
 )

@@ -39,7 +39,8 @@ class GenerativeRecommender(LivingCatalogMixin, ColdStartMixin):
     """A trained generative recommender, ready to serve.
 
     Args:
-        model (`PreTrainedModel`): an encoder-decoder (`T5ForConditionalGeneration`).
+        model (`PreTrainedModel`): an encoder-decoder (`T5ForConditionalGeneration`) or a decoder-only causal LM
+            (`LlamaForCausalLM`, `GPT2LMHeadModel`, ...; `hf_genrec.models.causal_lm`).
         item_tokenizer (`ItemTokenizer`): the catalogue and its semantic-ID spellings.
         config (`GenRecConfig`, *optional*): beams, default K and history cap.
         quantizer (`ItemIDScheme`, *optional*): the fitted ID scheme, saved with the bundle so new items can be
