@@ -34,6 +34,7 @@ _PUBLIC: dict[str, str] = {
     "minimal_t5_tokenizer": "tokenization",
     # models
     "build_t5_model": "models.t5",
+    "build_causal_lm": "models.causal_lm",
     "GenRecT5Config": "models.causal_t5",
     "GenRecT5ForConditionalGeneration": "models.causal_t5",
     "SASRecConfig": "models.sasrec",
