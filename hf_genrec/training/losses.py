@@ -17,6 +17,7 @@ from torch import nn
 from ..decoding.exclude_history import history_excluded_tokens
 from ..decoding.fusion import TransitionFusionLogitsProcessor
 from ..decoding.trie import TrieIndex, trie_cross_entropy
+from ..models.causal_lm import is_decoder_only
 from ..models.prior import ItemTransitions
 from ..tokenization import ItemTokenizer
 
@@ -82,6 +83,8 @@ class ConstrainedLoss:
         self, model: nn.Module, inputs: dict[str, torch.Tensor | Any], return_outputs: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         """The loss of ``model`` on a batch with ``labels`` (and the model's outputs with ``return_outputs``)."""
+        if is_decoder_only(getattr(model, "module", model)):  # DDP wraps the model under accelerate
+            return self.causal(model, inputs, return_outputs)
         labels = inputs["labels"]
         # packed rows hold one spelling per block of `width` tokens; plain rows hold one spelling
         width = labels.shape[1] // inputs["target_ends"].shape[1] if "target_ends" in inputs else labels.shape[1]
@@ -111,6 +114,53 @@ class ConstrainedLoss:
             )
         loss = trie_cross_entropy(logits, blocks, self.trie_index, banned=banned) * scale
         return (loss, outputs) if return_outputs else loss
+
+    def causal(
+        self, model: nn.Module, inputs: dict[str, torch.Tensor | Any], return_outputs: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        """The loss of a decoder-only model on rows whose ``labels`` line up with ``input_ids`` (packed rows of
+        `tokenize_causal_sequences`, or `causal_rows`): each target item's tokens are scored from the logits one
+        position before them, over the tokens the trie allows. Fixed-length targets have no EOS label (the trie
+        forces it), so the mean is over the same tokens as the model's own causal loss."""
+        if self.transition_weight:
+            raise ValueError(
+                "transition_weight_in_loss is not implemented for decoder-only models: set it to 0 and fuse the "
+                "prior at ranking only (transition_weight), or train a T5 (build_t5_model)."
+            )
+        outputs = model(**{name: value for name, value in inputs.items() if name != "labels"})
+        rows, positions, blocks, histories = self.causal_targets(inputs["input_ids"], inputs["labels"])
+        logits = outputs.logits[rows[:, None], positions]
+        banned = None
+        if self.exclude_history:
+            banned = history_excluded_tokens(self.trie_index, self.spellings, histories, blocks)
+        loss = trie_cross_entropy(logits, blocks, self.trie_index, banned=banned)
+        return (loss, outputs) if return_outputs else loss
+
+    def causal_targets(
+        self, input_ids: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[list[int]]]:
+        """The target items of decoder-only rows: for each, its row ``[N]``, the positions whose logits predict its
+        tokens ``[N, width]``, its label tokens ``[N, width]`` (-100 after them) and the item rows before it."""
+        tokenizer = self.item_tokenizer
+        found = []  # (row, first token, last token + 1, history)
+        for row, (tokens, row_labels) in enumerate(zip(input_ids.tolist(), labels.tolist())):
+            ends = _item_ends(tokenizer, tokens)
+            for start, end in zip([0, *ends[:-1]], ends):
+                if any(label != -100 for label in row_labels[start:end]):
+                    if start == 0:
+                        raise ValueError("A decoder-only row's first item is a target, but nothing comes before it.")
+                    found.append((row, start, end, tokenizer.decode_history(tokens[:start])))
+        if not found:
+            raise ValueError("The batch has no target tokens (every label is -100).")
+        width = max(end - start for _, start, end, _ in found)
+        blocks = torch.full((len(found), width), -100, dtype=torch.long)
+        positions = torch.zeros((len(found), width), dtype=torch.long)
+        for k, (row, start, end, _) in enumerate(found):
+            blocks[k, : end - start] = labels[row, start:end]
+            positions[k, : end - start] = torch.arange(start - 1, end - 1)
+        rows = torch.tensor([row for row, *_ in found], dtype=torch.long)
+        device = labels.device
+        return rows.to(device), positions.to(device), blocks.to(device), [history for *_, history in found]
 
     def prior_bonus(
         self, inputs: dict[str, torch.Tensor], blocks: torch.Tensor, width: int, vocab: int, training: bool
@@ -155,3 +205,16 @@ class ConstrainedLoss:
             prefix = torch.cat([start, blocks[:, :step].clamp(min=0)], dim=1)
             steps.append(fusion(prefix, zeros))
         return torch.stack(steps, dim=1)
+
+
+def _item_ends(item_tokenizer: ItemTokenizer, tokens: list[int]) -> list[int]:
+    """Where each item of a decoder-only row ends (padding dropped): every ``id_length - 1`` tokens for fixed-length
+    IDs (a closing EOS, as `causal_rows` leaves, is an item of its own with no label), after each EOS otherwise."""
+    length = len(tokens)
+    while length and tokens[length - 1] == item_tokenizer.pad_token_id:
+        length -= 1
+    if item_tokenizer.is_variable_length:
+        ends = [i + 1 for i in range(length) if tokens[i] == item_tokenizer.eos_token_id]
+        return ends if ends and ends[-1] == length else [*ends, length]
+    width = item_tokenizer.id_length - 1
+    return [min(end, length) for end in range(width, length + width, width)]

@@ -31,6 +31,7 @@ from ..decoding.fusion import check_scorer_items, fusion_processors
 from ..decoding.generate import build_trie_index, generate_items, item_spellings
 from ..decoding.trie import TrieIndex
 from ..evaluation.metrics import make_compute_metrics
+from ..models.causal_lm import causal_rows, is_decoder_only
 from ..models.dropout import use_bits_dropout
 from ..models.prior import ItemTransitions
 from ..models.sasrec import SASRecModel
@@ -114,6 +115,8 @@ class GenRecTrainer(Seq2SeqTrainer):
         kwargs.setdefault("processing_class", item_tokenizer.tokenizer)
         train_dataset = kwargs.get("train_dataset")
         packed = train_dataset is not None and "target_ends" in getattr(train_dataset, "column_names", ())
+        if model is not None:
+            _check_rows_fit(model, train_dataset, packed, args)
         if packed and model is not None and "target_ends" not in inspect.signature(model.forward).parameters:
             raise ValueError(
                 f"The training rows are packed (a `target_ends` column, from tokenize_sequences), which needs a model "
@@ -152,9 +155,28 @@ class GenRecTrainer(Seq2SeqTrainer):
             self.add_callback(WeightAverageCallback(self))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if "labels" in inputs and is_decoder_only(self.accelerator.unwrap_model(model)):
+            inputs = self._causal_inputs(inputs)
         if not getattr(self.args, "constrained_loss", False) or "labels" not in inputs:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         return self._constrained_loss()(model, inputs, return_outputs)
+
+    def _causal_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """A decoder-only model's batch: history → target rows (evaluation, `tokenize_examples`) become one causal
+        row each (`causal_rows`); packed rows (`tokenize_causal_sequences`, labels aligned with the tokens and -100
+        on the first item, which nothing precedes) pass as they are."""
+        input_ids, labels = inputs["input_ids"], inputs["labels"]
+        if labels.shape == input_ids.shape and bool((labels[:, 0] == -100).all()):
+            return inputs
+        fixed = not self.item_tokenizer.is_variable_length
+        rows = causal_rows(
+            input_ids,
+            inputs.get("attention_mask"),
+            labels,
+            self.item_tokenizer.pad_token_id,
+            eos_token_id=self.item_tokenizer.eos_token_id if fixed else None,
+        )
+        return {**inputs, **rows}
 
     def _constrained_loss(self) -> ConstrainedLoss:
         """The trie-normalised loss with the arguments' settings as they are now (it holds only references)."""
@@ -397,3 +419,35 @@ class GenRecTrainer(Seq2SeqTrainer):
             self.push_in_progress = PushInProgress([job])
         else:
             self.push_in_progress.jobs.append(job)
+
+
+def _check_rows_fit(model: nn.Module, train_dataset: Any, packed: bool, args: Any) -> None:
+    """Training rows the model cannot train on raise here, before any step runs."""
+    if not hasattr(model, "config"):
+        return
+    columns = getattr(train_dataset, "column_names", None) or ()
+    if is_decoder_only(model):
+        if packed:
+            raise ValueError(
+                f"{type(model).__name__} is a decoder-only model, and the training rows are the causal-encoder T5's "
+                "(a `target_ends` column, from tokenize_sequences): build them with tokenize_causal_sequences."
+            )
+        positions = getattr(model.config, "max_position_embeddings", None)
+        if positions and "length" in columns and len(train_dataset) and max(train_dataset["length"]) > positions:
+            raise ValueError(
+                f"The longest training row has {max(train_dataset['length'])} tokens, but {type(model).__name__} "
+                f"reads {positions} positions: lower max_history, or build the model with a larger max_positions."
+            )
+        if getattr(args, "transition_weight_in_loss", 0.0):
+            raise ValueError(
+                "transition_weight_in_loss is not implemented for decoder-only models: set it to 0 and fuse the "
+                "prior at ranking only (transition_weight), or train a T5 (build_t5_model)."
+            )
+    elif "labels" in columns and "input_ids" in columns and len(train_dataset) and not packed:
+        first = train_dataset[0]["labels"]
+        if first and first[0] == -100:  # tokenize_causal_sequences: labels aligned with the tokens
+            raise ValueError(
+                f"The training rows are a decoder-only model's (tokenize_causal_sequences), but {type(model).__name__} "
+                "is an encoder-decoder: train it on tokenize_examples or tokenize_sequences rows, or build a "
+                "decoder-only model with build_causal_lm."
+            )
