@@ -52,6 +52,12 @@ SMALLER: dict[str, list[tuple[str, str]]] = {
         ("num_train_epochs=200, max_train_minutes=10,", "num_train_epochs=1, max_steps=2, use_cpu=True,"),
         ('leave_one_out(data, max_history=20)["validation"]', 'leave_one_out(data, max_history=20)["validation"].select(range(40))'),
     ],
+    "decoder-only.md": [
+        ("RQKMeans(n_levels=3, codebook_size=64, pca_dim=None)", "RQKMeans(n_levels=3, codebook_size=16, pca_dim=None)"),
+        ('"llama", d_model=64, num_layers=3, num_heads=2, d_ff=256', '"llama", d_model=32, num_layers=1, num_heads=2, d_ff=64'),
+        ("num_train_epochs=200, max_train_minutes=10,", "num_train_epochs=1, max_steps=2, use_cpu=True,"),
+        ('leave_one_out(data, max_history=20)["validation"]', 'leave_one_out(data, max_history=20)["validation"].select(range(40))'),
+    ],
     "living-catalogue.md": [("rec.fit_content_map(data.items)", 'rec.fit_content_map(data.items, method="attributes")')],
     "hybrid.md": [("epochs=200, max_minutes=5", "epochs=1")],
     "index.md": [
@@ -123,7 +129,7 @@ def test_guides_exist_and_site_lists_every_one():
     expected = {
         "index.md", "walkthrough.md", "causal-encoder.md", "constrained-loss.md", "history-exclusion.md",
         "successor-prior.md", "hybrid.md", "averaged-weights.md", "ensembles.md", "living-catalogue.md", "item-ids.md",
-        "hub.md", "cli.md", "many-gpus.md", "failures.md", "data-formats.md", "recipes.md",
+        "hub.md", "cli.md", "many-gpus.md", "failures.md", "data-formats.md", "recipes.md", "decoder-only.md",
     }  # fmt: skip
     assert expected <= names, f"missing guides: {sorted(expected - names)}"
     config = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=yaml.BaseLoader)
