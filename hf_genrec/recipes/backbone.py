@@ -8,9 +8,10 @@ import datasets
 from transformers import PreTrainedModel
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+from ..models.causal_lm import build_causal_lm
 from ..models.t5 import build_t5_model
 from ..tokenization import ItemTokenizer
-from ..training.examples import tokenize_examples, tokenize_sequences
+from ..training.examples import tokenize_causal_sequences, tokenize_examples, tokenize_sequences
 from .arguments import DataArguments, ModelArguments
 
 #: the backbone that is the T5 (GenRecT5); any other value is a decoder-only causal LM
@@ -56,8 +57,6 @@ def build_backbone(item_tokenizer: ItemTokenizer, model_args: ModelArguments, se
         model_config = {k: v for k, v in vars(model_args).items() if k not in ("base_tokenizer", "backbone")}
         return build_t5_model(item_tokenizer, seed=seed, **model_config)
     check_backbone(model_args)
-    from ..models.causal_lm import build_causal_lm  # TODO(issue 40): top-level once models/causal_lm.py lands
-
     return build_causal_lm(
         item_tokenizer,
         model_args.backbone,
@@ -81,8 +80,6 @@ def training_rows(
     the window trained in one pass, `tokenize_causal_sequences`), for the causal-encoder T5 one packed row per
     window (`tokenize_sequences`), else one row per history prefix of the train split (TIGER's)."""
     if is_decoder_backbone(model_args):
-        from ..training.examples import tokenize_causal_sequences  # TODO(issue 40): top-level once it lands
-
         return tokenize_causal_sequences(
             train_sequences,
             item_tokenizer,
