@@ -425,7 +425,8 @@ def _check_rows_fit(model: nn.Module, train_dataset: Any, packed: bool, args: An
     """Training rows the model cannot train on raise here, before any step runs."""
     if not hasattr(model, "config"):
         return
-    columns = getattr(train_dataset, "column_names", None) or ()
+    sized = hasattr(train_dataset, "__len__") and hasattr(train_dataset, "__getitem__")  # not an IterableDataset
+    columns = (getattr(train_dataset, "column_names", None) or ()) if sized else ()
     if is_decoder_only(model):
         if packed:
             raise ValueError(
