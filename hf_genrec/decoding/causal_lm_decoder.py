@@ -16,12 +16,10 @@ import inspect
 import torch
 from transformers import PreTrainedModel
 
+from ..models.causal_lm import is_decoder_only
+
 #: what a causal LM's forward must accept for the fast path: an attention mask, explicit positions and a cache
 _FORWARD_ARGUMENTS = ("input_ids", "attention_mask", "position_ids", "use_cache")
-
-
-def _decoder_only(model: PreTrainedModel) -> bool:
-    return not getattr(model.config, "is_encoder_decoder", False)
 
 
 def _cache_argument(model: PreTrainedModel) -> str | None:
@@ -36,7 +34,7 @@ def _cache_argument(model: PreTrainedModel) -> str | None:
 def supports_cached_prompt(model: PreTrainedModel) -> bool:
     """Whether `_CausalLMDecoder` can run ``model``: a decoder-only model whose forward takes an attention mask,
     position ids and a cache (every ``AutoModelForCausalLM`` of Transformers with a ``Cache``)."""
-    return _decoder_only(model) and hasattr(model, "get_output_embeddings") and _cache_argument(model) is not None
+    return is_decoder_only(model) and hasattr(model, "get_output_embeddings") and _cache_argument(model) is not None
 
 
 def left_pad(
@@ -92,7 +90,7 @@ class _CausalLMDecoder:
     ):
         self.model = model
         self.cache_argument = _cache_argument(model)
-        if not _decoder_only(model) or self.cache_argument is None:
+        if not is_decoder_only(model) or self.cache_argument is None:
             raise ValueError(
                 f"{type(model).__name__} is not a decoder-only model whose forward takes attention_mask, "
                 "position_ids and a cache; decode it with stock generate (method='vectorised')."
@@ -112,6 +110,7 @@ class _CausalLMDecoder:
         self.cache = self._cache_of(out)
         self.prompt_logits = out.logits[:, -1, :]
         self.mask = mask
+        self.prompt_length = mask.shape[1]
         self.last_position = positions[:, -1]
 
     def _cache_of(self, out) -> object:
@@ -121,12 +120,32 @@ class _CausalLMDecoder:
     def reorder(self, rows: torch.Tensor) -> None:
         """Beam ``i`` continues from row ``rows[i]``: the cache, mask and positions follow."""
         rows = rows.to(self.mask.device)
+        if self._within_histories(rows):
+            # every beam continues a beam of its own history, whose prompt keys/values, mask and positions are the
+            # same: only the generated tokens' part of the cache moves (stock generate copies all of it every step)
+            prompt = self.prompt_length
+            for layer in self.cache.layers:
+                for states in (layer.keys, layer.values):
+                    states[:, :, prompt:] = states[:, :, prompt:].index_select(0, rows)
+            return
         if hasattr(self.cache, "reorder_cache"):
             self.cache.reorder_cache(rows)
         else:  # a legacy tuple of (key, value) per layer
             self.cache = tuple(tuple(t.index_select(0, rows) for t in layer) for layer in self.cache)
         self.mask = self.mask.index_select(0, rows)
         self.last_position = self.last_position.index_select(0, rows)
+
+    def _within_histories(self, rows: torch.Tensor) -> bool:
+        """Whether ``rows`` only moves beams among the beams of one history, in a cache of plain growing layers
+        (``DynamicLayer``: keys and values ``[rows, heads, length, dim]``, the prompt first) already copied to the
+        beams."""
+        current = self.mask.shape[0]
+        if current == self.batch or len(rows) != current or type(self.cache).__name__ != "DynamicCache":
+            return False
+        if any(type(layer).__name__ != "DynamicLayer" for layer in self.cache.layers):
+            return False
+        beams = current // self.batch
+        return bool((rows // beams == torch.arange(current, device=rows.device) // beams).all())
 
     def step(self, tokens: torch.Tensor, position: int) -> torch.Tensor:
         """Logits ``[rows, vocab]`` for the token after ``tokens`` ``[rows]``, the decoder's tokens at ``position``.

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
 
+from ..models.causal_lm import is_decoder_only
 from ..tokenization import ItemTokenizer
 from .beam_search import shared_beam_search, supports_shared_beam_search
 from .causal_lm_decoder import left_pad
@@ -167,7 +168,7 @@ def generate_items(
     start_id = model.generation_config.decoder_start_token_id
     if start_id is None:
         start_id = item_tokenizer.pad_token_id
-    decoder_only = not getattr(model.config, "is_encoder_decoder", False)
+    decoder_only = is_decoder_only(model)
     # the tokens in front of the spelling in every sequence the processors see: T5's decoder start token (the fast
     # path keeps one as a placeholder for causal LMs too), or the left-padded prompt stock generate keeps in front
     start_length = 1
