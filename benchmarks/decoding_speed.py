@@ -5,11 +5,13 @@
     python benchmarks/decoding_speed.py beams outputs/reproduce/amazon-beauty_genrec --data-dir ../shared/data
     OMP_NUM_THREADS=1 python benchmarks/decoding_speed.py catalogue
     python benchmarks/decoding_speed.py trainer outputs/id_schemes/rqkmeans --data_dir ../shared/data --max_users 2000
+    python benchmarks/decoding_speed.py decoder                # a decoder-only Llama: fast path vs stock generate
 
 - ``constrained``: no constraint, the Python reference, the vectorised trie and the fast path, side by side;
 - ``beams``: one saved recommender at several beam widths: does the search find the model's top 10?
 - ``catalogue``: how long the living catalogue takes to change (add, then retire, 10k of 1M items);
-- ``trainer``: the trainer's evaluation of a checkpoint with each decoding method: same metrics, how long each takes.
+- ``trainer``: the trainer's evaluation of a checkpoint with each decoding method: same metrics, how long each takes;
+- ``decoder``: a decoder-only model ranked by stock ``generate`` and by the fast path (each prompt run once).
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ from transformers import AutoModelForSeq2SeqLM, GenerationConfig, T5Config, T5Fo
 from hf_genrec import GenerativeRecommender, GenRecConfig, GenRecTrainer, GenRecTrainingArguments, ItemTokenizer
 from hf_genrec.data import leave_one_out, load_interactions
 from hf_genrec.decoding.beam_search import shared_beam_search
+from hf_genrec.decoding.generate import build_trie_index, generate_items
 from hf_genrec.decoding.prefix_allowed import ItemTrie, prefix_allowed_tokens_fn
 from hf_genrec.decoding.trie import TrieIndex, TrieLogitsProcessor
 from hf_genrec.evaluation.metrics import ranking_metrics
+from hf_genrec.models.causal_lm import build_causal_lm
 from hf_genrec.models.t5 import TIGER_T5_CONFIG, build_t5_model
 from hf_genrec.semantic_ids import from_codes
 from hf_genrec.tokenization import minimal_t5_tokenizer
@@ -434,8 +438,61 @@ def trainer_evaluation(argv: list[str]) -> None:
     print(json.dumps({k: v for k, v in payload.items() if k != "runs"}, indent=2))
 
 
+def decoder_only(argv: list[str]) -> None:
+    """A decoder-only model (Llama, random weights) ranked by stock generate and by the fast path: same items?
+
+        python benchmarks/decoding_speed.py decoder
+
+    Stock ``generate`` with the `TrieLogitsProcessor` runs every prompt (the history's spelling) once per beam; the
+    fast path (``generate_items(method="fast")``) runs it once and copies its key/value cache to the beams. Random
+    catalogue of 4 levels x 256 codes. Writes ``benchmarks/results/decoder_decoding.json``.
+    """
+    parser = argparse.ArgumentParser(prog="decoding_speed.py decoder", description=decoder_only.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    for flag, default in (("--items", 2000), ("--histories", 64), ("--history_items", 20), ("--beams", 20),
+                          ("--layers", 4), ("--width", 64), ("--repeats", 3)):  # fmt: skip
+        parser.add_argument(flag, type=int, default=default)
+    parser.add_argument("--backbone", default="llama")
+    parser.add_argument("--notes", default="")
+    parser.add_argument("--output", default="benchmarks/results/decoder_decoding.json")
+    args = parser.parse_args(argv)
+    codes = random_catalogue(args.items)[:, :LEVELS] - FIRST_CODE - CODES * np.arange(LEVELS)[None, :]
+    names = [f"i{n}" for n in range(args.items)]
+    ids = from_codes(codes, names, add_collision_level=False, codebook_sizes=[CODES] * LEVELS)
+    item_tokenizer = ItemTokenizer(minimal_t5_tokenizer(), ids, history_eos=False)
+    model = build_causal_lm(item_tokenizer, args.backbone, d_model=args.width, num_layers=args.layers,
+                            d_ff=4 * args.width, dropout=0.0).eval()  # fmt: skip
+    rng = np.random.default_rng(1)
+    rows = [item_tokenizer.encode_history([f"i{n}" for n in rng.integers(0, args.items, size=args.history_items)])
+            for _ in range(args.histories)]  # fmt: skip
+    input_ids = torch.tensor(rows)
+    search = dict(num_beams=args.beams, k=args.beams, index=build_trie_index(item_tokenizer))
+    seconds, found = {}, {}
+    for method in ("vectorised", "fast"):
+        seconds[method], found[method] = timed(
+            lambda m=method: generate_items(model, item_tokenizer, input_ids, torch.ones_like(input_ids), method=m,
+                                            **search), args.repeats)  # fmt: skip
+        print(f"{method:<11} {seconds[method]:.2f} s", flush=True)
+    record = {
+        "backbone": args.backbone,
+        "decoder_only": True,
+        "setup": f"{args.backbone}, {args.layers} layers x {args.width} wide ({model.num_parameters():,} parameters, "
+        f"random weights); {args.items:,} random items of {LEVELS} codes; {args.histories} histories of "
+        f"{args.history_items} items ({input_ids.shape[1]} tokens); {args.beams} beams; K = {args.beams}; median of "
+        f"{args.repeats} runs",
+        "stock_generate_s": seconds["vectorised"],
+        "fast_path_s": seconds["fast"],
+        "speedup_fast_path": seconds["vectorised"] / seconds["fast"],
+        "same_items": bool(torch.equal(found["vectorised"][0], found["fast"][0])),
+        "max_score_difference": float((found["vectorised"][1] - found["fast"][1]).abs().max()),
+        "methods": "stock_generate_s: generate_items(method='vectorised'), stock generate with TrieLogitsProcessor; "
+        "fast_path_s: generate_items(method='fast'), each prompt run once, its cache copied to the beams",
+        "notes": args.notes,
+    }
+    write_record(record, args.output)
+    print(json.dumps(record, indent=2))
+
+
 if __name__ == "__main__":
-    dispatch(
-        __doc__,
-        {"constrained": constrained, "beams": beam_width, "catalogue": catalogue, "trainer": trainer_evaluation},
-    )
+    commands = {"constrained": constrained, "beams": beam_width, "catalogue": catalogue, "trainer": trainer_evaluation}
+    dispatch(__doc__, {**commands, "decoder": decoder_only})

@@ -366,6 +366,11 @@ def decoding_section(rels: list[str], records: dict[str, dict]) -> str:
             cells = ", ".join(f"{name} {run['seconds']:.1f} s" for name, run in record["runs"].items())
             parts.append(f"Trainer evaluation by decoding method, {link(rel)} ({record.get('users')} users, "
                          f"{record.get('num_beams')} beams): {cells}; same metrics: {record['same_metrics']}.")  # fmt: skip
+        elif record.get("decoder_only"):
+            parts.append(f"Decoder-only model, {link(rel)} ({record.get('setup', '')}): stock generate "
+                         f"{fmt(record.get('stock_generate_s'), 2)} s, fast path {fmt(record.get('fast_path_s'), 2)} s "
+                         f"({fmt(record.get('speedup_fast_path'), 1)}x); same items: {record.get('same_items')}, "
+                         f"largest score difference {record.get('max_score_difference')}. {record.get('notes', '')}")  # fmt: skip
     return "\n\n".join(parts)
 
 
