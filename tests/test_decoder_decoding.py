@@ -13,6 +13,7 @@ from hf_genrec.decoding.beam_search import supports_shared_beam_search
 from hf_genrec.decoding.causal_lm_decoder import left_pad
 from hf_genrec.decoding.fusion import TransitionFusionLogitsProcessor
 from hf_genrec.decoding.generate import build_trie, build_trie_index, generate_items, item_spellings
+from hf_genrec.models.causal_lm import build_causal_lm
 from hf_genrec.models.prior import ItemTransitions
 from hf_genrec.semantic_ids import RQKMeans
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
@@ -188,3 +189,15 @@ def test_an_ensemble_of_causal_lms_and_bad_histories(catalogue):
     mask[1] = 0
     with pytest.raises(ValueError, match="History 1 is empty"):
         generate_items(model, catalogue, input_ids, mask, num_beams=10, k=10)
+
+
+def test_a_model_built_by_build_causal_lm_ranks_alike_on_every_path(catalogue):
+    """`build_causal_lm`'s model, with its own generation config (renormalised steps for fixed-length IDs), ranks
+    the same items with the same scores on every path."""
+    model = build_causal_lm(catalogue, "llama", d_model=32, num_layers=2, num_heads=2, d_ff=64, dropout=0.0).eval()
+    assert model.generation_config.renormalize_logits
+    input_ids, mask = encode_histories(catalogue, _histories(catalogue, seed=3))
+    found = _every_path(model, catalogue, input_ids, mask, num_beams=10, k=10)
+    _assert_same(found["vectorised"], found["reference"])
+    _assert_same(found["fast"], found["reference"])
+    assert (found["fast"][0] >= 0).all()
