@@ -1,7 +1,7 @@
 """Train a tiny recommender and/or evaluate a saved one with GenRecTrainer, in one process or under
 ``accelerate launch`` (the test runs both).
 
-    accelerate launch --multi_gpu --num_processes 2 -m tests.accelerate_eval BUNDLE OUT.json --train
+    accelerate launch --multi_gpu --num_processes 2 -m tests.accelerate_eval BUNDLE OUT.json --train [--decoder]
     python -m tests.accelerate_eval BUNDLE OUT.json
 
 With ``--train``, the recipes' model and training at a tiny size (a causal-encoder T5 with item positions, recency
@@ -10,7 +10,7 @@ schedule) on walks over 30 items, then the bundle is saved to BUNDLE, and every 
 rows it trained on beside OUT.json (``OUT.json.rank<r>.safetensors`` / ``.json``); then (in both modes) the test users
 are ranked with `predict` and `evaluate`. The test split has 23 users, so with 2 processes and batches of 4 the last
 batches are uneven: Trainer pads the shards and ``gather_for_metrics`` must drop the padding, or users would be
-counted twice.
+counted twice. With ``--decoder`` the model is a tiny Llama (`build_causal_lm`) trained on causal rows instead.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ import torch
 from safetensors.torch import save_file
 
 from hf_genrec.bundle.config import GenRecConfig
+from hf_genrec.models.causal_lm import build_causal_lm
 from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.semantic_ids import RandomIDs
 from hf_genrec.serving.recommender import GenerativeRecommender
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
 from hf_genrec.training.arguments import GenRecTrainingArguments
-from hf_genrec.training.examples import tokenize_examples, tokenize_sequences
+from hf_genrec.training.examples import tokenize_causal_sequences, tokenize_examples, tokenize_sequences
 from hf_genrec.training.trainer import GenRecTrainer
 
 N_USERS = 23
@@ -62,7 +63,7 @@ def arguments(output_dir: str, **overrides) -> GenRecTrainingArguments:
     return GenRecTrainingArguments(output_dir=output_dir, **{**settings, **overrides})
 
 
-def train(bundle: str, output: str) -> GenRecTrainer:
+def train(bundle: str, output: str, decoder: bool = False) -> GenRecTrainer:
     items = [f"item{i}" for i in range(30)]
     # item positions with fixed-length IDs: histories are spelled without EOS
     item_tokenizer = ItemTokenizer(
@@ -76,11 +77,15 @@ def train(bundle: str, output: str) -> GenRecTrainer:
         item_tokenizer, seed=0, causal_encoder=True, item_positions=True, recency_embeddings=True,
         start_from_last_state=True, **{**TINY_T5, "dropout_rate": 0.1},
     )  # fmt: skip
+    rows = tokenize_sequences(train_walks(items), item_tokenizer, max_history=5)
+    if decoder:  # a decoder-only Llama on causal rows (every next item of a walk in one pass), not the T5
+        model = build_causal_lm(item_tokenizer, "llama", seed=0, d_model=32, num_layers=2, num_heads=2, d_ff=64)
+        rows = tokenize_causal_sequences(train_walks(items), item_tokenizer, max_history=5)
     trainer = GenRecTrainer(
         model=model,
         args=args,
         item_tokenizer=item_tokenizer,
-        train_dataset=tokenize_sequences(train_walks(items), item_tokenizer, max_history=5),
+        train_dataset=rows,
         genrec_config=GenRecConfig(num_beams=8, top_k=5),
     )
     # the rows each process trains on: the processes must see different ones for equal weights to mean shared gradients
@@ -105,10 +110,10 @@ def train(bundle: str, output: str) -> GenRecTrainer:
     return trainer
 
 
-def main(bundle: str, output: str, do_train: bool = False) -> None:
+def main(bundle: str, output: str, do_train: bool = False, decoder: bool = False) -> None:
     torch.set_num_threads(1)
     if do_train:
-        trainer = train(bundle, output)
+        trainer = train(bundle, output, decoder)
         item_tokenizer = trainer.item_tokenizer
     else:
         recommender = GenerativeRecommender.from_pretrained(bundle)
@@ -135,4 +140,4 @@ def main(bundle: str, output: str, do_train: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], do_train="--train" in sys.argv[3:])
+    main(sys.argv[1], sys.argv[2], do_train="--train" in sys.argv[3:], decoder="--decoder" in sys.argv[3:])

@@ -202,3 +202,48 @@ def test_a_decoder_backbone_with_t5_options_on_fails_before_reading_data(tmp_pat
     assert "backbone='gpt2' is a decoder-only causal LM" in err and "--model decoder" in err
     assert "causal_encoder" in err and "--causal_encoder false" in err
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_two_processes_train_a_decoder_only_model_and_rank_every_user_once(tmp_path):
+    """`accelerate launch` with 2 CPU processes (gloo), as tests/test_accelerate.py runs the T5: the Llama's
+    gradients are shared (both processes end with the same weights after training on different rows), and every test
+    user is ranked exactly once, with the metrics one process gets from the saved bundle."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from . import accelerate_eval
+    from .test_accelerate import REPO, _free_port
+
+    bundle, multi, single = tmp_path / "bundle", tmp_path / "multi.json", tmp_path / "single.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(_free_port()),
+        "-m", "tests.accelerate_eval", str(bundle), str(multi), "--train", "--decoder",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    accelerate_eval.main(str(bundle), str(single))  # the same bundle, ranked by a single process
+
+    two, one = json.loads(multi.read_text()), json.loads(single.read_text())
+    assert (one["world_size"], two["world_size"]) == (1, 2)
+    ranks = [json.loads(Path(f"{multi}.rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert len(ranks[0]["batches"]) == len(ranks[1]["batches"]) > 0
+    assert all(a != b for a, b in zip(ranks[0]["batches"], ranks[1]["batches"]))
+    weights = [load_file(f"{multi}.rank{rank}.safetensors") for rank in (0, 1)]
+    assert weights[0].keys() == weights[1].keys() and any("self_attn" in name for name in weights[0])
+    for name in weights[0]:
+        torch.testing.assert_close(weights[0][name], weights[1][name], rtol=0, atol=0)
+    assert ranks[0]["largest_change"] > 0.05 and two["train_losses"][-1] < 0.8 * two["train_losses"][0]
+    assert json.loads((bundle / "config.json").read_text())["model_type"] == "llama"
+    assert len(two["labels"]) == len(two["predictions"]) == accelerate_eval.N_USERS
+    assert two["labels"] == one["labels"] == one["expected_labels"]
+    assert two["predictions"] == one["predictions"]
+    ranking = [k for k in one["metrics"] if "@" in k or "invalid" in k]
+    assert {k: two["metrics"][k] for k in ranking} == {k: one["metrics"][k] for k in ranking}
+    assert one["metrics"]["test_recall@5"] > 0.3
