@@ -3,7 +3,9 @@
 Stock ``generate`` copies every prompt (the history's spelling) ``num_beams`` times and runs all the copies through
 the model before the first token. Here each history's prompt runs once, with its key/value cache; the cache is
 copied to the beams only after the first step (which needs no more than the prompt's last logits), and every later
-step feeds one token per beam, reading and re-ordering that cache as ``generate`` does. Attention masks and position
+step feeds one token per beam with that cache. Between steps only the generated tokens' part of the cache is
+re-ordered (beams never leave their history, whose prompt part is the same for all its beams), where ``generate``
+copies all of it. Attention masks and position
 ids are those ``generate`` computes from a left-padded prompt's attention mask, so the beam search of
 `hf_genrec.decoding.beam_search.shared_beam_search` returns the same items with the same scores, up to float
 rounding.
