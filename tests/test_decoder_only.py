@@ -247,3 +247,31 @@ def test_two_processes_train_a_decoder_only_model_and_rank_every_user_once(tmp_p
     ranking = [k for k in one["metrics"] if "@" in k or "invalid" in k]
     assert {k: two["metrics"][k] for k in ranking} == {k: one["metrics"][k] for k in ranking}
     assert one["metrics"]["test_recall@5"] > 0.3
+
+
+def test_cli_starts_from_a_pretrained_causal_lm_and_its_own_tokenizer(data_root, tmp_path, capsys):  # noqa: F811
+    """``--backbone FOLDER``: the checkpoint's weights and sizes (not the flags'), its own tokenizer taking the item
+    tokens, and its embeddings resized to them."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    checkpoint = tmp_path / "my-gpt2"
+    tokenizer = minimal_t5_tokenizer()
+    tokenizer.add_tokens(["<only-mine>"])  # a token of this checkpoint's tokenizer alone
+    torch.manual_seed(0)
+    GPT2LMHeadModel(
+        GPT2Config(vocab_size=len(tokenizer), n_embd=24, n_layer=1, n_head=2, n_positions=256)
+    ).save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    out = tmp_path / "from-pretrained"
+    argv = ["train", "--dataset", "ml-100k", "--data_dir", str(data_root), "--output_dir", str(out), "--model",
+            "decoder", "--backbone", str(checkpoint), "--item_features", str(data_root / "features.npy"),
+            *TINY_DECODER_FLAGS]  # fmt: skip
+    assert main(argv) == 0
+    recommender = GenerativeRecommender.from_pretrained(out)
+    config = recommender.model.config
+    assert (config.model_type, config.n_embd, config.n_positions) == ("gpt2", 24, 256)  # the checkpoint's sizes
+    assert "<only-mine>" in recommender.item_tokenizer.tokenizer.get_vocab()
+    assert recommender.model.get_input_embeddings().num_embeddings == len(recommender.item_tokenizer)
+    assert recommender.config.backbone == str(checkpoint)
+    results = json.loads((out / "results.json").read_text())
+    assert results["backbone"] == str(checkpoint) and results["test"]["invalid_rate"] == 0.0
