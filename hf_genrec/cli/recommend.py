@@ -15,7 +15,9 @@ def run(argv: Sequence[str]) -> int:
     parser.add_argument("model", help="A folder written by `hf-genrec train` or `save_pretrained`.")
     parser.add_argument("--history", nargs="+", required=True, help="Item ids, oldest first.")
     parser.add_argument("-k", "--k", type=int, default=None, help="How many items (default: the model's top_k).")
-    parser.add_argument("--num-beams", type=int, default=None)
+    parser.add_argument(
+        "--num-beams", "--num_beams", type=int, default=None, help="Beams of the search (default: the model's)."
+    )
     parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
     args = parser.parse_args(argv)
 

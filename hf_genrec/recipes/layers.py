@@ -13,6 +13,12 @@ from transformers import HfArgumentParser
 CONFIG_HELP = "A YAML file of any of these options; flags override it. Repeat it to layer files, later ones winning."
 
 
+def fail(parser: HfArgumentParser, message: str) -> None:
+    """Exit with ``message`` and a pointer to ``--help``: the usage of ``hf-genrec train`` alone is some 170 lines,
+    which would push the one line that says what was wrong off the screen."""
+    parser.exit(2, f"{parser.prog}: error: {message}\nRun `{parser.prog} --help` for every option.\n")
+
+
 def add_config_option(parser: HfArgumentParser) -> None:
     """Add ``--config`` (taken out of argv by `pop_config_files` before parsing; listed here for ``--help``)."""
     parser.add_argument("--config", default=None, action="append", help=CONFIG_HELP)
@@ -24,7 +30,7 @@ def pop_config_files(parser: HfArgumentParser, argv: Sequence[str]) -> tuple[lis
     while "--config" in argv:
         i = argv.index("--config")
         if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
-            parser.error("--config needs a path to a YAML file.")
+            fail(parser, "--config needs a path to a YAML file.")
         files.append(argv[i + 1])
         del argv[i : i + 2]
     return argv, files
@@ -34,11 +40,11 @@ def read_layer(parser: HfArgumentParser, path: str) -> dict:
     """The options a YAML file sets; an option ``parser`` does not have is an error naming it (and what it may
     have meant)."""
     if not Path(path).is_file():
-        parser.error(f"--config {path}: no such file.")
+        fail(parser, f"--config {path}: no such file.")
     with open(path, encoding="utf-8") as f:
         layer = yaml.safe_load(f) or {}
     if not isinstance(layer, dict):
-        parser.error(f"{path} must hold a mapping of option names to values.")
+        fail(parser, f"{path} must hold a mapping of option names to values.")
     return check_layer(parser, layer, path)
 
 
@@ -48,7 +54,7 @@ def check_layer(parser: HfArgumentParser, layer: Mapping, source: str) -> dict:
     known = {action.dest for action in parser._actions}
     unknown = sorted(set(layer) - known)
     if unknown:
-        parser.error(f"{source} has unknown options: {', '.join(_with_suggestion(name, known) for name in unknown)}.")
+        fail(parser, f"{source} has unknown options: {', '.join(_with_suggestion(name, known) for name in unknown)}.")
     return dict(layer)
 
 
@@ -63,7 +69,7 @@ def check_flags(parser: HfArgumentParser, argv: Sequence[str]) -> None:
     known = {option.lstrip("-") for option in parser._option_string_actions if option.startswith("--")}
     unknown = [a.split("=", 1)[0][2:] for a in argv if a.startswith("--") and a.split("=", 1)[0][2:] not in known]
     if unknown:
-        parser.error(f"unknown options: {', '.join(_with_suggestion(name, known, '--') for name in unknown)}.")
+        fail(parser, f"unknown options: {', '.join(_with_suggestion(name, known, '--') for name in unknown)}.")
 
 
 def apply_layers(parser: HfArgumentParser, layers: Sequence[dict]) -> dict:
