@@ -247,3 +247,32 @@ def test_training_arguments_live_beside_the_trainer_not_in_it():
     assert hf_genrec.GenRecTrainingArguments is arguments.GenRecTrainingArguments
     assert GenRecTrainingArguments.__module__ == "hf_genrec.training.arguments"
     assert trainer.GenRecTrainingArguments is arguments.GenRecTrainingArguments
+
+
+def test_loading_the_best_checkpoint_ties_weights_without_a_missing_keys_warning(item_tokenizer, tmp_path, caplog):
+    """`save_pretrained` leaves out tied weights; loading the best checkpoint back must not call them missing (a new
+    user took that warning for a broken checkpoint), while a key that is really missing is still reported."""
+    import logging
+
+    sequences = cyclic_sequences(item_tokenizer.num_items, 16, 6)
+    rows = tokenize_examples(datasets.Dataset.from_dict(_rows(sequences, 1, 6)), item_tokenizer)
+    args = tiny_training_args(
+        tmp_path, num_train_epochs=2, eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
+        metric_for_best_model="ndcg@5", save_total_limit=1,
+    )  # fmt: skip
+    model = build_t5_model(item_tokenizer, seed=0, **TINY_T5)
+    trainer = GenRecTrainer(
+        model=model, args=args, item_tokenizer=item_tokenizer, train_dataset=rows, eval_dataset=rows.select(range(8))
+    )
+    caplog.set_level(logging.WARNING)
+    trainer.train()
+    assert not [r for r in caplog.records if "missing keys" in r.getMessage()]
+    assert trainer.model.lm_head.weight.data_ptr() == trainer.model.shared.weight.data_ptr()  # tied again
+    # a key that is not a tied weight is still reported
+    from types import SimpleNamespace
+
+    caplog.clear()
+    trainer._issue_warnings_after_load(
+        SimpleNamespace(missing_keys=["encoder.final_layer_norm.weight"], unexpected_keys=[])
+    )
+    assert any("missing keys" in r.getMessage() for r in caplog.records)

@@ -240,6 +240,15 @@ class GenRecTrainer(Seq2SeqTrainer):
         if average is not None:
             self.weight_average = average
 
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        """Trainer warns of "missing keys" when the best checkpoint is loaded back, because ``save_pretrained`` leaves
+        out tied weights (T5's embeddings and output layer share one matrix); those are tied again, not missing."""
+        tied = set(getattr(self.model, "all_tied_weights_keys", None) or {})
+        if load_result.missing_keys and set(load_result.missing_keys) <= tied and not load_result.unexpected_keys:
+            self.model.tie_weights()
+            return
+        super()._issue_warnings_after_load(load_result)
+
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         """`Seq2SeqTrainer.evaluate`; during training with ``ema_decay`` it ranks with the averaged weights."""
         if self.weight_average is None:
