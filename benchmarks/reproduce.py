@@ -657,6 +657,9 @@ def main() -> None:
     name = args.dataset if args.model == "genrec" else f"{args.dataset}_{args.model}"
     name = f"{args.dataset}_hybrid" if args.model == "genrec" and args.hybrid_sasrec_minutes > 0 else name
     name = f"{args.dataset}_hybrid-recipe" if args.model == "genrec" and recipe(args)[1].get("scorer") else name
+    # a decoder-only backbone (``--overlay hf_genrec/recipes/decoder.yaml``) is its own recipe, beside the T5's record
+    backbone = recipe(args)[1].get("backbone", "t5") if args.model == "genrec" else "t5"
+    name = f"{args.dataset}_decoder-recipe" if backbone != "t5" else name
     output = Path(args.output_dir) / (f"{name}_ensemble{args.ensemble}.json" if args.ensemble > 1 else f"{name}.json")
     write_record(result, output)
     print(json.dumps({k: result[k] for k in ("dataset", "model", "test", "train_minutes") if k in result}, indent=2))
