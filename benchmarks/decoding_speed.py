@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from machine import bundle_parser, dispatch, write_record  # benchmarks/machine.py (scripts run from benchmarks/)
-from transformers import AutoModelForSeq2SeqLM, GenerationConfig, T5Config, T5ForConditionalGeneration
+from transformers import GenerationConfig, T5Config, T5ForConditionalGeneration
 
 from hf_genrec import GenerativeRecommender, GenRecConfig, GenRecTrainer, GenRecTrainingArguments, ItemTokenizer
+from hf_genrec.bundle.io import load_model
 from hf_genrec.data import leave_one_out, load_interactions
 from hf_genrec.decoding.beam_search import shared_beam_search
 from hf_genrec.decoding.generate import build_trie_index, generate_items
@@ -397,7 +398,7 @@ def trainer_evaluation(argv: list[str]) -> None:
 
     config = GenRecConfig.from_pretrained(args.checkpoint)
     item_tokenizer = ItemTokenizer.from_pretrained(args.checkpoint)
-    model = AutoModelForSeq2SeqLM.from_pretrained(args.checkpoint).eval()
+    model = load_model(args.checkpoint).eval()  # a T5 or a decoder-only causal LM, as the bundle says
     data = load_interactions(config.dataset, args.data_dir)
     test = tokenize_examples(leave_one_out(data, max_history=config.max_history)["test"], item_tokenizer)
     if args.max_users and args.max_users < len(test):
