@@ -46,11 +46,13 @@ DATASETS = ("ml-100k", "ml-1m", "amazon-beauty")
 HEADLINE = {
     "ml-100k": [
         ("hf_genrec, recipe `ml-100k`", "amd-epyc/ml-100k_quickstart_width-64.json", "test"),
+        ("hf_genrec decoder-only, `ml-100k` + `decoder` (Llama)", "ml-100k_decoder-recipe.json", "test"),
         ("successor prior alone", "amd-epyc/ml-100k_quickstart_width-64.json", "baselines.successor_prior"),
         ("most popular", "amd-epyc/ml-100k_quickstart_width-64.json", "baselines.most_popular"),
     ],
     "ml-1m": [
         ("hf_genrec, recipe `ml-1m`", "amd-epyc/ml-1m_20min_width-64.json", "test"),
+        ("hf_genrec decoder-only, `ml-1m` + `decoder` (Llama)", "ml-1m_decoder-recipe.json", "test"),
         ("hf_genrec hybrid, `ml-1m` + `hybrid`", "amd-epyc/ml-1m_hybrid-recipe_width-64.json", "test"),
         ("SASRec (`reproduce.py --model sasrec`)", "ml-1m_sasrec.json", "test"),
         ("successor prior alone", "amd-epyc/ml-1m_20min_width-64.json", "baselines.successor_prior"),
