@@ -20,6 +20,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig, Pre
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from ..tokenization import ItemTokenizer
+from .t5 import default_generation_config
 
 #: generic size → the field names architectures give it (every one a config has is set)
 _SIZE_FIELDS = {
@@ -129,15 +130,10 @@ def causal_generation_config(item_tokenizer: ItemTokenizer, num_beams: int = 20)
     Fixed-length IDs decode with renormalised scores: their closing EOS is never trained (see the module docstring),
     and renormalising over the trie's tokens gives it log-probability 0 for every item instead of an untrained value.
     """
-    return GenerationConfig(
-        pad_token_id=item_tokenizer.pad_token_id,
-        eos_token_id=item_tokenizer.eos_token_id,
-        num_beams=num_beams,
-        max_new_tokens=item_tokenizer.id_length,
-        length_penalty=0.0,
-        early_stopping="never",  # exact beam search with length_penalty=0 (variable-length IDs)
-        renormalize_logits=not item_tokenizer.is_variable_length,
-    )
+    config = default_generation_config(item_tokenizer, num_beams)
+    config.decoder_start_token_id = None  # the prompt is the history itself
+    config.renormalize_logits = not item_tokenizer.is_variable_length
+    return config
 
 
 def causal_rows(
