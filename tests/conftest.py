@@ -65,6 +65,18 @@ def random_codes(rng, n_items: int, max_len: int, alphabet: int, variable: bool 
     return codes
 
 
+def history_target_split(sequences: list[list[str]], start: int, stop: int):
+    """Leave-one-out-like rows: for each sequence and each ``t`` in ``[start, stop)``, ``seq[:t]`` → ``seq[t]``."""
+    import datasets
+
+    return datasets.Dataset.from_dict(
+        {
+            "history": [seq[:t] for seq in sequences for t in range(start, stop)],
+            "target": [seq[t] for seq in sequences for t in range(start, stop)],
+        }
+    )
+
+
 def cyclic_sequences(n_items: int, n_users: int, length: int, seed: int = 0) -> list[list[str]]:
     """Users walk the catalogue in order (item i is followed by item i+1): a pattern a model can learn fast."""
     rng = np.random.default_rng(seed)

@@ -27,19 +27,25 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_processes_train_and_rank_every_user_once_with_single_process_metrics(tmp_path):
-    bundle, multi, single = tmp_path / "bundle", tmp_path / "multi.json", tmp_path / "single.json"
-    # `--multi_gpu` on a machine without GPUs starts torch.distributed workers on the CPU (gloo); accelerate's
-    # `--cpu` alone runs one process unless MPI is configured.
+def launch_two_processes(bundle: Path, output: Path, *flags: str) -> None:
+    """``tests/accelerate_eval.py BUNDLE OUTPUT FLAGS`` under ``accelerate launch`` with two CPU processes.
+
+    `--multi_gpu` on a machine without GPUs starts torch.distributed workers on the CPU (gloo); accelerate's `--cpu`
+    alone runs one process unless MPI is configured."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_port", str(_free_port()),
-        "-m", "tests.accelerate_eval", str(bundle), str(multi), "--train",
+        "-m", "tests.accelerate_eval", str(bundle), str(output), *flags,
     ]  # fmt: skip
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_two_processes_train_and_rank_every_user_once_with_single_process_metrics(tmp_path):
+    bundle, multi, single = tmp_path / "bundle", tmp_path / "multi.json", tmp_path / "single.json"
+    launch_two_processes(bundle, multi, "--train")
     # the same checkpoint, ranked by a single process
     accelerate_eval.main(str(bundle), str(single))
 

@@ -4,7 +4,6 @@ import json
 import logging
 import shutil
 
-import datasets
 import pytest
 import torch
 from huggingface_hub import ModelCard
@@ -20,18 +19,15 @@ from hf_genrec.training.arguments import GenRecTrainingArguments
 from hf_genrec.training.examples import tokenize_examples
 from hf_genrec.training.trainer import GenRecTrainer
 
-from .conftest import TINY_T5, assert_plain_tokenizer_spells_items, cyclic_sequences, tiny_training_args
+from .conftest import (
+    TINY_T5,
+    assert_plain_tokenizer_spells_items,
+    cyclic_sequences,
+    history_target_split,
+    tiny_training_args,
+)
 
 ITEMS = [f"item{i}" for i in range(30)]
-
-
-def _split(sequences, start, stop):
-    return datasets.Dataset.from_dict(
-        {
-            "history": [seq[:t] for seq in sequences for t in range(start, stop)],
-            "target": [seq[t] for seq in sequences for t in range(start, stop)],
-        }
-    )
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +36,8 @@ def bundle(tmp_path_factory):
     quantizer = RandomIDs(n_levels=2, codebook_size=4, seed=0)
     item_tokenizer = ItemTokenizer(minimal_t5_tokenizer(), quantizer.fit(None, ITEMS))
     sequences = cyclic_sequences(30, 40, 6, seed=2)
-    train = tokenize_examples(_split(sequences[:32], 1, 6), item_tokenizer)
-    test = tokenize_examples(_split(sequences[32:], 5, 6), item_tokenizer)
+    train = tokenize_examples(history_target_split(sequences[:32], 1, 6), item_tokenizer)
+    test = tokenize_examples(history_target_split(sequences[32:], 5, 6), item_tokenizer)
     out = tmp_path_factory.mktemp("bundle")
     args = tiny_training_args(
         out, num_train_epochs=8, per_device_train_batch_size=32, num_beams=8, logging_steps=2, seed=42,
@@ -265,7 +261,7 @@ def test_cached_bundle_loads_offline_and_missing_repos_say_so(bundle, hub, tmp_p
 def test_trainer_push_to_hub_pushes_the_bundle_without_pickles(hub, tmp_path):
     quantizer = RandomIDs(n_levels=2, codebook_size=4, seed=0)
     item_tokenizer = ItemTokenizer(minimal_t5_tokenizer(), quantizer.fit(None, ITEMS))
-    train = tokenize_examples(_split(cyclic_sequences(30, 16, 5, seed=3), 1, 5), item_tokenizer)
+    train = tokenize_examples(history_target_split(cyclic_sequences(30, 16, 5, seed=3), 1, 5), item_tokenizer)
     args = GenRecTrainingArguments(
         output_dir=str(tmp_path / "run"),
         num_train_epochs=2,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 
-import datasets
 import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, pipeline
@@ -22,7 +21,7 @@ from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
 from hf_genrec.training.examples import tokenize_causal_sequences, tokenize_examples
 from hf_genrec.training.trainer import GenRecTrainer
 
-from .conftest import cyclic_sequences, tiny_training_args
+from .conftest import cyclic_sequences, history_target_split, tiny_training_args
 from .test_cli import data_root  # noqa: F401  (the tiny RecBole-format dataset fixture)
 
 ITEMS = [f"item{i}" for i in range(30)]
@@ -35,15 +34,6 @@ TINY_DECODER_FLAGS = [
 ]  # fmt: skip
 
 
-def _examples(sequences, start, stop):
-    return datasets.Dataset.from_dict(
-        {
-            "history": [seq[:t] for seq in sequences for t in range(start, stop)],
-            "target": [seq[t] for seq in sequences for t in range(start, stop)],
-        }
-    )
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny Llama trained for a few seconds on causal rows (every next item of a user in one pass), evaluated on
@@ -52,7 +42,7 @@ def trained(tmp_path_factory):
     item_tokenizer = ItemTokenizer(minimal_t5_tokenizer(), quantizer.fit(None, ITEMS), history_eos=False)
     sequences = cyclic_sequences(30, 40, 6, seed=2)
     train = tokenize_causal_sequences(sequences[:32], item_tokenizer, max_history=5)
-    test = tokenize_examples(_examples(sequences[32:], 5, 6), item_tokenizer)
+    test = tokenize_examples(history_target_split(sequences[32:], 5, 6), item_tokenizer)
     out = tmp_path_factory.mktemp("llama-bundle")
     model = build_causal_lm(item_tokenizer, "llama", seed=0, **TINY_LLAMA)
     initial = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -208,26 +198,15 @@ def test_two_processes_train_a_decoder_only_model_and_rank_every_user_once(tmp_p
     """`accelerate launch` with 2 CPU processes (gloo), as tests/test_accelerate.py runs the T5: the Llama's
     gradients are shared (both processes end with the same weights after training on different rows), and every test
     user is ranked exactly once, with the metrics one process gets from the saved bundle."""
-    import os
-    import subprocess
-    import sys
     from pathlib import Path
 
     from safetensors.torch import load_file
 
     from . import accelerate_eval
-    from .test_accelerate import REPO, _free_port
+    from .test_accelerate import launch_two_processes
 
     bundle, multi, single = tmp_path / "bundle", tmp_path / "multi.json", tmp_path / "single.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(_free_port()),
-        "-m", "tests.accelerate_eval", str(bundle), str(multi), "--train", "--decoder",
-    ]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    launch_two_processes(bundle, multi, "--train", "--decoder")
     accelerate_eval.main(str(bundle), str(single))  # the same bundle, ranked by a single process
 
     two, one = json.loads(multi.read_text()), json.loads(single.read_text())
