@@ -1,4 +1,5 @@
-"""SASRec (Kang & McAuley, ICDM 2018) with full-softmax cross-entropy: the strong sequential baseline.
+"""SASRec (Kang & McAuley, ICDM 2018) with full-softmax cross-entropy: the strong sequential baseline; or with
+sampled softmax (popularity-drawn negatives, logQ-corrected), the loss of catalogues too large to score whole.
 
 The model a practitioner would pick instead of a generative recommender, so hf_genrec trains it under the same
 split and protocol. It follows the original architecture (pre-norm causal self-attention blocks over item and
@@ -6,6 +7,13 @@ position embeddings, item embeddings shared with the output layer) and trains wi
 catalogue at every position, which studies found much stronger than the original sampled binary loss
 (Klenitskiy & Vasilev, RecSys 2023). A `PreTrainedModel`, so `Trainer`, `save_pretrained` and the Hub work as usual;
 `hf_genrec.training.sasrec.train_sasrec` trains one.
+
+With ``loss="sampled_softmax"`` each step scores every target against ``num_negatives`` items drawn (shared by the
+batch) from a popularity law set with `SASRecModel.set_negative_sampler`, and subtracts from every logit the log of
+its expected count among the draws (``log(num_negatives * q(item))``, the logQ correction of Bengio & Senecal 2008,
+as TensorFlow's ``sampled_softmax_loss`` does): without it popular items, drawn far more often, are pushed down
+far more than the full softmax would push them. Serving is unchanged (the item table's inner products), so the
+item embeddings can go into an approximate-nearest-neighbour index (FAISS, HNSW) with an inner-product metric.
 """
 
 from __future__ import annotations
@@ -22,6 +30,9 @@ from transformers.modeling_outputs import MaskedLMOutput
 
 from .dropout import use_bits_dropout
 
+#: the training losses of `SASRecConfig.loss`
+LOSSES = ("full_softmax", "sampled_softmax")
+
 
 class SASRecConfig(PretrainedConfig):
     """Size of a SASRec model.
@@ -32,6 +43,10 @@ class SASRecConfig(PretrainedConfig):
         hidden_size, num_layers, num_heads, dropout: as in the paper (Beauty: 50, 2, 1, 0.5).
         training_summary (`dict`, *optional*): how the weights were trained (``epochs``, ``steps``,
             ``train_minutes``; `train_sasrec` fills it), so a saved scorer says what its training cost.
+        loss (`str`): ``"full_softmax"`` (cross-entropy over every item) or ``"sampled_softmax"`` (over the target
+            and ``num_negatives`` popularity-drawn items; `SASRecModel.set_negative_sampler` sets the law).
+        num_negatives (`int`): items drawn per step for the sampled softmax (shared by every target of the batch).
+        logq_correction (`bool`): subtract ``log(num_negatives * q(item))`` from each sampled-softmax logit.
     """
 
     model_type = "hf_genrec_sasrec"
@@ -46,9 +61,16 @@ class SASRecConfig(PretrainedConfig):
         dropout: float = 0.2,
         initializer_range: float = 0.02,
         training_summary: dict | None = None,
+        loss: str = "full_softmax",
+        num_negatives: int = 256,
+        logq_correction: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}.")
+        if int(num_negatives) < 1:
+            raise ValueError(f"num_negatives must be at least 1, got {num_negatives}.")
         self.num_items = int(num_items)
         self.max_positions = int(max_positions)
         self.hidden_size = int(hidden_size)
@@ -57,6 +79,9 @@ class SASRecConfig(PretrainedConfig):
         self.dropout = float(dropout)
         self.initializer_range = float(initializer_range)
         self.training_summary = dict(training_summary) if training_summary else None
+        self.loss = loss
+        self.num_negatives = int(num_negatives)
+        self.logq_correction = bool(logq_correction)
 
 
 class SASRecBlock(nn.Module):
@@ -97,7 +122,35 @@ class SASRecModel(PreTrainedModel):
         self.blocks = nn.ModuleList([SASRecBlock(config) for _ in range(config.num_layers)])
         self.final_norm = nn.LayerNorm(d, eps=1e-8)
         use_bits_dropout(self)  # cheaper CPU masks, as the generative model's (see hf_genrec.models.dropout)
+        # the sampled softmax's law over item tokens (not saved: serving never samples)
+        self.register_buffer("negative_cdf", None, persistent=False)
+        self.register_buffer("negative_log_q", None, persistent=False)
         self.post_init()
+
+    def set_negative_sampler(self, item_counts: np.ndarray | torch.Tensor) -> None:
+        """Draw the sampled softmax's negatives in proportion to ``item_counts`` ``[num_items]`` (e.g. how often
+        each item is a training target: the popularity law). Items with count 0 are never drawn."""
+        counts = torch.as_tensor(np.asarray(item_counts), dtype=torch.float64).flatten()
+        if counts.shape[0] != self.config.num_items or bool((counts < 0).any()) or not counts.sum() > 0:
+            raise ValueError(
+                f"item_counts must hold {self.config.num_items} non-negative counts (one per item row), not all zero; "
+                f"got {counts.shape[0]} values summing to {float(counts.sum())}."
+            )
+        q = torch.cat([counts.new_zeros(1), counts / counts.sum()])  # token 0 is padding, never drawn
+        device = self.item_embeddings.weight.device
+        self.negative_cdf = torch.cumsum(q, 0).to(device)
+        # an item never drawn gets the rarest drawn item's q, so a target with count 0 still has a finite logit
+        self.negative_log_q = q.clamp(min=float(q[q > 0].min())).log().float().to(device)
+
+    def sample_negatives(self, n: int) -> torch.Tensor:
+        """``n`` item tokens drawn from the law of `set_negative_sampler` (with replacement, torch's generator)."""
+        if self.negative_cdf is None:
+            raise ValueError(
+                'loss="sampled_softmax" draws negatives from a popularity law: call '
+                "model.set_negative_sampler(item_counts) first (train_sasrec does, from the training targets)."
+            )
+        draws = torch.rand(n, dtype=torch.float64, device=self.negative_cdf.device) * self.negative_cdf[-1]
+        return torch.searchsorted(self.negative_cdf, draws, right=True).clamp(1, self.config.num_items)
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -130,8 +183,26 @@ class SASRecModel(PreTrainedModel):
         if labels is None:  # serving: only the last position matters
             return MaskedLMOutput(logits=hidden[:, -1] @ self.item_embeddings.weight.T)
         keep = labels > 0
+        if self.config.loss == "sampled_softmax":
+            return self._sampled_softmax(hidden[keep], labels[keep])
         logits = hidden[keep] @ self.item_embeddings.weight.T  # full softmax over every item
         loss = F.cross_entropy(logits, labels[keep])
+        return MaskedLMOutput(loss=loss, logits=logits)
+
+    def _sampled_softmax(self, hidden: torch.Tensor, targets: torch.Tensor) -> MaskedLMOutput:
+        """Cross-entropy of each target against ``num_negatives`` drawn items; ``logits`` ``[targets, 1 + K]`` hold
+        the target's logit first."""
+        negatives = self.sample_negatives(self.config.num_negatives)
+        positive = (hidden * self.item_embeddings(targets)).sum(-1, keepdim=True)
+        negative = hidden @ self.item_embeddings(negatives).T
+        if self.config.logq_correction:
+            log_expected = self.negative_log_q + math.log(self.config.num_negatives)
+            positive = positive - log_expected[targets][:, None]
+            negative = negative - log_expected[negatives][None, :]
+        # a draw of the target itself is not a negative (an "accidental hit")
+        negative = negative.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
+        logits = torch.cat([positive, negative], dim=1)
+        loss = F.cross_entropy(logits, torch.zeros_like(targets))
         return MaskedLMOutput(loss=loss, logits=logits)
 
     @torch.no_grad()

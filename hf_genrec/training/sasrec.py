@@ -193,7 +193,9 @@ def train_sasrec(
     resume: bool = False,
 ) -> tuple[SASRecModel, dict]:
     """Train a `SASRecModel` on item sequences with the stock `Trainer` (full-softmax cross-entropy at every
-    position, AdamW at a constant learning rate, no weight decay: the harness's SASRec baseline). With
+    position, AdamW at a constant learning rate, no weight decay: the harness's SASRec baseline; with
+    ``config.loss="sampled_softmax"`` the negatives are drawn in proportion to how often each item is a training
+    target, see `SASRecConfig`). With
     ``validation``, the weights with the best validation NDCG@10 are the ones returned (`BestValidationState`).
 
     Args:
@@ -270,9 +272,11 @@ def train_sasrec(
     with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's generator
         torch.manual_seed(seed)
         model = SASRecModel(config)
-    train = datasets.Dataset.from_dict(
-        {key: value.tolist() for key, value in sasrec_training_rows(rows, config.max_positions).items()}
-    )
+    training_rows = sasrec_training_rows(rows, config.max_positions)
+    if config.loss == "sampled_softmax":  # negatives follow the popularity of the training targets
+        targets = training_rows["labels"][training_rows["labels"] > 0] - 1
+        model.set_negative_sampler(np.bincount(targets, minlength=config.num_items))
+    train = datasets.Dataset.from_dict({key: value.tolist() for key, value in training_rows.items()})
     clock = TimeBudgetCallback(max_minutes)
     keeper = None
     if validation is not None:
