@@ -63,6 +63,8 @@ def test_train_then_recommend(data_root, tmp_path, capsys, caplog):
     assert results["test"]["invalid_rate"] == 0.0
     assert results["train_seconds"] > 0 and results["data"]["users"] == 30
     assert (out / "quantizer").is_dir() and (out / "semantic_ids").is_dir()
+    # the data's titles travel with the bundle, for pages that show the items (hf-genrec demo)
+    assert json.loads((out / "item_titles.json").read_text())["3"] == "Movie 3"
 
     assert main(["recommend", str(out), "--history", "3", "4", "-k", "5", "--json"]) == 0
     recs = json.loads(capsys.readouterr().out)

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from ..version import __version__
 from .catalog_log import CatalogLog
 from .config import GenRecConfig
 from .hub import resolve_bundle
-from .layout import CARD_NAME, PART_BY_NAME, PARTS, bundle_parts, check_bundle, write_manifest
+from .layout import CARD_NAME, ITEM_TITLES_NAME, PART_BY_NAME, PARTS, bundle_parts, check_bundle, write_manifest
 from .model_card import GenRecCardData, build_model_card
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class BundleContents:
     scorer: SASRecModel | None = None
     catalog: CatalogLog = field(default_factory=CatalogLog)
     content_map: ContentMap | None = None
+    item_titles: dict[str, str] | None = None
     card_data: GenRecCardData | None = None
 
     def present_parts(self) -> list[str]:
@@ -61,6 +62,8 @@ class BundleContents:
         """Whether these contents have the optional part ``name`` (an empty catalogue log is none)."""
         if name == "catalog":
             return not self.catalog.is_empty()
+        if name == "item_titles":  # no titles at all (a data set without them) is no part
+            return bool(self.item_titles)
         return getattr(self, name, None) is not None
 
 
@@ -149,10 +152,39 @@ def _write_part(folder: Path, name: str, value) -> None:
     part = PART_BY_NAME[name]
     if name == "catalog":
         value.save(folder)
+    elif name == "item_titles":
+        save_item_titles(folder, value)
     elif part.is_folder:
         value.save_pretrained(folder / part.path)
     else:  # the part's class names its own file in the folder it is given
         value.save_pretrained(folder)
+
+
+def save_item_titles(folder: str | os.PathLike, titles: Mapping[str, str]) -> None:
+    """Write ``item_titles.json``: ``{item id: title}``, in the order given."""
+    payload = {str(item): str(title) for item, title in titles.items()}
+    (Path(folder) / ITEM_TITLES_NAME).write_text(json.dumps(payload, indent=0, ensure_ascii=False) + "\n", "utf-8")
+
+
+def load_item_titles(folder: str | os.PathLike) -> dict[str, str]:
+    """Read ``item_titles.json`` (see `save_item_titles`)."""
+    path = Path(folder) / ITEM_TITLES_NAME
+    try:
+        titles = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); the bundle is damaged. Save it again.") from err
+    if not isinstance(titles, dict) or not all(isinstance(title, str) for title in titles.values()):
+        raise ValueError(f"{path} must hold one JSON object {{item id: title}} with string titles; it is damaged.")
+    return titles
+
+
+def titles_of_items(items) -> dict[str, str]:
+    """``{item id: title}`` of the rows of an items table (`InteractionData.items`, or a dict of columns) that have a
+    non-empty title: what a recipe saves as the bundle's ``item_titles.json``."""
+    if "title" not in getattr(items, "column_names", items):
+        return {}
+    pairs = zip(items["item_id"], items["title"])
+    return {str(item): title.strip() for item, title in pairs if isinstance(title, str) and title.strip()}
 
 
 def add_part(save_directory: str | os.PathLike, name: str, value) -> None:
@@ -223,6 +255,7 @@ def load_bundle(
         scorer=SASRecModel.from_pretrained(folder / PART_BY_NAME["scorer"].path) if "scorer" in parts else None,
         catalog=CatalogLog.load(folder),
         content_map=ContentMap.from_pretrained(folder) if "content_map" in parts else None,
+        item_titles=load_item_titles(folder) if "item_titles" in parts else None,
         card_data=GenRecCardData.from_pretrained(folder) if "card_data" in parts else None,
     )
     if device is not None:

@@ -16,6 +16,7 @@ transitions.safetensors               the successor prior                       
 scorer/                               the dense next-item scorer of a hybrid (a SASRec)    (optional)
 catalog.json                          items added and retired since training               (optional)
 content_map.safetensors               item content -> codes, for items with no interactions (optional)
+item_titles.json                      item id -> title, for pages that show the items       (optional)
 genrec_card.json                      what the card says: test metrics, protocol, baselines, training log
 README.md                             the model card with model-index metrics
 ```
@@ -42,6 +43,8 @@ CARD_DATA_NAME = "genrec_card.json"
 QUANTIZER_DIR = "quantizer"
 SCORER_DIR = "scorer"
 CATALOG_NAME = "catalog.json"
+#: ``{item id: title}`` of the items whose data has a title (`hf-genrec demo` shows them)
+ITEM_TITLES_NAME = "item_titles.json"
 #: the raw weights a run with ``ema_decay`` keeps beside its averaged ones, to resume from: in checkpoints only
 TRAINING_WEIGHTS_NAME = "training_weights.safetensors"
 
@@ -78,6 +81,7 @@ PARTS: tuple[BundlePart, ...] = (
     BundlePart("scorer", SCORER_DIR, True, False, "the dense next-item scorer of a hybrid"),
     BundlePart("catalog", CATALOG_NAME, False, False, "the items added and retired since training"),
     BundlePart("content_map", CONTENT_MAP_NAME, False, False, "item content -> codes, for new items"),
+    BundlePart("item_titles", ITEM_TITLES_NAME, False, False, "the items' titles, for pages that show them"),
     BundlePart("card_data", CARD_DATA_NAME, False, False, "the model card's facts (metrics, protocol, training)"),
     BundlePart("card", CARD_NAME, False, False, "the model card"),
 )

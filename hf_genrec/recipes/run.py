@@ -20,7 +20,7 @@ from transformers import PreTrainedModel
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..bundle.config import GenRecConfig
-from ..bundle.io import add_part
+from ..bundle.io import add_part, titles_of_items
 from ..data import InteractionData, leave_one_out, load_interactions
 from ..data.loading import default_data_dir, normalize_dataset_name
 from ..data.splits import training_part
@@ -404,13 +404,17 @@ def save_run(
     output_dir: Path,
     timings: dict,
 ) -> None:
-    """Save the bundle (its model card carries the test metrics and protocol), the content map when asked for, and
-    ``results.json``; the scorer's training folder goes, since the bundle and every checkpoint hold the scorer."""
+    """Save the bundle (its model card carries the test metrics and protocol), the items' titles when the data has
+    them, the content map when asked for, and ``results.json``; the scorer's training folder goes, since the bundle
+    and every checkpoint hold the scorer."""
     trainer = run_model.trainer
     logger.info("[save] Saving the recommender and results.json to %s", output_dir)
     trainer.card_data.protocol = results["protocol"]
     trainer.card_data.baselines = results["baselines"]
     trainer.save_model(str(output_dir))
+    titles = titles_of_items(run_data.data.items)
+    if titles and trainer.is_world_process_zero():  # for pages that show the items (`hf-genrec demo`)
+        add_part(output_dir, "item_titles", titles)
     if id_args.content_map and trainer.is_world_process_zero():
         start = time.perf_counter()
         method = content_map_method(run_data.data.items)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -50,6 +50,7 @@ class LivingCatalogMixin:
         *,
         codes=None,
         if_full: str = "error",
+        titles: Mapping[str, str] | None = None,
     ) -> dict[str, tuple[int, ...]]:
         """Add items to the catalogue without retraining: they can be recommended at once.
 
@@ -66,6 +67,8 @@ class LivingCatalogMixin:
                 level).
             if_full: ``"error"`` (default) raises when an item's prefix has no free collision code left;
                 ``"skip"`` adds the others, warns, and leaves those out (absent from the returned dict).
+            titles: ``{item id: title}`` of new items, joined to ``item_titles`` for pages that show the items; an
+                item added without one has no title.
 
         Returns:
             The full semantic ID of each added item, ``{item_id: (c0, c1, ..., collision)}``.
@@ -91,6 +94,9 @@ class LivingCatalogMixin:
         if added:
             self._set_item_tokenizer(self.item_tokenizer.with_appended_items(grow(semantic_ids, added, full)))
             self.catalog.new_items.extend(added)
+            given = {item: str(titles[item]) for item in added if titles and titles.get(item)}
+            if given:
+                self.item_titles = {**(self.item_titles or {}), **given}
         return {item: tuple(int(c) for c in row if c >= 0) for item, row in zip(added, full.tolist())}
 
     def remove_items(self, item_ids: Sequence[str]) -> None:

@@ -53,6 +53,8 @@ class GenerativeRecommender(LivingCatalogMixin, ColdStartMixin):
             (``content_map.safetensors``; see `fit_content_map`).
         scorer (`SASRecModel`, *optional*): a dense next-item scorer over the same item rows, fused into the beam
             search with ``config.fusion.scorer_weight`` (the hybrid recommender, `hf_genrec.decoding.fusion`; ``scorer/``).
+        item_titles (`dict[str, str]`, *optional*): ``{item id: title}`` where the data has titles, for pages that
+            show the items (`hf-genrec demo`; ``item_titles.json``). Items added later have none unless given.
 
     Example:
     ```python
@@ -73,6 +75,7 @@ class GenerativeRecommender(LivingCatalogMixin, ColdStartMixin):
         transitions: ItemTransitions | None = None,
         content_map: ContentMap | None = None,
         scorer: SASRecModel | None = None,
+        item_titles: dict[str, str] | None = None,
     ):
         self.model = model.eval()
         #: the models whose next-token distributions are averaged (`ensemble`); ``[model]`` for one model
@@ -85,6 +88,7 @@ class GenerativeRecommender(LivingCatalogMixin, ColdStartMixin):
         self.card_data = card_data or GenRecCardData(dataset=self.config.dataset)
         self.catalog = catalog or CatalogLog()
         self.scorer = scorer
+        self.item_titles = item_titles
         self._trie_index: TrieIndex | None = None
         self._spellings: torch.Tensor | None = None
         self._item_paths: torch.Tensor | None = None
@@ -157,6 +161,7 @@ class GenerativeRecommender(LivingCatalogMixin, ColdStartMixin):
             transitions=first.transitions,
             content_map=first.content_map,
             scorer=first.scorer,
+            item_titles=first.item_titles,
         )
         combined.models = [member.model.eval() for member in members]
         return combined
@@ -350,7 +355,7 @@ class GenerativeRecommender(LivingCatalogMixin, ColdStartMixin):
 
     def save_pretrained(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> None:
         """Write the bundle (`hf_genrec.bundle.layout`): model, tokenizer, item map, config, quantiser, prior, scorer,
-        catalogue log, content map and model card, whichever this recommender has."""
+        catalogue log, content map, item titles and model card, whichever this recommender has."""
         if len(self.models) > 1:
             raise ValueError(
                 f"This recommender is an ensemble of {len(self.models)} models, and a bundle holds one: save each "
