@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -38,11 +40,12 @@ def tokenize_examples(
 
 
 def tokenize_sequences(
-    sequences: Sequence[Sequence[str]],
+    sequences: Iterable[Sequence[str]],
     item_tokenizer: ItemTokenizer,
     max_history: int = 20,
     max_targets_per_user: int | None = None,
     window_stride: int | None = None,
+    arrow_path: str | os.PathLike | None = None,
 ) -> datasets.Dataset:
     """Packed training rows for a causal-encoder model: one row per user window, every next item a target.
 
@@ -59,33 +62,41 @@ def tokenize_sequences(
         max_history: the most items a target reads (TIGER: 20).
         max_targets_per_user: train on each user's most recent this-many targets only (default: all).
         window_stride: targets per window of a long user (default ``max_history // 2``).
+        arrow_path (`str` or `os.PathLike`, *optional*): write the rows to this Arrow file in chunks and return the
+            dataset memory-mapped from it, so resident memory stays bounded however many rows there are (pass
+            ``sequences`` as a generator too). Without it the rows are built in memory, which is faster for small
+            data (see docs/scale.md).
 
     Returns:
         A `datasets.Dataset` with ``input_ids``, ``target_ends``, ``labels`` (a list of spellings) and ``length``.
     """
     stride = _check_packing(item_tokenizer, max_history, window_stride)
-    rows = {"input_ids": [], "target_ends": [], "labels": [], "length": []}
     spellings = item_tokenizer.spellings()
-    for sequence in sequences:
-        indices = item_tokenizer.index_of(sequence, context="training sequences").tolist()
-        for start, lo, hi in _windows(len(indices), max_history, stride, max_targets_per_user):
-            window = sequence[start:hi]
-            ends = np.cumsum(item_tokenizer.history_token_lengths(window))
-            rows["input_ids"].append(item_tokenizer.encode_history(window))
-            rows["target_ends"].append(ends[lo - start - 1 : hi - start].tolist())
-            rows["labels"].append([spellings[indices[j]] for j in range(lo, hi + 1)])
-            rows["length"].append(len(rows["input_ids"][-1]))
-    if not rows["input_ids"]:
-        raise ValueError("No training targets: every sequence has fewer than 2 items.")
-    return datasets.Dataset.from_dict(rows)
+
+    def rows() -> Iterator[dict]:
+        for sequence in sequences:
+            indices = item_tokenizer.index_of(sequence, context="training sequences").tolist()
+            for start, lo, hi in _windows(len(indices), max_history, stride, max_targets_per_user):
+                window = sequence[start:hi]
+                ends = np.cumsum(item_tokenizer.history_token_lengths(window))
+                input_ids = item_tokenizer.encode_history(window)
+                yield {
+                    "input_ids": input_ids,
+                    "target_ends": ends[lo - start - 1 : hi - start].tolist(),
+                    "labels": [spellings[indices[j]] for j in range(lo, hi + 1)],
+                    "length": len(input_ids),
+                }
+
+    return _collect(rows(), _PACKED_FEATURES, arrow_path)
 
 
 def tokenize_causal_sequences(
-    sequences: Sequence[Sequence[str]],
+    sequences: Iterable[Sequence[str]],
     item_tokenizer: ItemTokenizer,
     max_history: int = 20,
     max_targets_per_user: int | None = None,
     window_stride: int | None = None,
+    arrow_path: str | os.PathLike | None = None,
 ) -> datasets.Dataset:
     """Packed training rows for a decoder-only model (`hf_genrec.models.causal_lm`): one row per user window.
 
@@ -105,24 +116,59 @@ def tokenize_causal_sequences(
         max_history: the most items a target reads (TIGER: 20).
         max_targets_per_user: train on each user's most recent this-many targets only (default: all).
         window_stride: targets per window of a long user (default ``max_history // 2``).
+        arrow_path (`str` or `os.PathLike`, *optional*): write the rows to this Arrow file in chunks and return the
+            dataset memory-mapped from it (as `tokenize_sequences` does).
 
     Returns:
         A `datasets.Dataset` with ``input_ids``, ``labels`` (as long as ``input_ids``: the target items' tokens, -100
         on the other items) and ``length``. `GenRecCollator` pads them.
     """
     stride = _check_packing(item_tokenizer, max_history, window_stride)
-    rows = {"input_ids": [], "labels": [], "length": []}
-    for sequence in sequences:
-        n = len(item_tokenizer.index_of(sequence, context="training sequences"))
-        for start, lo, hi in _windows(n, max_history, stride, max_targets_per_user):
-            tokens = item_tokenizer.encode_history(sequence[start : hi + 1])
-            context = int(item_tokenizer.history_token_lengths(sequence[start:lo]).sum())
-            rows["input_ids"].append(tokens)
-            rows["labels"].append([-100] * context + tokens[context:])
-            rows["length"].append(len(tokens))
-    if not rows["input_ids"]:
+
+    def rows() -> Iterator[dict]:
+        for sequence in sequences:
+            n = len(item_tokenizer.index_of(sequence, context="training sequences"))
+            for start, lo, hi in _windows(n, max_history, stride, max_targets_per_user):
+                tokens = item_tokenizer.encode_history(sequence[start : hi + 1])
+                context = int(item_tokenizer.history_token_lengths(sequence[start:lo]).sum())
+                yield {"input_ids": tokens, "labels": [-100] * context + tokens[context:], "length": len(tokens)}
+
+    return _collect(rows(), _CAUSAL_FEATURES, arrow_path)
+
+
+_TOKENS = datasets.List(datasets.Value("int64"))
+#: the columns of `tokenize_sequences`'s and `tokenize_causal_sequences`'s rows, as `Dataset.from_dict` infers them
+_PACKED_FEATURES = datasets.Features(
+    {"input_ids": _TOKENS, "target_ends": _TOKENS, "labels": datasets.List(_TOKENS), "length": datasets.Value("int64")}
+)
+_CAUSAL_FEATURES = datasets.Features({"input_ids": _TOKENS, "labels": _TOKENS, "length": datasets.Value("int64")})
+
+
+def _collect(
+    rows: Iterator[dict], features: datasets.Features, arrow_path: str | os.PathLike | None, chunk_rows: int = 4096
+) -> datasets.Dataset:
+    """``rows`` as a dataset: built in memory, or written ``chunk_rows`` at a time to ``arrow_path`` and memory-mapped
+    from it (only one chunk is ever held)."""
+    if arrow_path is None:
+        columns: dict[str, list] = {name: [] for name in features}
+        for row in rows:
+            for name in features:
+                columns[name].append(row[name])
+        count = len(columns["input_ids"])
+    else:
+        from datasets.arrow_writer import ArrowWriter
+
+        path = Path(arrow_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with ArrowWriter(features=features, path=str(path), writer_batch_size=chunk_rows) as writer:
+            for row in rows:
+                writer.write(row)
+            count, _ = writer.finalize()
+    if not count:
         raise ValueError("No training targets: every sequence has fewer than 2 items.")
-    return datasets.Dataset.from_dict(rows)
+    if arrow_path is None:
+        return datasets.Dataset.from_dict(columns, features=features)
+    return datasets.Dataset.from_file(str(path))
 
 
 def _check_packing(item_tokenizer: ItemTokenizer, max_history: int, window_stride: int | None) -> int:
