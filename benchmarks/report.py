@@ -5,8 +5,8 @@
     python benchmarks/report.py --check    # exits 1 if any of the three on disk differs from what the records give
 
 One section per question (one script each: reproduce, paired, fusion_search, decoding_speed, training_speed,
-id_schemes, cold_start, scale), each a table of the current records in ``benchmarks/results/`` with every record's
-command, machine and date. Superseded records sit in ``benchmarks/results/archive/``; ``archive/index.json`` says
+id_schemes, cold_start, scale, serve_load), each a table of the current records in ``benchmarks/results/`` with every
+record's command, machine and date. Superseded records sit in ``benchmarks/results/archive/``; ``archive/index.json`` says
 what each measured and what replaced it, and ``archive/INDEX.md`` is generated from it. Published rows are quoted
 from their sources: TIGER's Table 1 (Rajput et al., NeurIPS 2023) for Amazon Beauty, and the HSTU repository's
 MovieLens-1M table (Zhai et al., ICML 2024) for ML-1M.
@@ -97,6 +97,7 @@ QUESTIONS = [
     ("id_schemes", "Item-ID schemes", "id_schemes.py"),
     ("cold_start", "Cold-start items", "cold_start.py"),
     ("scale", "Scale: a million items, and reading the data", "scale.py"),
+    ("serving", "Serving over HTTP: throughput and latency under load", "serve_load.py"),
 ]
 
 
@@ -439,6 +440,28 @@ def scale_section(rels: list[str], records: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def serving_section(rels: list[str], records: dict[str, dict]) -> str:
+    """Per load-test record: throughput and latency per server setting and number of concurrent clients, and the
+    micro-batching gain (its throughput over one search per request)."""
+    parts = []
+    for rel in rels:
+        record = records[rel]
+        lines = [
+            "| server | concurrent clients | requests/s | p50 (ms) | p99 (ms) | errors |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for server, levels in (record.get("runs") or {}).items():
+            for clients, run in levels.items():
+                lines.append(f"| {server} | {clients} | {fmt(run.get('requests_per_second'), 1)} | "
+                             f"{fmt(run.get('p50_ms'), 1)} | {fmt(run.get('p99_ms'), 1)} | {run.get('errors', '–')} |")  # fmt: skip
+        gain = ", ".join(
+            f"{clients} clients {fmt(value, 2)}x" for clients, value in (record.get("gain") or {}).items()
+        )
+        parts.append(f"{link(rel)} ({record.get('bundle', '–')}):\n\n" + "\n".join(lines)
+                     + (f"\n\nMicro-batching gain in requests/s over one search per request: {gain}." if gain else ""))  # fmt: skip
+    return "\n\n".join(parts)
+
+
 SECTIONS = {
     "reproduce": reproduce_section,
     "paired": paired_section,
@@ -448,6 +471,7 @@ SECTIONS = {
     "id_schemes": id_schemes_section,
     "cold_start": cold_start_section,
     "scale": scale_section,
+    "serving": serving_section,
 }
 
 
