@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "push": ("push", "upload a saved recommender (its whole bundle and card) to the Hugging Face Hub"),
     "catalog": ("catalog", "add items to, or retire items from, a saved recommender without retraining"),
     "recipes": ("recipes", "list the shipped recipes and their main settings, or print one"),
+    "serve": ("serve", "serve a saved recommender over HTTP (micro-batched beam search; the serve extra)"),
     "demo": ("demo", "start a page to try a recommender in the browser, or write a Hugging Face Space for it"),
 }
 
