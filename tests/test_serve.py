@@ -243,7 +243,7 @@ def test_catalogue_endpoints_are_off_without_a_token(client):
 def test_catalogue_changes_need_the_token_and_serve_at_once(recommender):
     codes = _free_prefix(recommender)
     with TestClient(create_app(recommender, admin_token=TOKEN)) as client:
-        body = {"items": [{"item_id": "new-1", "codes": codes}]}
+        body = {"items": [{"item_id": "new-1", "codes": codes, "title": "A new item"}]}
         assert client.post("/catalog/add", json=body).status_code == 401
         wrong = client.post("/catalog/add", json=body, headers={"Authorization": "Bearer guess"})
         assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
@@ -255,6 +255,7 @@ def test_catalogue_changes_need_the_token_and_serve_at_once(recommender):
             "catalogue_size": N_ITEMS + 1,
         }
         assert client.post("/recommend", json={"history": ["new-1"]}).status_code == 200  # a known item now
+        assert recommender.item_titles["new-1"] == "A new item"  # what the demo shows for it
         again = client.post("/catalog/add", json=body, headers=AUTH)
         assert again.status_code == 422 and "new-1" in again.json()["detail"]
 

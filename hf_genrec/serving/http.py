@@ -110,6 +110,7 @@ class NewItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     item_id: ItemId
     codes: list[StrictInt] | None = Field(None, description="The quantiser's codes, without the collision level.")
+    title: str | None = Field(None, description="A title to show for it (e.g. in `hf-genrec demo`).")
 
 
 class AddItemsRequest(BaseModel):
@@ -295,7 +296,8 @@ def create_app(
         codes = None if body.features is not None else [item.codes for item in body.items]
 
         def add(rec: GenerativeRecommender):
-            added = rec.add_items(ids, body.features, codes=codes, if_full=body.if_full)
+            titles = {item.item_id: item.title for item in body.items if item.title is not None}
+            added = rec.add_items(ids, body.features, codes=codes, if_full=body.if_full, titles=titles or None)
             return added, rec.item_tokenizer.num_items
 
         added, size = await _outcome(lambda: batcher.submit_call(add), bad_input=True)
