@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
                         "scale_curves_quick.json with --quick).")  # fmt: skip
     parser.add_argument("--plot", help="The PNG (default: docs/img/scale_curves.png, or beside the record).")
     parser.add_argument("--plot-only", metavar="RECORD", help="Only redraw the plot of an existing record.")
+    parser.add_argument("--note", help="What the record should say about how it was run (e.g. a busy machine).")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -216,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
                      or settings["budget_s"], "negatives": args.negatives, "threads": args.threads,
                      "memory_limit_gb": round(limit / GB, 1)},
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "note": args.note,
         "wall_s": round(time.perf_counter() - started, 1),
         "results": results,
         "command": invocation(),
