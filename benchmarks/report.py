@@ -97,6 +97,7 @@ QUESTIONS = [
     ("id_schemes", "Item-ID schemes", "id_schemes.py"),
     ("cold_start", "Cold-start items", "cold_start.py"),
     ("scale", "Scale: a million items, and reading the data", "scale.py"),
+    ("scale_curves", "Where generative retrieval pays: cost against catalogue size", "scale_curves.py"),
     ("serving", "Serving over HTTP: throughput and latency under load", "serve_load.py"),
 ]
 
@@ -462,6 +463,21 @@ def serving_section(rels: list[str], records: dict[str, dict]) -> str:
     return "\n\n".join(parts)
 
 
+def scale_curves_section(rels: list[str], records: dict[str, dict]) -> str:
+    """Each record's table (`scale_plot.table`): per method and catalogue, cost, serving and Recall@10, or why a case
+    did not run; a quick run says so."""
+    from scale_plot import table  # benchmarks/scale_plot.py
+
+    out = []
+    for rel in rels:
+        record = records[rel]
+        mode = record.get("mode", "full")
+        note = " (CI-sized: tiny catalogues, a 2-second budget; not the measurement)" if mode == "quick" else ""
+        said = f" {record['note']}" if record.get("note") else ""
+        out += [f"{link(rel)}: {mode} run{note}.{said}", "", table(record), ""]
+    return "\n".join(out).rstrip()
+
+
 SECTIONS = {
     "reproduce": reproduce_section,
     "paired": paired_section,
@@ -471,6 +487,7 @@ SECTIONS = {
     "id_schemes": id_schemes_section,
     "cold_start": cold_start_section,
     "scale": scale_section,
+    "scale_curves": scale_curves_section,
     "serving": serving_section,
 }
 
