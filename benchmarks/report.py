@@ -465,7 +465,7 @@ def serving_section(rels: list[str], records: dict[str, dict]) -> str:
 
 def scale_curves_section(rels: list[str], records: dict[str, dict]) -> str:
     """Each record's table (`scale_plot.table`): per method and catalogue, cost, serving and Recall@10, or why a case
-    did not run; a quick run says so."""
+    did not run; a quick run says so. The plot follows when ``docs/img/<record name>.png`` exists."""
     from scale_plot import table  # benchmarks/scale_plot.py
 
     out = []
@@ -475,6 +475,9 @@ def scale_curves_section(rels: list[str], records: dict[str, dict]) -> str:
         note = " (CI-sized: tiny catalogues, a 2-second budget; not the measurement)" if mode == "quick" else ""
         said = f" {record['note']}" if record.get("note") else ""
         out += [f"{link(rel)}: {mode} run{note}.{said}", "", table(record), ""]
+        plot = ROOT / "docs" / "img" / f"{Path(rel).stem}.png"  # scale_curves.py --plot, named after the record
+        if plot.exists():
+            out += [f"![cost against catalogue size, {mode} run](../docs/img/{plot.name})", ""]
     return "\n".join(out).rstrip()
 
 
