@@ -364,21 +364,29 @@ def run_examples(spec: dict, out: dict) -> None:
 
 
 def run_case(spec: dict) -> dict:
+    """One case's measurements. An error part-way is recorded as ``failed`` with its message, keeping what was
+    measured before it (a long training is not lost to a failing bundle save)."""
     torch.set_num_threads(spec["threads"])
-    out = {key: spec[key] for key in ("method", "dataset", "n_items") if key in spec}
-    if spec["method"] == "examples":
-        out["storage"] = spec["storage"]
-        run_examples(spec, out)
-    else:
-        data = CaseData(spec)
-        out.update(n_items=data.n_items, n_users=data.n_users, interactions=data.interactions)
-        out["prepare_s"] = round(data.prepare_s, 2)
-        out["popularity_recall@10"] = round(data.popularity_recall(), 4)
-        memory_stage(out, "data")
-        if spec["method"] in ("t5", "decoder"):
-            run_generative(spec, data, out)
+    out = {key: spec[key] for key in ("method", "dataset", "n_items", "batch_size") if key in spec}
+    try:
+        if spec["method"] == "examples":
+            out["storage"] = spec["storage"]
+            run_examples(spec, out)
         else:
-            run_sasrec(spec, data, out)
+            data = CaseData(spec)
+            out.update(n_items=data.n_items, n_users=data.n_users, interactions=data.interactions)
+            out["prepare_s"] = round(data.prepare_s, 2)
+            out["popularity_recall@10"] = round(data.popularity_recall(), 4)
+            memory_stage(out, "data")
+            if spec["method"] in ("t5", "decoder"):
+                run_generative(spec, data, out)
+            else:
+                run_sasrec(spec, data, out)
+        out["status"] = "ok"
+    except Exception as error:  # noqa: BLE001  (any error is recorded, with what was measured before it)
+        import traceback
+
+        traceback.print_exc()
+        out.update(status="failed", reason=f"{type(error).__name__}: {str(error)[:500]}")
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
-    out["status"] = "ok"
     return out
