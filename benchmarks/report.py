@@ -441,7 +441,7 @@ def scale_section(rels: list[str], records: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def serving_section(rels: list[str], records: dict[str, dict]) -> str:
+def serving_section(rels: list[str], records: dict[str, dict], prefix: str = "results/") -> str:
     """Per load-test record: throughput and latency per server setting and number of concurrent clients, and the
     micro-batching gain (its throughput over one search per request)."""
     parts = []
@@ -458,7 +458,7 @@ def serving_section(rels: list[str], records: dict[str, dict]) -> str:
         gain = ", ".join(
             f"{clients} clients {fmt(value, 2)}x" for clients, value in (record.get("gain") or {}).items()
         )
-        parts.append(f"{link(rel)} ({record.get('bundle', '–')}):\n\n" + "\n".join(lines)
+        parts.append(f"{link(rel, prefix)} ({record.get('bundle', '–')}):\n\n" + "\n".join(lines)
                      + (f"\n\nMicro-batching gain in requests/s over one search per request: {gain}." if gain else ""))  # fmt: skip
     return "\n\n".join(parts)
 
@@ -586,6 +586,23 @@ def with_headline(readme: str, records: dict[str, dict]) -> str:
     return readme[: start.end()] + "\n" + headline_table(records) + "\n" + readme[end:]
 
 
+#: guide -> (its block's marker name, the record shown there, the section that renders it): a guide's table of
+#: measurements is generated like the README's headline, so it never drifts from its record
+GUIDE_BLOCKS = {
+    "docs/serving.md": ("load-test", "serve_load.json", serving_section),
+}
+
+
+def with_block(text: str, name: str, content: str, where: str) -> str:
+    """``text`` with the block between ``<!-- name:start ... -->`` and ``<!-- name:end -->`` replaced by ``content``."""
+    start = re.search(rf"<!-- {re.escape(name)}:start[^>]*-->", text)
+    end_mark = f"<!-- {name}:end -->"
+    end = text.find(end_mark, start.end() if start else 0)
+    if not start or end < 0:
+        raise SystemExit(f"{where} has no '<!-- {name}:start ... -->' ... '{end_mark}' block for its table.")
+    return text[: start.end()] + "\n" + content + "\n" + text[end:]
+
+
 def outputs(results_dir: Path, readme_path: Path) -> dict[Path, str]:
     """What each generated file should hold, from the records."""
     records = load_records(results_dir)
@@ -595,6 +612,11 @@ def outputs(results_dir: Path, readme_path: Path) -> dict[Path, str]:
     }
     if readme_path.exists():
         generated[readme_path] = with_headline(readme_path.read_text(), records)
+    for guide, (name, rel, section) in GUIDE_BLOCKS.items():
+        path = ROOT / guide
+        if path.exists() and rel in records:  # before its first record the guide says it is not in yet
+            content = section([rel], records, prefix="../benchmarks/results/")
+            generated[path] = with_block(path.read_text(), name, content, guide)
     return generated
 
 

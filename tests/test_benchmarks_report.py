@@ -138,3 +138,13 @@ def test_paired_files_compares_the_users_both_hold():
     assert diff["standard_error"] == pytest.approx(np.std([1, 0, 1], ddof=1) / np.sqrt(3))
     with pytest.raises(SystemExit, match="share 0 users"):
         paired.compare_per_user({"users": [1], "recall@10": [1]}, {"users": [2], "recall@10": [0]})
+
+
+def test_a_guides_table_replaces_only_its_marked_block():
+    guide = "intro\n<!-- load-test:start (generated) -->\nnot in yet\n<!-- load-test:end -->\nafter\n"
+    new = report.with_block(guide, "load-test", "| table |", "docs/serving.md")
+    assert new == "intro\n<!-- load-test:start (generated) -->\n| table |\n<!-- load-test:end -->\nafter\n"
+    with pytest.raises(SystemExit, match=r"docs/serving\.md has no '<!-- load-test:start"):
+        report.with_block("no markers\n", "load-test", "| table |", "docs/serving.md")
+    for guide, (name, _, _) in report.GUIDE_BLOCKS.items():  # every guide named there has its block
+        report.with_block((ROOT / guide).read_text(), name, "x", guide)
