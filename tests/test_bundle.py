@@ -256,6 +256,9 @@ def test_cached_bundle_loads_offline_and_missing_repos_say_so(bundle, hub, tmp_p
     assert offline.recommend(histories[:2], k=3) == online.recommend(histories[:2], k=3)
     with pytest.raises(RepositoryNotFoundError):
         GenerativeRecommender.from_pretrained("someone/never-pushed", cache_dir=cache)
+    # offline, a mistyped folder reads as a repo id: the error names both readings
+    with pytest.raises(FileNotFoundError, match=r"'outputs/ml-1mm' is not a folder here .* not in the local cache"):
+        GenerativeRecommender.from_pretrained("outputs/ml-1mm", cache_dir=cache, local_files_only=True)
 
 
 def test_trainer_push_to_hub_pushes_the_bundle_without_pickles(hub, tmp_path):

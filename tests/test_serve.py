@@ -134,6 +134,12 @@ def test_malformed_json_and_no_body(client):
     assert "not valid JSON" in response.json()["detail"] and '{"history": ["50"' in response.json()["detail"]
     response = client.post("/recommend")
     assert response.status_code == 422 and "no JSON body" in response.json()["detail"]
+    # what `curl -d '{...}'` sends without -H 'Content-Type: application/json'
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    response = client.post("/recommend", content=b'{"history": ["1"]}', headers=form)
+    assert response.status_code == 415
+    assert "application/x-www-form-urlencoded" in response.json()["detail"]
+    assert "Content-Type: application/json" in response.json()["detail"]
 
 
 def test_a_model_error_answers_500_and_the_worker_keeps_serving(client, recommender, monkeypatch):

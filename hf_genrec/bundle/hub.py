@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub.errors import LocalEntryNotFoundError
 
 from ..semantic_ids._io import check_repo_id
 from .layout import TRAINING_WEIGHTS_NAME, check_bundle
@@ -34,16 +35,24 @@ def resolve_bundle(
     if local.is_dir():
         return local
     repo_id = check_repo_id(path_or_repo_id)
-    return Path(
-        snapshot_download(
-            repo_id,
-            revision=revision,
-            token=token,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            ignore_patterns=PUSH_IGNORE_PATTERNS,
+    try:
+        return Path(
+            snapshot_download(
+                repo_id,
+                revision=revision,
+                token=token,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                ignore_patterns=PUSH_IGNORE_PATTERNS,
+            )
         )
-    )
+    except LocalEntryNotFoundError as err:
+        # offline, a mistyped folder reads as a repo id that is not cached: name both readings
+        raise LocalEntryNotFoundError(
+            f"{str(path_or_repo_id)!r} is not a folder here ({Path.cwd()}), and as a Hub repo id it is not in the "
+            "local cache and cannot be downloaded (offline, or the Hub is out of reach). Check the folder's path (a "
+            "folder written by `hf-genrec train` or `save_pretrained`), or download the repo while online."
+        ) from err
 
 
 def push_folder(

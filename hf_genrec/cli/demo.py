@@ -20,9 +20,14 @@ if __name__ == "__main__":
     launch_demo(demo)
 '''
 
+#: hf_genrec is not on PyPI yet: the Space installs it from its repository (pin a tag or commit to freeze it)
+SPACE_REQUIREMENTS = """# hf_genrec {version} or later, from its repository: add @<tag or commit> to the URL to pin it
+hf_genrec[demo] @ git+https://github.com/hf-genrec/hf_genrec
+"""
+
 SPACE_README = """---
 title: {title}
-emoji: 🎬
+emoji: 🧭
 colorFrom: indigo
 colorTo: blue
 sdk: gradio
@@ -57,10 +62,9 @@ def write_space(space_dir: str | Path, repo_id: str) -> list[Path]:
         )
     folder = Path(space_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    # no version pin beyond this one: a Space built later gets a newer hf_genrec, which reads this bundle too
     files = {
         "app.py": APP.format(repo_id=repo_id, repo_literal=json.dumps(repo_id)),
-        "requirements.txt": f"hf_genrec[demo]>={__version__}\n",
+        "requirements.txt": SPACE_REQUIREMENTS.format(version=__version__),
         # the Hub refuses a Space title over 30 characters (and a short_description over 60)
         "README.md": SPACE_README.format(repo_id=repo_id, title=repo_id.split("/")[1][:30]),
     }

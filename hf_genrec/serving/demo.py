@@ -102,10 +102,19 @@ def item_label(item_id: str, title: str | None) -> str:
     return f"{title} ({item_id})" if title else item_id
 
 
+def _natural(item_id: str) -> tuple:
+    """Sort key putting ``"2"`` before ``"10"`` (ids are often numbers written as text)."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", item_id) if part
+    )
+
+
 def catalogue_choices(recommender: GenerativeRecommender) -> list[tuple[str, str]]:
     """``(label, item id)`` of every item of the catalogue, titled ones first in title order, for the picker."""
     titles = recommender.item_titles or {}
-    items = sorted(recommender.item_ids, key=lambda item: (item not in titles, titles.get(item, "").lower(), item))
+    items = sorted(
+        recommender.item_ids, key=lambda item: (item not in titles, titles.get(item, "").lower(), _natural(item))
+    )
     return [(item_label(item, titles.get(item)), item) for item in items]
 
 
@@ -135,7 +144,8 @@ def recommend_for_page(
         shown = ", ".join(repr(item) for item in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
         return PageResult(
             message=f"{len(unknown)} of the history's items are not in the catalogue: {shown}. Pick items from the "
-            "list, or paste the ids of catalogue items (the list shows each item's id in brackets)."
+            "list, or paste the ids of catalogue items"
+            + (" (the list shows each item's id in brackets after its title)." if recommender.item_titles else ".")
         )
     rows = [
         {"item_id": item, "title": title_of(recommender, item), "semantic_id": semantic_id_of(recommender, item)}

@@ -350,6 +350,14 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
     example = EXAMPLES.get(request.url.path)
     hint = f" Send a JSON object such as {example}." if example else ""
     errors = exc.errors()
+    content_type = request.headers.get("content-type", "")
+    if content_type and "json" not in content_type.lower():
+        # curl's -d sends application/x-www-form-urlencoded unless told otherwise: the body then never parses as JSON
+        return JSONResponse(
+            status_code=415,
+            content={"detail": f"The request body was sent as {content_type.split(';')[0]}, not JSON.{hint} Set "
+                     "Content-Type: application/json (with curl: -H 'Content-Type: application/json')."},
+        )  # fmt: skip
     if any(error.get("type") == "json_invalid" for error in errors):
         ctx = next(e for e in errors if e.get("type") == "json_invalid").get("ctx") or {}
         why = f" ({ctx['error']})" if ctx.get("error") else ""
