@@ -184,6 +184,8 @@ def provenance(rels: list[str], records: dict[str, dict]) -> str:
         command = current_command(record["command"])
         ran = "" if command == record["command"] else f" (ran as `{record['command']}`)"
         note = f"; {'; '.join(notes)}" if notes else ""
+        if len(record.get("commands") or []) > 1:  # a record grown over several invocations names each
+            command, ran = "` then `".join(current_command(c) for c in record["commands"]), ""
         lines.append(f"- {link(rel)}: `{command}`{ran}. {record['machine']}, {record['date']}{note}.")
     return "\n".join(lines)
 

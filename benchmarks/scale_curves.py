@@ -208,6 +208,9 @@ def main(argv: list[str] | None = None) -> None:
         result = skipped or run_child(spec)
         results.append(result)
         print(json.dumps(result), flush=True)
+    # a record grows over several invocations (sizes run apart): each case keeps the command that measured it
+    command = invocation()
+    results = [{**r, "command": command} for r in results]
     earlier = json.loads(output.read_text()).get("results", []) if output.exists() else []
     ran = {case_key(r) for r in results}
     results = [r for r in earlier if case_key(r) not in ran] + results
@@ -220,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
         "note": args.note,
         "wall_s": round(time.perf_counter() - started, 1),
         "results": results,
-        "command": invocation(),
+        "command": command,
+        "commands": list(dict.fromkeys(r["command"] for r in results if r.get("command"))),
         "machine": describe_machine(),
     }  # fmt: skip
     write_record(record, output)
