@@ -230,8 +230,7 @@ class MicroBatcher:
         for i, history in enumerate(job.histories):
             unknown = [item for item in history if item not in lookup]
             if unknown:
-                retired = {entry["item_id"] for entry in self.recommender.catalog.retired}
-                was = [item for item in unknown if item in retired]
+                was = self.recommender.retired_among(unknown)
                 where = "history" if len(job.histories) == 1 else f"histories[{i}]"
                 raise RequestError(
                     422,

@@ -38,6 +38,11 @@ class LivingCatalogMixin:
             self._new_item_index = NewItemIndex(self.catalog.new_items, semantic_ids.codes[rows, :levels])
         return self._new_item_index
 
+    def retired_among(self, item_ids: Sequence[str]) -> list[str]:
+        """Those of ``item_ids`` that `remove_items` retired (for errors about ids no longer in the catalogue)."""
+        retired = {entry["item_id"] for entry in self.catalog.retired}
+        return [item for item in item_ids if item in retired]
+
     @property
     def new_item_ids(self) -> list[str]:
         """Items added with `add_items` since training (the candidates of the cold-start mode), oldest first."""
@@ -113,8 +118,7 @@ class LivingCatalogMixin:
         lookup = self.item_tokenizer.item_to_index
         unknown = [item for item in ids if item not in lookup]
         if unknown:
-            retired = {entry["item_id"] for entry in self.catalog.retired}
-            was = [item for item in unknown if item in retired]
+            was = self.retired_among(unknown)
             raise ValueError(
                 f"{len(unknown)} of the items to remove are not in the catalogue (first: {unknown[:5]})"
                 + (f"; {was[:5]} were removed before" if was else "")
