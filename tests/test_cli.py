@@ -199,8 +199,9 @@ def test_the_prior_fused_into_training_is_recorded_and_ranks_normalised(data_roo
     assert main(flags) == 1  # the prior in the loss needs constrained_loss
 
 
-def test_default_recipe_trains_packed_resumes_and_recommends(data_root, tmp_path, capsys):
-    """causal_encoder + constrained_loss + a budget: the default recipe's path, end to end, then a resumed run."""
+def test_default_recipe_trains_packed_resumes_and_recommends(data_root, tmp_path, capsys, caplog):
+    """causal_encoder + constrained_loss + a budget: the default recipe's path, end to end, then a resumed run (its
+    rows memory-mapped from an Arrow file, as long runs do)."""
     out = tmp_path / "run"
     flags = ["train", "--dataset", "ml-100k", "--data_dir", str(data_root), "--output_dir", str(out),
              "--item_features", str(data_root / "features.npy"), *TINY_FLAGS, "--causal_encoder", "true",
@@ -230,7 +231,14 @@ def test_default_recipe_trains_packed_resumes_and_recommends(data_root, tmp_path
 
     # a longer run continues from the checkpoint: same IDs, the clock and the curve go on
     flags[flags.index("--num_train_epochs") + 1] = "3"
-    assert main([*flags, "--resume_from_checkpoint", "last"]) == 0
+    caplog.set_level(logging.INFO)
+    assert main([*flags, "--resume_from_checkpoint", "last", "--rows_on_disk_above", "0"]) == 0
+    said = [record.getMessage() for record in caplog.records]
+    assert any(
+        m.startswith("Training rows go to") and m.endswith("rows-0.arrow, memory-mapped (rows_on_disk_above).")
+        for m in said
+    )
+    assert not (out / "_train_rows").exists()  # gone once the bundle is saved: `push` uploads the output dir
     resumed = json.loads((out / "results.json").read_text())
     assert [p["epoch"] for p in resumed["validation_curve"]] == [1.0, 2.0, 3.0]
     assert resumed["train_minutes"] > results["train_minutes"]

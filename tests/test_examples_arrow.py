@@ -26,3 +26,17 @@ def test_arrow_rows_without_targets_are_refused(tmp_path):
     tokenizer = ItemTokenizer(minimal_t5_tokenizer(), make_semantic_ids(), history_eos=False)
     with pytest.raises(ValueError, match="No training targets"):
         tokenize_sequences([["item0"]], tokenizer, arrow_path=tmp_path / "empty.arrow")
+
+
+def test_recipes_put_rows_on_disk_above_their_threshold():
+    from hf_genrec.recipes.arguments import DataArguments
+    from hf_genrec.recipes.backbone import rows_on_disk
+
+    sequences = [["a", "b", "c"], ["d", "e"]]  # 5 interactions
+    assert rows_on_disk(sequences, DataArguments(rows_on_disk_above=4))
+    assert not rows_on_disk(sequences, DataArguments(rows_on_disk_above=5))
+    assert rows_on_disk(sequences, DataArguments(rows_on_disk_above=0))
+    assert not rows_on_disk(sequences, DataArguments(rows_on_disk_above=-1))
+    assert not rows_on_disk(sequences, DataArguments())  # the default threshold is for large data
+    with pytest.raises(ValueError, match="rows_on_disk_above must be -1"):
+        rows_on_disk(sequences, DataArguments(rows_on_disk_above=-2))

@@ -40,6 +40,14 @@ class DataArguments:
         default=None,
         metadata={"help": "Validate during training on this many random users."},
     )
+    rows_on_disk_above: int = field(
+        default=2_000_000,
+        metadata={
+            "help": "Write the training rows to an Arrow file in the output dir and memory-map them, instead of "
+            "holding them in memory, when the training sequences have more than this many interactions (0: always; "
+            "-1: never). Resident memory then stays bounded by the data, not the rows (docs/scale.md)."
+        },
+    )
     max_test_users: int | None = field(
         default=None,
         metadata={"help": "Test on this many random users (default: all; the protocol string says which)."},

@@ -4,6 +4,8 @@ rows each one reads."""
 
 from __future__ import annotations
 
+import os
+
 import datasets
 from transformers import PreTrainedModel
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
@@ -75,25 +77,32 @@ def training_rows(
     item_tokenizer: ItemTokenizer,
     data_args: DataArguments,
     model_args: ModelArguments,
+    arrow_path: str | os.PathLike | None = None,
 ) -> datasets.Dataset:
     """The rows the model trains on: for a decoder-only backbone one causal row per user window (every next item of
     the window trained in one pass, `tokenize_causal_sequences`), for the causal-encoder T5 one packed row per
-    window (`tokenize_sequences`), else one row per history prefix of the train split (TIGER's)."""
-    if is_decoder_backbone(model_args):
-        return tokenize_causal_sequences(
+    window (`tokenize_sequences`), else one row per history prefix of the train split (TIGER's). With
+    ``arrow_path`` the windowed rows are written there in chunks and memory-mapped."""
+    if is_decoder_backbone(model_args) or model_args.causal_encoder:
+        tokenize = tokenize_causal_sequences if is_decoder_backbone(model_args) else tokenize_sequences
+        return tokenize(
             train_sequences,
             item_tokenizer,
             data_args.max_history,
             max_targets_per_user=data_args.max_train_targets_per_user,
-        )
-    if model_args.causal_encoder:
-        return tokenize_sequences(
-            train_sequences,
-            item_tokenizer,
-            data_args.max_history,
-            max_targets_per_user=data_args.max_train_targets_per_user,
+            arrow_path=arrow_path,
         )
     return tokenize_examples(splits["train"], item_tokenizer, data_args.max_history)
+
+
+def rows_on_disk(train_sequences: list[list[str]], data_args: DataArguments) -> bool:
+    """Whether the training rows go to an Arrow file (``data_args.rows_on_disk_above``)."""
+    threshold = data_args.rows_on_disk_above
+    if threshold < -1:
+        raise ValueError(
+            f"rows_on_disk_above must be -1 (never), 0 (always) or a count of interactions, got {threshold}."
+        )
+    return threshold == 0 or (threshold > 0 and sum(map(len, train_sequences)) > threshold)
 
 
 def count_train_targets(rows: datasets.Dataset, item_tokenizer: ItemTokenizer, model_args: ModelArguments) -> int:

@@ -36,7 +36,7 @@ from ..training.examples import add_scorer_history, tokenize_examples
 from ..training.trainer import GenRecTrainer
 from ..utils.saving import atomic_write_text, last_complete_checkpoint
 from .arguments import DataArguments, ItemIDArguments, ModelArguments
-from .backbone import build_backbone, check_backbone, training_rows
+from .backbone import build_backbone, check_backbone, rows_on_disk, training_rows
 from .fusion_search import pick_fusion_weights
 from .item_ids import RunIDs, build_item_ids, check_content_map_possible, content_map_method
 from .results import generative_results
@@ -48,6 +48,9 @@ from .scorer import (
     scorer_training_started,
     scorer_window_and_dropout,
 )
+
+#: where long runs write their training rows (`rows_on_disk_above`); removed once the bundle is saved
+TRAIN_ROWS_DIR = "_train_rows"
 
 logger = logging.getLogger(__name__)
 
@@ -272,7 +275,13 @@ def build_trainer(
         if name != "train"
     }
     # one row per history prefix, or one packed (causal-encoder T5) or causal (decoder-only) row per user window
-    examples["train"] = training_rows(run_data.train_sequences, run_data.splits, item_tokenizer, data_args, model_args)
+    arrow_path = None
+    if rows_on_disk(run_data.train_sequences, data_args):
+        arrow_path = Path(training_args.output_dir) / TRAIN_ROWS_DIR / f"rows-{training_args.process_index}.arrow"
+        logger.info("Training rows go to %s, memory-mapped (rows_on_disk_above).", arrow_path)
+    examples["train"] = training_rows(
+        run_data.train_sequences, run_data.splits, item_tokenizer, data_args, model_args, arrow_path=arrow_path
+    )
     validation = examples["validation"]
     if scorer is not None:
         user_sequences = user_sequences_by_id(run_data.data)
@@ -428,6 +437,8 @@ def save_run(
     if trainer.is_world_process_zero():  # under `accelerate launch` every process holds the same results
         atomic_write_text(output_dir / "results.json", json.dumps(results, indent=2) + "\n")
         shutil.rmtree(output_dir / SCORER_TRAINING_DIR, ignore_errors=True)
+        # not part of the bundle: `push` uploads the output dir (the rows are rebuilt when a run resumes)
+        shutil.rmtree(output_dir / TRAIN_ROWS_DIR, ignore_errors=True)
 
 
 def run_experiment(
