@@ -215,6 +215,12 @@ def hybrid(argv: list[str]) -> None:
     _write(result, args.output)
 
 
+def trained_minutes(bundle: str) -> float | None:
+    """The minutes a bundle trained, from the ``results.json`` its run wrote beside it (None without one)."""
+    path = Path(bundle) / "results.json"
+    return json.loads(path.read_text()).get("train_minutes") if path.is_file() else None
+
+
 def bundles(argv: list[str]) -> None:
     """Saved recommenders ranked on the same test users and the same histories, each against the first.
 
@@ -270,6 +276,7 @@ def bundles(argv: list[str]) -> None:
         "metrics": metrics,
         "minus_first": minus_first,
         "ranking_seconds": seconds,
+        "train_minutes": {bundle: trained_minutes(bundle) for bundle in args.bundles},
     }
     print(json.dumps({k: result[k] for k in ("metrics", "minus_first")}, indent=2))
     _write(result, args.output)

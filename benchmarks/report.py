@@ -40,9 +40,10 @@ PUBLISHED = {
 METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
 DATASETS = ("ml-100k", "ml-1m", "amazon-beauty")
 
-#: the headline: per dataset, (what, record, where in it, budget note). Each row is the record that measured the
-#: recipe as hf_genrec/recipes/ ships it now (width 64, 2+1 layers, prior with pseudo-count 30); where no record of
-#: the current recipe exists (the hybrid on ML-100K ran at width 128) there is no row.
+#: the headline: per dataset, (what, record, where in it: `test`, a baseline, or `metrics.<bundle>` of a paired
+#: record, whose bundles were ranked alone or fused). Each row is the record that measured the recipe as
+#: hf_genrec/recipes/ ships it now (width 64, 2+1 layers, prior with pseudo-count 30); where no record of the current
+#: recipe exists (the hybrid on ML-100K ran at width 128) there is no row.
 HEADLINE = {
     "ml-100k": [
         ("hf_genrec, recipe `ml-100k`", "amd-epyc/ml-100k_quickstart_width-64.json", "test"),
@@ -174,6 +175,17 @@ def budget_note(record: dict) -> str:
     return f"{minutes:.0f} min" if isinstance(minutes, (int, float)) else "–"
 
 
+def headline_budget(record: dict, where: str) -> str:
+    """A headline row's budget: its run's, or, for a bundle a paired record ranked (``metrics.<bundle>``), the
+    minutes that bundle trained; a baseline has none."""
+    if where == "test":
+        return budget_note(record)
+    if where.startswith("metrics."):
+        minutes = (record.get("train_minutes") or {}).get(where.removeprefix("metrics."))
+        return f"{minutes:.0f} min" if isinstance(minutes, (int, float)) else "–"
+    return "–"
+
+
 def provenance(rels: list[str], records: dict[str, dict]) -> str:
     """One line per record: its command (as it runs now), machine and date, with where a backfilled field came from."""
     lines = []
@@ -210,7 +222,7 @@ def headline_table(records: dict[str, dict], link_prefix: str = "benchmarks/") -
             metrics = dig(record, where) if record else None
             if not metrics:
                 continue
-            budget = budget_note(record) if where == "test" else "–"
+            budget = headline_budget(record, where)
             lines.append(f"| {dataset} | {what} | {fmt(metrics.get('recall@10'))} | {fmt(metrics.get('ndcg@10'))} | "
                          f"{budget} |")  # fmt: skip
         published = dict(PUBLISHED.get(dataset, []))

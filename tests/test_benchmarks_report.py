@@ -67,6 +67,15 @@ def test_headline_rows_come_from_the_records_with_the_papers_beside(results):
     assert "[benchmarks/README.md](benchmarks/README.md)" in table
 
 
+def test_a_paired_records_bundle_row_gives_the_minutes_that_bundle_trained():
+    paired = _record(metrics={"outputs/a": {"recall@10": 0.2}, "outputs/b": {"recall@10": 0.1}},
+                     train_minutes={"outputs/a": 20.4, "outputs/b": None})  # fmt: skip
+    assert report.headline_budget(paired, "metrics.outputs/a") == "20 min"
+    assert report.headline_budget(paired, "metrics.outputs/b") == "–"  # a bundle without its run's results.json
+    assert report.headline_budget(_record(budget_minutes=60.0), "test") == "60 min"
+    assert report.headline_budget(_record(budget_minutes=60.0), "baselines.most_popular") == "–"
+
+
 def test_a_record_without_a_date_is_refused(results):
     _write(results / "undated.json", {"command": "python benchmarks/scale.py", "machine": "x"})
     with pytest.raises(SystemExit, match=r"undated\.json has no date"):
@@ -148,3 +157,12 @@ def test_a_guides_table_replaces_only_its_marked_block():
         report.with_block("no markers\n", "load-test", "| table |", "docs/serving.md")
     for guide, (name, _, _) in report.GUIDE_BLOCKS.items():  # every guide named there has its block
         report.with_block((ROOT / guide).read_text(), name, "x", guide)
+
+
+def test_paired_records_take_each_bundles_minutes_from_its_runs_results(tmp_path):
+    import paired  # benchmarks/paired.py: its bundle rows feed the headline's budgets
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text(json.dumps({"train_minutes": 12.5}))
+    assert paired.trained_minutes(str(tmp_path / "run")) == 12.5
+    assert paired.trained_minutes(str(tmp_path / "bare")) is None
