@@ -5,14 +5,15 @@ difference (the users are the same, so that error is much smaller than either fi
     python benchmarks/paired.py hybrid outputs/reproduce/amazon-beauty_hybrid-recipe --data-dir ../shared/data
     python benchmarks/paired.py splits outputs/reproduce/amazon-beauty_genrec --data-dir ../shared/data
     python benchmarks/paired.py averaged outputs/reproduce/amazon-beauty_genrec_ema/checkpoint-N --data-dir ...
-    python benchmarks/paired.py files first_per_user.json second_per_user.json
+    python benchmarks/paired.py files outputs/sasrec/test_per_user.json outputs/genrec/test_per_user.json
 
 - ``bundles``: saved recommenders ranked on the same test users and histories; each against the first.
 - ``hybrid``: one hybrid bundle four ways (the hybrid, its SASRec with and without the prior, its generative model
   with the prior), optionally with its fusion weights picked again on validation users.
 - ``splits``: one bundle on both leave-one-out splits (all users), and how the two splits' targets differ.
 - ``averaged``: the averaged (``ema_decay``) and the raw weights of one checkpoint, on the same users.
-- ``files``: any two per-user result files (``bundles --per-user-dir`` writes them), compared user by user.
+- ``files``: any two per-user result files compared user by user: the ``test_per_user.json`` every recipe run
+  (generative or ``--model sasrec``) writes beside its ``results.json``, or those ``bundles --per-user-dir`` writes.
 """
 
 from __future__ import annotations
@@ -32,17 +33,14 @@ from reproduce import KS, rank_genrec  # benchmarks/reproduce.py
 from hf_genrec import GenerativeRecommender
 from hf_genrec.data import leave_one_out, load_interactions
 from hf_genrec.data.splits import training_part
-from hf_genrec.evaluation.metrics import ranking_metrics
+from hf_genrec.evaluation.metrics import per_user_metrics, ranking_metrics, target_ranks
 from hf_genrec.models.sasrec import left_pad
 from hf_genrec.training.averaging import load_training_weights
 
 
 def per_user(ranked: np.ndarray, targets: np.ndarray, k: int = 10) -> dict[str, np.ndarray]:
     """Hit@k and NDCG@k of every user (one held-out item each)."""
-    hit = ranked[:, :k] == targets[:, None]
-    position = hit.argmax(axis=1)
-    found = hit.any(axis=1)
-    return {f"recall@{k}": found.astype(float), f"ndcg@{k}": np.where(found, 1 / np.log2(position + 2), 0.0)}
+    return per_user_metrics(target_ranks(ranked[:, :k], targets), ks=(k,))
 
 
 def paired_difference(first: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
@@ -280,9 +278,9 @@ def bundles(argv: list[str]) -> None:
     }
     print(json.dumps({k: result[k] for k in ("metrics", "minus_first")}, indent=2))
     _write(result, args.output)
-    if args.per_user_dir:  # for `paired.py files`: one file per bundle, users by their test row
+    if args.per_user_dir:  # for `paired.py files`: one file per bundle, users by id, as runs' test_per_user.json
         for number, bundle in enumerate(args.bundles):
-            rows = {"bundle": bundle, "users": list(range(len(targets)))}
+            rows = {"bundle": bundle, "users": test["user_id"][:]}
             rows.update({m: v.tolist() for m, v in per[bundle].items()})
             write_record(rows, Path(args.per_user_dir) / f"{number}_{Path(bundle).name}.json")
 

@@ -62,6 +62,11 @@ def test_train_then_recommend(data_root, tmp_path, capsys, caplog):
     assert keys <= set(results["test"]) and keys <= set(results["baselines"]["most_popular"])
     assert results["test"]["invalid_rate"] == 0.0
     assert results["train_seconds"] > 0 and results["data"]["users"] == 30
+    # each test user's hits, by user id, for paired comparisons with another run (`paired.py files`)
+    per_user = json.loads((out / "test_per_user.json").read_text())
+    assert sorted(per_user["users"]) == sorted(f"u{u}" for u in range(30))
+    assert sum(per_user["recall@10"]) == pytest.approx(30 * results["test"]["recall@10"])
+    assert np.mean(per_user["ndcg@5"]) == pytest.approx(results["test"]["ndcg@5"])
     assert (out / "quantizer").is_dir() and (out / "semantic_ids").is_dir()
     # the data's titles travel with the bundle, for pages that show the items (hf-genrec demo)
     assert json.loads((out / "item_titles.json").read_text())["3"] == "Movie 3"

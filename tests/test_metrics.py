@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -52,3 +53,28 @@ def test_most_popular_ranks_by_training_count():
     assert model.predict(2, 3).tolist() == [[1, 2, 0], [1, 2, 0]]
     with pytest.raises(ValueError, match="not in the catalogue"):
         MostPopular(index).fit([["q"]])
+
+
+def test_per_user_metrics_average_to_the_ranking_metrics():
+    from hf_genrec.evaluation.metrics import per_user_metrics, ranking_metrics, target_ranks
+
+    predictions = np.array([[3, 1, 2], [0, 2, 1], [5, 6, 7]])
+    targets = np.array([1, 0, 4])
+    per = per_user_metrics(target_ranks(predictions, targets), ks=[1, 3])
+    assert per["recall@1"].tolist() == [0.0, 1.0, 0.0] and per["recall@3"].tolist() == [1.0, 1.0, 0.0]
+    overall = ranking_metrics(predictions, targets, [1, 3])
+    for metric, values in per.items():
+        assert values.mean() == pytest.approx(overall[metric])
+
+
+def test_test_per_user_file_needs_one_rank_per_user(tmp_path):
+    from hf_genrec.recipes.results import save_test_per_user
+
+    with pytest.raises(ValueError, match="3 test users but 2 target ranks"):
+        save_test_per_user(tmp_path, ["a", "b", "c"], np.array([0, 1]), [10])
+    save_test_per_user(tmp_path, ["a", "b"], np.array([0, 10]), [10])
+    assert json.loads((tmp_path / "test_per_user.json").read_text()) == {
+        "users": ["a", "b"],
+        "recall@10": [1.0, 0.0],
+        "ndcg@10": [1.0, 0.0],
+    }

@@ -205,6 +205,11 @@ def test_model_sasrec_trains_and_ranks_under_the_recipes_protocol(data_root, tmp
     assert training["validation_ndcg@10"] == max(p["ndcg@10"] for p in results["validation_curve"])
     assert results["recall_curve"]["SASRec"][4] == pytest.approx(results["test"]["recall@5"])
     assert not (out / "_scorer_training").exists()
+    # each test user's hits, by user id, for paired comparisons with another run on the same users
+    per_user = json.loads((out / "test_per_user.json").read_text())
+    assert sorted(per_user["users"]) == sorted(f"u{u}" for u in range(30))
+    for metric in ("recall@5", "ndcg@10"):
+        assert np.mean(per_user[metric]) == pytest.approx(results["test"][metric])
 
     # the saved SASRec and its item ids rank the test users (history window 10, history excluded) alike
     model = SASRecModel.from_pretrained(out).eval()

@@ -29,6 +29,25 @@ def target_ranks(predictions, targets) -> np.ndarray:
     return np.where(hits.any(axis=1), hits.argmax(axis=1), predictions.shape[1])
 
 
+def per_user_metrics(ranks, ks: Sequence[int] = (5, 10)) -> dict[str, np.ndarray]:
+    """Each user's Recall@K (a hit, 0 or 1) and NDCG@K for every K, from the 0-based target ranks (`target_ranks`):
+    the per-user values that paired comparisons of two rankings of the same users take the differences of.
+
+    Example:
+
+    ```python
+    >>> {m: v.tolist() for m, v in per_user_metrics([0, 3, 1], ks=[2]).items()}
+    {'recall@2': [1.0, 0.0, 1.0], 'ndcg@2': [1.0, 0.0, 0.6309297535714575]}
+    ```
+    """
+    ranks = np.asarray(ranks).reshape(-1)
+    out = {}
+    for k in ks:
+        out[f"recall@{k}"] = (ranks < k).astype(float)
+        out[f"ndcg@{k}"] = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+    return out
+
+
 def recall_at_k(predictions, targets, k: int) -> float:
     """Share of users whose target is in their top ``k`` (= Hit@K for one target per user).
 

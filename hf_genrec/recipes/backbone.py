@@ -4,7 +4,8 @@ rows each one reads."""
 
 from __future__ import annotations
 
-import os
+import logging
+from pathlib import Path
 
 import datasets
 from transformers import PreTrainedModel
@@ -13,8 +14,14 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from ..models.causal_lm import build_causal_lm
 from ..models.t5 import build_t5_model
 from ..tokenization import ItemTokenizer
+from ..training.arguments import GenRecTrainingArguments
 from ..training.examples import tokenize_causal_sequences, tokenize_examples, tokenize_sequences
 from .arguments import DataArguments, ModelArguments
+
+#: where long runs write their training rows (`rows_on_disk_above`); the run removes it once the bundle is saved
+TRAIN_ROWS_DIR = "_train_rows"
+
+logger = logging.getLogger(__name__)
 
 #: the backbone that is the T5 (GenRecT5); any other value is a decoder-only causal LM
 T5_BACKBONE = "t5"
@@ -77,14 +84,19 @@ def training_rows(
     item_tokenizer: ItemTokenizer,
     data_args: DataArguments,
     model_args: ModelArguments,
-    arrow_path: str | os.PathLike | None = None,
+    training_args: GenRecTrainingArguments,
 ) -> datasets.Dataset:
     """The rows the model trains on: for a decoder-only backbone one causal row per user window (every next item of
     the window trained in one pass, `tokenize_causal_sequences`), for the causal-encoder T5 one packed row per
-    window (`tokenize_sequences`), else one row per history prefix of the train split (TIGER's). With
-    ``arrow_path`` the windowed rows are written there in chunks and memory-mapped."""
+    window (`tokenize_sequences`), else one row per history prefix of the train split (TIGER's). Above
+    ``data_args.rows_on_disk_above`` interactions the windowed rows are written to an Arrow file in the output dir
+    in chunks, and memory-mapped."""
     if is_decoder_backbone(model_args) or model_args.causal_encoder:
         tokenize = tokenize_causal_sequences if is_decoder_backbone(model_args) else tokenize_sequences
+        arrow_path = None
+        if rows_on_disk(train_sequences, data_args):
+            arrow_path = Path(training_args.output_dir) / TRAIN_ROWS_DIR / f"rows-{training_args.process_index}.arrow"
+            logger.info("Training rows go to %s, memory-mapped (rows_on_disk_above).", arrow_path)
         return tokenize(
             train_sequences,
             item_tokenizer,

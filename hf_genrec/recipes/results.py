@@ -1,14 +1,18 @@
-"""What a run records: the protocol in words, the ``results.json`` record, and the printed table of metrics."""
+"""What a run records: the protocol in words, the ``results.json`` record, each test user's hits
+(``test_per_user.json``), and the printed table of metrics."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from ..evaluation.metrics import recall_curve
+from ..evaluation.metrics import per_user_metrics, recall_curve
 from ..models.sasrec import SASRecModel
 from ..training.arguments import GenRecTrainingArguments
+from ..utils.saving import atomic_write_text
 from ..version import __version__
 from .arguments import DataArguments, ItemIDArguments, ModelArguments
 from .backbone import count_train_targets, is_decoder_backbone
@@ -150,6 +154,20 @@ def generative_results(
         "id_scheme": id_args.id_scheme,
         "library_version": __version__,
     }
+
+
+#: each test user's Recall@K and NDCG@K, beside results.json: two runs on the same users compare user by user
+#: (`python benchmarks/paired.py files A/test_per_user.json B/test_per_user.json`)
+TEST_PER_USER_FILE = "test_per_user.json"
+
+
+def save_test_per_user(output_dir: str | Path, users: Sequence[str], ranks: np.ndarray, ks: Sequence[int]) -> None:
+    """Write ``test_per_user.json``: the test users' ids and, aligned with them, each one's metrics from the 0-based
+    rank of its target (`hf_genrec.evaluation.metrics.target_ranks`)."""
+    if len(users) != len(ranks):
+        raise ValueError(f"{len(users)} test users but {len(ranks)} target ranks; they must match one to one.")
+    record = {"users": list(users), **{m: v.tolist() for m, v in per_user_metrics(ranks, ks).items()}}
+    atomic_write_text(Path(output_dir) / TEST_PER_USER_FILE, json.dumps(record) + "\n")
 
 
 def format_results_table(results: dict) -> str:

@@ -36,10 +36,10 @@ from ..training.examples import add_scorer_history, tokenize_examples
 from ..training.trainer import GenRecTrainer
 from ..utils.saving import atomic_write_text, last_complete_checkpoint
 from .arguments import DataArguments, ItemIDArguments, ModelArguments
-from .backbone import build_backbone, check_backbone, rows_on_disk, training_rows
+from .backbone import TRAIN_ROWS_DIR, build_backbone, check_backbone, training_rows
 from .fusion_search import pick_fusion_weights
 from .item_ids import RunIDs, build_item_ids, check_content_map_possible, content_map_method
-from .results import generative_results
+from .results import generative_results, save_test_per_user
 from .scorer import (
     SCORER_TRAINING_DIR,
     ScorerArguments,
@@ -48,9 +48,6 @@ from .scorer import (
     scorer_training_started,
     scorer_window_and_dropout,
 )
-
-#: where long runs write their training rows (`rows_on_disk_above`); removed once the bundle is saved
-TRAIN_ROWS_DIR = "_train_rows"
 
 logger = logging.getLogger(__name__)
 
@@ -275,12 +272,8 @@ def build_trainer(
         if name != "train"
     }
     # one row per history prefix, or one packed (causal-encoder T5) or causal (decoder-only) row per user window
-    arrow_path = None
-    if rows_on_disk(run_data.train_sequences, data_args):
-        arrow_path = Path(training_args.output_dir) / TRAIN_ROWS_DIR / f"rows-{training_args.process_index}.arrow"
-        logger.info("Training rows go to %s, memory-mapped (rows_on_disk_above).", arrow_path)
     examples["train"] = training_rows(
-        run_data.train_sequences, run_data.splits, item_tokenizer, data_args, model_args, arrow_path=arrow_path
+        run_data.train_sequences, run_data.splits, item_tokenizer, data_args, model_args, training_args
     )
     validation = examples["validation"]
     if scorer is not None:
@@ -497,4 +490,6 @@ def run_experiment(
         num_parameters=run_model.model.num_parameters(),
     )
     save_run(results, run_data, run_model, id_args, output_dir, timings)
+    if tested.ranks is not None and run_model.trainer.is_world_process_zero():
+        save_test_per_user(output_dir, tested.test["user_id"][:], tested.ranks, training_args.eval_ks)
     return results

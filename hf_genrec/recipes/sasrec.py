@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluation.baselines import MostPopular
-from ..evaluation.metrics import ranking_metrics, recall_curve
+from ..evaluation.metrics import ranking_metrics, recall_curve, target_ranks
 from ..models.prior import ItemTransitions
 from ..models.sasrec import SASRecModel, rank_histories
 from ..training.arguments import GenRecTrainingArguments
 from ..utils.saving import atomic_write_text
 from ..version import __version__
 from .arguments import DataArguments, ItemIDArguments
-from .results import metric_names, test_users_text
+from .results import metric_names, save_test_per_user, test_users_text
 from .run import read_data, user_sequences_by_id
 from .scorer import (
     SCORER_TRAINING_DIR,
@@ -167,6 +167,7 @@ def run_sasrec_experiment(
         "library_version": __version__,
     }
     save_sasrec_run(results, model, list(index), output_dir)
+    save_test_per_user(output_dir, test["user_id"][:], target_ranks(ranking, targets), ks)
     return results
 
 
