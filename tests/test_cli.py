@@ -158,6 +158,26 @@ def test_train_runs_every_id_scheme(scheme, data_root, tmp_path, capsys):
     assert len(recs) == 5 and all(r["item_id"] in {str(i) for i in range(20)} for r in recs)
 
 
+def test_per_item_collision_codes_train_rank_and_reload(data_root, tmp_path, capsys):
+    """collision_codes per_item: one last-level token per item (20 here), trained, ranked and read back."""
+    from hf_genrec import GenerativeRecommender
+
+    out = tmp_path / "per-item"
+    flags = list(TINY_FLAGS)
+    flags[flags.index("--num_train_epochs") + 1] = "1"
+    argv = ["train", "--dataset", "ml-100k", "--data_dir", str(data_root), "--output_dir", str(out),
+            "--item_features", str(data_root / "features.npy"), "--collision_codes", "per_item", *flags]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert results["test"]["invalid_rate"] == 0.0
+    recommender = GenerativeRecommender.from_pretrained(out)
+    ids = recommender.item_tokenizer.semantic_ids
+    assert ids.codebook_sizes[-1] == 20 and sorted(ids.codes[:, -1].tolist()) == list(range(20))
+    assert len(recommender.recommend([["3", "4"]], k=5)[0]) == 5
+    assert main([*argv[: -len(flags)], "--id_scheme", "title", *flags]) == 1  # title IDs have no collision level
+    assert "collision_codes='per_item' renumbers the collision level" in capsys.readouterr().err
+
+
 def test_build_ids_prints_saves_and_plots(data_root, tmp_path, capsys):
     out = tmp_path / "ids"
     code = main(

@@ -88,6 +88,19 @@ def test_compute_diagnostics_without_collision_level():
 
 
 # ------------------------------------------------------------------ from_codes
+def test_per_item_collision_codes_give_every_item_a_last_code_of_its_own():
+    shared = from_codes(HAND_CODES, HAND_IDS, add_collision_level=True)
+    per_item = shared.with_item_collision_codes()
+    np.testing.assert_array_equal(per_item.codes[:, :-1], shared.codes[:, :-1])  # the semantic levels stay
+    np.testing.assert_array_equal(per_item.codes[:, -1], np.arange(len(HAND_IDS)))
+    assert per_item.codebook_sizes == [*shared.codebook_sizes[:-1], len(HAND_IDS)]
+    assert per_item.item_ids == shared.item_ids and per_item.has_collision_level
+    assert per_item.diagnostics["per_item_collision_codes"] is True
+    assert not np.array_equal(shared.codes[:, -1], per_item.codes[:, -1])  # TIGER's numbering restarts per tuple
+    with pytest.raises(ValueError, match="these IDs have none"):
+        from_codes(np.array([[0, 1], [1, 0]]), ["x", "y"]).with_item_collision_codes()
+
+
 def test_from_codes_adds_collision_level_only_when_needed():
     unique = from_codes(np.array([[0, 1], [1, 0]]), ["x", "y"])
     assert not unique.has_collision_level and unique.n_levels == 2 and unique.codebook_sizes == [2, 2]

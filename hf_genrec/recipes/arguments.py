@@ -92,6 +92,15 @@ class ItemIDArguments:
         },
     )
     n_levels: int = field(default=3, metadata={"help": "Code levels before the collision level."})
+    collision_codes: str = field(
+        default="shared",
+        metadata={
+            "help": "shared (TIGER: the collision level numbers the items that share a code tuple) or per_item (it "
+            "numbers every item, so each has a token of its own to memorise what is particular to it; the "
+            "vocabulary grows by the catalogue). See SemanticIDs.with_item_collision_codes.",
+            "choices": ["shared", "per_item"],
+        },
+    )
     codebook_size: int = field(default=256, metadata={"help": "Codes per level (hierarchical: clusters per node)."})
     id_seed: int = field(default=0, metadata={"help": "Seed of the ID scheme."})
     balanced: bool = field(default=False, metadata={"help": "rqkmeans: equal-size clusters at every level."})
@@ -109,6 +118,15 @@ class ItemIDArguments:
         metadata={"help": "title: 'error' on items without a title, or 'item_id' to spell them by id.",
                   "choices": ["error", "item_id"]},
     )  # fmt: skip
+
+    def __post_init__(self):
+        if self.collision_codes not in ("shared", "per_item"):
+            raise ValueError(f"collision_codes must be 'shared' or 'per_item', got {self.collision_codes!r}.")
+        if self.collision_codes == "per_item" and self.id_scheme in ("title", "atomic"):
+            raise ValueError(
+                f"collision_codes='per_item' renumbers the collision level, and {self.id_scheme} IDs have none "
+                "(title IDs are variable-length; atomic IDs are one token per item already)."
+            )
 
     def build_scheme(self, tokenizer=None) -> ItemIDScheme:
         """The unfitted ID scheme these arguments describe (`hf_genrec.semantic_ids.factory.build_id_scheme`);

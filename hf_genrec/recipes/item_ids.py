@@ -75,6 +75,8 @@ def fit_item_ids(
     start = time.perf_counter()
     scheme = id_args.build_scheme(base_tokenizer)
     semantic_ids = scheme.fit(features, items["item_id"][:])
+    if id_args.collision_codes == "per_item":
+        semantic_ids = semantic_ids.with_item_collision_codes()
     timings["semantic_ids_s"] = time.perf_counter() - start
     return scheme, semantic_ids, timings
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -140,6 +140,26 @@ class SemanticIDs:
             return tuple(int(code) for code in self.codes[self.lookup[str(item_id)]] if code >= 0)
         except KeyError:
             raise KeyError(f"unknown item id {item_id!r} ({self.n_items} items have semantic IDs)") from None
+
+    def with_item_collision_codes(self) -> SemanticIDs:
+        """A copy whose collision level numbers every item (row ``i`` gets code ``i``) instead of the items that share
+        each tuple: each item then has a token of its own, an embedding that can learn what is particular to it (its
+        successors, say) beside the codes it shares with similar items.
+
+        The IDs stay valid prefixes of one another's tuples; only the last level's vocabulary grows, to one token per
+        item, so the model's vocabulary grows by the catalogue. Items added later take the smallest code free under
+        their prefix, as with TIGER's collision level, so they share a token the model trained for another item.
+        """
+        if not self.has_collision_level or self.is_variable_length:
+            raise ValueError(
+                "Per-item collision codes replace the collision level, and these IDs have none (fixed-length IDs "
+                "with add_collision_level=True have one; variable-length IDs never do)."
+            )
+        codes = self.codes.copy()
+        codes[:, -1] = np.arange(self.n_items)
+        sizes = [*self.codebook_sizes[:-1], self.n_items]
+        diagnostics = {**self.diagnostics, **compute_diagnostics(codes, sizes, True), "per_item_collision_codes": True}
+        return replace(self, codes=codes, codebook_sizes=sizes, diagnostics=diagnostics)
 
     def __repr__(self) -> str:
         rate = self.diagnostics.get("collision_rate_before")
