@@ -39,4 +39,4 @@ def test_recipes_put_rows_on_disk_above_their_threshold():
     assert not rows_on_disk(sequences, DataArguments(rows_on_disk_above=-1))
     assert not rows_on_disk(sequences, DataArguments())  # the default threshold is for large data
     with pytest.raises(ValueError, match="rows_on_disk_above must be -1"):
-        rows_on_disk(sequences, DataArguments(rows_on_disk_above=-2))
+        DataArguments(rows_on_disk_above=-2)  # refused before any data is read

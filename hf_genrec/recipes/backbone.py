@@ -110,10 +110,6 @@ def training_rows(
 def rows_on_disk(train_sequences: list[list[str]], data_args: DataArguments) -> bool:
     """Whether the training rows go to an Arrow file (``data_args.rows_on_disk_above``)."""
     threshold = data_args.rows_on_disk_above
-    if threshold < -1:
-        raise ValueError(
-            f"rows_on_disk_above must be -1 (never), 0 (always) or a count of interactions, got {threshold}."
-        )
     return threshold == 0 or (threshold > 0 and sum(map(len, train_sequences)) > threshold)
 
 
