@@ -48,6 +48,8 @@ HEADLINE = {
     "ml-100k": [
         ("hf_genrec, recipe `ml-100k`", "amd-epyc/ml-100k_quickstart_width-64.json", "test"),
         ("hf_genrec decoder-only, `ml-100k` + `decoder` (Llama)", "ml-100k_decoder-recipe.json", "test"),
+        ("the T5 of recipe `ml-100k` alone (no prior)", "ml-100k_t5-vs-decoder_model-alone.json", "metrics.outputs/b40/ml-100k_t5"),
+        ("the decoder-only Llama alone (no prior)", "ml-100k_t5-vs-decoder_model-alone.json", "metrics.outputs/b40/ml-100k_decoder"),
         ("successor prior alone", "amd-epyc/ml-100k_quickstart_width-64.json", "baselines.successor_prior"),
         ("most popular", "amd-epyc/ml-100k_quickstart_width-64.json", "baselines.most_popular"),
     ],
@@ -55,18 +57,23 @@ HEADLINE = {
         ("hf_genrec, recipe `ml-1m`", "amd-epyc/ml-1m_20min_width-64.json", "test"),
         ("hf_genrec decoder-only, `ml-1m` + `decoder` (Llama)", "ml-1m_decoder-recipe.json", "test"),
         ("hf_genrec hybrid, `ml-1m` + `hybrid`", "amd-epyc/ml-1m_hybrid-recipe_width-64.json", "test"),
+        ("the T5 of recipe `ml-1m` alone (no prior)", "ml-1m_t5-vs-decoder_model-alone.json", "metrics.outputs/b40/ml-1m_t5"),
+        ("the decoder-only Llama alone (no prior)", "ml-1m_t5-vs-decoder_model-alone.json", "metrics.outputs/b40/ml-1m_decoder"),
         ("SASRec (`reproduce.py --model sasrec`)", "ml-1m_sasrec.json", "test"),
         ("successor prior alone", "amd-epyc/ml-1m_20min_width-64.json", "baselines.successor_prior"),
         ("most popular", "amd-epyc/ml-1m_20min_width-64.json", "baselines.most_popular"),
     ],
     "amazon-beauty": [
         ("hf_genrec, recipe `amazon-beauty` (= `amazon-default`)", "amd-epyc/amazon-beauty_width-64.json", "test"),
+        ("hf_genrec decoder-only, `amazon-beauty` + `decoder` (Llama)", "amazon-beauty_decoder-recipe.json", "test"),
         ("hf_genrec hybrid, `amazon-beauty` + `hybrid`", "amd-epyc/amazon-beauty_hybrid-recipe_width-64.json", "test"),
+        ("the T5 of recipe `amazon-beauty` alone (no prior)", "amazon-beauty_t5-vs-decoder_model-alone.json", "metrics.outputs/b40/amazon-beauty_t5"),
+        ("the decoder-only Llama alone (no prior)", "amazon-beauty_t5-vs-decoder_model-alone.json", "metrics.outputs/b40/amazon-beauty_decoder"),
         ("SASRec (`reproduce.py --model sasrec`)", "amd-epyc/amazon-beauty_sasrec_60min_best-state.json", "test"),
         ("successor prior alone", "amd-epyc/amazon-beauty_width-64.json", "baselines.successor_prior"),
         ("most popular", "amd-epyc/amazon-beauty_width-64.json", "baselines.most_popular"),
     ],
-}
+}  # fmt: skip
 #: the papers' rows shown beside ours in the headline
 HEADLINE_PUBLISHED = {
     "amazon-beauty": [("TIGER (paper; 200k steps on accelerators)", "published"), ("SASRec (as reported by TIGER)", "published")],
