@@ -178,7 +178,10 @@ def training_note(record: dict) -> str:
 
 def budget_note(record: dict) -> str:
     """The run's whole training budget (a hybrid's SASRec included), else the minutes it trained."""
-    minutes = record.get("budget_minutes") or record.get("train_minutes")
+    return minutes_note(record.get("budget_minutes") or record.get("train_minutes"))
+
+
+def minutes_note(minutes) -> str:
     return f"{minutes:.0f} min" if isinstance(minutes, (int, float)) else "–"
 
 
@@ -188,8 +191,7 @@ def headline_budget(record: dict, where: str) -> str:
     if where == "test":
         return budget_note(record)
     if where.startswith("metrics."):
-        minutes = (record.get("train_minutes") or {}).get(where.removeprefix("metrics."))
-        return f"{minutes:.0f} min" if isinstance(minutes, (int, float)) else "–"
+        return minutes_note((record.get("train_minutes") or {}).get(where.removeprefix("metrics.")))
     return "–"
 
 

@@ -58,7 +58,7 @@ def recall_at_k(predictions, targets, k: int) -> float:
     0.5
     ```
     """
-    return float(np.mean(target_ranks(predictions, targets) < k))
+    return float(per_user_metrics(target_ranks(predictions, targets), (k,))[f"recall@{k}"].mean())
 
 
 hit_at_k = recall_at_k
@@ -74,9 +74,7 @@ def ndcg_at_k(predictions, targets, k: int) -> float:
     0.8155
     ```
     """
-    ranks = target_ranks(predictions, targets)
-    gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
-    return float(np.mean(gains))
+    return float(per_user_metrics(target_ranks(predictions, targets), (k,))[f"ndcg@{k}"].mean())
 
 
 def mrr_at_k(predictions, targets, k: int) -> float:
@@ -108,10 +106,9 @@ def ranking_metrics(predictions, targets, ks: Sequence[int] = (5, 10)) -> dict[s
             f"Asked for metrics at K={max(ks)} but only {predictions.shape[1]} items were ranked per user; "
             "generate at least max(K) items (num_beams >= K)."
         )
-    out: dict[str, float] = {}
-    for k in ks:
-        out[f"recall@{k}"] = recall_at_k(predictions, targets, k)
-        out[f"ndcg@{k}"] = ndcg_at_k(predictions, targets, k)
+    # the targets are found once for every K (recall_at_k and ndcg_at_k would each find them again)
+    per_user = per_user_metrics(target_ranks(predictions, targets), ks)
+    out = {name: float(values.mean()) for name, values in per_user.items()}
     out[f"mrr@{max(ks)}"] = mrr_at_k(predictions, targets, max(ks))
     out["invalid_rate"] = invalid_rate(predictions, max(ks))
     return out

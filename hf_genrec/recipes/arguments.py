@@ -48,6 +48,10 @@ class DataArguments:
             "-1: never). Resident memory then stays bounded by the data, not the rows (docs/scale.md)."
         },
     )
+    max_test_users: int | None = field(
+        default=None,
+        metadata={"help": "Test on this many random users (default: all; the protocol string says which)."},
+    )
 
     def __post_init__(self):
         if self.rows_on_disk_above < -1:
@@ -55,11 +59,6 @@ class DataArguments:
                 f"rows_on_disk_above must be -1 (never), 0 (always) or a count of interactions, got "
                 f"{self.rows_on_disk_above}."
             )
-
-    max_test_users: int | None = field(
-        default=None,
-        metadata={"help": "Test on this many random users (default: all; the protocol string says which)."},
-    )
 
 
 @dataclass
