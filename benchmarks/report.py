@@ -504,6 +504,13 @@ def scale_curves_section(rels: list[str], records: dict[str, dict]) -> str:
     return "\n".join(out).rstrip()
 
 
+def scale_guide_section(rels: list[str], records: dict[str, dict], prefix: str = "results/") -> str:
+    """docs/scale.md's table: the record's cases in the guide's compact form (`scale_plot.guide_table`)."""
+    from scale_plot import guide_table  # benchmarks/scale_plot.py
+
+    return "\n\n".join(f"{guide_table(records[rel])}\n\nRecord: {link(rel, prefix)}." for rel in rels)
+
+
 SECTIONS = {
     "reproduce": reproduce_section,
     "paired": paired_section,
@@ -613,6 +620,7 @@ def with_headline(readme: str, records: dict[str, dict]) -> str:
 #: measurements is generated like the README's headline, so it never drifts from its record
 GUIDE_BLOCKS = {
     "docs/serving.md": ("load-test", "serve_load.json", serving_section),
+    "docs/scale.md": ("scale-curves", "scale_curves.json", scale_guide_section),
 }
 
 

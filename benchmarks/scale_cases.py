@@ -125,13 +125,38 @@ def anon_rss_mb() -> float:
 # ------------------------------------------------------------------------------------------------------ generative
 
 
-def recipe_settings(decoder: bool) -> dict:
+#: the recipe keys a generative case reads besides the model's (`ModelArguments`): the only ones ``--set`` may change
+TRAINING_KEYS = ("n_levels", "max_history", "per_device_train_batch_size", "learning_rate", "lr_scheduler_type",
+                 "warmup_steps", "constrained_loss")  # fmt: skip
+
+
+def recipe_settings(decoder: bool, overrides: dict | None = None) -> dict:
     """The general Amazon recipe's settings (hf_genrec/recipes/amazon-default.yaml), with the decoder-only overlay
-    (decoder.yaml) on top for the decoder-only method."""
+    (decoder.yaml) on top for the decoder-only method, and a variant's ``overrides`` (``--set``) last."""
     settings = yaml.safe_load((RECIPES / "amazon-default.yaml").read_text())
     if decoder:
         settings.update(yaml.safe_load((RECIPES / "decoder.yaml").read_text()))
-    return settings
+    return {**settings, **(overrides or {})}
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["item_positions=false", ...]`` as recipe values (YAML-parsed), refusing a key the cases do not read: a
+    recipe key such as ``collision_codes`` would otherwise be silently ignored."""
+    from dataclasses import fields
+
+    from hf_genrec.recipes.arguments import ModelArguments
+
+    readable = {f.name for f in fields(ModelArguments)} | set(TRAINING_KEYS)
+    overrides = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {pair!r}: write KEY=VALUE, e.g. --set item_positions=false")
+        if key not in readable:
+            raise SystemExit(f"--set {key}: the generative cases do not read this key; they read "
+                             f"{', '.join(sorted(readable))}")  # fmt: skip
+        overrides[key] = yaml.safe_load(text)
+    return overrides
 
 
 def run_generative(spec: dict, data: CaseData, out: dict) -> None:
@@ -145,7 +170,7 @@ def run_generative(spec: dict, data: CaseData, out: dict) -> None:
     from hf_genrec.training.examples import tokenize_causal_sequences, tokenize_sequences
 
     decoder = spec["method"] == "decoder"
-    recipe = recipe_settings(decoder)
+    recipe = recipe_settings(decoder, spec.get("recipe_overrides"))
     start = time.perf_counter()
     features = data.features()
     item_ids = [str(i) for i in range(data.n_items)]
@@ -367,7 +392,7 @@ def run_case(spec: dict) -> dict:
     """One case's measurements. An error part-way is recorded as ``failed`` with its message, keeping what was
     measured before it (a long training is not lost to a failing bundle save)."""
     torch.set_num_threads(spec["threads"])
-    out = {key: spec[key] for key in ("method", "dataset", "n_items", "batch_size") if key in spec}
+    out = {key: spec[key] for key in ("method", "dataset", "n_items", "batch_size", "recipe_overrides") if key in spec}
     try:
         if spec["method"] == "examples":
             out["storage"] = spec["storage"]

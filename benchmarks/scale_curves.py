@@ -56,7 +56,7 @@ MODES = {
 BATCHES = (128, 64, 32, 16, 8)
 GB = 2**30
 #: what a not-run or failed case keeps of its spec
-KEPT = ("method", "dataset", "n_items", "n_users", "interactions", "storage", "batch_size")
+KEPT = ("method", "dataset", "n_items", "n_users", "interactions", "storage", "batch_size", "recipe_overrides")
 
 
 def estimate_bytes(spec: dict) -> dict[str, float]:
@@ -105,7 +105,8 @@ def plan(args: argparse.Namespace, settings: dict) -> list[dict]:
     catalogues = [dict(dataset="synthetic", n_items=n, n_users=min(high, max(low, n // 2))) for n in args.sizes]
     for name in args.datasets if args.data_dir else []:
         catalogues.append(dict(dataset=name, n_items=None))  # the dataset's own size, read in the case
-    specs = [{**common, **catalogue, "method": m} for catalogue in catalogues for m in args.methods]
+    variant = {"recipe_overrides": args.overrides} if args.overrides else {}
+    specs = [{**common, **catalogue, **variant, "method": m} for catalogue in catalogues for m in args.methods]
     if "examples" in args.cases:
         users = settings["examples_interactions"] // settings["length"]
         for storage in ("memory", "arrow"):
@@ -156,7 +157,8 @@ def run_child(spec: dict) -> dict:
 
 
 def case_key(r: dict) -> tuple:
-    return (r["method"], r["dataset"], r.get("n_items") if r["dataset"] == "synthetic" else None, r.get("storage"))
+    size = r.get("n_items") if r["dataset"] == "synthetic" else None
+    return (r["method"], r["dataset"], size, r.get("storage"), json.dumps(r.get("recipe_overrides"), sort_keys=True))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -175,6 +177,15 @@ def main(argv: list[str] | None = None) -> None:
                         "scale_curves_quick.json with --quick).")  # fmt: skip
     parser.add_argument("--plot", help="The PNG (default: docs/img/scale_curves.png, or beside the record).")
     parser.add_argument("--plot-only", metavar="RECORD", help="Only redraw the plot of an existing record.")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="A variant of the generative recipes (e.g. item_positions=false), recorded as its own "
+        "cases beside the recipe's; repeat for several keys.",
+    )
     parser.add_argument("--note", help="What the record should say about how it was run (e.g. a busy machine).")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -192,6 +203,14 @@ def main(argv: list[str] | None = None) -> None:
 
     from machine import describe_machine, invocation, write_record
 
+    if args.overrides:
+        from scale_cases import parse_overrides
+
+        if set(args.methods) - {"t5", "decoder"}:
+            raise SystemExit("--set changes the generative recipes only: pass --methods t5 and/or decoder with it.")
+        if "examples" in args.cases:
+            raise SystemExit("--set changes the catalogue cases only: pass --cases catalogues with it.")
+        args.overrides = parse_overrides(args.overrides)
     mode = "quick" if args.quick else "full"
     settings = MODES[mode]
     args.sizes = settings["sizes"] if args.sizes is None else args.sizes
@@ -216,7 +235,11 @@ def main(argv: list[str] | None = None) -> None:
     results = [r for r in earlier if case_key(r) not in ran] + results
     record = {
         "mode": mode,
-        "settings": {**settings, "sizes": args.sizes, "datasets": args.datasets, "budget_s": args.budget
+        # what the record holds, over every invocation that added to it
+        "settings": {**settings, "sizes": sorted({r["n_items"] for r in results if r["dataset"] == "synthetic"
+                                                  and r["method"] != "examples"}),
+                     "datasets": sorted({r["dataset"] for r in results if r["dataset"] != "synthetic"}),
+                     "budget_s": args.budget
                      or settings["budget_s"], "negatives": args.negatives, "threads": args.threads,
                      "memory_limit_gb": round(limit / GB, 1)},
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),

@@ -45,7 +45,10 @@ def plot_record(record: dict, path: str | Path) -> Path:
             color = f"C{n}"
             if index == "hnsw" and field in ("train_s_per_1k_targets", "peak_rss_mb"):
                 continue  # one training for both indexes: the flat line stands for it
-            ok = [r for r in rows if r["method"] == method and r.get("status") == "ok"]
+            # a recipe variant (--set) is a table row, not a line: the lines are the methods as shipped
+            ok = [
+                r for r in rows if r["method"] == method and r.get("status") == "ok" and not r.get("recipe_overrides")
+            ]
             points = sorted((r["n_items"], value(r, index, field)) for r in ok if r["dataset"] == "synthetic")
             points = [(x, y) for x, y in points if isinstance(y, (int, float)) and (y > 0 or not log)]
             if points:
@@ -54,9 +57,8 @@ def plot_record(record: dict, path: str | Path) -> Path:
                 y = value(r, index, field)
                 if r["dataset"] != "synthetic" and isinstance(y, (int, float)) and (y > 0 or not log):
                     ax.plot(r["n_items"], y, "s", mfc="none", color=color)
-            missing = [
-                r["n_items"] for r in rows if r["method"] == method and r.get("status") != "ok" and r.get("n_items")
-            ]
+            missing = [r["n_items"] for r in rows if r["method"] == method and r.get("status") != "ok"
+                       and r.get("n_items") and not r.get("recipe_overrides")]  # fmt: skip
             for x in missing:  # a case that did not run: a cross on the axis, so its absence is seen
                 ax.plot(x, 0.02, "x", color=color, transform=ax.get_xaxis_transform(), clip_on=False)
         ax.set_xscale("log")
@@ -79,6 +81,16 @@ def plot_record(record: dict, path: str | Path) -> Path:
     return path
 
 
+def variant(row: dict) -> str:
+    """`` (key=value, ...)`` for a case of a recipe variant (``--set``), nothing for the recipe as shipped."""
+    overrides = row.get("recipe_overrides") or {}
+    return (
+        f" ({', '.join(f'{k}={str(v).lower() if isinstance(v, bool) else v}' for k, v in overrides.items())})"
+        if overrides
+        else ""
+    )
+
+
 def fmt(x, digits: int = 2) -> str:
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         return "–"
@@ -95,7 +107,7 @@ def table_rows(record: dict) -> list[list[str]]:
         size = fmt(r.get("n_items"), 0)
         indexes = ["flat", "hnsw"] if r["method"] == "sasrec_sampled" and r.get("status") == "ok" else [None]
         for index in indexes:
-            method = r["method"] + (f" + {index}" if index else "")
+            method = r["method"] + (f" + {index}" if index else "") + variant(r)
             if r.get("status") != "ok":
                 out.append([method, where, size, *(["–"] * 8), f"{r.get('status')}: {r.get('reason', '')}"])
                 continue
@@ -132,3 +144,68 @@ def table(record: dict) -> str:
     if examples:
         lines += ["", EXAMPLES_HEADER, *("| " + " | ".join(row) + " |" for row in examples)]
     return "\n".join(lines)
+
+
+#: the guide's name of each method
+LABELS = {"t5": "T5 recipe", "decoder": "decoder-only recipe", "sasrec_full": "SASRec, full softmax",
+          "sasrec_sampled": "SASRec sampled + FAISS flat / HNSW"}  # fmt: skip
+GUIDE_HEADER = ("| items | method | train s / 1k targets | peak MB | serving build | bundle MB | p50 ms (one user) | "
+                "users/s (64) | Recall@10 |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|")  # fmt: skip
+DATASETS = {"amazon-beauty": "Beauty", "ml-1m": "ML-1M"}
+
+
+def short_size(n: int) -> str:
+    for unit, name in ((10**6, "M"), (10**3, "k")):
+        if n >= unit and n % unit == 0:
+            return f"{n // unit}{name}"
+    return f"{n:,}"
+
+
+def guide_table(record: dict) -> str:
+    """The docs' table of a record: one row per method and catalogue (synthetic sizes, then the real anchors), the
+    sampled SASRec's two indexes in one cell as ``flat / HNSW``, recipe variants after the recipes; cases that did
+    not run are rows of dashes with their reason listed below, then most-popular's Recall@10 per catalogue."""
+
+    def both(r: dict, field: str, digits: int) -> str:
+        if r["method"] != "sasrec_sampled":
+            return fmt(value(r, None, field), digits)
+        return " / ".join(fmt(value(r, index, field), digits) for index in ("flat", "hnsw"))
+
+    def order(r: dict) -> tuple:
+        real = r["dataset"] != "synthetic"
+        return (
+            real,
+            r["dataset"],
+            r.get("n_items") or 0,
+            bool(r.get("recipe_overrides")),
+            list(LABELS).index(r["method"]),
+        )
+
+    rows = sorted((r for r in record["results"] if r["method"] in LABELS), key=order)
+    lines, reasons, popular = [GUIDE_HEADER], [], {}
+    for r in rows:
+        size = (
+            short_size(r["n_items"])
+            if r["dataset"] == "synthetic"
+            else f"{DATASETS.get(r['dataset'], r['dataset'])} ({r['n_items']:,})"
+        )
+        name = LABELS[r["method"]] + variant(r)
+        if r.get("status") != "ok":
+            lines.append(f"| {size} | {name} | – | – | – | – | – | – | {r.get('status')} |")
+            reasons.append(f"- {name} at {size} items, {r.get('status')}: {r.get('reason', '')}")
+            continue
+        popular.setdefault(size, r.get("popularity_recall@10"))
+        build = both(r, "serving_build_s", 2) + " s" if r["method"] != "sasrec_full" else "–"
+        lines.append(f"| {size} | {name} | {fmt(r.get('train_s_per_1k_targets'))} | {fmt(r.get('peak_rss_mb'), 0)} | "
+                     f"{build} | {both(r, 'bundle_mb', 1)} | {both(r, 'latency_p50_ms', 1)} | "
+                     f"{both(r, 'batch64_users_per_s', 0)} | {both(r, 'recall@10', 3)} |")  # fmt: skip
+    out = "\n".join(lines)
+    if reasons:
+        out += "\n\nCases that did not run:\n\n" + "\n".join(reasons)
+    if popular:
+        out += (
+            "\n\nMost-popular's Recall@10 on the same users: "
+            + ", ".join(f"{fmt(v, 3)} at {k}" for k, v in popular.items())
+            + "."
+        )
+    return out

@@ -63,6 +63,42 @@ def test_table_shows_cases_that_did_not_run_with_their_reason():
     assert "| sasrec_sampled + flat | synthetic | 1,000 |" in text and "0.1900 (0.1000)" in text
 
 
+def test_a_recipe_variant_is_a_case_of_its_own_labelled_in_the_tables_and_unknown_keys_are_refused():
+    import scale_cases
+
+    overrides = scale_cases.parse_overrides(["item_positions=false", "num_decoder_layers=3"])
+    assert overrides == {"item_positions": False, "num_decoder_layers": 3}
+    assert scale_cases.recipe_settings(False, overrides)["item_positions"] is False
+    assert scale_cases.recipe_settings(False)["item_positions"] is True  # the shipped recipe is untouched
+    with pytest.raises(SystemExit, match="do not read this key"):
+        scale_cases.parse_overrides(["collision_codes=per_item"])  # an ID option the cases would ignore
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        scale_cases.parse_overrides(["item_positions"])
+    with pytest.raises(SystemExit, match="generative recipes only"):
+        scale_curves.main(["--set", "item_positions=false", "--methods", "t5", "sasrec_full"])
+
+    base = {"method": "t5", "dataset": "synthetic", "n_items": 10_000, "status": "ok", "recall@10": 0.4,
+            "popularity_recall@10": 0.1}  # fmt: skip
+    varied = {**base, "recipe_overrides": {"item_positions": False}, "recall@10": 0.6}
+    assert scale_curves.case_key(base) != scale_curves.case_key(varied)
+    assert "| t5 (item_positions=false) | synthetic | 10,000 |" in scale_plot.table({"results": [base, varied]})
+    guide = scale_plot.guide_table({"results": [varied, base]})
+    assert guide.index("| 10k | T5 recipe |") < guide.index("| 10k | T5 recipe (item_positions=false) |")
+
+
+def test_the_guide_table_lists_each_case_that_did_not_run_with_its_reason():
+    record = {"results": [
+        {"method": "sasrec_full", "dataset": "synthetic", "n_items": 10_000_000, "status": "not run",
+         "reason": "needs about 27 GB even at a batch of 8 users"},
+        {"method": "t5", "dataset": "amazon-beauty", "n_items": 12_101, "status": "ok", "recall@10": 0.05,
+         "popularity_recall@10": 0.01, "train_s_per_1k_targets": 0.2, "peak_rss_mb": 900.0},
+    ]}  # fmt: skip
+    text = scale_plot.guide_table(record)
+    assert "| 10M | SASRec, full softmax | – |" in text
+    assert "- SASRec, full softmax at 10M items, not run: needs about 27 GB even at a batch of 8 users" in text
+    assert "| Beauty (12,101) | T5 recipe | 0.20 | 900 |" in text and "0.010 at Beauty (12,101)" in text
+
+
 @pytest.mark.slow
 def test_quick_run_records_every_case_with_numbers_or_a_reason(tmp_path):
     output = tmp_path / "scale_curves_quick.json"
