@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from hf_genrec import ItemTokenizer, minimal_t5_tokenizer
-from hf_genrec.models.dropout import BitsDropout, bits_dropout, use_bits_dropout
+from hf_genrec.models.dropout import BitsDropout, add_embedding_dropout, bits_dropout, use_bits_dropout
 from hf_genrec.models.sasrec import SASRecConfig, SASRecModel
 from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.semantic_ids import RandomIDs
@@ -101,3 +101,41 @@ def test_trainer_swaps_a_plain_t5s_dropout(tmp_path):
 def test_sasrec_uses_it():
     model = SASRecModel(SASRecConfig(num_items=10, hidden_size=8, num_layers=1, num_heads=1, max_positions=5))
     assert not any(type(m) is nn.Dropout for m in model.modules())
+
+
+@pytest.mark.parametrize("backbone", ["llama", "t5"])
+def test_embedding_dropout_drops_the_input_embeddings_only_while_training(backbone):
+    from hf_genrec.recipes.arguments import ModelArguments
+    from hf_genrec.recipes.backbone import build_backbone
+
+    item_tokenizer = ItemTokenizer(
+        minimal_t5_tokenizer(), RandomIDs(2, 8, seed=0).fit(None, [f"i{n}" for n in range(30)])
+    )
+    sizes = dict(d_model=16, d_ff=32, d_kv=8, num_heads=2, num_layers=1, num_decoder_layers=1)
+    if backbone == "llama":
+        sizes.update(backbone="llama", causal_encoder=False, item_positions=False)
+    plain = build_backbone(item_tokenizer, ModelArguments(**sizes), seed=0)
+    dropped = build_backbone(item_tokenizer, ModelArguments(**sizes, embedding_dropout=0.5), seed=0)
+    # the same weights: the option adds a hook, not a parameter, so checkpoints do not change
+    assert plain.state_dict().keys() == dropped.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), dropped.state_dict().values()))
+    tokens = torch.arange(len(item_tokenizer))
+    torch.manual_seed(0)
+    dropped.train()
+    share = (dropped.get_input_embeddings()(tokens) == 0).float().mean().item()
+    assert 0.4 < share < 0.6
+    dropped.eval()
+    assert torch.equal(dropped.get_input_embeddings()(tokens), plain.get_input_embeddings()(tokens))
+    # the backbone's own dropout is what it was (the T5's dropout_rate; the Llama's attention dropout)
+    assert plain.config.to_dict() == dropped.config.to_dict()
+
+
+def test_embedding_dropout_out_of_range_is_refused_when_the_arguments_are_built():
+    from hf_genrec.recipes.arguments import ModelArguments
+
+    with pytest.raises(ValueError, match=r"embedding_dropout must be in \[0, 1\)"):
+        ModelArguments(embedding_dropout=1.0)
+    with pytest.raises(ValueError, match="embedding_dropout must be in"):
+        ModelArguments(embedding_dropout=-0.1)
+    with pytest.raises(ValueError, match="has no input embeddings"):
+        add_embedding_dropout(nn.Linear(2, 2), 0.1)  # a module without get_input_embeddings

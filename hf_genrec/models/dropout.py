@@ -63,3 +63,37 @@ def use_bits_dropout(model: nn.Module) -> nn.Module:
             if type(child) is nn.Dropout:
                 setattr(module, name, BitsDropout(child.p, child.inplace))
     return model
+
+
+def add_embedding_dropout(model: nn.Module, p: float) -> torch.utils.hooks.RemovableHandle:
+    """Drop elements of ``model``'s input embeddings with probability ``p`` while it trains (`bits_dropout`), besides
+    the dropout the architecture has. A Llama (and Qwen2, Mistral) drops only attention weights, so on short, sparse
+    histories nothing else regularises it; SASRec, by contrast, drops its item embeddings. A forward hook on
+    ``model.get_input_embeddings()``: no weights change, so checkpoints are unchanged, and the hook is gone once the
+    model is saved and loaded again (dropout does nothing at inference). Returns the hook's handle.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from torch import nn
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> from hf_genrec.models.dropout import add_embedding_dropout
+    >>> model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+    ...                                      num_attention_heads=2, num_key_value_heads=2))
+    >>> handle = add_embedding_dropout(model, 0.5)
+    >>> embeddings = model.get_input_embeddings()
+    >>> bool((embeddings(torch.arange(50)) == 0).any()), bool((embeddings.eval()(torch.arange(50)) == 0).any())
+    (True, False)
+    ```
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"embedding_dropout must be in [0, 1), got {p}.")
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if embeddings is None:
+        raise ValueError(f"{type(model).__name__} has no input embeddings (get_input_embeddings() is None) to drop.")
+
+    def drop(module: nn.Module, _inputs, output: torch.Tensor) -> torch.Tensor:
+        return bits_dropout(output, p, module.training)
+
+    return embeddings.register_forward_hook(drop)

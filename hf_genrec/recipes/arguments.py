@@ -176,6 +176,14 @@ class ModelArguments:
     num_layers: int = 4
     num_decoder_layers: int = 4
     dropout_rate: float = 0.1
+    embedding_dropout: float = field(
+        default=0.0,
+        metadata={
+            "help": "Dropout on the input token embeddings while training, besides the backbone's own (0: off). A "
+            "Llama's dropout_rate drops only attention weights, so this is how a decoder-only model's inputs are "
+            "regularised as SASRec's item embeddings are."
+        },
+    )
     causal_encoder: bool = field(
         default=False,
         metadata={
@@ -211,6 +219,10 @@ class ModelArguments:
             "history item (the causal encoder's summary of the history)."
         },
     )
+
+    def __post_init__(self):
+        if not 0.0 <= self.embedding_dropout < 1.0:
+            raise ValueError(f"embedding_dropout must be in [0, 1) (0: off), got {self.embedding_dropout}.")
 
 
 @dataclass

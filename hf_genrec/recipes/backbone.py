@@ -12,6 +12,7 @@ from transformers import PreTrainedModel
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from ..models.causal_lm import build_causal_lm
+from ..models.dropout import add_embedding_dropout
 from ..models.t5 import build_t5_model
 from ..tokenization import ItemTokenizer
 from ..training.arguments import GenRecTrainingArguments
@@ -61,21 +62,28 @@ def check_backbone(model_args: ModelArguments) -> None:
 def build_backbone(item_tokenizer: ItemTokenizer, model_args: ModelArguments, seed: int) -> PreTrainedModel:
     """The freshly initialised model of ``model_args`` (or the pretrained causal LM it names, its embeddings resized
     to the item tokens): `build_t5_model` for the T5, `build_causal_lm` for a decoder-only backbone, which reads
-    ``d_model``, ``num_layers``, ``num_heads``, ``d_ff`` and ``dropout_rate`` under its architecture's own names."""
+    ``d_model``, ``num_layers``, ``num_heads``, ``d_ff`` and ``dropout_rate`` under its architecture's own names.
+    ``embedding_dropout`` adds dropout on either's input embeddings (`add_embedding_dropout`)."""
     if not is_decoder_backbone(model_args):
-        model_config = {k: v for k, v in vars(model_args).items() if k not in ("base_tokenizer", "backbone")}
-        return build_t5_model(item_tokenizer, seed=seed, **model_config)
-    check_backbone(model_args)
-    return build_causal_lm(
-        item_tokenizer,
-        model_args.backbone,
-        seed=seed,
-        d_model=model_args.d_model,
-        num_layers=model_args.num_layers,
-        num_heads=model_args.num_heads,
-        d_ff=model_args.d_ff,
-        dropout=model_args.dropout_rate,
-    )
+        model_config = {
+            k: v for k, v in vars(model_args).items() if k not in ("base_tokenizer", "backbone", "embedding_dropout")
+        }
+        model = build_t5_model(item_tokenizer, seed=seed, **model_config)
+    else:
+        check_backbone(model_args)
+        model = build_causal_lm(
+            item_tokenizer,
+            model_args.backbone,
+            seed=seed,
+            d_model=model_args.d_model,
+            num_layers=model_args.num_layers,
+            num_heads=model_args.num_heads,
+            d_ff=model_args.d_ff,
+            dropout=model_args.dropout_rate,
+        )
+    if model_args.embedding_dropout:
+        add_embedding_dropout(model, model_args.embedding_dropout)
+    return model
 
 
 def training_rows(
