@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {plot_record(record, args.plot or PLOT)}")
         return
 
-    from machine import describe_machine, invocation, write_record
+    from machine import invocation, write_record
 
     if args.overrides:
         from scale_cases import parse_overrides
@@ -221,27 +221,50 @@ def main(argv: list[str] | None = None) -> None:
     plot_path = Path(args.plot or (output.with_suffix(".png") if args.quick else PLOT))
     limit = (args.memory_gb * GB) if args.memory_gb else 0.8 * mem_total()
     started = time.perf_counter()
-    results = []
+    command = invocation()
+    earlier = json.loads(output.read_text()).get("results", []) if output.exists() else []
+    results, record = [], None
     for spec in plan(args, settings):
         spec, skipped = fit_memory(spec, limit)
         result = skipped or run_child(spec)
         results.append(result)
         print(json.dumps(result), flush=True)
-    # a record grows over several invocations (sizes run apart): each case keeps the command that measured it
-    command = invocation()
+        # written after every case, so a long invocation stopped part-way keeps what it measured
+        record = merged_record(args, mode, settings, limit, earlier, results, command, started)
+        write_record(record, output)
+    if record is None:
+        raise SystemExit("Nothing to run: pass --sizes, --datasets (with --data-dir) or --cases examples.")
+    from scale_plot import plot_record, table
+
+    print(f"wrote {plot_record(record, plot_path)}")
+    print(table(record))
+
+
+def merged_record(
+    args,
+    mode: str,
+    settings: dict,
+    limit: float,
+    earlier: list[dict],
+    results: list[dict],
+    command: str,
+    started: float,
+) -> dict:
+    """The record: the cases measured now (each stamped with this ``command``) over the ``earlier`` record's others.
+    A record grows over several invocations (sizes run apart), so each case keeps the command that measured it."""
+    from machine import describe_machine
+
     results = [{**r, "command": command} for r in results]
-    earlier = json.loads(output.read_text()).get("results", []) if output.exists() else []
     ran = {case_key(r) for r in results}
     results = [r for r in earlier if case_key(r) not in ran] + results
-    record = {
+    return {
         "mode": mode,
         # what the record holds, over every invocation that added to it
         "settings": {**settings, "sizes": sorted({r["n_items"] for r in results if r["dataset"] == "synthetic"
                                                   and r["method"] != "examples"}),
                      "datasets": sorted({r["dataset"] for r in results if r["dataset"] != "synthetic"}),
-                     "budget_s": args.budget
-                     or settings["budget_s"], "negatives": args.negatives, "threads": args.threads,
-                     "memory_limit_gb": round(limit / GB, 1)},
+                     "budget_s": args.budget or settings["budget_s"], "negatives": args.negatives,
+                     "threads": args.threads, "memory_limit_gb": round(limit / GB, 1)},
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "note": args.note,
         "wall_s": round(time.perf_counter() - started, 1),
@@ -250,11 +273,6 @@ def main(argv: list[str] | None = None) -> None:
         "commands": list(dict.fromkeys(r["command"] for r in results if r.get("command"))),
         "machine": describe_machine(),
     }  # fmt: skip
-    write_record(record, output)
-    from scale_plot import plot_record, table
-
-    print(f"wrote {plot_record(record, plot_path)}")
-    print(table(record))
 
 
 def mem_total() -> float:

@@ -86,6 +86,22 @@ def test_a_recipe_variant_is_a_case_of_its_own_labelled_in_the_tables_and_unknow
     assert guide.index("| 10k | T5 recipe |") < guide.index("| 10k | T5 recipe (item_positions=false) |")
 
 
+def test_a_record_keeps_earlier_cases_and_replaces_those_measured_again():
+    import argparse
+
+    args = argparse.Namespace(budget=None, negatives=256, threads=2, note="busy machine")
+    old = {"method": "t5", "dataset": "synthetic", "n_items": 10_000, "status": "ok", "recall@10": 0.3, "command": "a"}
+    kept = {**old, "n_items": 100_000}
+    new = {**old, "recall@10": 0.4}
+    record = scale_curves.merged_record(
+        args, "full", scale_curves.MODES["full"], 19 * GB, [old, kept], [new], "b", 0.0
+    )
+    assert [(r["n_items"], r["recall@10"], r["command"]) for r in record["results"]] == [(100_000, 0.3, "a"),
+                                                                                       (10_000, 0.4, "b")]  # fmt: skip
+    assert record["settings"]["sizes"] == [10_000, 100_000] and record["commands"] == ["a", "b"]
+    assert {"machine", "note", "command"} <= record.keys() and record["note"] == "busy machine"
+
+
 def test_the_guide_table_lists_each_case_that_did_not_run_with_its_reason():
     record = {"results": [
         {"method": "sasrec_full", "dataset": "synthetic", "n_items": 10_000_000, "status": "not run",
