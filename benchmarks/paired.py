@@ -220,11 +220,13 @@ def trained_minutes(bundle: str) -> float | None:
 
 
 def bundles(argv: list[str]) -> None:
-    """Saved recommenders ranked on the same test users and the same histories, each against the first.
+    """Saved recommenders ranked on the same users and the same histories, each against the first: the test users,
+    or with ``--split validation`` the validation users (their histories end one item earlier), on which a recipe's
+    choices are made.
 
     Runs with different ``max_history`` rank different test histories in their records: with ``exclude_history``
     (the recipes') each excludes the items it read, so a wider window also removes more wrong candidates. Here every
-    bundle is given each test user's last ``--max-history`` items: it reads its own window of them, excludes every one
+    bundle is given each user's last ``--max-history`` items: it reads its own window of them, excludes every one
     of them (`GenerativeRecommender.recommend` bans the whole given history), and ranks at its saved fusion weights
     (``--transition-weight W`` sets one prior weight for all, 0 ranks the models alone). ``--per-user-dir`` writes
     each bundle's per-user hits for ``paired.py files``.
@@ -235,7 +237,8 @@ def bundles(argv: list[str]) -> None:
     parser.add_argument("bundles", nargs="+", help="Folders written by reproduce.py or `hf-genrec train`.")
     parser.add_argument("--dataset", default="amazon-beauty")
     parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--max-history", type=int, required=True, help="Items of each test history every bundle gets.")
+    parser.add_argument("--max-history", type=int, required=True, help="Items of each history every bundle gets.")
+    parser.add_argument("--split", choices=["test", "validation"], default="test", help="Which users to rank.")
     parser.add_argument(
         "--transition-weight",
         type=float,
@@ -249,8 +252,8 @@ def bundles(argv: list[str]) -> None:
         parser.error("Give at least two bundles to compare.")
     torch.set_num_threads(2)
     data = load_interactions(args.dataset, args.data_dir)
-    test = leave_one_out(data, max_history=args.max_history)["test"]
-    histories, targets = test["history"][:], test["target"][:]
+    users = leave_one_out(data, max_history=args.max_history)[args.split]
+    histories, targets = users["history"][:], users["target"][:]
 
     per, metrics, seconds = {}, {}, {}
     for bundle in args.bundles:
@@ -268,6 +271,7 @@ def bundles(argv: list[str]) -> None:
     minus_first = {bundle: paired_difference(per[bundle], per[first]) for bundle in args.bundles[1:]}
     result = {
         "dataset": args.dataset,
+        "split": args.split,
         "users": len(targets),
         "max_history": args.max_history,
         "transition_weight": args.transition_weight,
@@ -280,7 +284,7 @@ def bundles(argv: list[str]) -> None:
     _write(result, args.output)
     if args.per_user_dir:  # for `paired.py files`: one file per bundle, users by id, as runs' test_per_user.json
         for number, bundle in enumerate(args.bundles):
-            rows = {"bundle": bundle, "users": test["user_id"][:]}
+            rows = {"bundle": bundle, "split": args.split, "users": users["user_id"][:]}
             rows.update({m: v.tolist() for m, v in per[bundle].items()})
             write_record(rows, Path(args.per_user_dir) / f"{number}_{Path(bundle).name}.json")
 

@@ -3,11 +3,14 @@
     python benchmarks/training_speed.py step --data_dir ../shared/data --dataset amazon-beauty
     python benchmarks/training_speed.py step --data_dir ../shared/data --dataset ml-1m --depths 2+1 --widths 64
     python benchmarks/training_speed.py throughput --data_dir ../shared/data
+    python benchmarks/training_speed.py loss --data_dir ../shared/data --dataset amazon-beauty
 
 - ``step``: forward + backward of the packed causal-encoder step on real batches, its variants interleaved batch by
   batch in one process (per-target memory, shared memory, dropout, depths, widths, torch's dropout);
 - ``throughput``: whole `Trainer` runs: GenRecTrainer against a plain Seq2SeqTrainer padded to the cap, and the
-  causal-encoder T5 on packed rows at several shapes, in targets (sequences) per second.
+  causal-encoder T5 on packed rows at several shapes, in targets (sequences) per second;
+- ``loss``: the default recipe's step with the constrained loss over the whole vocabulary's logits against the loss
+  from the decoder's states (only the tokens the trie allows), with shared and with per-item collision codes.
 """
 
 from __future__ import annotations
@@ -241,6 +244,93 @@ def training_step(argv: list[str]) -> None:
     print(json.dumps({k: payload[k] for k in shown}, indent=2))
 
 
+def loss_speed(argv: list[str]) -> None:
+    """What scoring only the trie's tokens saves: forward + backward of the default recipe's packed step (2+1 layers,
+    width 64, dropout 0.1) on real Beauty batches, with the constrained loss computed from the whole vocabulary's
+    logits (``dense``: what `ConstrainedLoss` did before, and still does when asked for the outputs) or from the
+    decoder's states (``from_states``: `trie_cross_entropy_from_states`, what training runs now). Each runs with the
+    collision level shared by the items of one code tuple (TIGER's, about 800 tokens in all) and with per-item
+    collision codes (``collision_codes: per_item``: one more token per item). The two losses must agree on every batch.
+
+        python benchmarks/training_speed.py loss --data_dir ../shared/data --dataset amazon-beauty --threads 1
+
+    Writes ``benchmarks/results/training_loss_<dataset>.json``: seconds and targets per second per variant.
+    """
+    parser = argparse.ArgumentParser(prog="training_speed.py loss", description=loss_speed.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--dataset", default="amazon-beauty", choices=sorted(DATASETS))
+    parser.add_argument("--data_dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
+    parser.add_argument("--batches", type=int, default=30, help="Timed batches per variant (after 3 warm-up ones).")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    max_history, batch_size, codebook = DATASETS[args.dataset]
+    data = load_interactions(args.dataset, args.data_dir)
+    item_ids = data.items["item_id"][:]
+    # Random features: the IDs' values do not change the cost of a step, only their shape does.
+    features = np.random.default_rng(0).normal(size=(len(item_ids), 32)).astype(np.float32)
+    shared = RQKMeans(3, codebook).fit(features, item_ids)
+    sequences = training_part(data.sequences["item_ids"][:])
+    # the same users in both setups (packing depends on the sequences, not on the IDs)
+    picked = np.random.default_rng(0).choice(len(sequences), size=(args.batches + 3) * batch_size, replace=False)
+    setups = {}
+    for codes, ids in (("shared_codes", shared), ("per_item_codes", shared.with_item_collision_codes())):
+        tokenizer = ItemTokenizer(minimal_t5_tokenizer(), ids, history_eos=False)
+        packed = tokenize_sequences([sequences[int(i)] for i in picked], tokenizer, max_history=max_history)
+        collate = GenRecCollator(tokenizer.tokenizer.pad_token_id)
+        batches = [collate([packed[k] for k in range(b, b + batch_size)]) for b in range(0, len(packed), batch_size)]
+        model = build_t5_model(
+            tokenizer, seed=0, causal_encoder=True, item_positions=True, recency_embeddings=True,
+            d_model=64, d_ff=256, d_kv=32, num_heads=2, num_layers=2, num_decoder_layers=1, dropout_rate=0.1,
+        ).train()  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer = GenRecTrainer(
+                model=model,
+                args=GenRecTrainingArguments(output_dir=tmp, constrained_loss=True, use_cpu=True, report_to="none"),
+                item_tokenizer=tokenizer,
+            )
+        setups[codes] = (trainer, model, batches, len(tokenizer))
+    seconds, vocab = {}, {}
+    for step in range(args.batches + 3):
+        for codes, (trainer, model, batches, size) in setups.items():
+            vocab[codes] = size
+            losses = {}
+            for loss_name in ("dense", "from_states") if step % 2 else ("from_states", "dense"):
+                torch.manual_seed(step)  # the same dropout masks for both losses
+                start = time.perf_counter()
+                if loss_name == "dense":
+                    loss = trainer.compute_loss(model, batches[step], return_outputs=True)[0]
+                else:
+                    loss = trainer.compute_loss(model, batches[step])
+                loss.backward()
+                model.zero_grad(set_to_none=True)
+                if step >= 3:
+                    name = f"{loss_name}_{codes}"
+                    seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+                losses[loss_name] = loss.item()
+            if not np.isclose(losses["dense"], losses["from_states"], rtol=1e-4):
+                raise SystemExit(f"{codes} batch {step}: the losses differ ({losses}); the loss from states is wrong.")
+    _, _, batches, _ = setups["shared_codes"]
+    targets = sum(int((b["labels"].view(*b["target_ends"].shape, -1) != -100).any(-1).sum()) for b in batches[3:])
+    payload = {
+        "dataset": args.dataset,
+        "timed_batches": args.batches,
+        "users_per_batch": batch_size,
+        "targets": targets,
+        "vocabulary": vocab,
+        "seconds": seconds,
+        "targets_per_second": {name: targets / s for name, s in seconds.items()},
+        "speedup_from_states": {
+            codes: seconds[f"dense_{codes}"] / seconds[f"from_states_{codes}"] for codes in setups
+        },
+        "model": dict(d_model=64, d_ff=256, num_layers=2, num_decoder_layers=1, dropout_rate=0.1),
+        "threads": args.threads,
+    }
+    write_record(payload, Path(args.output or f"benchmarks/results/training_loss_{args.dataset}.json"))
+    print(json.dumps({k: payload[k] for k in ("vocabulary", "targets_per_second", "speedup_from_states")}, indent=2))
+
+
 #: width 128, MLP 512, 4+2 layers: the default recipe's T5 until its depth went to 2+1 (``DEFAULT_DEPTH``)
 RECIPE_T5_CONFIG = dict(
     d_model=128, d_ff=512, d_kv=32, num_heads=4, num_layers=4, num_decoder_layers=2, dropout_rate=0.1
@@ -401,4 +491,4 @@ def throughput(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     torch.manual_seed(0)  # as the throughput runs were measured
-    dispatch(__doc__, {"step": training_step, "throughput": throughput})
+    dispatch(__doc__, {"step": training_step, "throughput": throughput, "loss": loss_speed})

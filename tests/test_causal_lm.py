@@ -185,6 +185,9 @@ def test_packed_loss_equals_one_row_per_target(backbone, variable_length):
     )
     packed_constrained = constrained(model, batch)
     torch.testing.assert_close(packed_constrained, constrained(model, rows), rtol=1e-10, atol=1e-10)
+    # scoring the trie's tokens alone (training) equals the loss over the full logits (evaluation, with outputs)
+    dense, _ = constrained(model, batch, return_outputs=True)
+    torch.testing.assert_close(packed_constrained, dense, rtol=1e-6, atol=1e-6)  # float32 sums, in another order
     assert packed_constrained < packed_loss
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hf_genrec.decoding.generate import build_trie_index, generate_items
-from hf_genrec.decoding.trie import trie_cross_entropy
+from hf_genrec.decoding.trie import trie_cross_entropy, trie_cross_entropy_from_states
 from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
 from hf_genrec.training.examples import tokenize_examples, tokenize_sequences
@@ -45,6 +45,60 @@ def test_ignored_positions_and_bad_shapes(item_tokenizer):
     )
     with pytest.raises(ValueError, match="must be"):
         trie_cross_entropy(logits[:, :2], spellings, index)
+
+
+@pytest.mark.parametrize("per_item", [False, True])
+def test_loss_from_states_equals_the_dense_loss_with_its_gradients(per_item):
+    """Scoring only the trie's tokens (one product per depth, or the children alone where a node has few among many
+    tokens, as per-item codes give) is the dense loss over the whole vocabulary, with a prior's bonus and banned
+    tokens, gradients included."""
+    ids = make_semantic_ids(n_items=60, codebook_size=3)
+    ids = ids.with_item_collision_codes() if per_item else ids
+    tokenizer = ItemTokenizer(minimal_t5_tokenizer(), ids)
+    index = build_trie_index(tokenizer)
+    spellings = torch.tensor(tokenizer.spellings())
+    labels = torch.cat([spellings, torch.full((2, spellings.shape[1]), -100)])  # two padding rows
+    labels[5, 2:] = -100  # a spelling cut short
+    torch.manual_seed(0)
+    output_layer = torch.nn.Linear(8, len(tokenizer), bias=True)
+    states = torch.randn(len(labels), labels.shape[1], 8, requires_grad=True)
+    bonus = torch.rand(len(labels), labels.shape[1], len(tokenizer))
+    banned = torch.rand(len(labels), labels.shape[1], len(tokenizer)) < 0.2
+    banned.scatter_(2, labels.clamp(min=0)[..., None], False)  # never the label's own token
+
+    def loss_and_grads(loss):
+        output_layer.zero_grad()
+        states.grad = None
+        loss.backward()
+        return loss.detach(), [states.grad, output_layer.weight.grad, output_layer.bias.grad]
+
+    sparse, sparse_grads = loss_and_grads(
+        trie_cross_entropy_from_states(states, output_layer, labels, index, banned, bonus)
+    )
+    dense, dense_grads = loss_and_grads(trie_cross_entropy(output_layer(states) + bonus, labels, index, banned))
+    torch.testing.assert_close(sparse, dense)
+    for got, expected in zip(sparse_grads, dense_grads):
+        torch.testing.assert_close(got, expected)
+    if per_item:  # the last level holds one token per item
+        assert (index.local_to_token[-2] < index.vocab_size).sum() == len(tokenizer.spellings())
+    off_trie = labels[:1].clone()
+    off_trie[0, 1] = off_trie[0, 0]  # a first-level token where a second-level one belongs
+    with pytest.raises(ValueError, match="leaves the item trie at step 1"):
+        trie_cross_entropy_from_states(states[:1], output_layer, off_trie, index)
+
+
+def test_allowed_tokens_lists_what_allowed_mask_marks(item_tokenizer):
+    index = build_trie_index(item_tokenizer)
+    spellings = torch.tensor(item_tokenizer.spellings())
+    for step in range(spellings.shape[1] + 1):
+        tokens, valid = index.allowed_tokens(spellings[:, :step])
+        mask = index.allowed_mask(spellings[:, :step])
+        listed = torch.zeros_like(mask)
+        for row in range(len(tokens)):
+            listed[row, tokens[row][valid[row]]] = True
+        finished = ~valid.any(dim=1)
+        assert torch.equal(listed[~finished], mask[~finished])
+        assert (mask[finished].sum(dim=1) == 1).all()  # padding alone
 
 
 def test_every_decoding_path_ranks_alike_with_renormalised_scores(tiny_model, item_tokenizer):

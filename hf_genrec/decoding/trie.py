@@ -178,29 +178,42 @@ class TrieIndex:
             return rows // n_histories, torch.zeros(rows, dtype=torch.long, device=input_ids.device)
         return rows // n_histories, self.walk(input_ids[:, decoder_start_length:])
 
+    def allowed_tokens(self, prefixes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tokens that keep each prefix ``[N, t]`` on the trie, as a padded list rather than a vocabulary-wide
+        mask (losses that score only these tokens need no more).
+
+        Returns:
+            `(tokens, valid)`, both ``[N, width]`` with ``width`` the most children any of the prefixes has:
+            ``tokens[i, :k]`` are the ``k`` tokens allowed after prefix ``i`` (sorted by their index at that depth),
+            ``valid`` marks them, and padding holds ``vocab_size``. A finished or dead prefix has no valid token.
+        """
+        n, steps = prefixes.shape
+        device = prefixes.device
+        node = self.walk(prefixes) if steps else torch.zeros(n, dtype=torch.int64, device=device)
+        alive = node >= 0
+        base = (node.clamp_min(0) * self.alphabet).to(self.keys.dtype)
+        lo = torch.searchsorted(self.keys, base)
+        hi = torch.where(alive, torch.searchsorted(self.keys, base + self.alphabet), lo)
+        width = int((hi - lo).max()) if n and steps < self.max_length else 0
+        edge = lo[:, None] + torch.arange(width, device=device)[None, :]
+        valid = edge < hi[:, None]
+        if width == 0:
+            return torch.full((n, 0), self.vocab_size, dtype=torch.int64, device=device), valid
+        local = self.keys[edge.clamp(max=len(self.keys) - 1)].to(torch.int64) - base[:, None].to(torch.int64)
+        token = self.local_to_token[steps, local.clamp(0, self.alphabet)]
+        return torch.where(valid, token, torch.full_like(token, self.vocab_size)), valid
+
     def allowed_mask(self, prefixes: torch.Tensor) -> torch.Tensor:
         """Bool ``[N, vocab_size]``: the tokens that keep each prefix on the trie; pad alone for finished/dead ones."""
         n, steps = prefixes.shape
         device = prefixes.device
         if steps == 0:
             return self.root_allowed.to(device)[None, :].expand(n, -1).clone()
-        node = self.walk(prefixes)
-        alive = node >= 0
-        base = (node.clamp_min(0) * self.alphabet).to(self.keys.dtype)
-        lo = torch.searchsorted(self.keys, base)
-        hi = torch.searchsorted(self.keys, base + self.alphabet)
-        hi = torch.where(alive, hi, lo)
-        width = int((hi - lo).max()) if n else 0
+        tokens, valid = self.allowed_tokens(prefixes)
         mask = torch.zeros(n, self.vocab_size + 1, dtype=torch.bool, device=device)
-        if width > 0 and steps < self.max_length:
-            edge = lo[:, None] + torch.arange(width, device=device)[None, :]
-            valid = edge < hi[:, None]
-            local = self.keys[edge.clamp(max=len(self.keys) - 1)].to(torch.int64) - base[:, None].to(torch.int64)
-            token = self.local_to_token[steps, local.clamp(0, self.alphabet)]
-            token = torch.where(valid, token, torch.full_like(token, self.vocab_size))
-            mask.scatter_(1, token, True)
+        mask.scatter_(1, tokens, True)
         mask = mask[:, : self.vocab_size]
-        mask[hi == lo, self.pad_token_id] = True  # a finished spelling or a dead beam: only padding
+        mask[~valid.any(dim=1), self.pad_token_id] = True  # a finished spelling or a dead beam: only padding
         return mask
 
 
@@ -273,3 +286,74 @@ def trie_cross_entropy(
     return torch.nn.functional.cross_entropy(
         masked.reshape(-1, masked.shape[-1]).float(), labels.reshape(-1), ignore_index=-100
     )
+
+
+def trie_cross_entropy_from_states(
+    states: torch.Tensor,
+    output_layer: torch.nn.Module,
+    labels: torch.Tensor,
+    index: TrieIndex,
+    banned: torch.Tensor | None = None,
+    bonus: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`trie_cross_entropy` of ``output_layer(states)`` (plus ``bonus``), computing only the logits it needs.
+
+    Each step scores the tokens used at its depth of the trie (one matrix product; 256 codes rather than the whole
+    vocabulary) or, where a node has few children among many tokens (per-item collision codes: a handful out of one
+    token per item), just those children. The loss is the same number as the dense one, at a fraction of its cost
+    once the vocabulary is large.
+
+    Args:
+        states: ``[N, width, d]`` the states the output layer reads, one row per target spelling.
+        output_layer: the model's output embeddings (`get_output_embeddings()`), a linear layer.
+        labels, index, banned: as for `trie_cross_entropy`.
+        bonus: optional ``[N, width, vocab]`` added to the logits before the softmax (a fused prior).
+
+    Returns:
+        The mean over the non-ignored label tokens.
+    """
+    if labels.dim() != 2 or states.shape[:2] != labels.shape:
+        raise ValueError(f"states {tuple(states.shape)} and labels {tuple(labels.shape)} must be [N, width(, d)].")
+    if index.keys.device != labels.device:
+        index.to(labels.device)
+    weight, bias = output_layer.weight, getattr(output_layer, "bias", None)
+    total, count = states.new_zeros((), dtype=torch.float32), 0
+    for step in range(min(labels.shape[1], index.max_length)):
+        rows = (labels[:, step] != -100).nonzero(as_tuple=True)[0]
+        if len(rows) == 0:
+            continue
+        target = labels[rows, step]
+        tokens, valid = index.allowed_tokens(labels[rows, :step])
+        depth_tokens = index.local_to_token[step]
+        depth_tokens = depth_tokens[depth_tokens < index.vocab_size]
+        hidden = states[rows, step]
+        if tokens.shape[1] * 8 < len(depth_tokens):  # a few children each: gather their output embeddings
+            candidates = tokens.clamp(max=index.vocab_size - 1)
+            logits = torch.einsum("nd,nkd->nk", hidden, weight[candidates])
+            allowed = valid
+        else:  # one product with every token of this depth, then keep each row's children
+            candidates = depth_tokens[None, :].expand(len(rows), -1)
+            logits = hidden @ weight[depth_tokens].T
+            local = index.token_to_local[step, tokens.clamp(max=index.vocab_size - 1)].to(torch.int64)
+            allowed = torch.zeros(len(rows), len(depth_tokens) + 1, dtype=torch.bool, device=labels.device)
+            allowed.scatter_(1, torch.where(valid, local, len(depth_tokens)), True)
+            allowed = allowed[:, :-1]
+        if bias is not None:
+            logits = logits + bias[candidates]
+        if bonus is not None:
+            logits = logits.float() + bonus[rows, step].gather(1, candidates)
+        if banned is not None:
+            allowed = allowed & ~banned[rows, step].gather(1, candidates)
+        hit = (candidates == target[:, None]) & allowed
+        if not bool(hit.any(dim=1).all()):
+            bad = int(rows[~hit.any(dim=1)][0])
+            raise ValueError(
+                f"Label spelling {labels[bad].tolist()} leaves the item trie at step {step}: every label must spell "
+                "an item of the trie (build the trie and the labels from the same ItemTokenizer)."
+            )
+        logits = logits.float().masked_fill(~allowed, torch.finfo(torch.float32).min)
+        total = total + torch.nn.functional.cross_entropy(logits, hit.float().argmax(dim=1), reduction="sum")
+        count += len(rows)
+    if (labels[:, index.max_length :] != -100).any():
+        raise ValueError(f"Labels run past the trie's longest spelling ({index.max_length} tokens).")
+    return total / count if count else states.sum() * 0.0

@@ -357,7 +357,10 @@ class GenRecT5ForConditionalGeneration(T5ForConditionalGeneration):
     row ``b`` holds ``n`` targets (padding targets have all labels -100), ``labels`` ``[batch, n * width]`` holds
     their spellings in blocks of ``width`` tokens, and target ``j`` reads the first ``target_ends[b, j]`` history
     tokens. `hf_genrec.tokenize_sequences` and `GenRecCollator` build such batches. The returned ``logits`` keep
-    that layout, ``[batch, n * width, vocab]``, with zeros for padding targets.
+    that layout, ``[batch, n * width, vocab]``, with zeros for padding targets. With ``skip_output_layer=True``
+    (packed training only) it returns no logits and no loss but ``decoder_hidden_states=(states,)``, the states the
+    output layer would read, in the same layout: a loss that scores only some tokens (`ConstrainedLoss`) computes
+    those logits itself instead of the whole vocabulary's.
     """
 
     config_class = GenRecT5Config
@@ -385,8 +388,12 @@ class GenRecT5ForConditionalGeneration(T5ForConditionalGeneration):
             mask = torch.ones(encoder_states.shape[:2], dtype=torch.long, device=encoder_states.device)
         return last_state(encoder_states, mask)
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, target_ends=None, **kwargs):
+    def forward(
+        self, input_ids=None, attention_mask=None, labels=None, target_ends=None, skip_output_layer=False, **kwargs
+    ):
         if target_ends is None:
+            if skip_output_layer:
+                raise ValueError("skip_output_layer=True is for packed training batches (with target_ends).")
             start_state = getattr(self.config, "start_from_last_state", False)
             if self.config.item_positions or start_state:
                 if kwargs.get("encoder_outputs") is None and input_ids is not None:
@@ -464,6 +471,11 @@ class GenRecT5ForConditionalGeneration(T5ForConditionalGeneration):
         ).last_hidden_state
         if getattr(self.config, "scale_decoder_outputs", self.config.tie_word_embeddings):  # as T5's forward
             decoded = decoded * (self.model_dim**-0.5)
+        if skip_output_layer:
+            packed = decoded.new_zeros(batch, n_targets, width, decoded.shape[-1])
+            packed[row, target] = decoded
+            states = packed.view(batch, n_targets * width, -1)
+            return Seq2SeqLMOutput(decoder_hidden_states=(states,), encoder_last_hidden_state=encoded)
         logits = self.lm_head(decoded)
         loss = CrossEntropyLoss(ignore_index=-100)(logits.view(-1, logits.size(-1)), blocks.reshape(-1))
         # Back in the packed layout [batch, n_targets * width, vocab] (zeros for padding targets), as labels are.

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..decoding.exclude_history import history_excluded_tokens
 from ..decoding.fusion import TransitionFusionLogitsProcessor
-from ..decoding.trie import TrieIndex, trie_cross_entropy
+from ..decoding.trie import TrieIndex, trie_cross_entropy, trie_cross_entropy_from_states
 from ..models.causal_lm import is_decoder_only
 from ..models.prior import ItemTransitions
 from ..tokenization import ItemTokenizer
@@ -50,6 +50,11 @@ def target_histories(
     if len(out) != n_targets:
         raise ValueError(f"{len(out)} target histories for {n_targets} label spellings.")
     return out
+
+
+#: causal LMs whose logits are exactly ``get_output_embeddings()(base_model(...).last_hidden_state)`` (no final
+#: scaling or soft-capping), so their training loss can score the trie's tokens alone; others take the full logits
+PLAIN_OUTPUT_LAYER = frozenset({"llama", "gpt2", "qwen2", "qwen3", "mistral"})
 
 
 @dataclass
@@ -100,18 +105,28 @@ class ConstrainedLoss:
             scale = (blocks != -100).sum() / full.clamp(min=1)
             width -= 1
             inputs = {**inputs, "labels": blocks.reshape(labels.shape[0], -1)}
-        outputs = model(**inputs)
-        logits = outputs.logits.reshape(-1, width, outputs.logits.shape[-1])
+        # Training needs only the logits of the tokens the trie allows: skip the output layer's whole vocabulary.
+        from_states = not return_outputs and "target_ends" in inputs
+        outputs = model(**inputs, skip_output_layer=True) if from_states else model(**inputs)
+        vocab = self.trie_index.vocab_size
         banned = None
         if self.exclude_history:
             excluded = target_histories(
                 self.item_tokenizer, inputs["input_ids"], inputs.get("target_ends"), len(blocks)
             )
             banned = history_excluded_tokens(self.trie_index, self.spellings, excluded, blocks)
+        bonus = None
         if self.transition_weight:
-            logits = logits.float() + self.prior_bonus(
-                inputs, spelled, blocks.shape[1], logits.shape[-1], model.training
-            )
+            bonus = self.prior_bonus(inputs, spelled, blocks.shape[1], vocab, model.training)
+        if from_states:
+            states = outputs.decoder_hidden_states[-1]
+            states = states.reshape(-1, width, states.shape[-1])
+            output_layer = getattr(model, "module", model).get_output_embeddings()
+            loss = trie_cross_entropy_from_states(states, output_layer, blocks, self.trie_index, banned, bonus)
+            return loss * scale
+        logits = outputs.logits.reshape(-1, width, outputs.logits.shape[-1])
+        if bonus is not None:
+            logits = logits.float() + torch.nn.functional.pad(bonus, (0, logits.shape[-1] - vocab))
         loss = trie_cross_entropy(logits, blocks, self.trie_index, banned=banned) * scale
         return (loss, outputs) if return_outputs else loss
 
@@ -122,17 +137,25 @@ class ConstrainedLoss:
         `tokenize_causal_sequences`, or `causal_rows`): each target item's tokens are scored from the logits one
         position before them, over the tokens the trie allows. Fixed-length targets have no EOS label (the trie
         forces it), so the mean is over the same tokens as the model's own causal loss."""
+        labels = inputs["labels"]
         if self.transition_weight:
             raise ValueError(
                 "transition_weight_in_loss is not implemented for decoder-only models: set it to 0 and fuse the "
                 "prior at ranking only (transition_weight), or train a T5 (build_t5_model)."
             )
-        outputs = model(**{name: value for name, value in inputs.items() if name != "labels"})
-        rows, positions, blocks, histories = self.causal_targets(inputs["input_ids"], inputs["labels"])
-        logits = outputs.logits[rows[:, None], positions]
+        inputs = {name: value for name, value in inputs.items() if name != "labels"}
+        rows, positions, blocks, histories = self.causal_targets(inputs["input_ids"], labels)
         banned = None
         if self.exclude_history:
             banned = history_excluded_tokens(self.trie_index, self.spellings, histories, blocks)
+        # DDP (accelerate) must run the whole model in its own forward: a wrapped model takes the full logits
+        if not return_outputs and hasattr(model, "config") and model.config.model_type in PLAIN_OUTPUT_LAYER:
+            # Training needs only the logits of the tokens the trie allows: run the body, and score those alone.
+            states = model.base_model(**inputs).last_hidden_state[rows[:, None], positions]
+            output_layer = model.get_output_embeddings()
+            return trie_cross_entropy_from_states(states, output_layer, blocks, self.trie_index, banned)
+        outputs = model(**inputs)
+        logits = outputs.logits[rows[:, None], positions]
         loss = trie_cross_entropy(logits, blocks, self.trie_index, banned=banned)
         return (loss, outputs) if return_outputs else loss
 
