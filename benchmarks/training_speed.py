@@ -279,7 +279,10 @@ def loss_speed(argv: list[str]) -> None:
         tokenizer = ItemTokenizer(minimal_t5_tokenizer(), ids, history_eos=False)
         packed = tokenize_sequences([sequences[int(i)] for i in picked], tokenizer, max_history=max_history)
         collate = GenRecCollator(tokenizer.tokenizer.pad_token_id)
-        batches = [collate([packed[k] for k in range(b, b + batch_size)]) for b in range(0, len(packed), batch_size)]
+        batches = [
+            collate(list(packed.select(range(b, min(b + batch_size, len(packed))))))
+            for b in range(0, len(packed), batch_size)
+        ]
         model = build_t5_model(
             tokenizer, seed=0, causal_encoder=True, item_positions=True, recency_embeddings=True,
             d_model=64, d_ff=256, d_kv=32, num_heads=2, num_layers=2, num_decoder_layers=1, dropout_rate=0.1,
