@@ -290,7 +290,15 @@ def loss_speed(argv: list[str]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             trainer = GenRecTrainer(
                 model=model,
-                args=GenRecTrainingArguments(output_dir=tmp, constrained_loss=True, use_cpu=True, report_to="none"),
+                args=GenRecTrainingArguments(
+                    output_dir=tmp,
+                    constrained_loss=True,
+                    use_cpu=True,
+                    report_to="none",
+                    eval_strategy="no",
+                    save_strategy="no",
+                    load_best_model_at_end=False,
+                ),
                 item_tokenizer=tokenizer,
             )
         setups[codes] = (trainer, model, batches, len(tokenizer))
