@@ -248,7 +248,8 @@ def loss_speed(argv: list[str]) -> None:
     """What scoring only the trie's tokens saves: forward + backward of the default recipe's packed step (2+1 layers,
     width 64, dropout 0.1) on real Beauty batches, with the constrained loss computed from the whole vocabulary's
     logits (``dense``: what `ConstrainedLoss` did before, and still does when asked for the outputs) or from the
-    decoder's states (``from_states``: `trie_cross_entropy_from_states`, what training runs now). Each runs with the
+    decoder's states (``from_states``: `trie_cross_entropy_from_states`, what training runs now), on length-grouped
+    batches as the trainer makes them (the same users for every variant). Each runs with the
     collision level shared by the items of one code tuple (TIGER's, about 800 tokens in all) and with per-item
     collision codes (``collision_codes: per_item``: one more token per item). The two losses must agree on every batch.
 
@@ -260,7 +261,7 @@ def loss_speed(argv: list[str]) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--dataset", default="amazon-beauty", choices=sorted(DATASETS))
     parser.add_argument("--data_dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
-    parser.add_argument("--batches", type=int, default=30, help="Timed batches per variant (after 3 warm-up ones).")
+    parser.add_argument("--batches", type=int, default=30, help="About this many batches per variant are timed.")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
@@ -278,6 +279,8 @@ def loss_speed(argv: list[str]) -> None:
     for codes, ids in (("shared_codes", shared), ("per_item_codes", shared.with_item_collision_codes())):
         tokenizer = ItemTokenizer(minimal_t5_tokenizer(), ids, history_eos=False)
         packed = tokenize_sequences([sequences[int(i)] for i in picked], tokenizer, max_history=max_history)
+        # length-grouped batches, as GenRecTrainer's sampler makes them
+        packed = packed.select(np.argsort(-np.asarray(packed["length"]), kind="stable"))
         collate = GenRecCollator(tokenizer.tokenizer.pad_token_id)
         batches = [
             collate(list(packed.select(range(b, min(b + batch_size, len(packed))))))
@@ -303,7 +306,8 @@ def loss_speed(argv: list[str]) -> None:
             )
         setups[codes] = (trainer, model, batches, len(tokenizer))
     seconds, vocab = {}, {}
-    for step in range(args.batches + 3):
+    n_batches = min(len(batches) for _, _, batches, _ in setups.values())
+    for step in range(n_batches):
         for codes, (trainer, model, batches, size) in setups.items():
             vocab[codes] = size
             losses = {}
@@ -326,7 +330,7 @@ def loss_speed(argv: list[str]) -> None:
     targets = sum(int((b["labels"].view(*b["target_ends"].shape, -1) != -100).any(-1).sum()) for b in batches[3:])
     payload = {
         "dataset": args.dataset,
-        "timed_batches": args.batches,
+        "timed_batches": n_batches - 3,
         "users_per_batch": batch_size,
         "targets": targets,
         "vocabulary": vocab,
