@@ -300,9 +300,13 @@ def paired_section(rels: list[str], records: dict[str, dict]) -> str:
                 for other, d in value.items():
                     lines.append(f"| {link(rel)} | {first} | {other} | {record.get('users', '–')} | "
                                  f"{diff(d, 'recall@10')} | {diff(d, 'ndcg@10')} |")  # fmt: skip
+        users = str(record.get("users", "–"))
+        if record.get("split"):  # paired.py bundles --split: the users ranked, and the models alone or fused
+            alone = record.get("transition_weight") == 0
+            users += f" {record['split']}, {'models alone' if alone else 'fused'}"
         for other, d in (record.get("minus_first") or {}).items():
             first = next(iter(record.get("metrics") or {}), "first bundle")
-            lines.append(f"| {link(rel)} | {Path(other).name} | {Path(first).name} | {record.get('users', '–')} | "
+            lines.append(f"| {link(rel)} | {Path(other).name} | {Path(first).name} | {users} | "
                          f"{diff(d, 'recall@10')} | {diff(d, 'ndcg@10')} |")  # fmt: skip
         for split, value in (record.get("splits") or {}).items():
             if isinstance(value, dict) and "averaged_minus_raw" in value:
