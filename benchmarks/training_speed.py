@@ -54,6 +54,25 @@ def torch_dropout(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def loss_trainer(model: torch.nn.Module, tokenizer: ItemTokenizer) -> GenRecTrainer:
+    """A `GenRecTrainer` that only builds the item trie and the constrained loss for ``model`` (it neither evaluates
+    nor saves), for timing ``compute_loss``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return GenRecTrainer(
+            model=model,
+            args=GenRecTrainingArguments(
+                output_dir=tmp,
+                constrained_loss=True,
+                use_cpu=True,
+                report_to="none",
+                eval_strategy="no",
+                save_strategy="no",
+                load_best_model_at_end=False,
+            ),
+            item_tokenizer=tokenizer,
+        )
+
+
 def training_step(argv: list[str]) -> None:
     """What the packed training step of the default recipe costs, and what four changes save: forward + backward of
     the causal-encoder T5 (width 128, one encoder position per item, recency embeddings) on real packed, length-grouped
@@ -140,20 +159,7 @@ def training_step(argv: list[str]) -> None:
     }  # fmt: skip
     for key in [0.1, *depths]:
         models[(key, "torch")] = torch_dropout(copy.deepcopy(models[key]))
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = GenRecTrainer(
-            model=models[0.1],
-            args=GenRecTrainingArguments(
-                output_dir=tmp,
-                constrained_loss=True,
-                use_cpu=True,
-                report_to="none",
-                eval_strategy="no",
-                save_strategy="no",
-                load_best_model_at_end=False,
-            ),
-            item_tokenizer=tokenizer,
-        )
+    trainer = loss_trainer(models[0.1], tokenizer)
     index = trainer.trie_index
 
     def per_target_memory(model, batch, skip_eos):
@@ -290,20 +296,7 @@ def loss_speed(argv: list[str]) -> None:
             tokenizer, seed=0, causal_encoder=True, item_positions=True, recency_embeddings=True,
             d_model=64, d_ff=256, d_kv=32, num_heads=2, num_layers=2, num_decoder_layers=1, dropout_rate=0.1,
         ).train()  # fmt: skip
-        with tempfile.TemporaryDirectory() as tmp:
-            trainer = GenRecTrainer(
-                model=model,
-                args=GenRecTrainingArguments(
-                    output_dir=tmp,
-                    constrained_loss=True,
-                    use_cpu=True,
-                    report_to="none",
-                    eval_strategy="no",
-                    save_strategy="no",
-                    load_best_model_at_end=False,
-                ),
-                item_tokenizer=tokenizer,
-            )
+        trainer = loss_trainer(model, tokenizer)
         setups[codes] = (trainer, model, batches, len(tokenizer))
     seconds, vocab = {}, {}
     n_batches = min(len(batches) for _, _, batches, _ in setups.values())
