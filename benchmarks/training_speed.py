@@ -298,11 +298,11 @@ def loss_speed(argv: list[str]) -> None:
         ).train()  # fmt: skip
         trainer = loss_trainer(model, tokenizer)
         setups[codes] = (trainer, model, batches, len(tokenizer))
-    seconds, vocab = {}, {}
+    seconds = {}
+    vocab = {codes: size for codes, (_, _, _, size) in setups.items()}
     n_batches = min(len(batches) for _, _, batches, _ in setups.values())
     for step in range(n_batches):
-        for codes, (trainer, model, batches, size) in setups.items():
-            vocab[codes] = size
+        for codes, (trainer, model, batches, _) in setups.items():
             losses = {}
             for loss_name in ("dense", "from_states") if step % 2 else ("from_states", "dense"):
                 torch.manual_seed(step)  # the same dropout masks for both losses

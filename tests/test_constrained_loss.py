@@ -85,6 +85,8 @@ def test_loss_from_states_equals_the_dense_loss_with_its_gradients(per_item):
     off_trie[0, 1] = off_trie[0, 0]  # a first-level token where a second-level one belongs
     with pytest.raises(ValueError, match="leaves the item trie at step 1"):
         trie_cross_entropy_from_states(states[:1], output_layer, off_trie, index)
+    with pytest.raises(ValueError, match="banned .* must be \\[N, width, vocab\\]"):  # the dense loss's check
+        trie_cross_entropy_from_states(states, output_layer, labels, index, banned[..., :-1])
 
 
 def test_allowed_tokens_lists_what_allowed_mask_marks(item_tokenizer):

@@ -250,6 +250,22 @@ class TrieLogitsProcessor(LogitsProcessor):
         return scores.masked_fill(~allowed, float("-inf"))
 
 
+def _check_loss_inputs(
+    index: TrieIndex, labels: torch.Tensor, scores: torch.Tensor, name: str, last: str, banned: torch.Tensor | None
+) -> None:
+    """The checks both trie losses make: ``scores`` (logits or states) line up with the ``[N, width]`` labels, and
+    ``banned`` is ``[N, width, vocab]``; then the index moves to the labels' device."""
+    if labels.dim() != 2 or scores.shape[:2] != labels.shape:
+        raise ValueError(
+            f"{name} {tuple(scores.shape)} and labels {tuple(labels.shape)} must be [N, width(, {last})]."
+        )
+    expected = (*labels.shape, index.vocab_size)
+    if banned is not None and tuple(banned.shape) != expected:
+        raise ValueError(f"banned {tuple(banned.shape)} must be [N, width, vocab] like {expected}.")
+    if index.keys.device != labels.device:
+        index.to(labels.device)
+
+
 def trie_cross_entropy(
     logits: torch.Tensor, labels: torch.Tensor, index: TrieIndex, banned: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -269,14 +285,9 @@ def trie_cross_entropy(
     Returns:
         The mean over the non-ignored label tokens.
     """
-    if labels.dim() != 2 or logits.shape[:2] != labels.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} must be [N, width(, vocab)].")
-    if index.keys.device != labels.device:
-        index.to(labels.device)
+    _check_loss_inputs(index, labels, logits, "logits", "vocab", banned)
     allowed = torch.stack([index.allowed_mask(labels[:, :step]) for step in range(labels.shape[1])], dim=1)
     if banned is not None:
-        if banned.shape != allowed.shape:
-            raise ValueError(f"banned {tuple(banned.shape)} must be [N, width, vocab] like {tuple(allowed.shape)}.")
         allowed &= ~banned
     extra = logits.shape[-1] - allowed.shape[-1]
     if extra < 0:
@@ -312,10 +323,7 @@ def trie_cross_entropy_from_states(
     Returns:
         The mean over the non-ignored label tokens.
     """
-    if labels.dim() != 2 or states.shape[:2] != labels.shape:
-        raise ValueError(f"states {tuple(states.shape)} and labels {tuple(labels.shape)} must be [N, width(, d)].")
-    if index.keys.device != labels.device:
-        index.to(labels.device)
+    _check_loss_inputs(index, labels, states, "states", "d", banned)
     weight, bias = output_layer.weight, getattr(output_layer, "bias", None)
     total, count = states.new_zeros((), dtype=torch.float32), 0
     for step in range(min(labels.shape[1], index.max_length)):
