@@ -6,12 +6,14 @@
     OMP_NUM_THREADS=1 python benchmarks/decoding_speed.py catalogue
     python benchmarks/decoding_speed.py trainer outputs/id_schemes/rqkmeans --data_dir ../shared/data --max_users 2000
     python benchmarks/decoding_speed.py decoder                # a decoder-only Llama: fast path vs stock generate
+    OMP_NUM_THREADS=1 python benchmarks/decoding_speed.py scoring outputs/p39/t5-base2 outputs/p39/peritem
 
 - ``constrained``: no constraint, the Python reference, the vectorised trie and the fast path, side by side;
 - ``beams``: one saved recommender at several beam widths: does the search find the model's top 10?
 - ``catalogue``: how long the living catalogue takes to change (add, then retire, 10k of 1M items);
 - ``trainer``: the trainer's evaluation of a checkpoint with each decoding method: same metrics, how long each takes;
-- ``decoder``: a decoder-only model ranked by stock ``generate`` and by the fast path (each prompt run once).
+- ``decoder``: a decoder-only model ranked by stock ``generate`` and by the fast path (each prompt run once);
+- ``scoring``: saved recommenders ranking with only the trie's tokens scored, and with the whole vocabulary.
 """
 
 from __future__ import annotations
@@ -494,6 +496,68 @@ def decoder_only(argv: list[str]) -> None:
     print(json.dumps(record, indent=2))
 
 
+def trie_scoring(argv: list[str]) -> None:
+    """What scoring only the trie's tokens saves: each saved recommender ranks the same validation users (the model
+    alone, its history excluded) with the fast path as it runs, which computes the logits of only the tokens that
+    continue each beam on the trie, and with the same search made to score the whole vocabulary at every step.
+    Both must return the same items. Per-item collision codes (one token per item) are where it matters.
+
+        OMP_NUM_THREADS=1 python benchmarks/decoding_speed.py scoring outputs/p39/t5-base2 outputs/p39/peritem
+
+    Writes ``benchmarks/results/<dataset>_trie_scoring.json``.
+    """
+    from hf_genrec.decoding import generate as generate_module
+
+    parser = argparse.ArgumentParser(prog="decoding_speed.py scoring", description=trie_scoring.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("bundles", nargs="+", help="Folders written by reproduce.py or `hf-genrec train`.")
+    parser.add_argument("--dataset", default="amazon-beauty")
+    parser.add_argument("--data-dir", default=os.environ.get("HF_GENREC_DATA_DIR"))
+    parser.add_argument("--users", type=int, default=2000, help="Random validation users (seed 0).")
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args(argv)
+    data = load_interactions(args.dataset, args.data_dir)
+    search = generate_module.shared_beam_search
+    results = {}
+    for bundle in args.bundles:
+        recommender = GenerativeRecommender.from_pretrained(bundle)
+        validation = leave_one_out(data, max_history=recommender.config.max_history)["validation"]
+        rows = np.random.default_rng(0).choice(len(validation), size=min(args.users, len(validation)), replace=False)
+        histories = validation.select(rows)["history"][:]
+        found = {}
+        for scoring in ("whole vocabulary", "trie tokens"):
+            if scoring == "whole vocabulary":  # the same search, without the trie it would score candidates from
+                generate_module.shared_beam_search = lambda *a, **kw: search(*a, **{**kw, "index": None})
+            try:
+                found[scoring] = timed(
+                    lambda r=recommender, h=histories: r.recommend(h, k=10, transition_weight=0.0), 1
+                )
+            finally:
+                generate_module.shared_beam_search = search
+            print(f"{bundle} {scoring}: {found[scoring][0]:.1f} s", flush=True)
+        (dense_s, dense), (sparse_s, sparse) = found["whole vocabulary"], found["trie tokens"]
+        results[Path(bundle).name] = {
+            "bundle": bundle,
+            "vocab_size": int(recommender.model.config.vocab_size),
+            "per_item_codes": bool(
+                recommender.item_tokenizer.semantic_ids.diagnostics.get("per_item_collision_codes")
+            ),
+            "whole_vocabulary_s": dense_s,
+            "trie_tokens_s": sparse_s,
+            "speedup": dense_s / sparse_s,
+            "same_items": all([i for i, _ in a] == [i for i, _ in b] for a, b in zip(dense, sparse)),
+            "max_score_difference": max(abs(x - y) for a, b in zip(dense, sparse) for (_, x), (_, y) in zip(a, b)),
+        }
+    record = {
+        "dataset": args.dataset,
+        "setup": f"{len(rows)} random validation users, 10 items each, the bundle's beams, history excluded, no prior; "
+        f"one timed run per way; {torch.get_num_threads()} thread(s)",
+        "bundles": results,
+    }
+    write_record(record, args.output or f"benchmarks/results/{args.dataset}_trie_scoring.json")
+    print(json.dumps(record, indent=2))
+
+
 if __name__ == "__main__":
     commands = {"constrained": constrained, "beams": beam_width, "catalogue": catalogue, "trainer": trainer_evaluation}
-    dispatch(__doc__, {**commands, "decoder": decoder_only})
+    dispatch(__doc__, {**commands, "decoder": decoder_only, "scoring": trie_scoring})

@@ -182,3 +182,30 @@ def test_fusion_and_history_exclusion_agree_on_every_path_when_beams_are_pruned(
     for row, ban in enumerate(banned):
         assert not set(items[row].tolist()) & set(ban)
     assert not torch.equal(items, unfused[0])  # the fusion reaches the search
+
+
+def test_renormalised_search_scores_only_the_tries_tokens(model, catalogue, monkeypatch):
+    """With trie-renormalised scores the fast path never computes a vocabulary-wide row: the T5 decoder's
+    full-logits step is never called, and the items and scores still equal stock ``generate``'s, with the history
+    excluded and the prior fused (its first step scores the 64 first codes in one product, later steps gather each
+    beam's 4 children)."""
+    from hf_genrec.decoding.beam_search import _T5Decoder
+
+    histories = _histories(catalogue, seed=2)
+    input_ids, mask = encode_histories(catalogue, histories)
+    rows = [catalogue.index_of(h).tolist() for h in histories]
+    index = build_trie_index(catalogue)
+    fusion = _fusion(catalogue, index, rows)
+    search = dict(num_beams=20, k=20, index=index, exclude_items=rows, fusion=fusion)
+    model.generation_config.renormalize_logits = True
+    try:
+        expected = generate_items(model, catalogue, input_ids, mask, method="vectorised", **search)
+
+        def dense_step(self, tokens, position):
+            raise AssertionError("the renormalised fast path computed every token's logit")
+
+        monkeypatch.setattr(_T5Decoder, "step", dense_step)
+        found = generate_items(model, catalogue, input_ids, mask, method="fast", **search)
+    finally:
+        model.generation_config.renormalize_logits = False
+    _assert_same(found, expected)

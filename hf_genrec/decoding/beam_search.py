@@ -21,6 +21,25 @@ from torch.nn import functional as F
 from transformers import LogitsProcessor, PreTrainedModel
 
 from .causal_lm_decoder import _CausalLMDecoder, supports_cached_prompt
+from .trie import TrieIndex, allowed_logits
+
+
+def _processors(processor: LogitsProcessor | None) -> list[LogitsProcessor]:
+    """The members of a (possibly nested) `LogitsProcessorList`, or ``[processor]``."""
+    if processor is None:
+        return []
+    if isinstance(processor, list):
+        return [member for item in processor for member in _processors(item)]
+    return [processor]
+
+
+def _on_candidates(
+    processor: LogitsProcessor | None, prefix: torch.Tensor, candidates: torch.Tensor, scores: torch.Tensor
+) -> torch.Tensor:
+    """``processor`` (each member of a list in turn) applied to the scores of each row's ``candidates``."""
+    for member in _processors(processor):
+        scores = member.candidate_scores(prefix, candidates, scores)
+    return scores
 
 
 def supports_shared_beam_search(model: PreTrainedModel) -> bool:
@@ -67,11 +86,20 @@ class _T5Decoder:
     def reorder(self, rows: torch.Tensor) -> None:
         self.self_cache = [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in self.self_cache]
 
+    @property
+    def output_layer(self) -> torch.nn.Module:
+        """The layer that turns `hidden_states` into logits."""
+        return self.model.lm_head
+
     def step(self, tokens: torch.Tensor, position: int) -> torch.Tensor:
         """Logits ``[rows, vocab]`` for the next token after ``tokens`` ``[rows]`` at decoder ``position``.
 
         ``rows`` is ``batch`` (first step, one row per history) or ``batch * beams`` (beams of a history adjacent).
         """
+        return self.output_layer(self.hidden_states(tokens, position))
+
+    def hidden_states(self, tokens: torch.Tensor, position: int) -> torch.Tensor:
+        """The states ``[rows, d_model]`` the output layer reads for the token after ``tokens`` (see `step`)."""
         rows = tokens.shape[0]
         beams = rows // self.batch
         hidden = self.decoder.embed_tokens(tokens)[:, None, :]
@@ -106,8 +134,7 @@ class _T5Decoder:
             hidden = hidden + attention.o(out)
             hidden = block.layer[-1](hidden)  # feed-forward (plain or gated), with its residual
         self.self_cache = new_cache
-        hidden = self.decoder.final_layer_norm(hidden) * self.output_scale
-        return self.model.lm_head(hidden)[:, 0, :]
+        return self.decoder.final_layer_norm(hidden)[:, 0, :] * self.output_scale
 
 
 def _start_decoder(
@@ -161,6 +188,7 @@ def shared_beam_search(
     renormalize: bool = False,
     synced_gpus: bool = False,
     score_processor: LogitsProcessor | None = None,
+    index: TrieIndex | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Beam search with cross-attention shared by the beams of each history.
 
@@ -172,6 +200,13 @@ def shared_beam_search(
 
     ``score_processor`` runs after that, on the normalised log-probabilities: for bonuses that must not be
     normalised away (`hf_genrec.models.prior.TransitionFusionLogitsProcessor`).
+
+    ``index``, the item trie the processors keep the beams on, lets a search with ``renormalize=True`` compute the
+    logits of only the tokens that continue each beam on the trie (`allowed_logits`): 256 codes per step rather than
+    the whole vocabulary, or a beam's few children where every item has a token of its own (per-item collision
+    codes). The processors then act on those candidates (each needs a ``candidate_scores`` method, as hf_genrec's
+    have); the results are the same. Without it, or with a processor or model (a causal LM) that cannot, every step
+    scores the whole vocabulary.
 
     A decoder-only ``model`` (a causal LM) reads ``input_ids`` as its prompts (padded on either side; they are
     left-padded here); the returned sequences then start with ``decoder_start_token_id`` as a placeholder, and
@@ -205,6 +240,40 @@ def shared_beam_search(
     device = input_ids.device
     batch = input_ids.shape[0]
     decoders = [_start_decoder(member, input_ids, attention_mask, pad_token_id) for member in models]
+    # without renormalising, a token's log-probability is relative to the whole vocabulary: every logit is needed
+    sparse = (
+        index is not None
+        and renormalize
+        and all(hasattr(decoder, "hidden_states") for decoder in decoders)
+        and all(hasattr(p, "candidate_scores") for p in _processors(logits_processor) + _processors(score_processor))
+    )
+    if sparse and index.keys.device != device:
+        index.to(device)
+
+    def candidate_log_probs(prefix: torch.Tensor, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`next_log_probs` over each row's candidate tokens only: `(log_probs, candidates)`, both ``[rows, K + 1]``;
+        the last column is the pad token, the one choice of a row that nothing continues (as the trie processor
+        leaves a finished or dead beam)."""
+        spelled = prefix[:, 1:]  # the decoder start (or a causal LM's placeholder) is not part of the spelling
+        per_model, candidates = [], None
+        for decoder in decoders:
+            hidden = decoder.hidden_states(prefix[:, -1], position=position)
+            logits, candidates, allowed = allowed_logits(hidden, decoder.output_layer, index, spelled)
+            scores = _on_candidates(
+                logits_processor, prefix, candidates, logits.float().masked_fill(~allowed, -math.inf)
+            )
+            dead = ~torch.isfinite(scores).any(dim=1, keepdim=True)
+            pad = torch.zeros_like(dead, dtype=scores.dtype).masked_fill(~dead, -math.inf)
+            per_model.append(F.log_softmax(torch.cat([scores, pad], dim=1), dim=-1))
+        candidates = torch.cat([candidates, torch.full_like(candidates[:, :1], pad_token_id)], dim=1)
+        if len(per_model) == 1:
+            log_probs = per_model[0]
+        else:
+            log_probs = torch.logsumexp(torch.stack(per_model), dim=0) - math.log(len(per_model))
+        if score_processor is not None:
+            log_probs = torch.cat([_on_candidates(score_processor, prefix, candidates[:, :-1], log_probs[:, :-1]),
+                                   log_probs[:, -1:]], dim=1)  # fmt: skip
+        return log_probs, candidates
 
     def next_log_probs(prefix: torch.Tensor, position: int) -> torch.Tensor:
         """The (ensemble's) normalised, constrained next-token log-probabilities after each row of ``prefix``."""
@@ -245,18 +314,31 @@ def shared_beam_search(
             if _all_processes_done(True, device):
                 break
             continue
+        candidates = None  # the token of each column of log_probs, when not the whole vocabulary
         if cur_len == 1:  # every beam of a history is the decoder start: score it once and broadcast
-            log_probs = next_log_probs(running[:, 0, :1], position=0)
+            if sparse:
+                log_probs, candidates = candidate_log_probs(running[:, 0, :1], position=0)
+                candidates = candidates[:, None, :].expand(batch, num_beams, -1)
+            else:
+                log_probs = next_log_probs(running[:, 0, :1], position=0)
             log_probs = log_probs[:, None, :].expand(batch, num_beams, -1)
         else:
             flat = running[:, :, :cur_len].reshape(batch * num_beams, cur_len)
-            log_probs = next_log_probs(flat, position=cur_len - 1).view(batch, num_beams, -1)
+            if sparse:
+                log_probs, candidates = candidate_log_probs(flat, position=cur_len - 1)
+                candidates = candidates.view(batch, num_beams, -1)
+            else:
+                log_probs = next_log_probs(flat, position=cur_len - 1)
+            log_probs = log_probs.view(batch, num_beams, -1)
         vocab = log_probs.shape[-1]
         accumulated = (log_probs + running_scores[:, :, None]).reshape(batch, -1)
         topk_scores, topk_index = torch.topk(accumulated, k=beams_to_keep)
         origin = topk_index // vocab
         topk_sequences = _gather(running, origin)
-        topk_sequences[:, :, cur_len] = topk_index % vocab
+        column = topk_index % vocab
+        if candidates is not None:
+            column = candidates.reshape(batch, -1).gather(1, topk_index)
+        topk_sequences[:, :, cur_len] = column
         hits = (topk_sequences[:, :, cur_len] == eos_token_id) | (cur_len + 1 >= max_length)
 
         # running beams for the next step: the best that did not finish

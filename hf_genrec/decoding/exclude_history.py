@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from transformers import LogitsProcessor
 
-from .trie import TrieIndex
+from .trie import TrieIndex, candidate_positions
 
 
 class ExcludeItemsLogitsProcessor(LogitsProcessor):
@@ -86,6 +86,29 @@ class ExcludeItemsLogitsProcessor(LogitsProcessor):
         """Bool ``[rows, vocab_size]``: the tokens each row of ``input_ids`` (a prefix, decoder start included) may
         not take next; `None` once past the longest spelling. Also what a training loss masks (see
         `trie_cross_entropy`)."""
+        token = self._banned_tokens(input_ids, vocab_size)
+        if token is None:
+            return None
+        banned = torch.zeros(token.shape[0], vocab_size + 1, dtype=torch.bool, device=token.device)
+        banned.scatter_(1, token, True)
+        return banned[:, :vocab_size]
+
+    def candidate_scores(
+        self, input_ids: torch.LongTensor, candidates: torch.Tensor, scores: torch.FloatTensor
+    ) -> torch.FloatTensor:
+        """``__call__`` on the scores of each row's candidate tokens ``[rows, K]`` (sorted; see
+        `hf_genrec.decoding.trie.allowed_logits`) rather than of the whole vocabulary."""
+        token = self._banned_tokens(input_ids, -1)
+        if token is None:
+            return scores
+        position, _ = candidate_positions(candidates, token)
+        banned = torch.zeros(scores.shape[0], scores.shape[1] + 1, dtype=torch.bool, device=scores.device)
+        banned.scatter_(1, position.to(scores.device), True)
+        return scores.masked_fill(banned[:, :-1], float("-inf"))
+
+    def _banned_tokens(self, input_ids: torch.LongTensor, none: int) -> torch.Tensor | None:
+        """``[rows, H]`` the tokens each row may not take next, ``none`` where an excluded item bans nothing;
+        `None` once past the longest spelling."""
         step = input_ids.shape[1] - self.decoder_start_length
         if step >= self.token.shape[-1] or self.batch == 0:
             return None
@@ -94,10 +117,8 @@ class ExcludeItemsLogitsProcessor(LogitsProcessor):
         parent = self.parent[..., step].to(device)  # [batch, H]
         closed = self.closed[..., step].to(device)
         match = (node.view(self.batch, beams, 1) == parent[:, None, :]) & closed[:, None, :]  # [batch, beams, H]
-        token = torch.where(match, self.token[..., step].to(device)[:, None, :], vocab_size)
-        banned = torch.zeros(self.batch, beams, vocab_size + 1, dtype=torch.bool, device=device)
-        banned.scatter_(2, token.clamp(max=vocab_size), True)
-        return banned[..., :vocab_size].reshape(rows, vocab_size)
+        token = torch.where(match, self.token[..., step].to(device)[:, None, :], none)
+        return token.reshape(rows, -1)
 
 
 def history_excluded_tokens(

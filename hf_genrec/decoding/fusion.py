@@ -31,7 +31,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from ..models.prior import ItemTransitions
 from ..models.sasrec import SASRecModel, left_pad
-from .trie import TrieIndex
+from .trie import TrieIndex, candidate_positions
 
 
 def scorer_priors(
@@ -158,12 +158,45 @@ class TransitionFusionLogitsProcessor(LogitsProcessor):
         self.token = spelled
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        bonuses = self._bonuses(input_ids, scores.device)
+        if bonuses is None:
+            return scores
+        parent_bonus, token, child = bonuses
+        rows, vocab = scores.shape
+        token = torch.where(token < 0, vocab, token)
+        # a token leading to a node without successors loses the parent's bonus; one leading to successors keeps
+        # that of its child
+        bonus = (-parent_bonus)[:, None].expand(rows, vocab + 1).clone()
+        bonus.scatter_(1, token, torch.where(token < vocab, child, bonus.gather(1, token)))
+        fused = scores + bonus[:, :vocab]
+        return torch.log_softmax(fused, dim=-1) if self.normalize else fused
+
+    def candidate_scores(
+        self, input_ids: torch.LongTensor, candidates: torch.Tensor, scores: torch.FloatTensor
+    ) -> torch.FloatTensor:
+        """``__call__`` on the scores of each row's candidate tokens ``[rows, K]`` (sorted; see
+        `hf_genrec.decoding.trie.allowed_logits`) rather than of the whole vocabulary."""
+        bonuses = self._bonuses(input_ids, scores.device)
+        if bonuses is None:
+            return scores
+        parent_bonus, token, child = bonuses
+        rows, k = scores.shape
+        position, found = candidate_positions(candidates, token)
+        bonus = (-parent_bonus)[:, None].expand(rows, k + 1).clone()
+        bonus.scatter_(1, position, torch.where(found, child, bonus.gather(1, position)))
+        fused = scores + bonus[:, :k]
+        return torch.log_softmax(fused, dim=-1) if self.normalize else fused
+
+    def _bonuses(
+        self, input_ids: torch.LongTensor, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """`(parent_bonus, token, child)` for each beam row: the bonus of the node the row is at ``[rows]``, the
+        next tokens that lead to successors ``[rows, S]`` (``-1`` where none) and the bonus each then
+        gains over the parent's ``[rows, S]``; `None` once past the longest spelling."""
         step = input_ids.shape[1] - self.decoder_start_length
         if step >= self.token.shape[-1] or self.batch == 0:
-            return scores
-        rows, vocab = scores.shape
+            return None
         beams, node = self.index.beam_nodes(input_ids, self.batch, self.decoder_start_length, "priors")
-        device = scores.device
         path, node_bonus = self.path.to(device), self.node_bonus.to(device)
         if step == 0:
             parent_bonus = torch.zeros(self.batch, beams, device=device)
@@ -174,14 +207,10 @@ class TransitionFusionLogitsProcessor(LogitsProcessor):
             match = (node[..., None] == path[:, None, :, step - 1]) & (node[..., None] >= 0)  # [batch, beams, S]
             below = torch.where(match, node_bonus[:, None, :, step - 1], 0.0)
             parent_bonus = below.max(dim=-1).values  # every successor through this node carries the same bonus
-        # a token leading to a node without successors loses the parent's bonus; one leading to successors keeps
-        # that of its child
-        bonus = (-parent_bonus)[..., None].expand(self.batch, beams, vocab + 1).clone()
-        token = torch.where(match, self.token[..., step].to(device)[:, None, :], vocab).clamp(max=vocab)
+        token = torch.where(match, self.token[..., step].to(device)[:, None, :], -1)
         child = node_bonus[:, None, :, step].expand_as(token) - parent_bonus[..., None]
-        bonus.scatter_(2, token, torch.where(match, child, bonus.gather(2, token)))
-        fused = scores + bonus[..., :vocab].reshape(rows, vocab)
-        return torch.log_softmax(fused, dim=-1) if self.normalize else fused
+        rows = self.batch * beams
+        return parent_bonus.reshape(rows), token.reshape(rows, -1), child.reshape(rows, -1)
 
 
 @dataclass

@@ -219,6 +219,7 @@ def generate_items(
                 renormalize=renormalize,
                 synced_gpus=synced_gpus,
                 score_processor=fusion,
+                index=index,
             )
         else:
             if method == "vectorised":

@@ -249,6 +249,75 @@ class TrieLogitsProcessor(LogitsProcessor):
             allowed = torch.nn.functional.pad(allowed, (0, extra), value=False)
         return scores.masked_fill(~allowed, float("-inf"))
 
+    def candidate_scores(
+        self, input_ids: torch.LongTensor, candidates: torch.Tensor, scores: torch.FloatTensor
+    ) -> torch.FloatTensor:
+        """``__call__`` on the scores of given candidate tokens ``[rows, K]`` (see `allowed_logits`), not the
+        whole vocabulary: ``-inf`` for every candidate that leaves this trie."""
+        if self.index.keys.device != scores.device:
+            self.index.to(scores.device)
+        tokens, valid = self.index.allowed_tokens(input_ids[:, self.decoder_start_length :])
+        position, found = candidate_positions(candidates, torch.where(valid, tokens, -1))
+        allowed = torch.zeros(scores.shape[0], scores.shape[1] + 1, dtype=torch.bool, device=scores.device)
+        allowed.scatter_(1, torch.where(found, position, scores.shape[1]), True)
+        return scores.masked_fill(~allowed[:, :-1], float("-inf"))
+
+
+def allowed_logits(
+    hidden: torch.Tensor, output_layer: torch.nn.Module, index: TrieIndex, prefixes: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The output layer's logits for only the tokens that could follow each prefix on the trie.
+
+    Scores the tokens used at the prefixes' depth of the trie (one matrix product: 256 codes rather than the whole
+    vocabulary) or, where a node has few children among many tokens (per-item collision codes: a handful out of one
+    token per item), gathers just those children's output embeddings. The training loss
+    (`trie_cross_entropy_from_states`) and the beam search (`shared_beam_search`) both score this way.
+
+    Args:
+        hidden: ``[N, d]`` the states the output layer reads, one per prefix.
+        output_layer: the model's output embeddings (`get_output_embeddings()`), a linear layer.
+        index: the item trie.
+        prefixes: ``[N, t]`` the spelling tokens so far (all of one depth ``t``, which must be below
+            ``index.max_length``).
+
+    Returns:
+        `(logits, candidates, allowed)`, each ``[N, K]``: the logits of the ``candidates`` token ids (sorted in
+        each row; ``index.vocab_size`` pads them) and which candidates continue each prefix on the trie.
+    """
+    step = prefixes.shape[1]
+    weight, bias = output_layer.weight, getattr(output_layer, "bias", None)
+    tokens, valid = index.allowed_tokens(prefixes)
+    depth_tokens = index.local_to_token[step]
+    depth_tokens = depth_tokens[depth_tokens < index.vocab_size]
+    rows = len(prefixes)
+    if tokens.shape[1] * 8 < len(depth_tokens):  # a few children each: gather their output embeddings
+        candidates = tokens
+        logits = torch.einsum("nd,nkd->nk", hidden, weight[tokens.clamp(max=index.vocab_size - 1)])
+        allowed = valid
+    else:  # one product with every token of this depth, then keep each row's children
+        candidates = depth_tokens[None, :].expand(rows, -1)
+        logits = hidden @ weight[depth_tokens].T
+        local = index.token_to_local[step, tokens.clamp(max=index.vocab_size - 1)].to(torch.int64)
+        allowed = torch.zeros(rows, len(depth_tokens) + 1, dtype=torch.bool, device=hidden.device)
+        allowed.scatter_(1, torch.where(valid, local, len(depth_tokens)), True)
+        allowed = allowed[:, :-1]
+    if bias is not None:
+        logits = logits + bias[candidates.clamp(max=index.vocab_size - 1)]
+    return logits, candidates, allowed
+
+
+def candidate_positions(candidates: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each of ``tokens`` ``[N, S]`` sits among its row's sorted ``candidates`` ``[N, K]``: `(position,
+    found)`, both ``[N, S]``; a token that is not a candidate gets ``found=False`` and position ``K``. For processors
+    that act on the candidate scores of `allowed_logits` instead of a vocabulary-wide row."""
+    k = candidates.shape[1]
+    if k == 0:
+        return torch.full_like(tokens, 0), torch.zeros_like(tokens, dtype=torch.bool)
+    position = torch.searchsorted(candidates.contiguous(), tokens.contiguous())
+    found = candidates.gather(1, position.clamp(max=k - 1)) == tokens
+    found &= position < k
+    return torch.where(found, position, k), found
+
 
 def _check_loss_inputs(
     index: TrieIndex, labels: torch.Tensor, scores: torch.Tensor, name: str, last: str, banned: torch.Tensor | None
@@ -324,34 +393,18 @@ def trie_cross_entropy_from_states(
         The mean over the non-ignored label tokens.
     """
     _check_loss_inputs(index, labels, states, "states", "d", banned)
-    weight, bias = output_layer.weight, getattr(output_layer, "bias", None)
     total, count = states.new_zeros((), dtype=torch.float32), 0
     for step in range(min(labels.shape[1], index.max_length)):
         rows = (labels[:, step] != -100).nonzero(as_tuple=True)[0]
         if len(rows) == 0:
             continue
         target = labels[rows, step]
-        tokens, valid = index.allowed_tokens(labels[rows, :step])
-        depth_tokens = index.local_to_token[step]
-        depth_tokens = depth_tokens[depth_tokens < index.vocab_size]
-        hidden = states[rows, step]
-        if tokens.shape[1] * 8 < len(depth_tokens):  # a few children each: gather their output embeddings
-            candidates = tokens.clamp(max=index.vocab_size - 1)
-            logits = torch.einsum("nd,nkd->nk", hidden, weight[candidates])
-            allowed = valid
-        else:  # one product with every token of this depth, then keep each row's children
-            candidates = depth_tokens[None, :].expand(len(rows), -1)
-            logits = hidden @ weight[depth_tokens].T
-            local = index.token_to_local[step, tokens.clamp(max=index.vocab_size - 1)].to(torch.int64)
-            allowed = torch.zeros(len(rows), len(depth_tokens) + 1, dtype=torch.bool, device=labels.device)
-            allowed.scatter_(1, torch.where(valid, local, len(depth_tokens)), True)
-            allowed = allowed[:, :-1]
-        if bias is not None:
-            logits = logits + bias[candidates]
+        logits, candidates, allowed = allowed_logits(states[rows, step], output_layer, index, labels[rows, :step])
+        columns = candidates.clamp(max=index.vocab_size - 1)  # the padding of a row's candidates is never allowed
         if bonus is not None:
-            logits = logits.float() + bonus[rows, step].gather(1, candidates)
+            logits = logits.float() + bonus[rows, step].gather(1, columns)
         if banned is not None:
-            allowed = allowed & ~banned[rows, step].gather(1, candidates)
+            allowed = allowed & ~banned[rows, step].gather(1, columns)
         hit = (candidates == target[:, None]) & allowed
         if not bool(hit.any(dim=1).all()):
             bad = int(rows[~hit.any(dim=1)][0])
