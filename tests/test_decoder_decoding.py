@@ -133,6 +133,36 @@ def test_renormalised_scores_agree(model, catalogue):
     assert not torch.allclose(plain[1], found["fast"][1])  # the renormalisation reaches the search
 
 
+def test_renormalised_fast_path_scores_only_the_tries_tokens(model, catalogue, monkeypatch):
+    """With renormalised scores, these backbones' fast path runs the model's body and scores only the tokens that
+    continue each beam (their logits are their output layer on their states): no whole-vocabulary step, and the
+    items and scores of stock generate, with the history excluded and a prior fused."""
+    from hf_genrec.decoding.causal_lm_decoder import _CausalLMDecoder
+
+    histories = _histories(catalogue, seed=3)
+    input_ids, mask = encode_histories(catalogue, histories)
+    rows = [catalogue.index_of(h).tolist() for h in histories]
+    n = catalogue.num_items
+    rng = np.random.default_rng(1)
+    transitions = ItemTransitions.fit([rng.integers(0, n, size=6).tolist() for _ in range(2000)], n)
+    index = build_trie_index(catalogue)
+    spellings = torch.from_numpy(item_spellings(catalogue))
+    fusion = TransitionFusionLogitsProcessor(index, spellings, transitions.batch_prior(rows, 3), 2.0, 0.01)
+    search = dict(num_beams=20, k=20, index=index, exclude_items=rows, fusion=fusion)
+    model.generation_config.renormalize_logits = True
+    try:
+        expected = generate_items(model, catalogue, input_ids, mask, method="vectorised", **search)
+
+        def dense_step(self, tokens, position):
+            raise AssertionError("the renormalised fast path computed every token's logit")
+
+        monkeypatch.setattr(_CausalLMDecoder, "step", dense_step)
+        found = generate_items(model, catalogue, input_ids, mask, method="fast", **search)
+    finally:
+        model.generation_config.renormalize_logits = False
+    _assert_same(found, expected)
+
+
 def test_exclusion_and_fusion_agree_on_every_path(model, catalogue):
     """The history's items excluded and the successor prior fused in: the three paths return the same items with
     the same scores, none of them excluded, and the prior changes what is found."""

@@ -205,8 +205,8 @@ def shared_beam_search(
     logits of only the tokens that continue each beam on the trie (`allowed_logits`): 256 codes per step rather than
     the whole vocabulary, or a beam's few children where every item has a token of its own (per-item collision
     codes). The processors then act on those candidates (each needs a ``candidate_scores`` method, as hf_genrec's
-    have); the results are the same. Without it, or with a processor or model (a causal LM) that cannot, every step
-    scores the whole vocabulary.
+    have); the results are the same. Without it, or with a processor or a model that cannot (a causal LM outside
+    `PLAIN_OUTPUT_LAYER`), every step scores the whole vocabulary.
 
     A decoder-only ``model`` (a causal LM) reads ``input_ids`` as its prompts (padded on either side; they are
     left-padded here); the returned sequences then start with ``decoder_start_token_id`` as a placeholder, and
@@ -244,7 +244,7 @@ def shared_beam_search(
     sparse = (
         index is not None
         and renormalize
-        and all(hasattr(decoder, "hidden_states") for decoder in decoders)
+        and all(getattr(decoder, "output_layer", None) is not None for decoder in decoders)
         and all(hasattr(p, "candidate_scores") for p in _processors(logits_processor) + _processors(score_processor))
     )
     if sparse and index.keys.device != device:

@@ -18,7 +18,7 @@ import inspect
 import torch
 from transformers import PreTrainedModel
 
-from ..models.causal_lm import is_decoder_only
+from ..models.causal_lm import PLAIN_OUTPUT_LAYER, is_decoder_only
 
 #: what a causal LM's forward must accept for the fast path: an attention mask, explicit positions and a cache
 _FORWARD_ARGUMENTS = ("input_ids", "attention_mask", "position_ids", "use_cache")
@@ -101,19 +101,30 @@ class _CausalLMDecoder:
         self.batch = input_ids.shape[0]
         #: interface of the T5 decoder (a state added to the start token): a causal LM has none
         self.start_state: torch.Tensor | None = None
+        #: the layer that turns `hidden_states` into logits, where the logits are exactly that (`PLAIN_OUTPUT_LAYER`):
+        #: the beam search may then score the trie's tokens alone; `None` for other architectures
+        plain = getattr(model.config, "model_type", None) in PLAIN_OUTPUT_LAYER
+        self.output_layer = model.get_output_embeddings() if plain else None
         # as generate computes them: the cumulative count of real tokens, 0 on the padding
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
-        extra = {}
-        if "logits_to_keep" in inspect.signature(model.forward).parameters:
-            extra["logits_to_keep"] = 1  # only the last position's logits are read (generate does the same)
-        out = model(
-            input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, return_dict=True, **extra
-        )
-        self.cache = self._cache_of(out)
-        self.prompt_logits = out.logits[:, -1, :]
+        self.prompt_last = self._forward(input_ids=input_ids, attention_mask=mask, position_ids=positions)
         self.mask = mask
         self.prompt_length = mask.shape[1]
         self.last_position = positions[:, -1]
+
+    def _forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """Run the model on ``inputs`` with the cache and keep the new cache; return the last position's states (a
+        plain output layer: the body alone runs) or logits."""
+        if self.output_layer is not None:
+            out = self.model.base_model(**inputs, use_cache=True, return_dict=True)
+            self.cache = self._cache_of(out)
+            return out.last_hidden_state[:, -1, :]
+        extra = {}
+        if "logits_to_keep" in inspect.signature(self.model.forward).parameters:
+            extra["logits_to_keep"] = 1  # only the last position's logits are read (generate does the same)
+        out = self.model(**inputs, use_cache=True, return_dict=True, **extra)
+        self.cache = self._cache_of(out)
+        return out.logits[:, -1, :]
 
     def _cache_of(self, out) -> object:
         cache = getattr(out, "cache", None)
@@ -155,20 +166,27 @@ class _CausalLMDecoder:
         At position 0 (the decoder start, one row per history) these are the prompt's last logits; after that
         ``rows`` is ``batch * beams`` (beams of a history adjacent) and the tokens are fed with the cache.
         """
+        last = self._advance(tokens, position)
+        return last if self.output_layer is None else self.output_layer(last)
+
+    def hidden_states(self, tokens: torch.Tensor, position: int) -> torch.Tensor:
+        """The states ``[rows, d_model]`` `output_layer` reads for the token after ``tokens`` (see `step`); only for
+        a model with a plain output layer."""
+        if self.output_layer is None:
+            raise ValueError(f"{type(self.model).__name__}'s logits are not its output layer on its states.")
+        return self._advance(tokens, position)
+
+    def _advance(self, tokens: torch.Tensor, position: int) -> torch.Tensor:
         if position == 0:
-            return self.prompt_logits
+            return self.prompt_last
         rows = tokens.shape[0]
         if rows != self.mask.shape[0]:
             raise ValueError(f"{rows} rows to decode but the cache holds {self.mask.shape[0]}: reorder it first.")
         # the prompt's mask, then one column per token generated so far (the one fed now included)
         ones = torch.ones(rows, position, dtype=self.mask.dtype, device=self.mask.device)
-        out = self.model(
+        return self._forward(
             input_ids=tokens[:, None],
             attention_mask=torch.cat([self.mask, ones], dim=1),
             position_ids=(self.last_position + position)[:, None],
-            use_cache=True,
-            return_dict=True,
             **{self.cache_argument: self.cache},
         )
-        self.cache = self._cache_of(out)
-        return out.logits[:, -1, :]

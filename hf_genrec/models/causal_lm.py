@@ -43,6 +43,11 @@ _SIZE_FIELDS = {
 }
 
 
+#: causal LMs whose logits are exactly ``get_output_embeddings()(base_model(...).last_hidden_state)`` (no final
+#: scaling or soft-capping), so training and ranking can score the trie's tokens alone; others take the full logits
+PLAIN_OUTPUT_LAYER = frozenset({"llama", "gpt2", "qwen2", "qwen3", "mistral"})
+
+
 def is_decoder_only(model: PreTrainedModel | Any) -> bool:
     """Whether ``model`` reads one sequence (history then target) rather than an encoder input and decoder labels."""
     return not getattr(model.config, "is_encoder_decoder", False)

@@ -17,7 +17,7 @@ from torch import nn
 from ..decoding.exclude_history import history_excluded_tokens
 from ..decoding.fusion import TransitionFusionLogitsProcessor
 from ..decoding.trie import TrieIndex, trie_cross_entropy, trie_cross_entropy_from_states
-from ..models.causal_lm import is_decoder_only
+from ..models.causal_lm import PLAIN_OUTPUT_LAYER, is_decoder_only
 from ..models.prior import ItemTransitions
 from ..tokenization import ItemTokenizer
 
@@ -50,11 +50,6 @@ def target_histories(
     if len(out) != n_targets:
         raise ValueError(f"{len(out)} target histories for {n_targets} label spellings.")
     return out
-
-
-#: causal LMs whose logits are exactly ``get_output_embeddings()(base_model(...).last_hidden_state)`` (no final
-#: scaling or soft-capping), so their training loss can score the trie's tokens alone; others take the full logits
-PLAIN_OUTPUT_LAYER = frozenset({"llama", "gpt2", "qwen2", "qwen3", "mistral"})
 
 
 @dataclass
