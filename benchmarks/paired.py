@@ -3,13 +3,15 @@ difference (the users are the same, so that error is much smaller than either fi
 
     python benchmarks/paired.py bundles A B --dataset ml-1m --data-dir ../shared/data --max-history 200
     python benchmarks/paired.py hybrid outputs/reproduce/amazon-beauty_hybrid-recipe --data-dir ../shared/data
+    python benchmarks/paired.py hybrid outputs/b40/amazon-beauty_t5 --scorer outputs/s49/beauty_sasrec ...
     python benchmarks/paired.py splits outputs/reproduce/amazon-beauty_genrec --data-dir ../shared/data
     python benchmarks/paired.py averaged outputs/reproduce/amazon-beauty_genrec_ema/checkpoint-N --data-dir ...
     python benchmarks/paired.py files outputs/sasrec/test_per_user.json outputs/genrec/test_per_user.json
 
 - ``bundles``: saved recommenders ranked on the same test users and histories; each against the first.
-- ``hybrid``: one hybrid bundle four ways (the hybrid, its SASRec with and without the prior, its generative model
-  with the prior), optionally with its fusion weights picked again on validation users.
+- ``hybrid``: one hybrid bundle five ways (the hybrid, its SASRec with and without the prior, its generative model
+  with the prior and alone), optionally with its fusion weights picked again on validation users; or a generative
+  bundle and a separately trained SASRec (``--scorer``), fused as one.
 - ``splits``: one bundle on both leave-one-out splits (all users), and how the two splits' targets differ.
 - ``averaged``: the averaged (``ema_decay``) and the raw weights of one checkpoint, on the same users.
 - ``files``: any two per-user result files compared user by user: the ``test_per_user.json`` every recipe run
@@ -34,7 +36,7 @@ from hf_genrec import GenerativeRecommender
 from hf_genrec.data import leave_one_out, load_interactions
 from hf_genrec.data.splits import training_part
 from hf_genrec.evaluation.metrics import per_user_metrics, ranking_metrics, target_ranks
-from hf_genrec.models.sasrec import left_pad
+from hf_genrec.models.sasrec import SASRecConfig, SASRecModel, left_pad
 from hf_genrec.training.averaging import load_training_weights
 
 
@@ -61,13 +63,18 @@ def _write(result: dict, output: str | None) -> None:
 def hybrid(argv: list[str]) -> None:
     """One hybrid bundle against its own SASRec with the successor prior, user by user.
 
-    Ranks every test user four ways from one hybrid bundle (``reproduce.py --overlay hf_genrec/recipes/hybrid.yaml``
+    Ranks every test user five ways from one hybrid bundle (``reproduce.py --overlay hf_genrec/recipes/hybrid.yaml``
     or ``--hybrid-sasrec-minutes``): the hybrid at its saved weights, its SASRec with the same successor prior fused
-    (``--sasrec-prior-weight``, the weight the harness picked for that SASRec), the same SASRec alone, and the
-    generative model with the prior only (``--generative-prior-weight``, default the hybrid's prior weight). Prints
-    and writes (``--output``) Recall@10 / NDCG@10 of each and mean per-user differences with their standard errors:
-    the hybrid against the SASRec with the prior and the generative model with the prior (``hybrid_minus``), and the
-    generative model with the prior against the SASRec alone and with the prior (``generative_with_prior_minus``).
+    (``--sasrec-prior-weight``, the weight the harness picked for that SASRec), the same SASRec alone, the
+    generative model with the prior only (``--generative-prior-weight``, default the hybrid's prior weight) and the
+    generative model alone. Prints and writes (``--output``) Recall@10 / NDCG@10 of each and mean per-user
+    differences with their standard errors: the hybrid against the SASRec with the prior and the generative model with
+    the prior (``hybrid_minus``), the generative model with the prior against the SASRec alone and with the prior
+    (``generative_with_prior_minus``), and the generative model alone against the SASRec alone
+    (``generative_alone_minus``).
+
+    ``--scorer DIR`` takes the SASRec from a ``reproduce.py --model sasrec`` work dir (the state it tested) and fuses
+    it into any generative bundle, for the comparisons of two runs trained apart on the same budget.
 
     With ``--transition-weights`` and ``--scorer-weights`` the weights are picked again on the run's validation sample
     (``--validation-users`` users drawn with ``--seed``, the sample `run_experiment` validates on): every pair for the
@@ -82,6 +89,9 @@ def hybrid(argv: list[str]) -> None:
         prog="paired.py hybrid", description=hybrid.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("bundle")
+    parser.add_argument(
+        "--scorer", default=None, help="A `reproduce.py --model sasrec` work dir to fuse as the scorer."
+    )
     parser.add_argument("--dataset", default="amazon-beauty")
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--sasrec-prior-weight", type=float, default=2.0)
@@ -108,11 +118,13 @@ def hybrid(argv: list[str]) -> None:
         parser.error("--transition-weights and --scorer-weights go together (the hybrid's grid is their pairs).")
     torch.set_num_threads(2)
     recommender = GenerativeRecommender.from_pretrained(args.bundle)
+    data = load_interactions(args.dataset, args.data_dir)
+    if args.scorer is not None:
+        recommender.scorer = separate_scorer(Path(args.scorer), data.items["item_id"][:], recommender.item_ids)
     if recommender.scorer is None:
-        raise SystemExit(f"{args.bundle} holds no scorer/: it is not a hybrid bundle.")
+        raise SystemExit(f"{args.bundle} holds no scorer/: it is not a hybrid bundle (fuse one with --scorer).")
     config = recommender.config
     scorer = recommender.scorer
-    data = load_interactions(args.dataset, args.data_dir)
     splits = leave_one_out(data, max_history=args.max_history or scorer.config.max_positions)
     index = recommender.item_tokenizer.item_to_index
 
@@ -187,6 +199,9 @@ def hybrid(argv: list[str]) -> None:
     ranked["generative_with_prior"] = rank_generative(histories, picked["generative"], 0.0)
     timings["generative_with_prior_s"] = time.perf_counter() - start
     start = time.perf_counter()
+    ranked["generative_alone"] = rank_generative(histories, 0.0, 0.0)
+    timings["generative_alone_s"] = time.perf_counter() - start
+    start = time.perf_counter()
     ranked["sasrec_with_prior"] = rank_sasrec(rows, picked["sasrec"])
     timings["sasrec_with_prior_s"] = time.perf_counter() - start
     start = time.perf_counter()
@@ -194,23 +209,44 @@ def hybrid(argv: list[str]) -> None:
     timings["sasrec_alone_s"] = time.perf_counter() - start
 
     users = {name: per_user(r, targets) for name, r in ranked.items()}
-    result = {"bundle": args.bundle, "users": len(targets), "weights": {
+    result = {"bundle": args.bundle, "scorer": args.scorer, "users": len(targets), "weights": {
         "hybrid": {"transition_weight": picked["hybrid"][0], "scorer_weight": picked["hybrid"][1]},
         "sasrec_with_prior": {"transition_weight": picked["sasrec"]},
         "generative_with_prior": {"transition_weight": picked["generative"]},
         "sasrec_alone": {"transition_weight": 0.0},
+        "generative_alone": {"transition_weight": 0.0},
     }, "validation_grid": grid}  # fmt: skip
     result["metrics"] = {name: {m: float(v.mean()) for m, v in per.items()} for name, per in users.items()}
     comparisons = {
         "hybrid": ("sasrec_with_prior", "generative_with_prior"),
         "generative_with_prior": ("sasrec_alone", "sasrec_with_prior"),
+        "generative_alone": ("sasrec_alone",),
     }
     for first, others in comparisons.items():
         result[f"{first}_minus"] = {other: paired_difference(users[first], users[other]) for other in others}
     result.update(timings=timings)
-    shown = ("metrics", "hybrid_minus", "generative_with_prior_minus", "timings")
+    shown = ("metrics", "hybrid_minus", "generative_with_prior_minus", "generative_alone_minus", "timings")
     print(json.dumps({k: result[k] for k in shown}, indent=2))
     _write(result, args.output)
+
+
+def separate_scorer(work_dir: Path, data_items, bundle_items) -> SASRecModel:
+    """The SASRec a ``reproduce.py --model sasrec`` run tested (its work dir's state and training setup), its item
+    rows put in the bundle's order."""
+    from reproduce import TESTED_STATE
+    from safetensors.torch import load_file
+
+    from hf_genrec.decoding.fusion import reindex_items
+    from hf_genrec.training.sasrec import TRAINING_SETUP_FILE
+
+    setup, state = work_dir / TRAINING_SETUP_FILE, work_dir / TESTED_STATE
+    if not (setup.is_file() and state.is_file()):
+        raise SystemExit(f"{work_dir} is not a finished `reproduce.py --model sasrec` work dir (no {setup.name} "
+                         f"and {state.name}).")  # fmt: skip
+    config = {k: v for k, v in json.loads(setup.read_text())["config"].items() if k != "model_type"}
+    scorer = SASRecModel(SASRecConfig(**config))
+    scorer.load_state_dict(load_file(str(state)))
+    return reindex_items(scorer.eval(), list(data_items), list(bundle_items))
 
 
 def trained_minutes(bundle: str) -> float | None:
