@@ -397,6 +397,13 @@ def decoding_section(rels: list[str], records: dict[str, dict]) -> str:
             cells = ", ".join(f"{name} {run['seconds']:.1f} s" for name, run in record["runs"].items())
             parts.append(f"Trainer evaluation by decoding method, {link(rel)} ({record.get('users')} users, "
                          f"{record.get('num_beams')} beams): {cells}; same metrics: {record['same_metrics']}.")  # fmt: skip
+        elif "bundles" in record and "setup" in record:  # decoding_speed.py scoring
+            lines = ["| bundle | per-item codes | vocabulary | whole vocabulary (s) | trie's tokens (s) | speed-up | same items |",
+                     "|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
+            for name, row in record["bundles"].items():
+                lines.append(f"| {name} | {row['per_item_codes']} | {row['vocab_size']:,} | {fmt(row['whole_vocabulary_s'], 1)} | "
+                             f"{fmt(row['trie_tokens_s'], 1)} | {fmt(row['speedup'], 1)}x | {row['same_items']} |")  # fmt: skip
+            parts.append(f"Ranking with the trie's tokens only, {link(rel)} ({record['setup']}):\n\n" + "\n".join(lines))
         elif record.get("decoder_only"):
             parts.append(f"Decoder-only model, {link(rel)} ({record.get('setup', '')}): stock generate "
                          f"{fmt(record.get('stock_generate_s'), 2)} s, fast path {fmt(record.get('fast_path_s'), 2)} s "

@@ -209,3 +209,35 @@ def test_renormalised_search_scores_only_the_tries_tokens(model, catalogue, monk
     finally:
         model.generation_config.renormalize_logits = False
     _assert_same(found, expected)
+
+
+def test_a_renormalised_search_over_fewer_items_than_beams():
+    """Eleven items, 20 beams, k=20, the history excluded and a renormalising prior fused: beams run out of items,
+    and the fast path (candidates only) still returns what stock ``generate`` returns, the spent slots as -1."""
+    codes = np.array([[a, b] for a in range(3) for b in range(4)])[:11]
+    ids = from_codes(codes, [f"i{i}" for i in range(11)], add_collision_level=False, codebook_sizes=[4, 4])
+    catalogue = ItemTokenizer(minimal_t5_tokenizer(), ids, history_eos=False)
+    model = build_t5_model(catalogue, seed=0, **TINY_T5).eval()
+    histories = _histories(catalogue, batch=3)
+    input_ids, mask = encode_histories(catalogue, histories)
+    rows = [catalogue.index_of(h).tolist() for h in histories]
+    index = build_trie_index(catalogue)
+    spellings = torch.from_numpy(item_spellings(catalogue))
+    transitions = ItemTransitions.fit([[0, 1, 2], [3, 4, 5], [1, 6, 7], [8, 9, 10]], 11)
+    fusion = TransitionFusionLogitsProcessor(
+        index, spellings, transitions.batch_prior(rows, 3), weight=2.0, smoothing=0.01, normalize=True
+    )
+    search = dict(num_beams=20, k=20, index=index, exclude_items=rows, fusion=fusion)
+    model.generation_config.renormalize_logits = True
+    try:
+        found = {
+            m: generate_items(model, catalogue, input_ids, mask, method=m, **search) for m in ("fast", "vectorised")
+        }
+    finally:
+        model.generation_config.renormalize_logits = False
+    (items, scores), (expected_items, expected_scores) = found["fast"], found["vectorised"]
+    assert torch.equal(items, expected_items)
+    assert ((items == -1) == torch.isinf(scores)).all() and (items == -1).any()
+    torch.testing.assert_close(scores, expected_scores, rtol=0, atol=2e-5)
+    for row, banned in zip(items.tolist(), rows):
+        assert sorted(i for i in row if i >= 0) == sorted(set(range(11)) - set(banned))
