@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from transformers import LogitsProcessor
 
-from .trie import TrieIndex, candidate_positions
+from .trie import TrieIndex, candidates_among
 
 
 class ExcludeItemsLogitsProcessor(LogitsProcessor):
@@ -101,10 +101,7 @@ class ExcludeItemsLogitsProcessor(LogitsProcessor):
         token = self._banned_tokens(input_ids, -1)
         if token is None:
             return scores
-        position, _ = candidate_positions(candidates, token)
-        banned = torch.zeros(scores.shape[0], scores.shape[1] + 1, dtype=torch.bool, device=scores.device)
-        banned.scatter_(1, position.to(scores.device), True)
-        return scores.masked_fill(banned[:, :-1], float("-inf"))
+        return scores.masked_fill(candidates_among(candidates, token).to(scores.device), float("-inf"))
 
     def _banned_tokens(self, input_ids: torch.LongTensor, none: int) -> torch.Tensor | None:
         """``[rows, H]`` the tokens each row may not take next, ``none`` where an excluded item bans nothing;

@@ -257,10 +257,8 @@ class TrieLogitsProcessor(LogitsProcessor):
         if self.index.keys.device != scores.device:
             self.index.to(scores.device)
         tokens, valid = self.index.allowed_tokens(input_ids[:, self.decoder_start_length :])
-        position, found = candidate_positions(candidates, torch.where(valid, tokens, -1))
-        allowed = torch.zeros(scores.shape[0], scores.shape[1] + 1, dtype=torch.bool, device=scores.device)
-        allowed.scatter_(1, torch.where(found, position, scores.shape[1]), True)
-        return scores.masked_fill(~allowed[:, :-1], float("-inf"))
+        allowed = candidates_among(candidates, torch.where(valid, tokens, -1))
+        return scores.masked_fill(~allowed.to(scores.device), float("-inf"))
 
 
 def allowed_logits(
@@ -317,6 +315,15 @@ def candidate_positions(candidates: torch.Tensor, tokens: torch.Tensor) -> tuple
     found = candidates.gather(1, position.clamp(max=k - 1)) == tokens
     found &= position < k
     return torch.where(found, position, k), found
+
+
+def candidates_among(candidates: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Bool ``[N, K]``: which of each row's sorted ``candidates`` are among its ``tokens`` ``[N, S]`` (``-1`` pads
+    them)."""
+    position, _ = candidate_positions(candidates, tokens)
+    among = torch.zeros(candidates.shape[0], candidates.shape[1] + 1, dtype=torch.bool, device=candidates.device)
+    among.scatter_(1, position, True)
+    return among[:, :-1]
 
 
 def _check_loss_inputs(
