@@ -60,18 +60,20 @@ HEADLINE = {
         ("the T5 of recipe `ml-1m` alone (no prior)", "ml-1m_t5-vs-decoder_model-alone.json", "metrics.outputs/b40/ml-1m_t5"),
         ("the decoder-only Llama alone (no prior)", "ml-1m_t5-vs-decoder_model-alone.json", "metrics.outputs/b40/ml-1m_decoder"),
         ("SASRec (`reproduce.py --model sasrec`)", "ml-1m_sasrec.json", "test"),
+        ("SASRec + the successor prior", "ml-1m_sasrec.json", "successor_prior_fusion.test"),
         ("successor prior alone", "amd-epyc/ml-1m_20min_width-64.json", "baselines.successor_prior"),
         ("most popular", "amd-epyc/ml-1m_20min_width-64.json", "baselines.most_popular"),
     ],
     "amazon-beauty": [
-        ("hf_genrec, recipe `amazon-beauty` (= `amazon-default`)", "amd-epyc/amazon-beauty_width-64.json", "test"),
+        ("hf_genrec, recipe `amazon-beauty` (= `amazon-default`)", "amazon-beauty.json", "test"),
         ("hf_genrec decoder-only, `amazon-beauty` + `decoder` (Llama)", "amazon-beauty_decoder-recipe.json", "test"),
         ("hf_genrec hybrid, `amazon-beauty` + `hybrid`", "amd-epyc/amazon-beauty_hybrid-recipe_width-64.json", "test"),
         ("the T5 of recipe `amazon-beauty` alone (no prior)", "amazon-beauty_t5-vs-decoder_model-alone.json", "metrics.outputs/b40/amazon-beauty_t5"),
         ("the decoder-only Llama alone (no prior)", "amazon-beauty_t5-vs-decoder_model-alone.json", "metrics.outputs/b40/amazon-beauty_decoder"),
-        ("SASRec (`reproduce.py --model sasrec`)", "amd-epyc/amazon-beauty_sasrec_60min_best-state.json", "test"),
-        ("successor prior alone", "amd-epyc/amazon-beauty_width-64.json", "baselines.successor_prior"),
-        ("most popular", "amd-epyc/amazon-beauty_width-64.json", "baselines.most_popular"),
+        ("SASRec (`reproduce.py --model sasrec`)", "amazon-beauty_sasrec.json", "test"),
+        ("SASRec + the successor prior", "amazon-beauty_sasrec.json", "successor_prior_fusion.test"),
+        ("successor prior alone", "amazon-beauty.json", "baselines.successor_prior"),
+        ("most popular", "amazon-beauty.json", "baselines.most_popular"),
     ],
 }  # fmt: skip
 #: the papers' rows shown beside ours in the headline
@@ -188,7 +190,7 @@ def minutes_note(minutes) -> str:
 def headline_budget(record: dict, where: str) -> str:
     """A headline row's budget: its run's, or, for a bundle a paired record ranked (``metrics.<bundle>``), the
     minutes that bundle trained; a baseline has none."""
-    if where == "test":
+    if where in ("test", "successor_prior_fusion.test"):  # a model, alone or with the prior fused at ranking
         return budget_note(record)
     if where.startswith("metrics."):
         return minutes_note((record.get("train_minutes") or {}).get(where.removeprefix("metrics.")))
