@@ -405,7 +405,9 @@ def decoding_section(rels: list[str], records: dict[str, dict]) -> str:
             for name, row in record["bundles"].items():
                 lines.append(f"| {name} | {row['per_item_codes']} | {row['vocab_size']:,} | {fmt(row['whole_vocabulary_s'], 1)} | "
                              f"{fmt(row['trie_tokens_s'], 1)} | {fmt(row['speedup'], 1)}x | {row['same_items']} |")  # fmt: skip
-            parts.append(f"Ranking with the trie's tokens only, {link(rel)} ({record['setup']}):\n\n" + "\n".join(lines))
+            parts.append(
+                f"Ranking with the trie's tokens only, {link(rel)} ({record['setup']}):\n\n" + "\n".join(lines)
+            )
         elif record.get("decoder_only"):
             parts.append(f"Decoder-only model, {link(rel)} ({record.get('setup', '')}): stock generate "
                          f"{fmt(record.get('stock_generate_s'), 2)} s, fast path {fmt(record.get('fast_path_s'), 2)} s "
