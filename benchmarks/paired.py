@@ -35,7 +35,7 @@ from reproduce import KS, rank_genrec  # benchmarks/reproduce.py
 from hf_genrec import GenerativeRecommender
 from hf_genrec.data import leave_one_out, load_interactions
 from hf_genrec.data.splits import training_part
-from hf_genrec.evaluation.metrics import per_user_metrics, ranking_metrics, target_ranks
+from hf_genrec.evaluation.metrics import paired_difference, per_user_metrics, ranking_metrics, target_ranks
 from hf_genrec.models.sasrec import SASRecConfig, SASRecModel, left_pad
 from hf_genrec.training.averaging import load_training_weights
 
@@ -43,16 +43,6 @@ from hf_genrec.training.averaging import load_training_weights
 def per_user(ranked: np.ndarray, targets: np.ndarray, k: int = 10) -> dict[str, np.ndarray]:
     """Hit@k and NDCG@k of every user (one held-out item each)."""
     return per_user_metrics(target_ranks(ranked[:, :k], targets), ks=(k,))
-
-
-def paired_difference(first: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Per metric, the mean over users of ``first - other`` (``per_user`` arrays of the same users) and its standard
-    error."""
-    out = {}
-    for metric, values in first.items():
-        diff = np.asarray(values, dtype=float) - np.asarray(other[metric], dtype=float)
-        out[metric] = {"mean": float(diff.mean()), "standard_error": float(diff.std(ddof=1) / np.sqrt(len(diff)))}
-    return out
 
 
 def _write(result: dict, output: str | None) -> None:
@@ -281,6 +271,12 @@ def bundles(argv: list[str]) -> None:
         default=None,
         help="Rank every bundle at this successor-prior weight instead of its saved one (0: the models alone).",
     )
+    parser.add_argument(
+        "--num-beams",
+        type=int,
+        default=None,
+        help="Rank every bundle with this many beams instead of its saved number.",
+    )
     parser.add_argument("--output", default=None)
     parser.add_argument("--per-user-dir", default=None, help="Write each bundle's per-user hits here (for `files`).")
     args = parser.parse_args(argv)
@@ -296,7 +292,9 @@ def bundles(argv: list[str]) -> None:
         recommender = GenerativeRecommender.from_pretrained(bundle)
         index = recommender.item_tokenizer.item_to_index
         start = time.perf_counter()
-        ranked = recommender.recommend(histories, k=10, batch_size=256, transition_weight=args.transition_weight)
+        ranked = recommender.recommend(
+            histories, k=10, batch_size=256, transition_weight=args.transition_weight, num_beams=args.num_beams
+        )
         seconds[bundle] = time.perf_counter() - start
         rows = np.asarray([[index[item] for item, _ in row] for row in ranked])
         per[bundle] = per_user(rows, np.asarray([index[t] for t in targets]))
@@ -311,6 +309,7 @@ def bundles(argv: list[str]) -> None:
         "users": len(targets),
         "max_history": args.max_history,
         "transition_weight": args.transition_weight,
+        "num_beams": args.num_beams,
         "metrics": metrics,
         "minus_first": minus_first,
         "ranking_seconds": seconds,

@@ -246,6 +246,12 @@ def test_default_recipe_trains_packed_resumes_and_recommends(data_root, tmp_path
         ItemTransitions.from_pretrained(out).shrinkage == 30.0 and "transition_shrinkage 30.0" in results["protocol"]
     )
     assert {"recall@10", "ndcg@10"} <= set(results["baselines"]["successor_prior"])
+    # the model's lead over the prior alone, user by user on the same test users: the difference of the means
+    lead = results["minus_baselines"]["successor_prior"]["ndcg@10"]
+    assert lead["mean"] == pytest.approx(
+        results["test"]["ndcg@10"] - results["baselines"]["successor_prior"]["ndcg@10"]
+    )
+    assert lead["standard_error"] >= 0 and set(results["minus_baselines"]) == set(results["baselines"])
     assert results["train_targets"] > results["train_examples"]  # packed: several targets per row
     assert [p["epoch"] for p in results["validation_curve"]] == [1.0, 2.0]
     minutes = [p["train_minutes"] for p in results["validation_curve"]]

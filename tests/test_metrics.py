@@ -67,6 +67,23 @@ def test_per_user_metrics_average_to_the_ranking_metrics():
         assert values.mean() == pytest.approx(overall[metric])
 
 
+def test_paired_difference_is_the_mean_difference_with_its_standard_error():
+    from hf_genrec.evaluation.metrics import paired_difference
+
+    first = {"recall@10": np.array([1.0, 1.0, 0.0, 1.0]), "ndcg@10": np.array([1.0, 0.5, 0.0, 0.5])}
+    other = {"recall@10": np.array([0.0, 1.0, 0.0, 0.0]), "ndcg@10": np.array([0.0, 1.0, 0.0, 0.5])}
+    diff = paired_difference(first, other)
+    # differences 1, 0, 0, 1: mean 0.5, sample standard deviation sqrt(1/3), error sqrt(1/3) / 2
+    assert diff["recall@10"]["mean"] == pytest.approx(0.5)
+    assert diff["recall@10"]["standard_error"] == pytest.approx(math.sqrt(1 / 3) / 2)
+    assert diff["ndcg@10"]["mean"] == pytest.approx(0.125)
+    # the same users in both, or it is not a paired comparison
+    with pytest.raises(ValueError, match="same users in the same order"):
+        paired_difference(first, {m: v[:3] for m, v in other.items()})
+    with pytest.raises(KeyError, match="'ndcg@10' is in the first"):
+        paired_difference(first, {"recall@10": other["recall@10"]})
+
+
 def test_test_per_user_file_needs_one_rank_per_user(tmp_path):
     from hf_genrec.recipes.results import save_test_per_user
 

@@ -199,6 +199,12 @@ def test_model_sasrec_trains_and_ranks_under_the_recipes_protocol(data_root, tmp
     # the walk (item i is followed by i + 1) is easy: SASRec learns it, far above the most popular items
     assert results["test"]["recall@5"] > 0.8 > results["baselines"]["most_popular"]["recall@5"]
     assert results["test"]["invalid_rate"] == 0.0
+    # its lead over each baseline, user by user on the same users: the difference of the means, with an error
+    for baseline, diffs in results["minus_baselines"].items():
+        lead = results["test"]["recall@5"] - results["baselines"][baseline]["recall@5"]
+        assert diffs["recall@5"]["mean"] == pytest.approx(lead) and diffs["recall@5"]["standard_error"] >= 0
+        assert f"| SASRec minus {baseline}, per user | {diffs['recall@5']['mean']:+.4f} ± " in printed
+    assert results["minus_baselines"]["most_popular"]["recall@5"]["mean"] > 0.5
     training = results["sasrec"]["training"]
     # the overlay's patience (10 rankings without a better NDCG@10) may stop it before its 20 epochs
     assert training["epochs"] <= 20 and len(results["validation_curve"]) == training["epochs"]

@@ -25,7 +25,7 @@ from ..data import InteractionData, leave_one_out, load_interactions
 from ..data.loading import default_data_dir, normalize_dataset_name
 from ..data.splits import training_part
 from ..evaluation.baselines import MostPopular
-from ..evaluation.metrics import make_compute_metrics, ranking_metrics
+from ..evaluation.metrics import make_compute_metrics, ranking_metrics, target_ranks
 from ..models.prior import ItemTransitions
 from ..models.sasrec import SASRecModel, rank_histories
 from ..serving.recommender import GenerativeRecommender
@@ -343,6 +343,8 @@ class RunTest:
     ranks: np.ndarray | None
     targets: np.ndarray
     baselines: dict
+    #: each test target's rank in each baseline's ranking, for the model's per-user lead over it
+    baseline_ranks: dict
     popular_ranking: np.ndarray
 
 
@@ -380,7 +382,6 @@ def rank_test_users(
     # the same protocol as the model's: none of the history it reads
     seen = read if training_args.exclude_history else None
     popular_ranking = popular.predict(len(test_targets), max(ks), exclude=seen)
-    popular_metrics = ranking_metrics(popular_ranking, test_targets, ks)
     # the fused prior alone (its recent items' successors, then the most popular): what the fusion adds to
     prior_ranking = run_model.transitions.predict(
         test_histories,
@@ -389,13 +390,12 @@ def rank_test_users(
         fallback=popular.ranking,
         exclude=seen,
     )
-    prior_metrics = ranking_metrics(prior_ranking, test_targets, ks)
-    baselines = {"most_popular": popular_metrics, "successor_prior": prior_metrics}
+    rankings = {"most_popular": popular_ranking, "successor_prior": prior_ranking}
     if scorer is not None:  # the hybrid's scorer alone, reading the histories it reads in the hybrid
-        baselines["scorer"] = ranking_metrics(
-            rank_histories(scorer, read, max(ks), training_args.exclude_history), test_targets, ks
-        )
-    return RunTest(test, test_metrics, test_ranks, test_targets, baselines, popular_ranking)
+        rankings["scorer"] = rank_histories(scorer, read, max(ks), training_args.exclude_history)
+    baselines = {name: ranking_metrics(ranking, test_targets, ks) for name, ranking in rankings.items()}
+    baseline_ranks = {name: target_ranks(ranking, test_targets) for name, ranking in rankings.items()}
+    return RunTest(test, test_metrics, test_ranks, test_targets, baselines, baseline_ranks, popular_ranking)
 
 
 def save_run(
@@ -485,6 +485,7 @@ def run_experiment(
         test_ranks=tested.ranks,
         test_targets=tested.targets,
         baselines=tested.baselines,
+        baseline_ranks=tested.baseline_ranks,
         popular_ranking=tested.popular_ranking,
         timings=timings,
         num_parameters=run_model.model.num_parameters(),

@@ -27,7 +27,7 @@ from ..training.arguments import GenRecTrainingArguments
 from ..utils.saving import atomic_write_text
 from ..version import __version__
 from .arguments import DataArguments, ItemIDArguments
-from .results import metric_names, save_test_per_user, test_users_text
+from .results import metric_names, minus_baselines, save_test_per_user, test_users_text
 from .run import read_data, user_sequences_by_id
 from .scorer import (
     SCORER_TRAINING_DIR,
@@ -134,8 +134,10 @@ def run_sasrec_experiment(
     ranking = rank_histories(model, histories, max(ks), training_args.exclude_history)
     timings["test_eval_s"] = time.perf_counter() - start
     test_metrics = ranking_metrics(ranking, targets, ks)
-    baselines, popular_ranking = sasrec_baselines(run_data.train_sequences, train_rows, index, histories, targets,
-                                                  data.num_items, training_args)  # fmt: skip
+    rankings = sasrec_baselines(run_data.train_sequences, train_rows, index, histories, targets.size, data.num_items,
+                                training_args)  # fmt: skip
+    ranks = target_ranks(ranking, targets)
+    baselines = {name: ranking_metrics(r, targets, ks) for name, r in rankings.items()}
 
     summary = dict(model.config.training_summary or {})
     names = metric_names(ks)
@@ -150,6 +152,8 @@ def run_sasrec_experiment(
         ),
         "test": {name: test_metrics[name] for name in names},
         "baselines": {name: {k: metrics[k] for k in names} for name, metrics in baselines.items()},
+        # SASRec minus each baseline, user by user: its lead with a standard error
+        "minus_baselines": minus_baselines(ranks, {n: target_ranks(r, targets) for n, r in rankings.items()}, ks),
         "sasrec": {"config": model.config.to_diff_dict(), "training": summary},
         "train_seconds": timings["train_s"],
         "train_minutes": summary.get("train_minutes"),
@@ -157,7 +161,7 @@ def run_sasrec_experiment(
         "recall_curve": {
             "k": list(range(1, max(ks) + 1)),
             "SASRec": recall_curve(ranking, targets, max(ks)),
-            "most popular": recall_curve(popular_ranking, targets, max(ks)),
+            "most popular": recall_curve(rankings["most_popular"], targets, max(ks)),
         },
         "timings": timings,
         "train_steps": summary.get("steps"),
@@ -167,7 +171,7 @@ def run_sasrec_experiment(
         "library_version": __version__,
     }
     save_sasrec_run(results, model, list(index), output_dir)
-    save_test_per_user(output_dir, test["user_id"][:], target_ranks(ranking, targets), ks)
+    save_test_per_user(output_dir, test["user_id"][:], ranks, ks)
     return results
 
 
@@ -176,27 +180,24 @@ def sasrec_baselines(
     train_rows: list[list[int]],
     index: dict[str, int],
     histories: list[list[int]],
-    targets: np.ndarray,
+    num_users: int,
     num_items: int,
     training_args: GenRecTrainingArguments,
-) -> tuple[dict, np.ndarray]:
+) -> dict[str, np.ndarray]:
     """The most popular items and the successor prior alone, ranking the test users as a generative run's baselines
-    do (none of the history read, with ``exclude_history``); returns their metrics and the popular ranking."""
+    do (none of the history read, with ``exclude_history``): each baseline's ``[num_users, max(eval_ks)]`` ranking."""
     ks = training_args.eval_ks
     seen = histories if training_args.exclude_history else None
     popular = MostPopular(index).fit(train_sequences)
-    popular_ranking = popular.predict(len(targets), max(ks), exclude=seen)
     transitions = ItemTransitions.fit(
         train_rows, num_items, window=training_args.transition_window, shrinkage=training_args.transition_shrinkage
     )
-    prior_ranking = transitions.predict(
-        histories, max(ks), recent=training_args.transition_recent_items, fallback=popular.ranking, exclude=seen
-    )
-    baselines = {
-        "most_popular": ranking_metrics(popular_ranking, targets, ks),
-        "successor_prior": ranking_metrics(prior_ranking, targets, ks),
+    return {
+        "most_popular": popular.predict(num_users, max(ks), exclude=seen),
+        "successor_prior": transitions.predict(
+            histories, max(ks), recent=training_args.transition_recent_items, fallback=popular.ranking, exclude=seen
+        ),
     }
-    return baselines, popular_ranking
 
 
 def save_sasrec_run(results: dict, model: SASRecModel, item_ids: list[str], output_dir: Path) -> None:
