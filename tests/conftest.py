@@ -91,6 +91,24 @@ def pytest_configure(config):
     torch.set_num_threads(1)
 
 
+def searches_without_dense_steps(monkeypatch, model, item_tokenizer, input_ids, mask, decoder_class, **search):
+    """Stock ``generate``'s items (``method="vectorised"``) and the fast path's with trie-renormalised scores, the
+    fast path run with ``decoder_class.step`` (the whole-vocabulary step) made to fail: ``(found, expected)``."""
+    from hf_genrec.decoding.generate import generate_items
+
+    def dense_step(self, tokens, position):
+        raise AssertionError("the renormalised fast path computed every token's logit")
+
+    model.generation_config.renormalize_logits = True
+    try:
+        expected = generate_items(model, item_tokenizer, input_ids, mask, method="vectorised", **search)
+        monkeypatch.setattr(decoder_class, "step", dense_step)
+        found = generate_items(model, item_tokenizer, input_ids, mask, method="fast", **search)
+    finally:
+        model.generation_config.renormalize_logits = False
+    return found, expected
+
+
 def encode_histories(item_tokenizer, histories):
     """``(input_ids, attention_mask)`` of histories encoded as `ItemTokenizer.encode_history` does, right-padded."""
     rows = [item_tokenizer.encode_history(h) for h in histories]

@@ -15,7 +15,7 @@ from hf_genrec.models.t5 import build_t5_model
 from hf_genrec.semantic_ids import from_codes
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
 
-from .conftest import TINY_T5, encode_histories
+from .conftest import TINY_T5, encode_histories, searches_without_dense_steps
 
 CODEBOOK, LEVELS = 256, 4
 #: children per node on levels 1..3 below 64 first codes: 64 * 4 * 4 prefixes of 3 codes, 4 items under each
@@ -197,17 +197,9 @@ def test_renormalised_search_scores_only_the_tries_tokens(model, catalogue, monk
     index = build_trie_index(catalogue)
     fusion = _fusion(catalogue, index, rows)
     search = dict(num_beams=20, k=20, index=index, exclude_items=rows, fusion=fusion)
-    model.generation_config.renormalize_logits = True
-    try:
-        expected = generate_items(model, catalogue, input_ids, mask, method="vectorised", **search)
-
-        def dense_step(self, tokens, position):
-            raise AssertionError("the renormalised fast path computed every token's logit")
-
-        monkeypatch.setattr(_T5Decoder, "step", dense_step)
-        found = generate_items(model, catalogue, input_ids, mask, method="fast", **search)
-    finally:
-        model.generation_config.renormalize_logits = False
+    found, expected = searches_without_dense_steps(
+        monkeypatch, model, catalogue, input_ids, mask, _T5Decoder, **search
+    )
     _assert_same(found, expected)
 
 

@@ -18,7 +18,7 @@ from hf_genrec.models.prior import ItemTransitions
 from hf_genrec.semantic_ids import RQKMeans
 from hf_genrec.tokenization import ItemTokenizer, minimal_t5_tokenizer
 
-from .conftest import encode_histories
+from .conftest import encode_histories, searches_without_dense_steps
 
 BACKBONES = ("llama", "gpt2", "qwen2")
 METHODS = ("reference", "vectorised", "fast")
@@ -149,17 +149,9 @@ def test_renormalised_fast_path_scores_only_the_tries_tokens(model, catalogue, m
     spellings = torch.from_numpy(item_spellings(catalogue))
     fusion = TransitionFusionLogitsProcessor(index, spellings, transitions.batch_prior(rows, 3), 2.0, 0.01)
     search = dict(num_beams=20, k=20, index=index, exclude_items=rows, fusion=fusion)
-    model.generation_config.renormalize_logits = True
-    try:
-        expected = generate_items(model, catalogue, input_ids, mask, method="vectorised", **search)
-
-        def dense_step(self, tokens, position):
-            raise AssertionError("the renormalised fast path computed every token's logit")
-
-        monkeypatch.setattr(_CausalLMDecoder, "step", dense_step)
-        found = generate_items(model, catalogue, input_ids, mask, method="fast", **search)
-    finally:
-        model.generation_config.renormalize_logits = False
+    found, expected = searches_without_dense_steps(
+        monkeypatch, model, catalogue, input_ids, mask, _CausalLMDecoder, **search
+    )
     _assert_same(found, expected)
 
 
