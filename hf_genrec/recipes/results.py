@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluation.metrics import paired_difference, per_user_metrics, recall_curve
+from ..evaluation.metrics import paired_difference, per_user_metrics, recall_curve, target_ranks
 from ..models.sasrec import SASRecModel
 from ..training.arguments import GenRecTrainingArguments
 from ..utils.saving import atomic_write_text
@@ -70,15 +70,21 @@ def fused_text(args: GenRecTrainingArguments, scorer: SASRecModel | None) -> str
     return text
 
 
-def minus_baselines(ranks: np.ndarray | None, baseline_ranks: dict[str, np.ndarray], ks: Sequence[int]) -> dict | None:
+def minus_baselines(
+    ranks: np.ndarray | None, baseline_rankings: dict[str, np.ndarray], targets: np.ndarray, ks: Sequence[int]
+) -> dict | None:
     """The model minus each baseline on the same test users, user by user: per metric the mean difference and its
     standard error (`hf_genrec.evaluation.metrics.paired_difference`), so a lead is stated with its error (a lead of
-    more than two standard errors is one the users' sampling does not explain). `None` when the model ranked nothing.
+    more than two standard errors is one the users' sampling does not explain). ``ranks`` are the model's target
+    ranks, ``baseline_rankings`` each baseline's ``[n_users, K]`` ranking. `None` when the model ranked nothing.
     """
     if ranks is None:
         return None
     model = per_user_metrics(ranks, ks)
-    return {name: paired_difference(model, per_user_metrics(other, ks)) for name, other in baseline_ranks.items()}
+    return {
+        name: paired_difference(model, per_user_metrics(target_ranks(ranking, targets), ks))
+        for name, ranking in baseline_rankings.items()
+    }
 
 
 def validation_curve(log_history: list[dict]) -> list[dict]:
@@ -112,8 +118,7 @@ def generative_results(
     test_ranks: np.ndarray | None,
     test_targets: np.ndarray,
     baselines: dict,
-    baseline_ranks: dict[str, np.ndarray],
-    popular_ranking: np.ndarray,
+    baseline_rankings: dict[str, np.ndarray],
     timings: dict,
     num_parameters: int,
 ) -> dict:
@@ -139,7 +144,7 @@ def generative_results(
         "test": {name: test_metrics[f"test_{name}"] for name in names},
         "baselines": {baseline: {name: metrics[name] for name in names} for baseline, metrics in baselines.items()},
         # the model minus each baseline, user by user: its lead with a standard error
-        "minus_baselines": minus_baselines(test_ranks, baseline_ranks, ks),
+        "minus_baselines": minus_baselines(test_ranks, baseline_rankings, test_targets, ks),
         "transition_weight": training_args.transition_weight,
         "transition_weight_in_loss": training_args.transition_weight_in_loss,
         **fusion_records(fusion_grid, training_args),
@@ -154,7 +159,7 @@ def generative_results(
         else {
             "k": list(range(1, max(ks) + 1)),
             f"hf_genrec ({id_args.id_scheme})": [float(np.mean(test_ranks < k)) for k in range(1, max(ks) + 1)],
-            "most popular": recall_curve(popular_ranking, test_targets, max(ks)),
+            "most popular": recall_curve(baseline_rankings["most_popular"], test_targets, max(ks)),
         },
         "log_history": trainer.state.log_history,
         "timings": timings,

@@ -25,7 +25,7 @@ from ..data import InteractionData, leave_one_out, load_interactions
 from ..data.loading import default_data_dir, normalize_dataset_name
 from ..data.splits import training_part
 from ..evaluation.baselines import MostPopular
-from ..evaluation.metrics import make_compute_metrics, ranking_metrics, target_ranks
+from ..evaluation.metrics import make_compute_metrics, ranking_metrics
 from ..models.prior import ItemTransitions
 from ..models.sasrec import SASRecModel, rank_histories
 from ..serving.recommender import GenerativeRecommender
@@ -343,9 +343,8 @@ class RunTest:
     ranks: np.ndarray | None
     targets: np.ndarray
     baselines: dict
-    #: each test target's rank in each baseline's ranking, for the model's per-user lead over it
-    baseline_ranks: dict
-    popular_ranking: np.ndarray
+    #: each baseline's ranking of the test users, for the recall curve and the model's per-user lead over it
+    baseline_rankings: dict
 
 
 def rank_test_users(
@@ -394,8 +393,7 @@ def rank_test_users(
     if scorer is not None:  # the hybrid's scorer alone, reading the histories it reads in the hybrid
         rankings["scorer"] = rank_histories(scorer, read, max(ks), training_args.exclude_history)
     baselines = {name: ranking_metrics(ranking, test_targets, ks) for name, ranking in rankings.items()}
-    baseline_ranks = {name: target_ranks(ranking, test_targets) for name, ranking in rankings.items()}
-    return RunTest(test, test_metrics, test_ranks, test_targets, baselines, baseline_ranks, popular_ranking)
+    return RunTest(test, test_metrics, test_ranks, test_targets, baselines, rankings)
 
 
 def save_run(
@@ -485,8 +483,7 @@ def run_experiment(
         test_ranks=tested.ranks,
         test_targets=tested.targets,
         baselines=tested.baselines,
-        baseline_ranks=tested.baseline_ranks,
-        popular_ranking=tested.popular_ranking,
+        baseline_rankings=tested.baseline_rankings,
         timings=timings,
         num_parameters=run_model.model.num_parameters(),
     )

@@ -153,7 +153,7 @@ def run_sasrec_experiment(
         "test": {name: test_metrics[name] for name in names},
         "baselines": {name: {k: metrics[k] for k in names} for name, metrics in baselines.items()},
         # SASRec minus each baseline, user by user: its lead with a standard error
-        "minus_baselines": minus_baselines(ranks, {n: target_ranks(r, targets) for n, r in rankings.items()}, ks),
+        "minus_baselines": minus_baselines(ranks, rankings, targets, ks),
         "sasrec": {"config": model.config.to_diff_dict(), "training": summary},
         "train_seconds": timings["train_s"],
         "train_minutes": summary.get("train_minutes"),
